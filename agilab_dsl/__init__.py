@@ -1,0 +1,28 @@
+"""agilab-dsl: AGILAB's pipeline files as code — load, check, plan, run, watch.
+
+The public API is re-exported lazily so that ``import agilab_dsl`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_lab": "parse", "load_contract": "parse", "load_settings": "parse", "load_any": "parse",
+    "check_file": "check", "StepGraph": "graph", "Diagnostic": "errors", "LoadError": "errors",
+    "Lab": "model", "Stage": "model", "ParallelContract": "model", "AppSettings": "model",
+    "plan_partitions": "partition", "PartitionPlan": "partition",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agilab_dsl' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -1,0 +1,234 @@
+"""``agilab-run``: the only place that parses argv, prints, and picks exit codes.
+
+Exit codes: 0 ok; 1 a step failed, or ``check`` found problems; 2 the definition is invalid, a
+file cannot be read, or the call is wrong. Every command imports what it needs when it runs, so
+``--help`` and ``check`` never pay for dask, distributed, pyarrow, joblib, watchfiles or cupy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_INVALID = 2
+
+COMMANDS = ("check", "plan", "schema")
+
+_DESCRIPTION = """\
+Read AGILAB pipeline files (lab_steps.toml / lab_stages.toml, parallel_stage.toml,
+app_settings.toml) as code.
+
+commands:
+  check FILE...           validate files; every problem located (file:line:col)
+  plan FILE               partition plan of a parallel stage (or of every stage of a lab)
+  schema NAME             JSON Schema for editors: lab-steps, parallel-stage, app-settings
+
+exit codes: 0 ok, 1 problems found, 2 invalid definition or wrong call
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's default exits 2 too; keep the message short
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="agilab-run", description=_DESCRIPTION,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    check = sub.add_parser("check", help="validate lab, contract and settings files",
+                           description="Validate files. Exit 0 when clean, 1 when problems are found, "
+                                       "2 when a file cannot be read.")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("--json", action="store_true", help="same as --format json")
+    check.add_argument("--format", choices=("text", "json", "github"), default="text",
+                       help="github: ::error annotations for GitHub Actions")
+    check.add_argument("--strict", action="store_true", help="warnings count as problems")
+    check.add_argument("--settings", metavar="PATH", help="settings snapshot for labs (default: beside the lab)")
+    check.add_argument("--kind", choices=("lab", "contract", "settings"),
+                       help="treat every file as this kind instead of recognising it")
+
+    plan = sub.add_parser("plan", help="partition plan of a parallel stage",
+                          description="Partition plan of a parallel_stage.toml (or of every `stage` of a lab), "
+                                      "inputs resolved from the contract's glob beside the contract.")
+    plan.add_argument("file", metavar="FILE")
+    plan.add_argument("--cores", type=int, metavar="N", help="cores to plan for (default: this machine's)")
+    plan.add_argument("--json", action="store_true")
+
+    schema = sub.add_parser("schema", help="print a JSON Schema for editors")
+    schema.add_argument("name", choices=("lab-steps", "parallel-stage", "app-settings"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and not args_list[0].startswith("-") and args_list[0] not in COMMANDS:
+        print("agilab-run: running a lab is not available in this version yet; "
+              f"use `agilab-run check {args_list[0]}` or `agilab-run plan {args_list[0]}`", file=sys.stderr)
+        return EXIT_INVALID
+    parser = build_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # --help, or a usage error already printed
+        return int(exc.code or 0)
+    if args.version:
+        from . import __version__
+
+        print(f"agilab-run {__version__}")
+        return EXIT_OK
+    if args.command is None:
+        parser.print_help()
+        return EXIT_INVALID
+    try:
+        if args.command == "check":
+            return cmd_check(args, sys.stdout)
+        if args.command == "plan":
+            return cmd_plan(args, sys.stdout)
+        if args.command == "schema":
+            from .schema import render
+
+            sys.stdout.write(render(args.name))
+            return EXIT_OK
+    except KeyboardInterrupt:
+        print("agilab-run: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `agilab-run schema lab-steps | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+def _use_color(stream: TextIO) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    from .check import check_file
+    from .errors import render_github, render_text, to_json_text
+
+    fmt = "json" if args.json else args.format
+    color = fmt == "text" and _use_color(out)
+    reports: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    unreadable = False
+    for path in args.files:
+        result, settings = check_file(path, kind=args.kind, settings_path=args.settings)
+        entries = [result]
+        if settings is not None and settings.diagnostics and os.path.abspath(settings.path) not in {
+                os.path.abspath(f) for f in args.files}:
+            entries.append(settings)
+        for entry in entries:
+            key = os.path.abspath(entry.path)
+            if key in seen:
+                continue
+            seen.add(key)
+            diags = sorted(entry.diagnostics, key=lambda d: (d.line or 0, d.column or 0))
+            if any(d.code in ("file-missing", "file-unreadable") for d in diags):
+                unreadable = True
+            errors = sum(d.is_error for d in diags)
+            warnings = len(diags) - errors
+            ok = errors == 0 and not (args.strict and warnings)
+            reports.append({"path": entry.path, "ok": ok, "kind": entry.kind, "diagnostics": diags})
+    if fmt == "json":
+        payload = [{"path": r["path"], "ok": r["ok"], "issues": [d.to_json() for d in r["diagnostics"]]}
+                   for r in reports]
+        out.write(to_json_text(payload[0] if len(payload) == 1 else payload) + "\n")
+    elif fmt == "github":
+        for r in reports:
+            for d in r["diagnostics"]:
+                out.write(render_github(d) + "\n")
+    else:
+        for r in reports:
+            for d in r["diagnostics"]:
+                out.write(render_text(d, color=color) + "\n")
+        errors = sum(d.is_error for r in reports for d in r["diagnostics"])
+        warnings = sum(not d.is_error for r in reports for d in r["diagnostics"])
+        files = len(reports)
+        verdict = "ok" if all(r["ok"] for r in reports) else "problems found"
+        out.write(f"{files} file{'s' * (files != 1)} checked: {errors} error{'s' * (errors != 1)}, "
+                  f"{warnings} warning{'s' * (warnings != 1)} — {verdict}\n")
+    if unreadable:
+        return EXIT_INVALID
+    return EXIT_OK if all(r["ok"] for r in reports) else EXIT_PROBLEMS
+
+
+def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
+    from pathlib import Path
+
+    from .check import check_file
+    from .errors import render_text, to_json_text
+    from .parse import load_contract
+    from .partition import available_cores, plan_contract
+
+    if args.cores is not None and args.cores < 1:
+        print("agilab-run plan: error: --cores must be at least 1", file=sys.stderr)
+        return EXIT_INVALID
+    cores = args.cores or available_cores()
+    result, _ = check_file(args.file)
+    if not result.ok:
+        for d in result.diagnostics:
+            print(render_text(d), file=sys.stderr)
+        return EXIT_INVALID
+    targets: list[tuple[str | None, Any, Path]] = []
+    if result.kind == "contract":
+        targets.append((None, result.value, Path(args.file)))
+    elif result.kind == "lab":
+        for s in result.value.stages:
+            if s.stage.stage:
+                path = Path(args.file).parent / s.stage.stage
+                loaded = load_contract(path)
+                if not loaded.ok:
+                    for d in loaded.diagnostics:
+                        print(render_text(d), file=sys.stderr)
+                    return EXIT_INVALID
+                targets.append((s.id, loaded.value, path))
+        if not targets:
+            print(f"{args.file}: no stage runs a parallel contract (no `stage = \"parallel_stage.toml\"`)",
+                  file=sys.stderr if args.json else out)
+            if args.json:
+                out.write("[]\n")
+            return EXIT_OK
+    else:
+        print(f"agilab-run plan: error: {args.file} is a settings file; plan takes a parallel_stage.toml or a lab",
+              file=sys.stderr)
+        return EXIT_INVALID
+    plans = []
+    for step_id, contract, path in targets:
+        try:
+            plan = plan_contract(contract, path, cores)
+        except (OSError, ValueError) as exc:
+            print(f"{path}: error: cannot read the parameter grid: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        plans.append((step_id, contract, path, plan))
+    if args.json:
+        payload = [({"stage": sid} if sid else {}) | {"contract": str(p)} | plan.to_json()
+                   for sid, _, p, plan in plans]
+        out.write(to_json_text(payload[0] if result.kind == "contract" else payload) + "\n")
+        return EXIT_OK
+    for step_id, contract, path, plan in plans:
+        title = f"{contract.name}" + (f"  (stage {step_id})" if step_id else "")
+        out.write(f"{title}\n  contract   {path}\n")
+        shown = ", ".join(plan.files[:5]) + (f", … ({len(plan.files) - 5} more)" if len(plan.files) > 5 else "")
+        out.write(f"  input      {contract.input} → {plan.input_files} file{'s' * (plan.input_files != 1)}"
+                  + (f": {shown}" if plan.files else "") + "\n")
+        if plan.grid_points is not None:
+            out.write(f"  grid       {plan.grid_points} point{'s' * (plan.grid_points != 1)}\n")
+        out.write(f"  strategy   {contract.partition_strategy} ({'splittable' if plan.splittable else 'not splittable'})\n")
+        out.write(f"  workers    {contract.workers!s} on {plan.available_cores} core"
+                  f"{'s' * (plan.available_cores != 1)} → {plan.requested_workers} requested\n")
+        out.write(f"  plan       {plan.effective_workers} worker{'s' * (plan.effective_workers != 1)}, "
+                  f"{plan.planned_partitions} partition{'s' * (plan.planned_partitions != 1)}\n")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,519 @@
+"""The expression language: AST, parser (Lark grammars in ``grammar/``), printer and safe evaluator.
+
+Four kinds of text are parsed here:
+
+* templates — strings with ``${settings.args.x}``, ``${params.n}``, ``${env.HOME}`` or
+  ``${steps.load.outputs[0]}`` holes;
+* conditions — ``when = "settings.args.mode == 'fast' and not params.dry"``;
+* modes — ``"dask | rapids | pool"`` → 13 (pool 1, cython 2, dask 4, rapids 8), or an int;
+* function references — ``"module.sub:function"`` or ``"path/to/file.py:function"``.
+
+Nothing is ever handed to Python's ``eval``: :func:`evaluate` walks the tree. Parse errors are
+:class:`ExprSyntaxError` values carrying the offset inside the expression text, which the loader
+maps back to a line and column of the TOML file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from .errors import AgilabError, did_you_mean
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lark import Lark
+
+ROOTS = ("settings", "params", "env", "steps")
+MODE_FLAGS: dict[str, int] = {"pool": 1, "cython": 2, "dask": 4, "rapids": 8}
+MODE_MAX = sum(MODE_FLAGS.values())
+KEYWORDS = frozenset({"and", "or", "not", "in", "true", "false", "null", "True", "False", "None"})
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+_FUNCREF = re.compile(r"^[A-Za-z0-9_./:-]+:[A-Za-z_][A-Za-z0-9_]*$")
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+# ---------------------------------------------------------------------------------------------
+# AST: small frozen values. Positions are offsets into the parsed text and do not take part in
+# equality, so that print → parse round-trips compare structure only.
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    value: str | int | float | bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListLit:
+    items: tuple[Literal, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    root: str
+    path: tuple[str | int, ...]
+    pos: int = field(default=0, compare=False)
+    end: int = field(default=0, compare=False)
+
+    def dotted(self) -> str:
+        """``settings.args.x`` / ``steps.load.outputs[0]`` — the reference as a person writes it."""
+        return to_source(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    operand: Node
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    operands: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    operands: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    op: str  # == != < <= > >= in "not in"
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    parts: tuple[str | Ref, ...]
+
+    @property
+    def is_plain(self) -> bool:
+        return all(isinstance(p, str) for p in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class FuncRef:
+    module: str  # dotted module name, or a path to a .py file
+    function: str
+
+    @property
+    def is_path(self) -> bool:
+        return self.module.endswith(".py") or "/" in self.module
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.function}"
+
+
+Node = Union[Literal, ListLit, Ref, Not, And, Or, Compare]
+
+
+class ExprSyntaxError(AgilabError):
+    """An expression that does not parse, or refers to something that cannot exist."""
+
+    def __init__(self, message: str, offset: int, *, hint: str | None = None, width: int = 1,
+                 code: str = "expression-syntax") -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+        self.hint = hint
+        self.width = width
+        self.code = code
+
+
+class EvalError(AgilabError):
+    """An expression that parsed but cannot be evaluated in the given context."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+def grammar_dir() -> Path:
+    """The folder of the ``.lark`` files: inside the installed package, or the source checkout."""
+    packaged = Path(__file__).with_name("grammar")
+    if (packaged / "expressions.lark").is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "grammar"
+
+
+@lru_cache(maxsize=None)
+def _parser(name: str) -> Lark:
+    from lark import Lark
+
+    text = (grammar_dir() / f"{name}.lark").read_text(encoding="utf-8")
+    starts = ["template"] if name == "template" else ["condition", "reference", "mode", "funcref"]
+    return Lark(text, parser="lalr", start=starts, propagate_positions=True, maybe_placeholders=False)
+
+
+_TOKEN_WORDS = {
+    "NAME": "a name", "STRING": "a string", "SQ_STRING": "a string", "SIGNED_INT": "a number",
+    "SIGNED_FLOAT": "a number", "COMP_OP": "a comparison (==, !=, <, <=, >, >=)", "LPAR": "'('",
+    "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "DOT": "'.'", "COMMA": "','", "VBAR": "'|'",
+    "_AND": "'and'", "_OR": "'or'", "_NOT": "'not'", "_IN": "'in'", "$END": "the end",
+    "_TRUE": "true", "_FALSE": "false", "_NULL": "null", "FUNCREF": "module:function",
+    "BODY": "a reference", "RBRACE": "'}'",
+}
+
+
+def _describe_expected(expected: set[str]) -> str:
+    words = sorted({_TOKEN_WORDS.get(e, e.lower()) for e in expected})
+    if len(words) > 6:
+        words = words[:6] + ["…"]
+    return ", ".join(words)
+
+
+def _lark_parse(grammar: str, text: str, start: str) -> Any:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+    try:
+        return _parser(grammar).parse(text, start=start)
+    except UnexpectedToken as exc:
+        tok = exc.token
+        if tok.type == "$END":
+            raise ExprSyntaxError(
+                f"unexpected end of expression; expected {_describe_expected(exc.expected)}", len(text)
+            ) from None
+        raise ExprSyntaxError(
+            f"unexpected {str(tok)!r}; expected {_describe_expected(exc.expected)}",
+            tok.start_pos or 0, width=len(str(tok)),
+        ) from None
+    except UnexpectedCharacters as exc:
+        raise ExprSyntaxError(f"unexpected character {text[exc.pos_in_stream]!r}", exc.pos_in_stream) from None
+    except UnexpectedEOF as exc:
+        raise ExprSyntaxError(
+            f"unexpected end of expression; expected {_describe_expected(set(exc.expected))}", len(text)
+        ) from None
+    except UnexpectedInput as exc:  # pragma: no cover - the three above cover LALR
+        raise ExprSyntaxError(str(exc), getattr(exc, "pos_in_stream", 0) or 0) from None
+
+
+def _decode_string(token: str) -> str:
+    if token.startswith("'"):
+        return token[1:-1]
+    try:
+        value = json.loads(token)
+    except json.JSONDecodeError as exc:
+        raise ExprSyntaxError(f"invalid escape in string: {exc.msg}", 0) from None
+    assert isinstance(value, str)
+    return value
+
+
+def _build(tree: Any, base: int = 0) -> Any:
+    """Turn a Lark tree into AST nodes (one branch per grammar rule, named after it)."""
+    from lark import Token
+
+    if isinstance(tree, Token):
+        raise AssertionError(f"unexpected bare token {tree!r}")  # pragma: no cover
+    rule = tree.data
+    kids = tree.children
+    if rule == "or_":
+        return Or(tuple(_build(k, base) for k in kids))
+    if rule == "and_":
+        return And(tuple(_build(k, base) for k in kids))
+    if rule == "not_":
+        return Not(_build(kids[0], base))
+    if rule == "compare":
+        return Compare(str(kids[1]), _build(kids[0], base), _build(kids[2], base))
+    if rule == "in_":
+        return Compare("in", _build(kids[0], base), _build(kids[1], base))
+    if rule == "not_in":
+        return Compare("not in", _build(kids[0], base), _build(kids[1], base))
+    if rule == "list":
+        return ListLit(tuple(_build(k, base) for k in kids))
+    if rule == "string":
+        try:
+            return Literal(_decode_string(str(kids[0])))
+        except ExprSyntaxError as exc:
+            raise ExprSyntaxError(exc.message, base + kids[0].start_pos, width=len(kids[0])) from None
+    if rule == "sq_string":
+        return Literal(str(kids[0])[1:-1])
+    if rule == "int":
+        return Literal(int(kids[0]))
+    if rule == "float":
+        return Literal(float(kids[0]))
+    if rule == "true":
+        return Literal(True)
+    if rule == "false":
+        return Literal(False)
+    if rule == "null":
+        return Literal(None)
+    if rule == "reference":
+        return _build_ref(tree, base)
+    raise AssertionError(f"unhandled rule {rule}")  # pragma: no cover
+
+
+def _build_ref(tree: Any, base: int) -> Ref:
+    root_tok, *accessors = tree.children
+    root = str(root_tok)
+    start = base + root_tok.start_pos
+    end = base + (tree.meta.end_pos if not tree.meta.empty else root_tok.end_pos)
+    if root not in ROOTS:
+        raise ExprSyntaxError(
+            f"unknown reference root {root!r}: a reference starts with settings, params, env or steps",
+            start, hint=did_you_mean(root, ROOTS), width=len(root), code="reference-invalid",
+        )
+    path: list[str | int] = []
+    for acc in accessors:
+        tok = acc.children[0]
+        if acc.data == "attr":
+            path.append(str(tok))
+        elif acc.data == "index":
+            path.append(int(tok))
+        else:
+            path.append(_decode_string(str(tok)))
+    ref = Ref(root, tuple(path), start, end)
+    if not path:
+        raise ExprSyntaxError(
+            f"{root!r} alone is not a value: name a key, e.g. {root}.name", start, width=len(root),
+            code="reference-invalid",
+        )
+    if root == "steps":
+        ok = (len(path) == 3 and isinstance(path[0], str) and path[1] in ("outputs", "produces")
+              and isinstance(path[2], int))
+        if not ok:
+            raise ExprSyntaxError(
+                "a step reference has the form steps.<id>.outputs[N]", start, width=end - start,
+                code="reference-invalid",
+            )
+    return ref
+
+
+def parse_condition(text: str) -> Node:
+    """Parse a ``when`` condition."""
+    return _build(_lark_parse("expressions", text, "condition"))  # type: ignore[no-any-return]
+
+
+def parse_reference(text: str, *, base: int = 0) -> Ref:
+    """Parse one reference, e.g. ``settings.args.data_in``; offsets are shifted by ``base``."""
+    try:
+        tree = _lark_parse("expressions", text, "reference")
+    except ExprSyntaxError as exc:
+        raise ExprSyntaxError(exc.message, exc.offset + base, hint=exc.hint, width=exc.width) from None
+    return _build_ref(tree, base)
+
+
+def parse_template(text: str) -> Template:
+    """Split a string into text and ``${reference}`` holes. ``$${`` writes a literal ``${``."""
+    if "${" not in text:
+        return Template((text,) if text else ())
+    tree = _lark_parse("template", text, "template")
+    parts: list[str | Ref] = []
+    for child in tree.children:
+        if hasattr(child, "data"):  # a hole
+            body = child.children[0]
+            inner = str(body)
+            stripped = inner.strip()
+            lead = len(inner) - len(inner.lstrip())
+            parts.append(parse_reference(stripped, base=body.start_pos + lead))
+        else:
+            piece = "${" if child.type == "ESCAPE" else str(child)
+            if parts and isinstance(parts[-1], str):
+                parts[-1] += piece
+            else:
+                parts.append(piece)
+    return Template(tuple(parts))
+
+
+def parse_mode(value: int | str) -> int:
+    """The AGILAB execution bitmask of ``13`` or ``"dask | rapids | pool"``."""
+    if isinstance(value, bool):
+        raise ExprSyntaxError("mode must be an int or a flags expression, not a boolean", 0)
+    if isinstance(value, int):
+        if not 0 <= value <= MODE_MAX:
+            raise ExprSyntaxError(f"mode {value} is outside 0..{MODE_MAX}", 0, code="reference-invalid")
+        return value
+    tree = _lark_parse("expressions", value, "mode")
+    bits = 0
+    for term in tree.children:
+        tok = term.children[0]
+        if tok.type == "SIGNED_INT":
+            n = int(tok)
+            if not 0 <= n <= MODE_MAX:
+                raise ExprSyntaxError(f"mode {n} is outside 0..{MODE_MAX}", tok.start_pos, width=len(tok))
+            bits |= n
+        else:
+            name = str(tok)
+            if name not in MODE_FLAGS:
+                raise ExprSyntaxError(
+                    f"unknown mode flag {name!r} (flags: pool, cython, dask, rapids)",
+                    tok.start_pos, hint=did_you_mean(name, MODE_FLAGS), width=len(name),
+                )
+            bits |= MODE_FLAGS[name]
+    return bits
+
+
+def mode_flags(bits: int) -> tuple[str, ...]:
+    """Names of the flags set in a mode bitmask, in AGILAB's order."""
+    return tuple(name for name, bit in MODE_FLAGS.items() if bits & bit)
+
+
+def parse_funcref(text: str) -> FuncRef:
+    """``module.sub:function`` or ``path/to/file.py:function``."""
+    if not _FUNCREF.match(text):
+        pos = 0 if ":" in text else len(text)
+        raise ExprSyntaxError(
+            f"{text!r} is not a function reference", pos,
+            hint="write module.sub:function or path/to/file.py:function",
+            code="function-reference-invalid",
+        )
+    module, _, function = text.rpartition(":")
+    ref = FuncRef(module, function)
+    if not ref.is_path and not _DOTTED.match(module):
+        raise ExprSyntaxError(
+            f"{module!r} is neither a dotted module name nor a path to a .py file", 0,
+            width=len(module), code="function-reference-invalid",
+        )
+    return ref
+
+
+# ---------------------------------------------------------------------------------------------
+# Printing: the canonical source of a node. parse(to_source(n)) == n for every node.
+
+_PRECEDENCE = {Or: 1, And: 2, Not: 3, Compare: 4}
+
+
+def _prec(node: Any) -> int:
+    return _PRECEDENCE.get(type(node), 5)
+
+
+def to_source(node: Any) -> str:
+    if isinstance(node, Literal):
+        v = node.value
+        if v is None:
+            return "null"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v, ensure_ascii=False)
+        return repr(v)
+    if isinstance(node, ListLit):
+        return "[" + ", ".join(to_source(i) for i in node.items) + "]"
+    if isinstance(node, Ref):
+        out = node.root
+        for p in node.path:
+            if isinstance(p, int):
+                out += f"[{p}]"
+            elif _NAME.match(p) and p not in KEYWORDS:
+                out += f".{p}"
+            else:
+                out += f"[{json.dumps(p, ensure_ascii=False)}]"
+        return out
+    if isinstance(node, Not):
+        inner = to_source(node.operand)
+        return f"not {inner}" if _prec(node.operand) >= 3 else f"not ({inner})"
+    if isinstance(node, (And, Or)):
+        word = " and " if isinstance(node, And) else " or "
+        mine = _prec(node)
+        return word.join(
+            to_source(o) if _prec(o) > mine else f"({to_source(o)})" for o in node.operands
+        )
+    if isinstance(node, Compare):
+        def side(n: Any) -> str:
+            return to_source(n) if _prec(n) == 5 else f"({to_source(n)})"
+        return f"{side(node.left)} {node.op} {side(node.right)}"
+    if isinstance(node, Template):
+        out = ""
+        for part in node.parts:
+            out += part.replace("${", "$${") if isinstance(part, str) else "${" + to_source(part) + "}"
+        return out
+    raise TypeError(f"not an expression node: {node!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation: a pure function of a node and a context {settings, params, env, steps}.
+
+
+def iter_refs(node: Any) -> Iterator[Ref]:
+    if isinstance(node, Ref):
+        yield node
+    elif isinstance(node, Not):
+        yield from iter_refs(node.operand)
+    elif isinstance(node, (And, Or)):
+        for o in node.operands:
+            yield from iter_refs(o)
+    elif isinstance(node, Compare):
+        yield from iter_refs(node.left)
+        yield from iter_refs(node.right)
+    elif isinstance(node, Template):
+        for p in node.parts:
+            if isinstance(p, Ref):
+                yield p
+
+
+_MISSING = object()
+
+
+def resolve(ref: Ref, context: Mapping[str, Any]) -> Any:
+    """The value a reference names, or :class:`EvalError` saying which part is missing."""
+    value: Any = context.get(ref.root, _MISSING)
+    if value is _MISSING:
+        raise EvalError(f"{ref.root} is not available here")
+    walked = ref.root
+    path = ref.path
+    if ref.root == "steps" and len(path) == 3 and path[1] == "produces":
+        path = (path[0], "outputs", path[2])
+    for part in path:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            raise EvalError(f"{to_source(Ref(ref.root, ref.path))} is not defined "
+                            f"({walked} has no {part!r})") from None
+        walked = to_source(Ref(ref.root, tuple(ref.path[: ref.path.index(part) + 1])))
+    return value
+
+
+def evaluate(node: Node, context: Mapping[str, Any]) -> Any:
+    if isinstance(node, Literal):
+        return node.value
+    if isinstance(node, ListLit):
+        return [i.value for i in node.items]
+    if isinstance(node, Ref):
+        return resolve(node, context)
+    if isinstance(node, Not):
+        return not evaluate(node.operand, context)
+    if isinstance(node, And):
+        return all(evaluate(o, context) for o in node.operands)
+    if isinstance(node, Or):
+        return any(evaluate(o, context) for o in node.operands)
+    if isinstance(node, Compare):
+        left, right = evaluate(node.left, context), evaluate(node.right, context)
+        op = node.op
+        if op == "==":
+            return left == right
+        if op == "!=":
+            return left != right
+        if op in ("in", "not in"):
+            if not isinstance(right, (list, tuple, str, dict)):
+                raise EvalError(f"'{op}' needs a list, string or table on its right, not {type(right).__name__}")
+            try:
+                found = left in right
+            except TypeError as exc:
+                raise EvalError(str(exc)) from None
+            return found if op == "in" else not found
+        numbers = (int, float)
+        comparable = (isinstance(left, numbers) and isinstance(right, numbers)
+                      and not isinstance(left, bool) and not isinstance(right, bool)) or (
+            isinstance(left, str) and isinstance(right, str))
+        if not comparable:
+            raise EvalError(f"cannot compare {type(left).__name__} {op} {type(right).__name__}")
+        return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+    raise TypeError(f"not an expression node: {node!r}")
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def render(template: Template, context: Mapping[str, Any]) -> str:
+    """Fill a template's holes from the context."""
+    return "".join(p if isinstance(p, str) else _as_text(resolve(p, context)) for p in template.parts)

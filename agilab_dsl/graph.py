@@ -1,0 +1,151 @@
+"""The step graph: an immutable value built from a lab; filters return new graphs.
+
+Edges come from explicit deps, from artifacts (a stage consuming a path another produces), and
+from ``${steps.<id>.outputs[N]}`` references. A module whose stages declare no dependency at all
+runs in sequence order (``__sequence`` if saved, else file order): each stage depends on the one
+before it.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import posixpath
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .model import Lab
+
+EdgeKind = Literal["deps", "artifact", "reference", "sequence"]
+
+
+@dataclass(frozen=True)
+class Edge:
+    upstream: str
+    downstream: str
+    kind: EdgeKind
+    detail: str = ""  # the artifact path, for artifact edges
+
+
+def normalize_artifact(path: str) -> str:
+    """One spelling per artifact path, so ``./a/b.csv`` and ``a//b.csv`` meet."""
+    return posixpath.normpath(path.replace("\\", "/"))
+
+
+@dataclass(frozen=True)
+class StepGraph:
+    """Step ids in lab order and the edges between them."""
+
+    ids: tuple[str, ...]
+    edges: tuple[Edge, ...]
+    _up: Mapping[str, frozenset[str]] = field(repr=False, compare=False, default_factory=dict)
+    _down: Mapping[str, frozenset[str]] = field(repr=False, compare=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        up: dict[str, set[str]] = {i: set() for i in self.ids}
+        down: dict[str, set[str]] = {i: set() for i in self.ids}
+        for e in self.edges:
+            if e.upstream in up and e.downstream in up:
+                up[e.downstream].add(e.upstream)
+                down[e.upstream].add(e.downstream)
+        object.__setattr__(self, "_up", {k: frozenset(v) for k, v in up.items()})
+        object.__setattr__(self, "_down", {k: frozenset(v) for k, v in down.items()})
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_lab(cls, lab: Lab, extra_edges: Iterable[Edge] = ()) -> StepGraph:
+        ids = list(dict.fromkeys(s.id for s in lab.stages))
+        known = set(ids)
+        edges: list[Edge] = []
+        producers: dict[str, str] = {}
+        for s in lab.stages:
+            for dep in s.stage.deps:
+                if dep in known:
+                    edges.append(Edge(dep, s.id, "deps"))
+            for out in s.stage.produces:
+                producers.setdefault(normalize_artifact(out), s.id)
+        for s in lab.stages:
+            for needed in s.stage.consumes:
+                src = producers.get(normalize_artifact(needed))
+                if src is not None and src != s.id:
+                    edges.append(Edge(src, s.id, "artifact", needed))
+        edges.extend(e for e in extra_edges if e.upstream in known and e.downstream in known)
+        for module in lab.module_keys:
+            members = [s for s in lab.stages if s.module == module]
+            declared = any(m.stage.deps or m.stage.consumes for m in members)
+            member_ids = list(dict.fromkeys(m.id for m in members))
+            if not declared and not any(e.downstream in member_ids for e in edges):
+                edges.extend(Edge(a, b, "sequence") for a, b in zip(member_ids, member_ids[1:]))
+        unique = tuple(dict.fromkeys(edges))
+        return cls(tuple(ids), unique)
+
+    # -- queries ----------------------------------------------------------------------------
+    def upstream(self, step: str) -> frozenset[str]:
+        return self._up[step]
+
+    def downstream(self, step: str) -> frozenset[str]:
+        return self._down[step]
+
+    def cycle(self) -> list[str] | None:
+        """One dependency cycle as a path ``[a, b, c, a]``, or None."""
+        sorter = graphlib.TopologicalSorter({i: self._up[i] for i in self.ids})
+        try:
+            sorter.prepare()
+        except graphlib.CycleError as exc:
+            # graphlib lists the cycle in run order: each node must run before the next
+            return list(exc.args[1])
+        return None
+
+    def waves(self) -> list[tuple[str, ...]]:
+        """Topological generations: each wave only needs steps of earlier waves."""
+        order = {sid: n for n, sid in enumerate(self.ids)}
+        sorter = graphlib.TopologicalSorter({i: self._up[i] for i in self.ids})
+        sorter.prepare()
+        out: list[tuple[str, ...]] = []
+        while sorter.is_active():
+            ready = tuple(sorted(sorter.get_ready(), key=order.__getitem__))
+            out.append(ready)
+            sorter.done(*ready)
+        return out
+
+    def order(self) -> tuple[str, ...]:
+        return tuple(i for wave in self.waves() for i in wave)
+
+    def descendants(self, step: str) -> frozenset[str]:
+        seen: set[str] = set()
+        stack = [step]
+        while stack:
+            for nxt in self._down[stack.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return frozenset(seen)
+
+    def ancestors(self, step: str) -> frozenset[str]:
+        seen: set[str] = set()
+        stack = [step]
+        while stack:
+            for nxt in self._up[stack.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return frozenset(seen)
+
+    # -- filters: each returns a new graph ----------------------------------------------------
+    def subgraph(self, keep: Iterable[str]) -> StepGraph:
+        kept = set(keep)
+        unknown = kept - set(self.ids)
+        if unknown:
+            raise KeyError(", ".join(sorted(unknown)))
+        return StepGraph(tuple(i for i in self.ids if i in kept),
+                         tuple(e for e in self.edges if e.upstream in kept and e.downstream in kept))
+
+    def only(self, *steps: str) -> StepGraph:
+        return self.subgraph(steps)
+
+    def from_step(self, step: str) -> StepGraph:
+        """The step and everything downstream of it (``--from``)."""
+        return self.subgraph({step} | self.descendants(step))
+
+    def downstream_of(self, step: str) -> StepGraph:
+        return self.subgraph(self.descendants(step))

@@ -1,0 +1,225 @@
+"""The typed model of AGILAB's pipeline files: frozen pydantic models, no I/O.
+
+``parse`` turns files into these; everything downstream (graph, staleness, runner) reads them.
+Field aliases are the single source of truth for the keys AGILAB writes: ``D``/``description``,
+``C``/``code``, ``depends_on``/``deps``/``dependencies``, and so on.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+
+LAB_SCHEMAS = ("agilab.lab_steps.v1", "agilab.lab_stages.v1")
+PARALLEL_SCHEMA = "agilab.parallel_stage.v1"
+KNOWN_ENGINES = ("", "runpy", "agi.run", "agi.install")
+LEGACY_ARRAYS = ("steps", "stages")
+META_KEY = "__meta__"
+
+Backend = Literal["local", "pool", "dask", "gpu", "auto"]
+ContractBackend = Literal["local", "pool", "dask", "gpu"]
+Split = Literal["files", "data-partitions", "parameter-sweep"]
+SPLIT_ALIASES = {"table": "data-partitions", "params": "parameter-sweep"}
+Strategy = Literal["one-file-per-partition", "file-chunks", "row-chunks", "parameter-items"]
+Reducer = Literal["collect-json", "concat-jsonl", "concat-csv", "custom"]
+SPLITTABLE_STRATEGIES = ("file-chunks", "row-chunks")
+
+StrictPositiveInt = Annotated[StrictInt, Field(ge=1)]
+StrictNonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+Position = tuple[int, int]  # 1-based (line, column)
+
+
+def _alias(*names: str) -> Any:
+    return AliasChoices(*names)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, protected_namespaces=())
+
+
+class Stage(_Frozen):
+    """One stage of a lab: AGILAB's D/Q/M/C/E/R keys plus this tool's extensions."""
+
+    # -- AGILAB's keys ----------------------------------------------------------------------
+    description: str | None = Field(None, validation_alias=_alias("D", "description"),
+                                     description="D: description (historically a dataframe path)")
+    question: str | None = Field(None, validation_alias=_alias("Q", "question"),
+                                 description="Q: the prompt or question text")
+    model: str | None = Field(None, validation_alias=_alias("M", "model"),
+                              description="M: the model that generated the code")
+    code: str | None = Field(None, validation_alias=_alias("C", "code"), description="C: Python code of the stage")
+    env: str | None = Field(None, validation_alias=_alias("E", "env"), description="E: runtime, a venv or project path")
+    engine: str | None = Field(None, validation_alias=_alias("R", "engine"),
+                               description='R: "", "runpy", "agi.run" or "agi.install"')
+    id: str | None = Field(None, validation_alias=_alias("id", "stage_id"), min_length=1,
+                           description="stage id (default <module>_<NNN>)")
+    deps: tuple[str, ...] = Field((), validation_alias=_alias("deps", "depends_on", "dependencies"),
+                                  description="ids this stage depends on")
+    produces: tuple[str, ...] = Field((), validation_alias=_alias("produces", "outputs"), description="artifact paths written")
+    consumes: tuple[str, ...] = Field((), validation_alias=_alias("consumes", "inputs"), description="artifact paths read")
+    enabled: StrictBool = Field(True, description="false disables the stage")
+    skip: StrictBool = Field(False, description="true disables the stage")
+    automation: dict[str, Any] = Field(default_factory=dict, description="AGILAB automation keys")
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                                description="name -> overrides, deep-merged when the profile is selected")
+    template_id: str | None = None
+    template_version: StrictInt | str | None = None
+    label: str | None = None
+    kind: str | None = None
+    app: str | None = None
+    # -- this tool's extensions ------------------------------------------------------------
+    backend: Backend | None = Field(None, description="local, pool, dask, gpu or auto")
+    mode: StrictInt | str | None = Field(
+        None, description='AGILAB execution bitmask: an int or "dask | rapids | pool" (pool 1, cython 2, dask 4, rapids 8)')
+    function: str | None = Field(None, pattern=r"^[A-Za-z0-9_./:-]+:[A-Za-z_][A-Za-z0-9_]*$",
+                                 description="module_or_path:function, run instead of C")
+    params: dict[str, Any] = Field(default_factory=dict, description="passed to the function, visible to the code")
+    stage: str | None = Field(None, min_length=1, description="path to a parallel_stage.toml this step runs")
+    settings: tuple[str, ...] | Literal["*"] = Field((), description='settings keys the step depends on, or "*"')
+    when: str | None = Field(None, description="condition; false skips the step")
+    retries: StrictNonNegativeInt = Field(0, description="times a failed step is tried again")
+    timeout: Annotated[float, Field(gt=0)] | None = Field(None, description="seconds before the step is stopped")
+    fallback: Literal["cpu"] | None = Field(None, description='"cpu": run on the CPU when the GPU backend is unavailable')
+    # -- notebook provenance (NB_*), preserved as written ------------------------------------
+    notebook: dict[str, Any] = Field(default_factory=dict, description="NB_* keys, preserved")
+
+    @property
+    def disabled(self) -> bool:
+        return (not self.enabled) or self.skip
+
+
+class Automation(_Frozen):
+    """``"<key>__automation" = { profile, max_workers }`` in ``[__meta__]``."""
+
+    profile: str | None = None
+    max_workers: StrictPositiveInt | Literal["auto"] | None = None
+
+
+class LabMeta(_Frozen):
+    schema_: Literal["agilab.lab_steps.v1", "agilab.lab_stages.v1"] | None = Field(None, alias="schema")
+    version: Literal[1] | None = None
+    sequences: dict[str, tuple[int, ...]] = Field(default_factory=dict)
+    automation: dict[str, Automation] = Field(default_factory=dict)
+
+
+class LabStage(_Frozen):
+    """A stage placed in its lab: its module key, its index in that array, its resolved id."""
+
+    module: str
+    index: int  # 0-based position in the module's array, as written
+    id: str
+    stage: Stage
+
+
+class Lab(_Frozen):
+    """A whole ``lab_steps.toml`` / ``lab_stages.toml``."""
+
+    path: str
+    dialect: Literal["module-keys", "legacy-steps", "legacy-stages"]
+    module_keys: tuple[str, ...]
+    stages: tuple[LabStage, ...]  # in execution order: __sequence if saved, else file order
+    meta: LabMeta
+    positions: dict[tuple[str | int, ...], Position] = Field(default_factory=dict, repr=False)
+
+    def stage(self, stage_id: str) -> LabStage:
+        for s in self.stages:
+            if s.id == stage_id:
+                return s
+        raise KeyError(stage_id)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.stages)
+
+    def position(self, *path: str | int) -> Position | None:
+        """Line and column of a key as written, e.g. ``lab.position("flight", 0, "C")``."""
+        while path:
+            if path in self.positions:
+                return self.positions[path]
+            path = path[:-1]
+        return None
+
+
+class ParallelContract(_Frozen):
+    """``parallel_stage.toml``: function + split rule + reducer = a parallel stage."""
+
+    schema_: Literal["agilab.parallel_stage.v1"] = Field(alias="schema")
+    name: str = Field(min_length=1)
+    function: str = Field(pattern=r"^[A-Za-z0-9_./:-]+:[A-Za-z_][A-Za-z0-9_]*$")
+    split: Split
+    input: str = Field(min_length=1, description="glob, table path or parameter-grid file")
+    workers: StrictPositiveInt | Literal["auto"]
+    partition_strategy: Strategy
+    target_partitions: StrictNonNegativeInt = Field(description="0: the runner decides")
+    min_partitions_per_worker: StrictPositiveInt
+    reducer: Reducer
+    backend: ContractBackend
+    output: str = Field(min_length=1)
+    notes: str | None = None
+    next_steps: dict[str, Any] | None = None
+    reducer_function: str | None = Field(None, pattern=r"^[A-Za-z0-9_./:-]+:[A-Za-z_][A-Za-z0-9_]*$")
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _split_alias(cls, value: Any) -> Any:
+        return SPLIT_ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+class ClusterSettings(BaseModel):
+    """``[cluster]`` of app_settings.toml. Unknown keys are kept (AGILAB adds some over time)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    pool: StrictBool = False
+    cython: StrictBool = False
+    rapids: StrictBool = False
+    cluster_enabled: StrictBool = False
+    verbose: StrictInt | StrictBool = 0
+    scheduler: str = ""
+    workers_data_path: str = ""
+    workers: dict[str, StrictNonNegativeInt] = Field(default_factory=dict, description="host -> slot count")
+    service_health: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def mode(self) -> int:
+        """``pool + 2*cython + 4*cluster_enabled + 8*rapids`` (DESIGN §1.3)."""
+        return int(self.pool) + 2 * int(self.cython) + 4 * int(self.cluster_enabled) + 8 * int(self.rapids)
+
+
+CLUSTER_KEYS = tuple(ClusterSettings.model_fields)
+
+
+class AppSettings(BaseModel):
+    """``app_settings.toml``: ``[args]``, ``[cluster]``, and any other table, kept as written."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    args: dict[str, Any] = Field(default_factory=dict)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The snapshot as plain data (what a step sees as ``settings``)."""
+        return self.model_dump()
+
+    def lookup(self, dotted: tuple[str | int, ...]) -> Any:
+        """The value at a key path, or raise KeyError."""
+        value: Any = self.as_dict()
+        for part in dotted:
+            value = value[part]
+        return value
+
+
+def stage_key_aliases() -> dict[str, str]:
+    """Every key a stage may be written with -> the field it sets."""
+    out: dict[str, str] = {}
+    for name, info in Stage.model_fields.items():
+        if name == "notebook":
+            continue
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            for choice in alias.choices:
+                out[str(choice)] = name
+        else:
+            out[name] = name
+    return out
