@@ -176,7 +176,7 @@ def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None) -> Step
             target = base_dir / s.stage.stage
             if "${" not in s.stage.stage and not target.is_file():
                 loc.at_value("stage-file-missing", f"parallel contract {s.stage.stage!r} does not exist "
-                             f"(looked for {target})", (s.module, s.index, written(s, "stage") or "stage"),
+                             "(paths are relative to the lab's folder)", (s.module, s.index, written(s, "stage") or "stage"),
                              hint=did_you_mean(Path(s.stage.stage).name, _siblings(target)))
         if s.stage.function:
             _check_function(loc, s.stage.function, base_dir, (s.module, s.index, "function"))
@@ -249,7 +249,7 @@ def locate_function(ref: expr.FuncRef, base_dir: Path) -> tuple[str, str | None]
     if ref.is_path:
         file = (base_dir / ref.module).resolve()
         if not file.is_file():
-            return f"file {ref.module!r} does not exist (looked for {file})", did_you_mean(
+            return f"file {ref.module!r} does not exist beside the file that names it", did_you_mean(
                 Path(ref.module).name, _siblings(file))
         source_file: Path | None = file
     else:

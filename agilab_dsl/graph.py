@@ -60,7 +60,7 @@ class StepGraph:
         producers: dict[str, str] = {}
         for s in lab.stages:
             for dep in s.stage.deps:
-                if dep in known:
+                if dep in known and dep != s.id:  # a self-dependency is reported by check, not a cycle
                     edges.append(Edge(dep, s.id, "deps"))
             for out in s.stage.produces:
                 producers.setdefault(normalize_artifact(out), s.id)

@@ -98,7 +98,7 @@ class Locator:
     def at_key(self, code: str, message: str, path: KeyPath, *, hint: str | None = None,
                severity: Severity | None = None) -> Diagnostic:
         span = self.source.span(path) if self.source else None
-        offset = span.key if span else None
+        offset = span.key if span else (0 if self.source is not None and not path else None)
         width = 1
         if span is not None and self.source is not None and isinstance(path[-1], str) and span.kind != "header":
             width = len(self._written_key(span.key)) or 1
@@ -135,7 +135,8 @@ def _key_text(key: KeyPath | str | None) -> str | None:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + part
+            seg = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else json.dumps(part, ensure_ascii=False)
+            out += ("." if out else "") + seg
     return out
 
 
@@ -204,6 +205,9 @@ def read_toml(path: str | Path, text: str | None = None) -> tuple[dict[str, Any]
         partial._line_starts = [0] + [mm.end() for mm in re.finditer("\n", text)]
         if m:
             line, col = int(m.group(1)), int(m.group(2))
+            if "cannot overwrite" in reason or "cannot declare" in reason:
+                text_line = partial.line_text(line)
+                col = len(text_line) - len(text_line.lstrip()) + 1  # point at the key, not past the value
         else:  # "at end of document"
             line, col = partial.line_col(len(text))
             reason = reason.replace("(at end of document)", "").strip() + " at end of file"
@@ -220,6 +224,8 @@ def _toml_hint(reason: str, line: str) -> str | None:
         return "a key (or table) is defined twice"
     if "invalid value" in reason.lower() and re.search(r"=\s*[A-Za-z]", line):
         return "strings need quotes; booleans are lowercase true/false"
+    if "illegal character" in reason.lower() and "\\n" in reason:
+        return "a string is not closed before the end of the line (use ''' or \"\"\" for multi-line text)"
     if "unclosed" in reason.lower() or "expected" in reason.lower() and "]" in reason:
         return "check that every bracket, brace and quote is closed"
     return None
@@ -374,14 +380,16 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
     assert data is not None
     aliases = stage_key_aliases()
     modules: list[str] = []
+    reported = len(loc.diagnostics)
     for key, value in data.items():
         if key == META_KEY:
             continue
         if isinstance(value, list) and all(isinstance(v, dict) for v in value):
             modules.append(key)
             if key in LEGACY_ARRAYS:
+                where = (key,) if result.source and (key,) in result.source.spans else (key, 0)
                 loc.at_key("legacy-dialect",
-                           f"legacy [[{key}]] array: AGILAB's own UI shows it as empty", (key, 0) if value else (key,),
+                           f"legacy [[{key}]] array: AGILAB's own UI shows it as empty", where,
                            hint="name the array after the app's module key, e.g. [[my_app]] "
                                 "(agilab-run migrate rewrites it)")
         elif isinstance(value, list):
@@ -394,7 +402,7 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
         else:
             loc.at_key("unknown-key", f"unknown top-level key {key!r}: a lab holds arrays of stages and [__meta__]",
                        (key,), hint=did_you_mean(key, [META_KEY]))
-    if not modules:
+    if not modules and len(loc.diagnostics) == reported:
         loc.at_offset("lab-empty", "the lab defines no stage", 0 if result.source and result.source.text else None)
 
     meta = _build_meta(data.get(META_KEY), modules, data, loc)
@@ -408,7 +416,7 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
         for index in order:
             raw = data[module][index]
             stage = _build_stage(raw, (module, index), aliases, loc, Stage, ValidationError)
-            if stage is None:
+            if stage is None:  # not even a partial stage: its id is still known
                 written_id = raw.get("id", raw.get("stage_id"))
                 result.invalid_ids.add(written_id if isinstance(written_id, str) else f"{module}_{index + 1:03d}")
                 continue
@@ -524,7 +532,6 @@ def _build_stage(raw: Mapping[str, Any], base: KeyPath, aliases: Mapping[str, st
     canon: dict[str, Any] = {}
     written: dict[str, str] = {}
     notebook: dict[str, Any] = {}
-    ok = True
     for key, value in raw.items():
         if key.startswith("NB_"):
             notebook[key] = value
@@ -533,31 +540,34 @@ def _build_stage(raw: Mapping[str, Any], base: KeyPath, aliases: Mapping[str, st
         if name is None:
             loc.at_key("unknown-key", f"unknown stage key {key!r}", base + (key,),
                        hint=did_you_mean(key, aliases) or "NB_* keys are kept as notebook provenance")
-            ok = False
             continue
         if name in canon:
             loc.at_key("key-conflict", f"{key!r} and {written[name]!r} both set the stage's {name}", base + (key,),
                        hint=f"keep one of {written[name]!r} and {key!r}")
-            ok = False
             continue
         canon[name] = value
         written[name] = key
     actions = [written[k] for k in ("code", "function", "stage") if k in canon and canon[k] not in (None, "")]
     if len(actions) > 1:
-        loc.at_key("key-conflict", f"a stage runs one thing: {', '.join(actions)} are all set",
+        both = " and ".join(actions) if len(actions) == 2 else ", ".join(actions)
+        loc.at_key("key-conflict", f"a stage runs one thing: {both} are {'both' if len(actions) == 2 else 'all'} set",
                    base + (actions[1],), hint="keep exactly one of C, function, stage")
-        ok = False
     if "timeout" in canon and (isinstance(canon["timeout"], (bool, str))):
         loc.at_value("wrong-type", f"timeout must be a number of seconds, not {toml_repr(canon['timeout'])}",
                      base + (written["timeout"],))
         canon.pop("timeout")
-        ok = False
     canon["notebook"] = notebook
     try:
         stage = stage_cls.model_validate(canon)
     except validation_error as exc:
         report_validation(loc, exc, base, canon, written, known_keys=tuple(aliases))
-        return None
+        # drop the fields just reported and build what remains, so that the later phases
+        # (expressions, ids, deps) still report this stage's other problems
+        bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+        try:
+            stage = stage_cls.model_validate({k: v for k, v in canon.items() if k not in bad})
+        except validation_error:
+            return None
     if stage.engine is not None and stage.engine not in KNOWN_ENGINES:
         loc.at_value("engine-unknown", f"unknown engine R = {toml_repr(stage.engine)}", base + (written["engine"],),
                      hint=did_you_mean(stage.engine, [e for e in KNOWN_ENGINES if e]) or
@@ -565,7 +575,7 @@ def _build_stage(raw: Mapping[str, Any], base: KeyPath, aliases: Mapping[str, st
     if not actions and not stage.disabled:
         loc.at_key("stage-empty", "this stage has no C, function or stage to run", base,
                    hint="AGILAB drops such stages on save; this tool keeps them and skips them")
-    return stage if ok else None
+    return stage
 
 
 def _check_stage_expressions(result: LoadResult[Any], loc: Locator, n: int, placed: Any) -> None:
