@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "load_lab": "parse", "load_contract": "parse", "load_settings": "parse", "load_any": "parse",
-    "check_file": "check", "StepGraph": "graph", "Diagnostic": "errors", "LoadError": "errors",
+    "check_file": "check", "load": "check", "StepGraph": "graph", "Diagnostic": "errors", "LoadError": "errors",
     "Lab": "model", "Stage": "model", "ParallelContract": "model", "AppSettings": "model",
     "plan_partitions": "partition", "PartitionPlan": "partition",
 }

@@ -51,6 +51,17 @@ def check_file(path: str | Path, *, kind: FileKind | None = None,
     return result, settings_result
 
 
+def load(path: str | Path, kind: FileKind | None = None, *, settings_path: str | Path | None = None) -> Any:
+    """Load and check a file of any kind; return its model, or raise :class:`LoadError` carrying
+    every diagnostic (warnings included) when it has errors."""
+    from .errors import LoadError
+
+    result, _ = check_file(path, kind=kind, settings_path=settings_path)
+    if not result.ok:
+        raise LoadError(result.diagnostics)
+    return result.value
+
+
 def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None) -> StepGraph | None:
     """Semantic checks of a lab; returns its graph when the graph is sound."""
     lab = result.partial

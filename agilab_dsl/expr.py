@@ -151,19 +151,26 @@ def _parser(name: str) -> Lark:
 
 _TOKEN_WORDS = {
     "NAME": "a name", "STRING": "a string", "SQ_STRING": "a string", "SIGNED_INT": "a number",
-    "SIGNED_FLOAT": "a number", "COMP_OP": "a comparison (==, !=, <, <=, >, >=)", "LPAR": "'('",
-    "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "DOT": "'.'", "COMMA": "','", "VBAR": "'|'",
-    "_AND": "'and'", "_OR": "'or'", "_NOT": "'not'", "_IN": "'in'", "$END": "the end",
-    "_TRUE": "true", "_FALSE": "false", "_NULL": "null", "FUNCREF": "module:function",
-    "BODY": "a reference", "RBRACE": "'}'",
+    "SIGNED_FLOAT": "a number", "COMP_OP": "a comparison (==, !=, <, <=, >, >=)", "$END": "the end",
+    "FUNCREF": "module:function", "BODY": "a reference",
 }
 
 
-def _describe_expected(expected: set[str]) -> str:
-    words = sorted({_TOKEN_WORDS.get(e, e.lower()) for e in expected})
-    if len(words) > 6:
-        words = words[:6] + ["…"]
-    return ", ".join(words)
+def _describe_expected(grammar: str, expected: set[str]) -> str:
+    """Readable names for the terminals a parser expected: words for classes, quotes for literals."""
+    terminals = {t.name: t for t in _parser(grammar).terminals}
+    words: set[str] = set()
+    for name in expected:
+        if name in _TOKEN_WORDS:
+            words.add(_TOKEN_WORDS[name])
+            continue
+        term = terminals.get(name)
+        literal = getattr(term.pattern, "value", None) if term is not None and term.pattern.type == "str" else None
+        words.add(repr(literal.lower() if literal in ("True", "False", "None") else literal) if literal else name.lower())
+    if {"'true'", "'false'", "'none'", "'null'"} & words:
+        words -= {"'true'", "'false'", "'none'", "'null'"}
+        words.add("true/false/null")
+    return ", ".join(sorted(words, key=lambda w: (not w.startswith("'"), w)))
 
 
 def _lark_parse(grammar: str, text: str, start: str) -> Any:
@@ -175,17 +182,17 @@ def _lark_parse(grammar: str, text: str, start: str) -> Any:
         tok = exc.token
         if tok.type == "$END":
             raise ExprSyntaxError(
-                f"unexpected end of expression; expected {_describe_expected(exc.expected)}", len(text)
+                f"unexpected end of expression; expected {_describe_expected(grammar, exc.expected)}", len(text)
             ) from None
         raise ExprSyntaxError(
-            f"unexpected {str(tok)!r}; expected {_describe_expected(exc.expected)}",
+            f"unexpected {str(tok)!r}; expected {_describe_expected(grammar, exc.expected)}",
             tok.start_pos or 0, width=len(str(tok)),
         ) from None
     except UnexpectedCharacters as exc:
         raise ExprSyntaxError(f"unexpected character {text[exc.pos_in_stream]!r}", exc.pos_in_stream) from None
     except UnexpectedEOF as exc:
         raise ExprSyntaxError(
-            f"unexpected end of expression; expected {_describe_expected(set(exc.expected))}", len(text)
+            f"unexpected end of expression; expected {_describe_expected(grammar, set(exc.expected))}", len(text)
         ) from None
     except UnexpectedInput as exc:  # pragma: no cover - the three above cover LALR
         raise ExprSyntaxError(str(exc), getattr(exc, "pos_in_stream", 0) or 0) from None

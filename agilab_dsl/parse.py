@@ -738,3 +738,4 @@ def load_any(path: str | Path, kind: FileKind | None = None) -> LoadResult[Any]:
                   hint="name it lab_steps.toml, lab_stages.toml, parallel_stage.toml or app_settings.toml, "
                        "or add a schema stamp")
     return LoadResult(str(path), None, None, loc.diagnostics, source, data)
+

@@ -66,12 +66,21 @@ class SourceMap:
 
     # -- lookups --------------------------------------------------------------------------
     def span(self, path: KeyPath) -> Span | None:
-        """The span of the longest prefix of ``path`` that the file spells out."""
+        """The span of ``path``; for a table only declared implicitly (``[a.b]`` declares ``a``), the
+        first key under it; else the span of the longest prefix the file spells out."""
+        found = self.spans.get(path)
+        if found is not None:
+            return found
+        n = len(path)
+        if n:
+            for key, span in self.spans.items():
+                if key[:n] == path:
+                    return span
         while path:
+            path = path[:-1]
             found = self.spans.get(path)
             if found is not None:
                 return found
-            path = path[:-1]
         return None
 
     def key_position(self, path: KeyPath) -> tuple[int, int] | None:
