@@ -5,7 +5,10 @@ The public API is re-exported lazily so that ``import agilab_dsl`` stays cheap.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 __version__ = "0.1.0"
 

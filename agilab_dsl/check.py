@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from . import expr
+from .cache import Observations
 from .errors import Severity, did_you_mean
 from .graph import Edge, StepGraph, normalize_artifact
 from .parse import FileKind, Locator, LoadResult, load_any, load_settings, toml_repr
@@ -23,31 +25,39 @@ from .parse import FileKind, Locator, LoadResult, load_any, load_settings, toml_
 SETTINGS_NAMES = ("app_settings.toml", "src/app_settings.toml")
 
 
-def find_settings(lab_path: str | Path, explicit: str | Path | None = None) -> Path | None:
+def find_settings(lab_path: str | Path, explicit: str | Path | None = None,
+                  obs: Observations | None = None) -> Path | None:
     """``--settings PATH``, else ``app_settings.toml`` beside the lab, else ``src/app_settings.toml``."""
+    obs = obs or Observations()
     if explicit is not None:
+        obs.note(explicit)
         return Path(explicit)
     folder = Path(lab_path).parent
     for name in SETTINGS_NAMES:
         candidate = folder / name
-        if candidate.is_file():
+        if obs.is_file(candidate):
             return candidate
     return None
 
 
-def check_file(path: str | Path, *, kind: FileKind | None = None,
-               settings_path: str | Path | None = None) -> tuple[LoadResult[Any], LoadResult[Any] | None]:
+def check_file(path: str | Path, *, kind: FileKind | None = None, settings_path: str | Path | None = None,
+               obs: Observations | None = None) -> tuple[LoadResult[Any], LoadResult[Any] | None]:
     """Load a file of any kind and run every check. Returns the file's result and, for labs, the
-    settings result (whose own diagnostics belong to the settings file)."""
+    settings result (whose own diagnostics belong to the settings file). Every path consulted is
+    noted in ``obs`` (for the result cache)."""
+    obs = obs or Observations()
+    obs.note(path)
     result = load_any(path, kind)
+    if any(d.code == "file-missing" for d in result.diagnostics):
+        obs.note(Path(path).parent)  # its listing gave the hint
     settings_result = None
     if result.kind == "lab" and result.partial is not None:
-        found = find_settings(path, settings_path)
+        found = find_settings(path, settings_path, obs)
         if found is not None:
             settings_result = load_settings(found)
-        check_lab(result, settings_result)
+        check_lab(result, settings_result, obs)
     elif result.kind == "contract" and result.value is not None:
-        check_contract(result)
+        check_contract(result, obs)
     return result, settings_result
 
 
@@ -62,8 +72,10 @@ def load(path: str | Path, kind: FileKind | None = None, *, settings_path: str |
     return result.value
 
 
-def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None) -> StepGraph | None:
+def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None,
+              obs: Observations | None = None) -> StepGraph | None:
     """Semantic checks of a lab; returns its graph when the graph is sound."""
+    obs = obs or Observations()
     lab = result.partial
     loc = result.locator()
     raw = result.data or {}
@@ -185,12 +197,12 @@ def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None) -> Step
     for s in lab.stages:
         if s.stage.stage:
             target = base_dir / s.stage.stage
-            if "${" not in s.stage.stage and not target.is_file():
+            if "${" not in s.stage.stage and not obs.is_file(target):
                 loc.at_value("stage-file-missing", f"parallel contract {s.stage.stage!r} does not exist "
                              "(paths are relative to the lab's folder)", (s.module, s.index, written(s, "stage") or "stage"),
-                             hint=did_you_mean(Path(s.stage.stage).name, _siblings(target)))
+                             hint=did_you_mean(Path(s.stage.stage).name, _siblings(target, obs)))
         if s.stage.function:
-            _check_function(loc, s.stage.function, base_dir, (s.module, s.index, "function"))
+            _check_function(loc, s.stage.function, base_dir, (s.module, s.index, "function"), obs)
 
     graph = StepGraph.from_lab(lab, extra_edges)
     cycle = graph.cycle()
@@ -204,13 +216,14 @@ def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None) -> Step
     return graph
 
 
-def check_contract(result: LoadResult[Any]) -> None:
+def check_contract(result: LoadResult[Any], obs: Observations | None = None) -> None:
+    obs = obs or Observations()
     contract = result.value
     loc = result.locator()
     base_dir = Path(result.path).parent
-    _check_function(loc, contract.function, base_dir, ("function",))
+    _check_function(loc, contract.function, base_dir, ("function",), obs)
     if contract.reducer_function:
-        _check_function(loc, contract.reducer_function, base_dir, ("reducer_function",))
+        _check_function(loc, contract.reducer_function, base_dir, ("reducer_function",), obs)
 
 
 def _in_ref(loc: Locator, sref: Any, code: str, message: str, hint: str | None) -> None:
@@ -236,35 +249,39 @@ def _missing_setting(snapshot: dict[str, Any], path: tuple[str | int, ...]) -> t
     return None
 
 
-def _siblings(target: Path) -> list[str]:
+def _siblings(target: Path, obs: Observations) -> list[str]:
+    obs.note(target.parent)
     try:
         return [p.name for p in target.parent.iterdir()] if target.parent.is_dir() else []
     except OSError:
         return []
 
 
-def _check_function(loc: Locator, text: str, base_dir: Path, key: tuple[str | int, ...]) -> None:
+def _check_function(loc: Locator, text: str, base_dir: Path, key: tuple[str | int, ...],
+                    obs: Observations) -> None:
     try:
         ref = expr.parse_funcref(text)
     except expr.ExprSyntaxError:
         return  # reported by the loader
-    problem = locate_function(ref, base_dir)
+    problem = locate_function(ref, base_dir, obs)
     if problem is not None:
         loc.at_value("function-not-found", problem[0], key, hint=problem[1], severity=Severity.WARNING)
 
 
-def locate_function(ref: expr.FuncRef, base_dir: Path) -> tuple[str, str | None] | None:
+def locate_function(ref: expr.FuncRef, base_dir: Path,
+                    obs: Observations | None = None) -> tuple[str, str | None] | None:
     """Find a function's source without importing anything: None when found, else (message, hint).
 
     A module that exists but has no Python source (an extension) is accepted unread."""
+    obs = obs or Observations()
     if ref.is_path:
         file = (base_dir / ref.module).resolve()
-        if not file.is_file():
+        if not obs.is_file(file):
             return f"file {ref.module!r} does not exist beside the file that names it", did_you_mean(
-                Path(ref.module).name, _siblings(file))
+                Path(ref.module).name, _siblings(file, obs))
         source_file: Path | None = file
     else:
-        source_file = _module_source(ref.module, base_dir)
+        source_file = _module_source(ref.module, base_dir, obs)
         if source_file is None:
             return (f"module {ref.module!r} is not found beside the file or on the Python path",
                     "run check in the environment the lab runs in, or use a path: file.py:function")
@@ -294,12 +311,15 @@ def _top_level_names(tree: ast.Module) -> list[str]:
     return names
 
 
-def _module_source(module: str, base_dir: Path) -> Path | None:
+def _module_source(module: str, base_dir: Path, obs: Observations) -> Path | None:
     parts = module.split(".")
     for root in [base_dir, *(Path(p) for p in sys.path if p)]:
-        found = _in_root(root, parts)
+        found = _in_root(root, parts, obs)
         if found is not None:
             return found
+    for root in sys.path:  # what find_spec sees: installed packages come and go
+        if root and os.path.isdir(root):
+            obs.note(root)
     try:
         spec = importlib.util.find_spec(parts[0])  # finds, does not execute, a top-level module
     except (ImportError, ValueError):
@@ -309,17 +329,17 @@ def _module_source(module: str, base_dir: Path) -> Path | None:
     if len(parts) == 1:
         return Path(spec.origin) if spec.origin and spec.origin not in ("built-in", "frozen") else Path("<builtin>")
     for location in spec.submodule_search_locations or []:
-        found = _in_root(Path(location), parts[1:])
+        found = _in_root(Path(location), parts[1:], obs)
         if found is not None:
             return found
     return None
 
 
-def _in_root(root: Path, parts: list[str]) -> Path | None:
+def _in_root(root: Path, parts: list[str], obs: Observations) -> Path | None:
     folder = root.joinpath(*parts[:-1])
     for candidate in (folder / f"{parts[-1]}.py", folder / parts[-1] / "__init__.py"):
         try:
-            if candidate.is_file():
+            if obs.is_file(candidate):
                 return candidate
         except OSError:
             continue

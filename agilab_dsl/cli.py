@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+    from typing import TextIO
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -56,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--settings", metavar="PATH", help="settings snapshot for labs (default: beside the lab)")
     check.add_argument("--kind", choices=("lab", "contract", "settings"),
                        help="treat every file as this kind instead of recognising it")
+    check.add_argument("--no-cache", action="store_true",
+                       help="recheck every file (results are otherwise reused while nothing they depend on changed)")
 
     plan = sub.add_parser("plan", help="partition plan of a parallel stage",
                           description="Partition plan of a parallel_stage.toml (or of every `stage` of a lab), "
@@ -111,8 +116,31 @@ def _use_color(stream: TextIO) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
-def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+def _check_one(path: str, args: argparse.Namespace, named: set[str]) -> list[dict[str, Any]]:
+    """The reports of one named file (and of its lab's settings snapshot when that has problems),
+    from the result cache when nothing they depend on changed."""
+    from . import cache
+
+    options = {"kind": args.kind, "settings": args.settings, "named": sorted(named)}
+    use_cache = not args.no_cache
+    if use_cache:
+        cached = cache.lookup(path, options)
+        if cached is not None:
+            return cached
     from .check import check_file
+
+    obs = cache.Observations()
+    result, settings = check_file(path, kind=args.kind, settings_path=args.settings, obs=obs)
+    entries = [result]
+    if settings is not None and settings.diagnostics and os.path.abspath(settings.path) not in named:
+        entries.append(settings)
+    reports = [{"path": e.path, "kind": e.kind, "diagnostics": list(e.diagnostics)} for e in entries]
+    if use_cache:
+        cache.store(path, options, obs, reports)
+    return reports
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     from .errors import render_github, render_text, to_json_text
 
     fmt = "json" if args.json else args.format
@@ -120,24 +148,20 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     reports: list[dict[str, Any]] = []
     seen: set[str] = set()
     unreadable = False
+    named = {os.path.abspath(f) for f in args.files}
     for path in args.files:
-        result, settings = check_file(path, kind=args.kind, settings_path=args.settings)
-        entries = [result]
-        if settings is not None and settings.diagnostics and os.path.abspath(settings.path) not in {
-                os.path.abspath(f) for f in args.files}:
-            entries.append(settings)
-        for entry in entries:
-            key = os.path.abspath(entry.path)
+        for entry in _check_one(path, args, named):
+            key = os.path.abspath(entry["path"])
             if key in seen:
                 continue
             seen.add(key)
-            diags = sorted(entry.diagnostics, key=lambda d: (d.line or 0, d.column or 0))
+            diags = sorted(entry["diagnostics"], key=lambda d: (d.line or 0, d.column or 0))
             if any(d.code in ("file-missing", "file-unreadable") for d in diags):
                 unreadable = True
             errors = sum(d.is_error for d in diags)
             warnings = len(diags) - errors
             ok = errors == 0 and not (args.strict and warnings)
-            reports.append({"path": entry.path, "ok": ok, "kind": entry.kind, "diagnostics": diags})
+            reports.append({"path": entry["path"], "ok": ok, "kind": entry["kind"], "diagnostics": diags})
     if fmt == "json":
         payload = [{"path": r["path"], "ok": r["ok"], "issues": [d.to_json() for d in r["diagnostics"]]}
                    for r in reports]

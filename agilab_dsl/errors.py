@@ -7,11 +7,12 @@ callers that prefer exceptions. Nothing here imports anything else from the pack
 
 from __future__ import annotations
 
-import difflib
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable, Sequence
 
 __all__ = [
     "CODES",
@@ -76,20 +77,47 @@ CODES: dict[str, tuple[Severity, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
 class Diagnostic:
-    """One problem found in one file, located to the character when possible."""
+    """One problem found in one file, located to the character when possible. Immutable.
+
+    (A small slotted class rather than a dataclass: ``check`` answers from its cache without
+    importing ``dataclasses``/``inspect``, which would cost a third of its start-up budget.)"""
+
+    __slots__ = ("code", "message", "path", "line", "column", "severity", "key", "hint", "source_line", "width")
+    _COMPARED = ("code", "message", "path", "line", "column", "severity", "key", "hint")
 
     code: str
     message: str
     path: str
-    line: int | None = None  # 1-based
-    column: int | None = None  # 1-based, in characters
-    severity: Severity = Severity.ERROR
-    key: str | None = None  # dotted key path, e.g. "flight[2].deps"
-    hint: str | None = None
-    source_line: str | None = field(default=None, compare=False)
-    width: int = field(default=1, compare=False)  # characters the caret run covers
+    line: int | None  # 1-based
+    column: int | None  # 1-based, in characters
+    severity: Severity
+    key: str | None  # dotted key path, e.g. "flight[2].deps"
+    hint: str | None
+    source_line: str | None  # the offending line, for the caret display
+    width: int  # characters the caret run covers
+
+    def __init__(self, code: str, message: str, path: str, line: int | None = None, column: int | None = None,
+                 severity: Severity = Severity.ERROR, key: str | None = None, hint: str | None = None,
+                 source_line: str | None = None, width: int = 1) -> None:
+        for name, value in (("code", code), ("message", message), ("path", path), ("line", line),
+                            ("column", column), ("severity", severity), ("key", key), ("hint", hint),
+                            ("source_line", source_line), ("width", width)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Diagnostic is immutable (cannot set {name})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Diagnostic):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self._COMPARED)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, f) for f in self._COMPARED))
+
+    def __repr__(self) -> str:
+        return f"Diagnostic({self.location()}: {self.severity.value}[{self.code}] {self.message!r})"
 
     @property
     def is_error(self) -> bool:
@@ -159,6 +187,8 @@ class LoadError(AgilabError):
 
 def did_you_mean(word: str, candidates: Iterable[str], *, cutoff: float = 0.6) -> str | None:
     """A ``did you mean 'x'?`` hint, or None when nothing is close enough."""
+    import difflib
+
     pool = sorted({c for c in candidates if c != word})
     matches = difflib.get_close_matches(word, pool, n=1, cutoff=cutoff)
     if not matches:

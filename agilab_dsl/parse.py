@@ -403,7 +403,7 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
             loc.at_key("unknown-key", f"unknown top-level key {key!r}: a lab holds arrays of stages and [__meta__]",
                        (key,), hint=did_you_mean(key, [META_KEY]))
     if not modules and len(loc.diagnostics) == reported:
-        loc.at_offset("lab-empty", "the lab defines no stage", 0 if result.source and result.source.text else None)
+        loc.at_offset("lab-empty", "the lab defines no stage", 0)
 
     meta = _build_meta(data.get(META_KEY), modules, data, loc)
 

@@ -16,3 +16,9 @@ def corpus_files() -> list[Path]:
 needs_corpus = pytest.mark.skipif(
     not CORPUS.is_dir(), reason=f"AGILAB corpus folder {CORPUS} is absent (it lives in ../shared beside the repo)"
 )
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own, empty check-result cache (never the user's)."""
+    monkeypatch.setenv("AGILAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

@@ -1,0 +1,151 @@
+"""A cache of ``check`` results, so that checking an unchanged file costs an interpreter start.
+
+Importing pydantic alone takes longer than the whole start-up budget of ``check``; like ruff and
+mypy, ``check`` therefore keeps its results keyed by everything they depend on:
+
+* the tool itself (the size and mtime of every module and grammar file of the package),
+* the call (the file as named, the working folder, ``--kind``, ``--settings``, ``sys.path``),
+* every file and folder the check consulted — the checked file, settings candidates, parallel
+  contracts, function sources, folders listed for hints — by content hash (or absence).
+
+A stored result is used only when every one of those is unchanged. A result is stored only when
+the files it consulted did not change while it was being computed. The cache lives in
+``$AGILAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/agilab-dsl``, else ``~/.cache/agilab-dsl``; it is
+never required: any failure to read or write it is ignored. ``--no-cache`` or
+``AGILAB_NO_CACHE=1`` turns it off. This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from .errors import Diagnostic, Severity
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+FORMAT = 1
+
+
+def cache_dir() -> str:
+    explicit = os.environ.get("AGILAB_CACHE_DIR")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "agilab-dsl")
+
+
+def enabled() -> bool:
+    return os.environ.get("AGILAB_NO_CACHE", "") in ("", "0")
+
+
+def signature(path: str) -> str:
+    """What a path holds now: 'missing', a folder's listing hash, or a file's content hash."""
+    try:
+        if os.path.isdir(path):
+            names = "\n".join(sorted(os.listdir(path)))
+            return "dir:" + hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()
+        with open(path, "rb") as fh:
+            return "file:" + hashlib.sha256(fh.read()).hexdigest()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"error:{type(exc).__name__}"
+
+
+class Observations:
+    """The paths a check consulted, with what each held when it was first consulted."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+
+    def note(self, path: str | os.PathLike[str]) -> None:
+        key = os.path.abspath(path)
+        if key not in self.seen:
+            self.seen[key] = signature(key)
+
+    def is_file(self, path: str | os.PathLike[str]) -> bool:
+        self.note(path)
+        return os.path.isfile(path)
+
+    def unchanged(self) -> bool:
+        return all(signature(p) == sig for p, sig in self.seen.items())
+
+
+def _tool_signature() -> str:
+    package = os.path.dirname(os.path.abspath(__file__))
+    parts = []
+    for folder in (package, os.path.join(package, "grammar"), os.path.join(os.path.dirname(package), "grammar")):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.endswith((".py", ".lark")):
+                st = entry.stat()
+                parts.append(f"{entry.path}:{st.st_size}:{st.st_mtime_ns}")
+    return "\n".join(parts)
+
+
+def _key(path: str, options: dict[str, Any]) -> str:
+    from . import __version__
+
+    material = json.dumps({
+        "format": FORMAT, "version": __version__, "tool": _tool_signature(), "path": path,
+        "cwd": os.getcwd(), "options": options, "sys_path": sys.path, "python": sys.version,
+    }, sort_keys=True)
+    return hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _to_json(d: Diagnostic) -> dict[str, Any]:
+    return {"code": d.code, "message": d.message, "path": d.path, "line": d.line, "column": d.column,
+            "severity": d.severity.value, "key": d.key, "hint": d.hint, "source_line": d.source_line,
+            "width": d.width}
+
+
+def _from_json(data: dict[str, Any]) -> Diagnostic:
+    return Diagnostic(code=data["code"], message=data["message"], path=data["path"], line=data["line"],
+                      column=data["column"], severity=Severity(data["severity"]), key=data["key"],
+                      hint=data["hint"], source_line=data["source_line"], width=data["width"])
+
+
+def lookup(path: str, options: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The stored reports of a check whose inputs are all unchanged, or None."""
+    if not enabled():
+        return None
+    entry_path = os.path.join(cache_dir(), "check", f"{_key(path, options)}.json")
+    try:
+        with open(entry_path, encoding="utf-8") as fh:
+            entry = json.load(fh)
+        if any(signature(p) != sig for p, sig in entry["seen"].items()):
+            return None
+        return [{"path": r["path"], "kind": r["kind"],
+                 "diagnostics": [_from_json(d) for d in r["diagnostics"]]} for r in entry["reports"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def store(path: str, options: dict[str, Any], observations: Observations, reports: list[dict[str, Any]]) -> None:
+    """Keep a check's reports, unless a file it consulted changed while it ran."""
+    if not enabled() or not observations.unchanged():
+        return
+    folder = os.path.join(cache_dir(), "check")
+    payload = {"seen": observations.seen, "reports": [
+        {"path": r["path"], "kind": r["kind"], "diagnostics": [_to_json(d) for d in r["diagnostics"]]}
+        for r in reports]}
+    final = os.path.join(folder, f"{_key(path, options)}.json")
+    tmp = f"{final}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(tmp, "x", encoding="utf-8") as fh:
+            json.dump(payload, fh)
+        os.replace(tmp, final)  # readers see the old entry or the new one, never half of one
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

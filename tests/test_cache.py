@@ -1,0 +1,130 @@
+"""The check-result cache: reused only while everything a result depends on is unchanged."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import agilab_dsl.check
+from agilab_dsl import cache
+from agilab_dsl.cli import main
+
+LAB = """[[m]]
+id = "a"
+function = "helpers.py:run"
+params = {{ n = "${{settings.args.{key}}}" }}
+stage = "{stage}"
+"""
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Path:
+    (tmp_path / "helpers.py").write_text("def run(n):\n    return n\n", encoding="utf-8")
+    (tmp_path / "app_settings.toml").write_text("[args]\nn = 1\n", encoding="utf-8")
+    path = tmp_path / "lab_steps.toml"
+    path.write_text(LAB.format(key="n", stage="").replace('stage = ""\n', ""), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Counts real checks (cache misses)."""
+    seen: list[str] = []
+    real = agilab_dsl.check.check_file
+
+    def counting(path, **kw):  # type: ignore[no-untyped-def]
+        seen.append(str(path))
+        return real(path, **kw)
+
+    monkeypatch.setattr(agilab_dsl.check, "check_file", counting)
+    return seen
+
+
+def run(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    code = main(["check", str(path), *extra])
+    return code, capsys.readouterr().out
+
+
+def test_unchanged_file_is_answered_from_the_cache(lab: Path, calls: list[str], capsys) -> None:
+    first = run(lab, capsys)
+    second = run(lab, capsys)
+    assert first == second and first[0] == 0
+    assert len(calls) == 1
+
+
+def test_cached_problems_print_identically(lab: Path, calls: list[str], capsys) -> None:
+    lab.write_text(lab.read_text().replace("args.n", "args.nn"), encoding="utf-8")
+    first = run(lab, capsys)
+    assert first[0] == 1 and "[args] has no key 'nn'" in first[1] and " | " in first[1]
+    assert run(lab, capsys) == first
+    assert run(lab, capsys, "--format", "github")[1].startswith("::error file=")
+    assert len(calls) == 1  # the format is applied to cached diagnostics
+
+
+@pytest.mark.parametrize("change", ["lab", "settings", "settings-created", "function-source", "stage-file"])
+def test_any_input_change_invalidates(lab: Path, calls: list[str], capsys, change: str) -> None:
+    folder = lab.parent
+    if change == "settings-created":
+        (folder / "app_settings.toml").unlink()
+    if change == "stage-file":
+        lab.write_text(lab.read_text().replace('function = "helpers.py:run"\n', 'stage = "p.toml"\n'))
+    before = run(lab, capsys)
+    if change == "lab":
+        lab.write_text(lab.read_text() + "\n# a comment\n", encoding="utf-8")
+    elif change == "settings":
+        (folder / "app_settings.toml").write_text("[args]\nm = 1\n", encoding="utf-8")
+    elif change == "settings-created":
+        (folder / "src").mkdir()
+        (folder / "src" / "app_settings.toml").write_text("[args]\nn = 2\n", encoding="utf-8")
+    elif change == "function-source":
+        (folder / "helpers.py").write_text("def other(n):\n    return n\n", encoding="utf-8")
+    elif change == "stage-file":
+        (folder / "p.toml").write_text("x = 1\n", encoding="utf-8")
+    after = run(lab, capsys)
+    assert len(calls) == 2, f"{change} did not invalidate the cached result"
+    if change in ("settings", "function-source", "stage-file", "settings-created"):
+        assert before != after
+
+
+def test_no_cache_flag_and_env(lab: Path, calls: list[str], capsys, monkeypatch) -> None:
+    run(lab, capsys, "--no-cache")
+    run(lab, capsys, "--no-cache")
+    assert len(calls) == 2
+    monkeypatch.setenv("AGILAB_NO_CACHE", "1")
+    run(lab, capsys)
+    run(lab, capsys)
+    assert len(calls) == 4
+
+
+def test_corrupt_or_unwritable_cache_is_ignored(lab: Path, calls: list[str], capsys, monkeypatch,
+                                                  tmp_path: Path) -> None:
+    run(lab, capsys)
+    folder = Path(cache.cache_dir()) / "check"
+    for entry in folder.iterdir():
+        entry.write_text("{not json", encoding="utf-8")
+    assert run(lab, capsys)[0] == 0
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the cache folder would go", encoding="utf-8")
+    monkeypatch.setenv("AGILAB_CACHE_DIR", str(blocker))
+    assert run(lab, capsys)[0] == 0
+    assert len(calls) == 3
+
+
+def test_a_file_changing_during_the_check_is_not_stored(lab: Path) -> None:
+    obs = cache.Observations()
+    obs.note(lab)
+    lab.write_text(lab.read_text() + "\n", encoding="utf-8")
+    cache.store(str(lab), {}, obs, [{"path": str(lab), "kind": "lab", "diagnostics": []}])
+    assert cache.lookup(str(lab), {}) is None
+    obs = cache.Observations()
+    obs.note(lab)
+    cache.store(str(lab), {}, obs, [{"path": str(lab), "kind": "lab", "diagnostics": []}])
+    assert cache.lookup(str(lab), {}) == [{"path": str(lab), "kind": "lab", "diagnostics": []}]
+
+
+def test_entries_are_written_atomically(lab: Path, capsys) -> None:
+    run(lab, capsys)
+    names = os.listdir(Path(cache.cache_dir()) / "check")
+    assert names and all(n.endswith(".json") for n in names)
