@@ -13,13 +13,41 @@ if TYPE_CHECKING:  # pragma: no cover
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_lab": "parse", "load_contract": "parse", "load_settings": "parse", "load_any": "parse",
-    "check_file": "check", "load": "check", "StepGraph": "graph", "Diagnostic": "errors", "LoadError": "errors",
-    "Lab": "model", "Stage": "model", "ParallelContract": "model", "AppSettings": "model",
-    "plan_partitions": "partition", "PartitionPlan": "partition",
+    "load_lab": "parse",
+    "load_contract": "parse",
+    "load_settings": "parse",
+    "load_any": "parse",
+    "check_file": "check",
+    "load": "check",
+    "StepGraph": "graph",
+    "Diagnostic": "errors",
+    "LoadError": "errors",
+    "Lab": "model",
+    "Stage": "model",
+    "ParallelContract": "model",
+    "AppSettings": "model",
+    "plan_partitions": "partition",
+    "PartitionPlan": "partition",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [  # noqa: RUF022 - grouped as in _EXPORTS
+    "__version__",
+    "load_lab",
+    "load_contract",
+    "load_settings",
+    "load_any",
+    "check_file",
+    "load",
+    "StepGraph",
+    "Diagnostic",
+    "LoadError",
+    "Lab",
+    "Stage",
+    "ParallelContract",
+    "AppSettings",
+    "plan_partitions",
+    "PartitionPlan",
+]
 
 
 def __getattr__(name: str) -> Any:

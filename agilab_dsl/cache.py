@@ -17,6 +17,7 @@ never required: any failure to read or write it is ignored. ``--no-cache`` or
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import Diagnostic, Severity
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pathlib import Path
+    pass
 
 FORMAT = 1
 
@@ -79,7 +80,11 @@ class Observations:
 def _tool_signature() -> str:
     package = os.path.dirname(os.path.abspath(__file__))
     parts = []
-    for folder in (package, os.path.join(package, "grammar"), os.path.join(os.path.dirname(package), "grammar")):
+    for folder in (
+        package,
+        os.path.join(package, "grammar"),
+        os.path.join(os.path.dirname(package), "grammar"),
+    ):
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
@@ -94,23 +99,50 @@ def _tool_signature() -> str:
 def _key(path: str, options: dict[str, Any]) -> str:
     from . import __version__
 
-    material = json.dumps({
-        "format": FORMAT, "version": __version__, "tool": _tool_signature(), "path": path,
-        "cwd": os.getcwd(), "options": options, "sys_path": sys.path, "python": sys.version,
-    }, sort_keys=True)
+    material = json.dumps(
+        {
+            "format": FORMAT,
+            "version": __version__,
+            "tool": _tool_signature(),
+            "path": path,
+            "cwd": os.getcwd(),
+            "options": options,
+            "sys_path": sys.path,
+            "python": sys.version,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _to_json(d: Diagnostic) -> dict[str, Any]:
-    return {"code": d.code, "message": d.message, "path": d.path, "line": d.line, "column": d.column,
-            "severity": d.severity.value, "key": d.key, "hint": d.hint, "source_line": d.source_line,
-            "width": d.width}
+    return {
+        "code": d.code,
+        "message": d.message,
+        "path": d.path,
+        "line": d.line,
+        "column": d.column,
+        "severity": d.severity.value,
+        "key": d.key,
+        "hint": d.hint,
+        "source_line": d.source_line,
+        "width": d.width,
+    }
 
 
 def _from_json(data: dict[str, Any]) -> Diagnostic:
-    return Diagnostic(code=data["code"], message=data["message"], path=data["path"], line=data["line"],
-                      column=data["column"], severity=Severity(data["severity"]), key=data["key"],
-                      hint=data["hint"], source_line=data["source_line"], width=data["width"])
+    return Diagnostic(
+        code=data["code"],
+        message=data["message"],
+        path=data["path"],
+        line=data["line"],
+        column=data["column"],
+        severity=Severity(data["severity"]),
+        key=data["key"],
+        hint=data["hint"],
+        source_line=data["source_line"],
+        width=data["width"],
+    )
 
 
 def lookup(path: str, options: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -123,20 +155,28 @@ def lookup(path: str, options: dict[str, Any]) -> list[dict[str, Any]] | None:
             entry = json.load(fh)
         if any(signature(p) != sig for p, sig in entry["seen"].items()):
             return None
-        return [{"path": r["path"], "kind": r["kind"],
-                 "diagnostics": [_from_json(d) for d in r["diagnostics"]]} for r in entry["reports"]]
+        return [
+            {"path": r["path"], "kind": r["kind"], "diagnostics": [_from_json(d) for d in r["diagnostics"]]}
+            for r in entry["reports"]
+        ]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def store(path: str, options: dict[str, Any], observations: Observations, reports: list[dict[str, Any]]) -> None:
+def store(
+    path: str, options: dict[str, Any], observations: Observations, reports: list[dict[str, Any]]
+) -> None:
     """Keep a check's reports, unless a file it consulted changed while it ran."""
     if not enabled() or not observations.unchanged():
         return
     folder = os.path.join(cache_dir(), "check")
-    payload = {"seen": observations.seen, "reports": [
-        {"path": r["path"], "kind": r["kind"], "diagnostics": [_to_json(d) for d in r["diagnostics"]]}
-        for r in reports]}
+    payload = {
+        "seen": observations.seen,
+        "reports": [
+            {"path": r["path"], "kind": r["kind"], "diagnostics": [_to_json(d) for d in r["diagnostics"]]}
+            for r in reports
+        ],
+    }
     final = os.path.join(folder, f"{_key(path, options)}.json")
     tmp = f"{final}.{os.getpid()}.tmp"
     try:
@@ -145,7 +185,5 @@ def store(path: str, options: dict[str, Any], observations: Observations, report
             json.dump(payload, fh)
         os.replace(tmp, final)  # readers see the old entry or the new one, never half of one
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass

@@ -20,13 +20,14 @@ from . import expr
 from .cache import Observations
 from .errors import Severity, did_you_mean
 from .graph import Edge, StepGraph, normalize_artifact
-from .parse import FileKind, Locator, LoadResult, load_any, load_settings, toml_repr
+from .parse import FileKind, LoadResult, Locator, load_any, load_settings, toml_repr
 
 SETTINGS_NAMES = ("app_settings.toml", "src/app_settings.toml")
 
 
-def find_settings(lab_path: str | Path, explicit: str | Path | None = None,
-                  obs: Observations | None = None) -> Path | None:
+def find_settings(
+    lab_path: str | Path, explicit: str | Path | None = None, obs: Observations | None = None
+) -> Path | None:
     """``--settings PATH``, else ``app_settings.toml`` beside the lab, else ``src/app_settings.toml``."""
     obs = obs or Observations()
     if explicit is not None:
@@ -40,8 +41,13 @@ def find_settings(lab_path: str | Path, explicit: str | Path | None = None,
     return None
 
 
-def check_file(path: str | Path, *, kind: FileKind | None = None, settings_path: str | Path | None = None,
-               obs: Observations | None = None) -> tuple[LoadResult[Any], LoadResult[Any] | None]:
+def check_file(
+    path: str | Path,
+    *,
+    kind: FileKind | None = None,
+    settings_path: str | Path | None = None,
+    obs: Observations | None = None,
+) -> tuple[LoadResult[Any], LoadResult[Any] | None]:
     """Load a file of any kind and run every check. Returns the file's result and, for labs, the
     settings result (whose own diagnostics belong to the settings file). Every path consulted is
     noted in ``obs`` (for the result cache)."""
@@ -72,8 +78,9 @@ def load(path: str | Path, kind: FileKind | None = None, *, settings_path: str |
     return result.value
 
 
-def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None,
-              obs: Observations | None = None) -> StepGraph | None:
+def check_lab(
+    result: LoadResult[Any], settings: LoadResult[Any] | None, obs: Observations | None = None
+) -> StepGraph | None:
     """Semantic checks of a lab; returns its graph when the graph is sound."""
     obs = obs or Observations()
     lab = result.partial
@@ -96,10 +103,14 @@ def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None,
         if s.id in first_seen:
             other = first_seen[s.id]
             key = written(s, "id")
-            path = (s.module, s.index, key) if key else (s.module, s.index)
+            where: tuple[str | int, ...] = (s.module, s.index, key) if key else (s.module, s.index)
             pos = lab.position(other.module, other.index)
-            loc.at_value("stage-id-duplicate", f"stage id {s.id!r} is already used by the stage at line "
-                         f"{pos[0] if pos else '?'}", path, hint="give each stage its own id")
+            loc.at_value(
+                "stage-id-duplicate",
+                f"stage id {s.id!r} is already used by the stage at line {pos[0] if pos else '?'}",
+                where,
+                hint="give each stage its own id",
+            )
         else:
             first_seen[s.id] = s
     ids = list(first_seen)
@@ -111,11 +122,18 @@ def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None,
             if dep not in first_seen:
                 if dep in result.invalid_ids:
                     continue  # that stage's own errors are reported; its id exists
-                loc.at_value("dependency-missing", f"stage {s.id!r} depends on {dep!r}, which no stage has",
-                             (s.module, s.index, key or "deps", j), hint=did_you_mean(dep, ids))
+                loc.at_value(
+                    "dependency-missing",
+                    f"stage {s.id!r} depends on {dep!r}, which no stage has",
+                    (s.module, s.index, key or "deps", j),
+                    hint=did_you_mean(dep, ids),
+                )
             elif dep == s.id:
-                loc.at_value("dependency-cycle", f"stage {s.id!r} depends on itself",
-                             (s.module, s.index, key or "deps", j))
+                loc.at_value(
+                    "dependency-cycle",
+                    f"stage {s.id!r} depends on itself",
+                    (s.module, s.index, key or "deps", j),
+                )
 
     # artifacts produced twice
     producer: dict[str, tuple[Any, int]] = {}
@@ -125,9 +143,12 @@ def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None,
             norm = normalize_artifact(out)
             if norm in producer and producer[norm][0].id != s.id:
                 other = producer[norm][0]
-                loc.at_value("artifact-produced-twice", f"artifact {out!r} is produced by {other.id!r} and "
-                             f"{s.id!r}", (s.module, s.index, key or "produces", j),
-                             hint="one stage writes an artifact; the others consume it")
+                loc.at_value(
+                    "artifact-produced-twice",
+                    f"artifact {out!r} is produced by {other.id!r} and {s.id!r}",
+                    (s.module, s.index, key or "produces", j),
+                    hint="one stage writes an artifact; the others consume it",
+                )
             else:
                 producer.setdefault(norm, (s, j))
 
@@ -142,29 +163,48 @@ def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None,
             target_id = str(ref.path[0])
             n = ref.path[2]
             if target_id not in first_seen:
-                _in_ref(loc, sref, "reference-invalid", f"${{{ref.dotted()}}} names no stage {target_id!r}",
-                        did_you_mean(target_id, ids))
+                _in_ref(
+                    loc,
+                    sref,
+                    "reference-invalid",
+                    f"${{{ref.dotted()}}} names no stage {target_id!r}",
+                    did_you_mean(target_id, ids),
+                )
                 continue
             target = first_seen[target_id]
             assert isinstance(n, int)
             if not -len(target.stage.produces) <= n < len(target.stage.produces):
-                _in_ref(loc, sref, "reference-invalid",
-                        f"stage {target_id!r} declares {len(target.stage.produces)} output(s); "
-                        f"outputs[{n}] does not exist", None)
+                _in_ref(
+                    loc,
+                    sref,
+                    "reference-invalid",
+                    f"stage {target_id!r} declares {len(target.stage.produces)} output(s); "
+                    f"outputs[{n}] does not exist",
+                    None,
+                )
                 continue
             if target_id != s.id:
                 extra_edges.append(Edge(target_id, s.id, "reference"))
         elif ref.root == "params":
             if ref.path[0] not in s.stage.params:
-                _in_ref(loc, sref, "reference-invalid", f"stage {s.id!r} has no param {ref.path[0]!r}",
-                        did_you_mean(str(ref.path[0]), s.stage.params))
+                _in_ref(
+                    loc,
+                    sref,
+                    "reference-invalid",
+                    f"stage {s.id!r} has no param {ref.path[0]!r}",
+                    did_you_mean(str(ref.path[0]), s.stage.params),
+                )
         elif ref.root == "settings":
             if snapshot is None:
                 if not reported_missing_settings:
                     reported_missing_settings = True
-                    _in_ref(loc, sref, "settings-not-found",
-                            f"${{{ref.dotted()}}} needs a settings snapshot, and none was found",
-                            "put app_settings.toml beside the lab (or in src/), or pass --settings PATH")
+                    _in_ref(
+                        loc,
+                        sref,
+                        "settings-not-found",
+                        f"${{{ref.dotted()}}} needs a settings snapshot, and none was found",
+                        "put app_settings.toml beside the lab (or in src/), or pass --settings PATH",
+                    )
                 continue
             problem = _missing_setting(snapshot, ref.path)
             if problem is not None:
@@ -179,15 +219,22 @@ def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None,
             try:
                 parsed = expr.parse_reference("settings." + dotted)
             except expr.ExprSyntaxError:
-                loc.at_value("reference-invalid", f"{dotted!r} is not a settings key path", path,
-                             hint='write keys as "args.data_in" or "cluster.workers"')
+                loc.at_value(
+                    "reference-invalid",
+                    f"{dotted!r} is not a settings key path",
+                    path,
+                    hint='write keys as "args.data_in" or "cluster.workers"',
+                )
                 continue
             if snapshot is None:
                 if not reported_missing_settings:
                     reported_missing_settings = True
-                    loc.at_value("settings-not-found", f"settings key {dotted!r} declared, and no settings "
-                                 "snapshot was found", path,
-                                 hint="put app_settings.toml beside the lab (or in src/), or pass --settings PATH")
+                    loc.at_value(
+                        "settings-not-found",
+                        f"settings key {dotted!r} declared, and no settings snapshot was found",
+                        path,
+                        hint="put app_settings.toml beside the lab (or in src/), or pass --settings PATH",
+                    )
                 continue
             problem = _missing_setting(snapshot, parsed.path)
             if problem is not None:
@@ -198,9 +245,13 @@ def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None,
         if s.stage.stage:
             target = base_dir / s.stage.stage
             if "${" not in s.stage.stage and not obs.is_file(target):
-                loc.at_value("stage-file-missing", f"parallel contract {s.stage.stage!r} does not exist "
-                             "(paths are relative to the lab's folder)", (s.module, s.index, written(s, "stage") or "stage"),
-                             hint=did_you_mean(Path(s.stage.stage).name, _siblings(target, obs)))
+                loc.at_value(
+                    "stage-file-missing",
+                    f"parallel contract {s.stage.stage!r} does not exist "
+                    "(paths are relative to the lab's folder)",
+                    (s.module, s.index, written(s, "stage") or "stage"),
+                    hint=did_you_mean(Path(s.stage.stage).name, _siblings(target, obs)),
+                )
         if s.stage.function:
             _check_function(loc, s.stage.function, base_dir, (s.module, s.index, "function"), obs)
 
@@ -209,9 +260,12 @@ def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None,
     if cycle is not None:
         head = first_seen[cycle[0]]
         key = written(head, "deps")
-        loc.at_key("dependency-cycle", "dependency cycle: " + " → ".join(cycle),
-                   (head.module, head.index, key) if key else (head.module, head.index),
-                   hint="each stage must run after the one before it in this list; remove one dependency")
+        loc.at_key(
+            "dependency-cycle",
+            "dependency cycle: " + " → ".join(cycle),
+            (head.module, head.index, key) if key else (head.module, head.index),
+            hint="each stage must run after the one before it in this list; remove one dependency",
+        )
         return None
     return graph
 
@@ -219,6 +273,7 @@ def check_lab(result: LoadResult[Any], settings: LoadResult[Any] | None,
 def check_contract(result: LoadResult[Any], obs: Observations | None = None) -> None:
     obs = obs or Observations()
     contract = result.value
+    assert contract is not None
     loc = result.locator()
     base_dir = Path(result.path).parent
     _check_function(loc, contract.function, base_dir, ("function",), obs)
@@ -235,12 +290,14 @@ def _missing_setting(snapshot: dict[str, Any], path: tuple[str | int, ...]) -> t
     node: Any = snapshot
     walked = "settings"
     for part in path:
-        if isinstance(node, dict) and part in node:
+        if isinstance(node, dict) and part in node:  # noqa: SIM114 - separate arms keep the type narrowing
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
             node = node[part]
         else:
-            where = f"[{walked.removeprefix('settings.')}]" if walked != "settings" else "the settings snapshot"
+            where = (
+                f"[{walked.removeprefix('settings.')}]" if walked != "settings" else "the settings snapshot"
+            )
             options = [str(k) for k in node] if isinstance(node, dict) else []
             if not isinstance(node, (dict, list)):
                 return f"{walked} is {toml_repr(node)}, not a table; it has no key {part!r}", None
@@ -257,8 +314,9 @@ def _siblings(target: Path, obs: Observations) -> list[str]:
         return []
 
 
-def _check_function(loc: Locator, text: str, base_dir: Path, key: tuple[str | int, ...],
-                    obs: Observations) -> None:
+def _check_function(
+    loc: Locator, text: str, base_dir: Path, key: tuple[str | int, ...], obs: Observations
+) -> None:
     try:
         ref = expr.parse_funcref(text)
     except expr.ExprSyntaxError:
@@ -268,8 +326,9 @@ def _check_function(loc: Locator, text: str, base_dir: Path, key: tuple[str | in
         loc.at_value("function-not-found", problem[0], key, hint=problem[1], severity=Severity.WARNING)
 
 
-def locate_function(ref: expr.FuncRef, base_dir: Path,
-                    obs: Observations | None = None) -> tuple[str, str | None] | None:
+def locate_function(
+    ref: expr.FuncRef, base_dir: Path, obs: Observations | None = None
+) -> tuple[str, str | None] | None:
     """Find a function's source without importing anything: None when found, else (message, hint).
 
     A module that exists but has no Python source (an extension) is accepted unread."""
@@ -278,15 +337,19 @@ def locate_function(ref: expr.FuncRef, base_dir: Path,
         file = (base_dir / ref.module).resolve()
         if not obs.is_file(file):
             return f"file {ref.module!r} does not exist beside the file that names it", did_you_mean(
-                Path(ref.module).name, _siblings(file, obs))
+                Path(ref.module).name, _siblings(file, obs)
+            )
         source_file: Path | None = file
     else:
         source_file = _module_source(ref.module, base_dir, obs)
         if source_file is None:
-            return (f"module {ref.module!r} is not found beside the file or on the Python path",
-                    "run check in the environment the lab runs in, or use a path: file.py:function")
+            return (
+                f"module {ref.module!r} is not found beside the file or on the Python path",
+                "run check in the environment the lab runs in, or use a path: file.py:function",
+            )
         if source_file.suffix != ".py":
             return None
+    assert source_file is not None
     try:
         tree = ast.parse(source_file.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError) as exc:
@@ -317,9 +380,9 @@ def _module_source(module: str, base_dir: Path, obs: Observations) -> Path | Non
         found = _in_root(root, parts, obs)
         if found is not None:
             return found
-    for root in sys.path:  # what find_spec sees: installed packages come and go
-        if root and os.path.isdir(root):
-            obs.note(root)
+    for entry in sys.path:  # what find_spec sees: installed packages come and go
+        if entry and os.path.isdir(entry):
+            obs.note(entry)
     try:
         spec = importlib.util.find_spec(parts[0])  # finds, does not execute, a top-level module
     except (ImportError, ValueError):
@@ -327,7 +390,11 @@ def _module_source(module: str, base_dir: Path, obs: Observations) -> Path | Non
     if spec is None:
         return None
     if len(parts) == 1:
-        return Path(spec.origin) if spec.origin and spec.origin not in ("built-in", "frozen") else Path("<builtin>")
+        return (
+            Path(spec.origin)
+            if spec.origin and spec.origin not in ("built-in", "frozen")
+            else Path("<builtin>")
+        )
     for location in spec.submodule_search_locations or []:
         found = _in_root(Path(location), parts[1:], obs)
         if found is not None:

@@ -43,28 +43,47 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="agilab-run", description=_DESCRIPTION,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="agilab-run", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    check = sub.add_parser("check", help="validate lab, contract and settings files",
-                           description="Validate files. Exit 0 when clean, 1 when problems are found, "
-                                       "2 when a file cannot be read.")
+    check = sub.add_parser(
+        "check",
+        help="validate lab, contract and settings files",
+        description="Validate files. Exit 0 when clean, 1 when problems are found, "
+        "2 when a file cannot be read.",
+    )
     check.add_argument("files", nargs="+", metavar="FILE")
     check.add_argument("--json", action="store_true", help="same as --format json")
-    check.add_argument("--format", choices=("text", "json", "github"), default="text",
-                       help="github: ::error annotations for GitHub Actions")
+    check.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="github: ::error annotations for GitHub Actions",
+    )
     check.add_argument("--strict", action="store_true", help="warnings count as problems")
-    check.add_argument("--settings", metavar="PATH", help="settings snapshot for labs (default: beside the lab)")
-    check.add_argument("--kind", choices=("lab", "contract", "settings"),
-                       help="treat every file as this kind instead of recognising it")
-    check.add_argument("--no-cache", action="store_true",
-                       help="recheck every file (results are otherwise reused while nothing they depend on changed)")
+    check.add_argument(
+        "--settings", metavar="PATH", help="settings snapshot for labs (default: beside the lab)"
+    )
+    check.add_argument(
+        "--kind",
+        choices=("lab", "contract", "settings"),
+        help="treat every file as this kind instead of recognising it",
+    )
+    check.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="recheck every file (results are otherwise reused while nothing they depend on changed)",
+    )
 
-    plan = sub.add_parser("plan", help="partition plan of a parallel stage",
-                          description="Partition plan of a parallel_stage.toml (or of every `stage` of a lab), "
-                                      "inputs resolved from the contract's glob beside the contract.")
+    plan = sub.add_parser(
+        "plan",
+        help="partition plan of a parallel stage",
+        description="Partition plan of a parallel_stage.toml (or of every `stage` of a lab), "
+        "inputs resolved from the contract's glob beside the contract.",
+    )
     plan.add_argument("file", metavar="FILE")
     plan.add_argument("--cores", type=int, metavar="N", help="cores to plan for (default: this machine's)")
     plan.add_argument("--json", action="store_true")
@@ -77,8 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and not args_list[0].startswith("-") and args_list[0] not in COMMANDS:
-        print("agilab-run: running a lab is not available in this version yet; "
-              f"use `agilab-run check {args_list[0]}` or `agilab-run plan {args_list[0]}`", file=sys.stderr)
+        print(
+            "agilab-run: running a lab is not available in this version yet; "
+            f"use `agilab-run check {args_list[0]}` or `agilab-run plan {args_list[0]}`",
+            file=sys.stderr,
+        )
         return EXIT_INVALID
     parser = build_parser()
     try:
@@ -163,8 +185,10 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
             ok = errors == 0 and not (args.strict and warnings)
             reports.append({"path": entry["path"], "ok": ok, "kind": entry["kind"], "diagnostics": diags})
     if fmt == "json":
-        payload = [{"path": r["path"], "ok": r["ok"], "issues": [d.to_json() for d in r["diagnostics"]]}
-                   for r in reports]
+        payload = [
+            {"path": r["path"], "ok": r["ok"], "issues": [d.to_json() for d in r["diagnostics"]]}
+            for r in reports
+        ]
         out.write(to_json_text(payload[0] if len(payload) == 1 else payload) + "\n")
     elif fmt == "github":
         for r in reports:
@@ -178,8 +202,10 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         warnings = sum(not d.is_error for r in reports for d in r["diagnostics"])
         files = len(reports)
         verdict = "ok" if all(r["ok"] for r in reports) else "problems found"
-        out.write(f"{files} file{'s' * (files != 1)} checked: {errors} error{'s' * (errors != 1)}, "
-                  f"{warnings} warning{'s' * (warnings != 1)} — {verdict}\n")
+        out.write(
+            f"{files} file{'s' * (files != 1)} checked: {errors} error{'s' * (errors != 1)}, "
+            f"{warnings} warning{'s' * (warnings != 1)} — {verdict}\n"
+        )
     if unreadable:
         return EXIT_INVALID
     return EXIT_OK if all(r["ok"] for r in reports) else EXIT_PROBLEMS
@@ -205,7 +231,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     targets: list[tuple[str | None, Any, Path]] = []
     if result.kind == "contract":
         targets.append((None, result.value, Path(args.file)))
-    elif result.kind == "lab":
+    elif result.kind == "lab" and result.value is not None:
         for s in result.value.stages:
             if s.stage.stage:
                 path = Path(args.file).parent / s.stage.stage
@@ -216,14 +242,18 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
                     return EXIT_INVALID
                 targets.append((s.id, loaded.value, path))
         if not targets:
-            print(f"{args.file}: no stage runs a parallel contract (no `stage = \"parallel_stage.toml\"`)",
-                  file=sys.stderr if args.json else out)
+            print(
+                f'{args.file}: no stage runs a parallel contract (no `stage = "parallel_stage.toml"`)',
+                file=sys.stderr if args.json else out,
+            )
             if args.json:
                 out.write("[]\n")
             return EXIT_OK
     else:
-        print(f"agilab-run plan: error: {args.file} is a settings file; plan takes a parallel_stage.toml or a lab",
-              file=sys.stderr)
+        print(
+            f"agilab-run plan: error: {args.file} is a settings file; plan takes a parallel_stage.toml or a lab",
+            file=sys.stderr,
+        )
         return EXIT_INVALID
     plans = []
     for step_id, contract, path in targets:
@@ -234,23 +264,36 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_INVALID
         plans.append((step_id, contract, path, plan))
     if args.json:
-        payload = [({"stage": sid} if sid else {}) | {"contract": str(p)} | plan.to_json()
-                   for sid, _, p, plan in plans]
+        payload = [
+            ({"stage": sid} if sid else {}) | {"contract": str(p)} | plan.to_json()
+            for sid, _, p, plan in plans
+        ]
         out.write(to_json_text(payload[0] if result.kind == "contract" else payload) + "\n")
         return EXIT_OK
     for step_id, contract, path, plan in plans:
         title = f"{contract.name}" + (f"  (stage {step_id})" if step_id else "")
         out.write(f"{title}\n  contract   {path}\n")
-        shown = ", ".join(plan.files[:5]) + (f", … ({len(plan.files) - 5} more)" if len(plan.files) > 5 else "")
-        out.write(f"  input      {contract.input} → {plan.input_files} file{'s' * (plan.input_files != 1)}"
-                  + (f": {shown}" if plan.files else "") + "\n")
+        shown = ", ".join(plan.files[:5]) + (
+            f", … ({len(plan.files) - 5} more)" if len(plan.files) > 5 else ""
+        )
+        out.write(
+            f"  input      {contract.input} → {plan.input_files} file{'s' * (plan.input_files != 1)}"
+            + (f": {shown}" if plan.files else "")
+            + "\n"
+        )
         if plan.grid_points is not None:
             out.write(f"  grid       {plan.grid_points} point{'s' * (plan.grid_points != 1)}\n")
-        out.write(f"  strategy   {contract.partition_strategy} ({'splittable' if plan.splittable else 'not splittable'})\n")
-        out.write(f"  workers    {contract.workers!s} on {plan.available_cores} core"
-                  f"{'s' * (plan.available_cores != 1)} → {plan.requested_workers} requested\n")
-        out.write(f"  plan       {plan.effective_workers} worker{'s' * (plan.effective_workers != 1)}, "
-                  f"{plan.planned_partitions} partition{'s' * (plan.planned_partitions != 1)}\n")
+        out.write(
+            f"  strategy   {contract.partition_strategy} ({'splittable' if plan.splittable else 'not splittable'})\n"
+        )
+        out.write(
+            f"  workers    {contract.workers!s} on {plan.available_cores} core"
+            f"{'s' * (plan.available_cores != 1)} → {plan.requested_workers} requested\n"
+        )
+        out.write(
+            f"  plan       {plan.effective_workers} worker{'s' * (plan.effective_workers != 1)}, "
+            f"{plan.planned_partitions} partition{'s' * (plan.planned_partitions != 1)}\n"
+        )
     return EXIT_OK
 
 

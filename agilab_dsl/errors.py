@@ -58,20 +58,32 @@ CODES: dict[str, tuple[Severity, str]] = {
     "engine-unknown": (Severity.WARNING, "R names an engine this tool does not know"),
     "stage-empty": (Severity.WARNING, "a stage has no code, function or parallel contract to run"),
     "function-reference-invalid": (Severity.ERROR, "a function reference is not module_or_path:function"),
-    "function-not-found": (Severity.ERROR, "a function reference names a module, file or function that is absent"),
-    "reference-invalid": (Severity.ERROR, "an interpolation or condition refers to something that cannot exist"),
+    "function-not-found": (
+        Severity.ERROR,
+        "a function reference names a module, file or function that is absent",
+    ),
+    "reference-invalid": (
+        Severity.ERROR,
+        "an interpolation or condition refers to something that cannot exist",
+    ),
     # phase 3: semantics
     "stage-id-duplicate": (Severity.ERROR, "two stages share one id"),
     "dependency-missing": (Severity.ERROR, "a stage depends on an id no stage has"),
     "dependency-cycle": (Severity.ERROR, "stages depend on each other in a cycle"),
     "artifact-produced-twice": (Severity.ERROR, "two stages produce the same artifact"),
-    "settings-reference-unknown": (Severity.ERROR, "a settings key referenced by a stage is not in the snapshot"),
+    "settings-reference-unknown": (
+        Severity.ERROR,
+        "a settings key referenced by a stage is not in the snapshot",
+    ),
     "settings-not-found": (Severity.WARNING, "stages reference settings but no app_settings.toml was found"),
     "stage-file-missing": (Severity.ERROR, "a stage's parallel contract file does not exist"),
     # parallel_stage.toml warnings, as AGILAB gives them
     "workers-single": (Severity.WARNING, "workers = 1 does not parallelise"),
     "reducer-custom-without-notes": (Severity.WARNING, "a custom reducer without notes explaining it"),
-    "reducer-function-missing": (Severity.WARNING, "a custom reducer without reducer_function cannot run here"),
+    "reducer-function-missing": (
+        Severity.WARNING,
+        "a custom reducer without reducer_function cannot run here",
+    ),
     "dask-single-worker": (Severity.WARNING, "the dask backend with a single worker"),
     "file-chunks-auto-partitions": (Severity.WARNING, "file-chunks with target_partitions = 0"),
 }
@@ -83,7 +95,18 @@ class Diagnostic:
     (A small slotted class rather than a dataclass: ``check`` answers from its cache without
     importing ``dataclasses``/``inspect``, which would cost a third of its start-up budget.)"""
 
-    __slots__ = ("code", "message", "path", "line", "column", "severity", "key", "hint", "source_line", "width")
+    __slots__ = (
+        "code",
+        "column",
+        "hint",
+        "key",
+        "line",
+        "message",
+        "path",
+        "severity",
+        "source_line",
+        "width",
+    )
     _COMPARED = ("code", "message", "path", "line", "column", "severity", "key", "hint")
 
     code: str
@@ -97,12 +120,31 @@ class Diagnostic:
     source_line: str | None  # the offending line, for the caret display
     width: int  # characters the caret run covers
 
-    def __init__(self, code: str, message: str, path: str, line: int | None = None, column: int | None = None,
-                 severity: Severity = Severity.ERROR, key: str | None = None, hint: str | None = None,
-                 source_line: str | None = None, width: int = 1) -> None:
-        for name, value in (("code", code), ("message", message), ("path", path), ("line", line),
-                            ("column", column), ("severity", severity), ("key", key), ("hint", hint),
-                            ("source_line", source_line), ("width", width)):
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        path: str,
+        line: int | None = None,
+        column: int | None = None,
+        severity: Severity = Severity.ERROR,
+        key: str | None = None,
+        hint: str | None = None,
+        source_line: str | None = None,
+        width: int = 1,
+    ) -> None:
+        for name, value in (
+            ("code", code),
+            ("message", message),
+            ("path", path),
+            ("line", line),
+            ("column", column),
+            ("severity", severity),
+            ("key", key),
+            ("hint", hint),
+            ("source_line", source_line),
+            ("width", width),
+        ):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: object) -> None:

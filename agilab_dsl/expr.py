@@ -19,9 +19,9 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from .errors import AgilabError, did_you_mean
 
@@ -108,14 +108,21 @@ class FuncRef:
         return f"{self.module}:{self.function}"
 
 
-Node = Union[Literal, ListLit, Ref, Not, And, Or, Compare]
+Node = Literal | ListLit | Ref | Not | And | Or | Compare
 
 
 class ExprSyntaxError(AgilabError):
     """An expression that does not parse, or refers to something that cannot exist."""
 
-    def __init__(self, message: str, offset: int, *, hint: str | None = None, width: int = 1,
-                 code: str = "expression-syntax") -> None:
+    def __init__(
+        self,
+        message: str,
+        offset: int,
+        *,
+        hint: str | None = None,
+        width: int = 1,
+        code: str = "expression-syntax",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.offset = offset
@@ -140,7 +147,7 @@ def grammar_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "grammar"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parser(name: str) -> Lark:
     from lark import Lark
 
@@ -150,9 +157,15 @@ def _parser(name: str) -> Lark:
 
 
 _TOKEN_WORDS = {
-    "NAME": "a name", "STRING": "a string", "SQ_STRING": "a string", "SIGNED_INT": "a number",
-    "SIGNED_FLOAT": "a number", "COMP_OP": "a comparison (==, !=, <, <=, >, >=)", "$END": "the end",
-    "FUNCREF": "module:function", "BODY": "a reference",
+    "NAME": "a name",
+    "STRING": "a string",
+    "SQ_STRING": "a string",
+    "SIGNED_INT": "a number",
+    "SIGNED_FLOAT": "a number",
+    "COMP_OP": "a comparison (==, !=, <, <=, >, >=)",
+    "$END": "the end",
+    "FUNCREF": "module:function",
+    "BODY": "a reference",
 }
 
 
@@ -165,8 +178,14 @@ def _describe_expected(grammar: str, expected: set[str]) -> str:
             words.add(_TOKEN_WORDS[name])
             continue
         term = terminals.get(name)
-        literal = getattr(term.pattern, "value", None) if term is not None and term.pattern.type == "str" else None
-        words.add(repr(literal.lower() if literal in ("True", "False", "None") else literal) if literal else name.lower())
+        literal = (
+            getattr(term.pattern, "value", None) if term is not None and term.pattern.type == "str" else None
+        )
+        words.add(
+            repr(literal.lower() if literal in ("True", "False", "None") else literal)
+            if literal
+            else name.lower()
+        )
     if {"'true'", "'false'", "'none'", "'null'"} & words:
         words -= {"'true'", "'false'", "'none'", "'null'"}
         words.add("true/false/null")
@@ -182,17 +201,21 @@ def _lark_parse(grammar: str, text: str, start: str) -> Any:
         tok = exc.token
         if tok.type == "$END":
             raise ExprSyntaxError(
-                f"unexpected end of expression; expected {_describe_expected(grammar, exc.expected)}", len(text)
+                f"unexpected end of expression; expected {_describe_expected(grammar, exc.expected)}",
+                len(text),
             ) from None
         raise ExprSyntaxError(
             f"unexpected {str(tok)!r}; expected {_describe_expected(grammar, exc.expected)}",
-            tok.start_pos or 0, width=len(str(tok)),
+            tok.start_pos or 0,
+            width=len(str(tok)),
         ) from None
     except UnexpectedCharacters as exc:
-        raise ExprSyntaxError(f"unexpected character {text[exc.pos_in_stream]!r}", exc.pos_in_stream) from None
+        pos = exc.pos_in_stream or 0
+        raise ExprSyntaxError(f"unexpected character {text[pos]!r}", pos) from None
     except UnexpectedEOF as exc:
         raise ExprSyntaxError(
-            f"unexpected end of expression; expected {_describe_expected(grammar, set(exc.expected))}", len(text)
+            f"unexpected end of expression; expected {_describe_expected(grammar, set(exc.expected))}",
+            len(text),
         ) from None
     except UnexpectedInput as exc:  # pragma: no cover - the three above cover LALR
         raise ExprSyntaxError(str(exc), getattr(exc, "pos_in_stream", 0) or 0) from None
@@ -261,7 +284,10 @@ def _build_ref(tree: Any, base: int) -> Ref:
     if root not in ROOTS:
         raise ExprSyntaxError(
             f"unknown reference root {root!r}: a reference starts with settings, params, env or steps",
-            start, hint=did_you_mean(root, ROOTS), width=len(root), code="reference-invalid",
+            start,
+            hint=did_you_mean(root, ROOTS),
+            width=len(root),
+            code="reference-invalid",
         )
     path: list[str | int] = []
     for acc in accessors:
@@ -275,15 +301,23 @@ def _build_ref(tree: Any, base: int) -> Ref:
     ref = Ref(root, tuple(path), start, end)
     if not path:
         raise ExprSyntaxError(
-            f"{root!r} alone is not a value: name a key, e.g. {root}.name", start, width=len(root),
+            f"{root!r} alone is not a value: name a key, e.g. {root}.name",
+            start,
+            width=len(root),
             code="reference-invalid",
         )
     if root == "steps":
-        ok = (len(path) == 3 and isinstance(path[0], str) and path[1] in ("outputs", "produces")
-              and isinstance(path[2], int))
+        ok = (
+            len(path) == 3
+            and isinstance(path[0], str)
+            and path[1] in ("outputs", "produces")
+            and isinstance(path[2], int)
+        )
         if not ok:
             raise ExprSyntaxError(
-                "a step reference has the form steps.<id>.outputs[N]", start, width=end - start,
+                "a step reference has the form steps.<id>.outputs[N]",
+                start,
+                width=end - start,
                 code="reference-invalid",
             )
     return ref
@@ -347,7 +381,9 @@ def parse_mode(value: int | str) -> int:
             if name not in MODE_FLAGS:
                 raise ExprSyntaxError(
                     f"unknown mode flag {name!r} (flags: pool, cython, dask, rapids)",
-                    tok.start_pos, hint=did_you_mean(name, MODE_FLAGS), width=len(name),
+                    tok.start_pos,
+                    hint=did_you_mean(name, MODE_FLAGS),
+                    width=len(name),
                 )
             bits |= MODE_FLAGS[name]
     return bits
@@ -363,7 +399,8 @@ def parse_funcref(text: str) -> FuncRef:
     if not _FUNCREF.match(text):
         pos = 0 if ":" in text else len(text)
         raise ExprSyntaxError(
-            f"{text!r} is not a function reference", pos,
+            f"{text!r} is not a function reference",
+            pos,
             hint="write module.sub:function or path/to/file.py:function",
             code="function-reference-invalid",
         )
@@ -371,8 +408,10 @@ def parse_funcref(text: str) -> FuncRef:
     ref = FuncRef(module, function)
     if not ref.is_path and not _DOTTED.match(module):
         raise ExprSyntaxError(
-            f"{module!r} is neither a dotted module name nor a path to a .py file", 0,
-            width=len(module), code="function-reference-invalid",
+            f"{module!r} is neither a dotted module name nor a path to a .py file",
+            0,
+            width=len(module),
+            code="function-reference-invalid",
         )
     return ref
 
@@ -415,12 +454,12 @@ def to_source(node: Any) -> str:
     if isinstance(node, (And, Or)):
         word = " and " if isinstance(node, And) else " or "
         mine = _prec(node)
-        return word.join(
-            to_source(o) if _prec(o) > mine else f"({to_source(o)})" for o in node.operands
-        )
+        return word.join(to_source(o) if _prec(o) > mine else f"({to_source(o)})" for o in node.operands)
     if isinstance(node, Compare):
+
         def side(n: Any) -> str:
             return to_source(n) if _prec(n) == 5 else f"({to_source(n)})"
+
         return f"{side(node.left)} {node.op} {side(node.right)}"
     if isinstance(node, Template):
         out = ""
@@ -467,8 +506,9 @@ def resolve(ref: Ref, context: Mapping[str, Any]) -> Any:
         try:
             value = value[part]
         except (KeyError, IndexError, TypeError):
-            raise EvalError(f"{to_source(Ref(ref.root, ref.path))} is not defined "
-                            f"({walked} has no {part!r})") from None
+            raise EvalError(
+                f"{to_source(Ref(ref.root, ref.path))} is not defined ({walked} has no {part!r})"
+            ) from None
         walked = to_source(Ref(ref.root, tuple(ref.path[: ref.path.index(part) + 1])))
     return value
 
@@ -495,16 +535,21 @@ def evaluate(node: Node, context: Mapping[str, Any]) -> Any:
             return left != right
         if op in ("in", "not in"):
             if not isinstance(right, (list, tuple, str, dict)):
-                raise EvalError(f"'{op}' needs a list, string or table on its right, not {type(right).__name__}")
+                raise EvalError(
+                    f"'{op}' needs a list, string or table on its right, not {type(right).__name__}"
+                )
             try:
                 found = left in right
             except TypeError as exc:
                 raise EvalError(str(exc)) from None
             return found if op == "in" else not found
         numbers = (int, float)
-        comparable = (isinstance(left, numbers) and isinstance(right, numbers)
-                      and not isinstance(left, bool) and not isinstance(right, bool)) or (
-            isinstance(left, str) and isinstance(right, str))
+        comparable = (
+            isinstance(left, numbers)
+            and isinstance(right, numbers)
+            and not isinstance(left, bool)
+            and not isinstance(right, bool)
+        ) or (isinstance(left, str) and isinstance(right, str))
         if not comparable:
             raise EvalError(f"cannot compare {type(left).__name__} {op} {type(right).__name__}")
         return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]

@@ -9,6 +9,7 @@ before it.
 from __future__ import annotations
 
 import graphlib
+import itertools
 import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -75,7 +76,7 @@ class StepGraph:
             declared = any(m.stage.deps or m.stage.consumes for m in members)
             member_ids = list(dict.fromkeys(m.id for m in members))
             if not declared and not any(e.downstream in member_ids for e in edges):
-                edges.extend(Edge(a, b, "sequence") for a, b in zip(member_ids, member_ids[1:]))
+                edges.extend(Edge(a, b, "sequence") for a, b in itertools.pairwise(member_ids))
         unique = tuple(dict.fromkeys(edges))
         return cls(tuple(ids), unique)
 
@@ -137,8 +138,10 @@ class StepGraph:
         unknown = kept - set(self.ids)
         if unknown:
             raise KeyError(", ".join(sorted(unknown)))
-        return StepGraph(tuple(i for i in self.ids if i in kept),
-                         tuple(e for e in self.edges if e.upstream in kept and e.downstream in kept))
+        return StepGraph(
+            tuple(i for i in self.ids if i in kept),
+            tuple(e for e in self.edges if e.upstream in kept and e.downstream in kept),
+        )
 
     def only(self, *steps: str) -> StepGraph:
         return self.subgraph(steps)

@@ -42,27 +42,49 @@ class Stage(_Frozen):
     """One stage of a lab: AGILAB's D/Q/M/C/E/R keys plus this tool's extensions."""
 
     # -- AGILAB's keys ----------------------------------------------------------------------
-    description: str | None = Field(None, validation_alias=_alias("D", "description"),
-                                     description="D: description (historically a dataframe path)")
-    question: str | None = Field(None, validation_alias=_alias("Q", "question"),
-                                 description="Q: the prompt or question text")
-    model: str | None = Field(None, validation_alias=_alias("M", "model"),
-                              description="M: the model that generated the code")
-    code: str | None = Field(None, validation_alias=_alias("C", "code"), description="C: Python code of the stage")
-    env: str | None = Field(None, validation_alias=_alias("E", "env"), description="E: runtime, a venv or project path")
-    engine: str | None = Field(None, validation_alias=_alias("R", "engine"),
-                               description='R: "", "runpy", "agi.run" or "agi.install"')
-    id: str | None = Field(None, validation_alias=_alias("id", "stage_id"), min_length=1,
-                           description="stage id (default <module>_<NNN>)")
-    deps: tuple[str, ...] = Field((), validation_alias=_alias("deps", "depends_on", "dependencies"),
-                                  description="ids this stage depends on")
-    produces: tuple[str, ...] = Field((), validation_alias=_alias("produces", "outputs"), description="artifact paths written")
-    consumes: tuple[str, ...] = Field((), validation_alias=_alias("consumes", "inputs"), description="artifact paths read")
+    description: str | None = Field(
+        None,
+        validation_alias=_alias("D", "description"),
+        description="D: description (historically a dataframe path)",
+    )
+    question: str | None = Field(
+        None, validation_alias=_alias("Q", "question"), description="Q: the prompt or question text"
+    )
+    model: str | None = Field(
+        None, validation_alias=_alias("M", "model"), description="M: the model that generated the code"
+    )
+    code: str | None = Field(
+        None, validation_alias=_alias("C", "code"), description="C: Python code of the stage"
+    )
+    env: str | None = Field(
+        None, validation_alias=_alias("E", "env"), description="E: runtime, a venv or project path"
+    )
+    engine: str | None = Field(
+        None, validation_alias=_alias("R", "engine"), description='R: "", "runpy", "agi.run" or "agi.install"'
+    )
+    id: str | None = Field(
+        None,
+        validation_alias=_alias("id", "stage_id"),
+        min_length=1,
+        description="stage id (default <module>_<NNN>)",
+    )
+    deps: tuple[str, ...] = Field(
+        (),
+        validation_alias=_alias("deps", "depends_on", "dependencies"),
+        description="ids this stage depends on",
+    )
+    produces: tuple[str, ...] = Field(
+        (), validation_alias=_alias("produces", "outputs"), description="artifact paths written"
+    )
+    consumes: tuple[str, ...] = Field(
+        (), validation_alias=_alias("consumes", "inputs"), description="artifact paths read"
+    )
     enabled: StrictBool = Field(True, description="false disables the stage")
     skip: StrictBool = Field(False, description="true disables the stage")
     automation: dict[str, Any] = Field(default_factory=dict, description="AGILAB automation keys")
-    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict,
-                                                description="name -> overrides, deep-merged when the profile is selected")
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="name -> overrides, deep-merged when the profile is selected"
+    )
     template_id: str | None = None
     template_version: StrictInt | str | None = None
     label: str | None = None
@@ -71,16 +93,29 @@ class Stage(_Frozen):
     # -- this tool's extensions ------------------------------------------------------------
     backend: Backend | None = Field(None, description="local, pool, dask, gpu or auto")
     mode: StrictInt | str | None = Field(
-        None, description='AGILAB execution bitmask: an int or "dask | rapids | pool" (pool 1, cython 2, dask 4, rapids 8)')
-    function: str | None = Field(None, pattern=r"^[A-Za-z0-9_./:-]+:[A-Za-z_][A-Za-z0-9_]*$",
-                                 description="module_or_path:function, run instead of C")
-    params: dict[str, Any] = Field(default_factory=dict, description="passed to the function, visible to the code")
+        None,
+        description='AGILAB execution bitmask: an int or "dask | rapids | pool" (pool 1, cython 2, dask 4, rapids 8)',
+    )
+    function: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_./:-]+:[A-Za-z_][A-Za-z0-9_]*$",
+        description="module_or_path:function, run instead of C",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="passed to the function, visible to the code"
+    )
     stage: str | None = Field(None, min_length=1, description="path to a parallel_stage.toml this step runs")
-    settings: tuple[str, ...] | Literal["*"] = Field((), description='settings keys the step depends on, or "*"')
+    settings: tuple[str, ...] | Literal["*"] = Field(
+        (), description='settings keys the step depends on, or "*"'
+    )
     when: str | None = Field(None, description="condition; false skips the step")
     retries: StrictNonNegativeInt = Field(0, description="times a failed step is tried again")
-    timeout: Annotated[float, Field(gt=0)] | None = Field(None, description="seconds before the step is stopped")
-    fallback: Literal["cpu"] | None = Field(None, description='"cpu": run on the CPU when the GPU backend is unavailable')
+    timeout: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="seconds before the step is stopped"
+    )
+    fallback: Literal["cpu"] | None = Field(
+        None, description='"cpu": run on the CPU when the GPU backend is unavailable'
+    )
     # -- notebook provenance (NB_*), preserved as written ------------------------------------
     notebook: dict[str, Any] = Field(default_factory=dict, description="NB_* keys, preserved")
 

@@ -79,47 +79,111 @@ class Locator:
         self.source = source
         self.diagnostics: list[Diagnostic] = []
 
-    def _emit(self, code: str, message: str, offset: int | None, *, key: str | None, hint: str | None,
-              width: int, severity: Severity | None) -> Diagnostic:
+    def _emit(
+        self,
+        code: str,
+        message: str,
+        offset: int | None,
+        *,
+        key: str | None,
+        hint: str | None,
+        width: int,
+        severity: Severity | None,
+    ) -> Diagnostic:
         line = col = None
         text = None
         if offset is not None and self.source is not None:
             line, col = self.source.line_col(offset)
             text = self.source.line_text(line)
-        d = make(code, message, self.path, line, col, severity=severity, key=key, hint=hint,
-                 source_line=text, width=width)
+        d = make(
+            code,
+            message,
+            self.path,
+            line,
+            col,
+            severity=severity,
+            key=key,
+            hint=hint,
+            source_line=text,
+            width=width,
+        )
         self.diagnostics.append(d)
         return d
 
-    def at_offset(self, code: str, message: str, offset: int | None, *, key: KeyPath | str | None = None,
-                  hint: str | None = None, width: int = 1, severity: Severity | None = None) -> Diagnostic:
-        return self._emit(code, message, offset, key=_key_text(key), hint=hint, width=width, severity=severity)
+    def at_offset(
+        self,
+        code: str,
+        message: str,
+        offset: int | None,
+        *,
+        key: KeyPath | str | None = None,
+        hint: str | None = None,
+        width: int = 1,
+        severity: Severity | None = None,
+    ) -> Diagnostic:
+        return self._emit(
+            code, message, offset, key=_key_text(key), hint=hint, width=width, severity=severity
+        )
 
-    def at_key(self, code: str, message: str, path: KeyPath, *, hint: str | None = None,
-               severity: Severity | None = None) -> Diagnostic:
+    def at_key(
+        self,
+        code: str,
+        message: str,
+        path: KeyPath,
+        *,
+        hint: str | None = None,
+        severity: Severity | None = None,
+    ) -> Diagnostic:
         span = self.source.span(path) if self.source else None
         offset = span.key if span else (0 if self.source is not None and not path else None)
         width = 1
-        if span is not None and self.source is not None and isinstance(path[-1], str) and span.kind != "header":
+        if (
+            span is not None
+            and self.source is not None
+            and isinstance(path[-1], str)
+            and span.kind != "header"
+        ):
             width = len(self._written_key(span.key)) or 1
-        return self._emit(code, message, offset, key=_key_text(path), hint=hint, width=width, severity=severity)
+        return self._emit(
+            code, message, offset, key=_key_text(path), hint=hint, width=width, severity=severity
+        )
 
-    def at_value(self, code: str, message: str, path: KeyPath, *, hint: str | None = None,
-                 severity: Severity | None = None) -> Diagnostic:
+    def at_value(
+        self,
+        code: str,
+        message: str,
+        path: KeyPath,
+        *,
+        hint: str | None = None,
+        severity: Severity | None = None,
+    ) -> Diagnostic:
         span = self.source.span(path) if self.source else None
         offset = span.value if span else None
         width = 1
         if span is not None and self.source is not None:
             line, col = self.source.line_col(span.value)
             width = min(span.end - span.value, len(self.source.line_text(line)) - col + 1)
-        return self._emit(code, message, offset, key=_key_text(path), hint=hint, width=width, severity=severity)
+        return self._emit(
+            code, message, offset, key=_key_text(path), hint=hint, width=width, severity=severity
+        )
 
-    def in_string(self, code: str, message: str, path: KeyPath, index: int, *, hint: str | None = None,
-                  width: int = 1, severity: Severity | None = None) -> Diagnostic:
+    def in_string(
+        self,
+        code: str,
+        message: str,
+        path: KeyPath,
+        index: int,
+        *,
+        hint: str | None = None,
+        width: int = 1,
+        severity: Severity | None = None,
+    ) -> Diagnostic:
         offset = self.source.string_offset(path, index) if self.source else None
         if offset is None:
             return self.at_value(code, message, path, hint=hint, severity=severity)
-        return self._emit(code, message, offset, key=_key_text(path), hint=hint, width=width, severity=severity)
+        return self._emit(
+            code, message, offset, key=_key_text(path), hint=hint, width=width, severity=severity
+        )
 
     def _written_key(self, offset: int) -> str:
         assert self.source is not None
@@ -161,7 +225,9 @@ def toml_repr(value: Any, limit: int = 60) -> str:
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
-def read_toml(path: str | Path, text: str | None = None) -> tuple[dict[str, Any] | None, SourceMap | None, Locator]:
+def read_toml(
+    path: str | Path, text: str | None = None
+) -> tuple[dict[str, Any] | None, SourceMap | None, Locator]:
     """Read and parse a TOML file. On failure the locator holds the diagnostic and data is None."""
     name = str(path)
     loc = Locator(name, None)
@@ -171,7 +237,9 @@ def read_toml(path: str | Path, text: str | None = None) -> tuple[dict[str, Any]
             raw = p.read_bytes()
         except FileNotFoundError:
             siblings = [c.name for c in p.parent.glob("*.toml")] if p.parent.is_dir() else []
-            loc.at_offset("file-missing", "no such file", None, hint=did_you_mean(p.name, siblings, cutoff=0.8))
+            loc.at_offset(
+                "file-missing", "no such file", None, hint=did_you_mean(p.name, siblings, cutoff=0.8)
+            )
             return None, None, loc
         except IsADirectoryError:
             loc.at_offset("file-unreadable", "is a directory, not a file", None)
@@ -187,9 +255,17 @@ def read_toml(path: str | Path, text: str | None = None) -> tuple[dict[str, Any]
             partial.text = good
             partial._line_starts = [0] + [m.end() for m in re.finditer("\n", good)]
             line, col = partial.line_col(len(good))
-            loc.diagnostics.append(make(
-                "encoding-invalid", f"byte 0x{raw[exc.start]:02x} is not valid UTF-8", name, line, col,
-                source_line=partial.line_text(line), hint="TOML files must be UTF-8"))
+            loc.diagnostics.append(
+                make(
+                    "encoding-invalid",
+                    f"byte 0x{raw[exc.start]:02x} is not valid UTF-8",
+                    name,
+                    line,
+                    col,
+                    source_line=partial.line_text(line),
+                    hint="TOML files must be UTF-8",
+                )
+            )
             return None, None, loc
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -211,8 +287,17 @@ def read_toml(path: str | Path, text: str | None = None) -> tuple[dict[str, Any]
         else:  # "at end of document"
             line, col = partial.line_col(len(text))
             reason = reason.replace("(at end of document)", "").strip() + " at end of file"
-        loc.diagnostics.append(make("toml-syntax", reason, name, line, col,
-                                    source_line=partial.line_text(line), hint=_toml_hint(reason, partial.line_text(line))))
+        loc.diagnostics.append(
+            make(
+                "toml-syntax",
+                reason,
+                name,
+                line,
+                col,
+                source_line=partial.line_text(line),
+                hint=_toml_hint(reason, partial.line_text(line)),
+            )
+        )
         return None, None, loc
     source = SourceMap(text)
     loc.source = source
@@ -226,7 +311,7 @@ def _toml_hint(reason: str, line: str) -> str | None:
         return "strings need quotes; booleans are lowercase true/false"
     if "illegal character" in reason.lower() and "\\n" in reason:
         return "a string is not closed before the end of the line (use ''' or \"\"\" for multi-line text)"
-    if "unclosed" in reason.lower() or "expected" in reason.lower() and "]" in reason:
+    if "unclosed" in reason.lower() or ("expected" in reason.lower() and "]" in reason):
         return "check that every bracket, brace and quote is closed"
     return None
 
@@ -237,7 +322,11 @@ def detect_kind(path: str | Path, data: Mapping[str, Any]) -> FileKind | None:
     meta = data.get("__meta__")
     if isinstance(schema, str) and schema.startswith("agilab.parallel_stage"):
         return "contract"
-    if isinstance(meta, dict) and isinstance(meta.get("schema"), str) and meta["schema"].startswith("agilab.lab_st"):
+    if (
+        isinstance(meta, dict)
+        and isinstance(meta.get("schema"), str)
+        and meta["schema"].startswith("agilab.lab_st")
+    ):
         return "lab"
     name = Path(path).name.lower()
     if "parallel_stage" in name:
@@ -263,10 +352,18 @@ def _is_table_array(value: Any) -> bool:
 # Pydantic errors → diagnostics
 
 _PHRASES = {
-    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
-    "string_type": "a string", "bool_type": "true or false", "bool_parsing": "true or false",
-    "float_type": "a number", "float_parsing": "a number", "dict_type": "a table",
-    "tuple_type": "an array", "list_type": "an array", "model_type": "a table",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "dict_type": "a table",
+    "tuple_type": "an array",
+    "list_type": "an array",
+    "model_type": "a table",
     "model_attributes_type": "a table",
 }
 
@@ -300,9 +397,15 @@ def _allowed_values(errors: list[Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def report_validation(loc: Locator, exc: Any, base: KeyPath, data: Mapping[str, Any],
-                      written: Mapping[str, str] | None = None, *,
-                      known_keys: tuple[str, ...] = ()) -> None:
+def report_validation(
+    loc: Locator,
+    exc: Any,
+    base: KeyPath,
+    data: Mapping[str, Any],
+    written: Mapping[str, str] | None = None,
+    *,
+    known_keys: tuple[str, ...] = (),
+) -> None:
     """Turn a pydantic ValidationError on ``data`` (found at ``base`` in the file) into diagnostics."""
     grouped: dict[KeyPath, list[Mapping[str, Any]]] = {}
     for err in exc.errors(include_url=False):
@@ -315,14 +418,19 @@ def report_validation(loc: Locator, exc: Any, base: KeyPath, data: Mapping[str, 
         name = _key_text(path) or "value"
         first = errs[0]
         if first["type"] == "missing":
-            loc.at_key("key-missing", f"required key {name!r} is missing", base,
-                       hint=f"add {name} = …")
+            loc.at_key("key-missing", f"required key {name!r} is missing", base, hint=f"add {name} = …")
             continue
         if first["type"] == "extra_forbidden":
-            loc.at_key("unknown-key", f"unknown key {name!r}", full, hint=did_you_mean(str(path[-1]), known_keys))
+            loc.at_key(
+                "unknown-key", f"unknown key {name!r}", full, hint=did_you_mean(str(path[-1]), known_keys)
+            )
             continue
         codes_phrases = [_phrase(e) for e in errs]
-        code = "wrong-type" if any(c == "wrong-type" for c, _ in codes_phrases) and len(errs) == 1 else codes_phrases[0][0]
+        code = (
+            "wrong-type"
+            if any(c == "wrong-type" for c, _ in codes_phrases) and len(errs) == 1
+            else codes_phrases[0][0]
+        )
         if any(c == "invalid-value" for c, _ in codes_phrases) and len(errs) > 1:
             code = "invalid-value" if all(c != "wrong-type" for c, _ in codes_phrases) else "wrong-type"
         phrases = list(dict.fromkeys(p for _, p in codes_phrases))
@@ -343,10 +451,9 @@ def _trim_loc(loc: tuple[Any, ...], data: Any) -> KeyPath:
     out: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, Mapping) and part in node:
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (isinstance(node, Mapping) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
             out.append(part)
             node = node[part]
         elif not out and isinstance(part, str):
@@ -388,20 +495,35 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
             modules.append(key)
             if key in LEGACY_ARRAYS:
                 where = (key,) if result.source and (key,) in result.source.spans else (key, 0)
-                loc.at_key("legacy-dialect",
-                           f"legacy [[{key}]] array: AGILAB's own UI shows it as empty", where,
-                           hint="name the array after the app's module key, e.g. [[my_app]] "
-                                "(agilab-run migrate rewrites it)")
+                loc.at_key(
+                    "legacy-dialect",
+                    f"legacy [[{key}]] array: AGILAB's own UI shows it as empty",
+                    where,
+                    hint="name the array after the app's module key, e.g. [[my_app]] "
+                    "(agilab-run migrate rewrites it)",
+                )
         elif isinstance(value, list):
             bad = next(i for i, v in enumerate(value) if not isinstance(v, dict))
-            loc.at_value("wrong-type", f"stages of {key!r} must be tables, not {toml_repr(value[bad])}", (key, bad),
-                         hint=f"write each stage as {{ C = \"…\" }} or under [[{key}]]")
+            loc.at_value(
+                "wrong-type",
+                f"stages of {key!r} must be tables, not {toml_repr(value[bad])}",
+                (key, bad),
+                hint=f'write each stage as {{ C = "…" }} or under [[{key}]]',
+            )
         elif isinstance(value, dict):
-            loc.at_key("wrong-type", f"{key!r} is a single table; a module's stages are an array of tables",
-                       (key,), hint=f"write [[{key}]] instead of [{key}]")
+            loc.at_key(
+                "wrong-type",
+                f"{key!r} is a single table; a module's stages are an array of tables",
+                (key,),
+                hint=f"write [[{key}]] instead of [{key}]",
+            )
         else:
-            loc.at_key("unknown-key", f"unknown top-level key {key!r}: a lab holds arrays of stages and [__meta__]",
-                       (key,), hint=did_you_mean(key, [META_KEY]))
+            loc.at_key(
+                "unknown-key",
+                f"unknown top-level key {key!r}: a lab holds arrays of stages and [__meta__]",
+                (key,),
+                hint=did_you_mean(key, [META_KEY]),
+            )
     if not modules and len(loc.diagnostics) == reported:
         loc.at_offset("lab-empty", "the lab defines no stage", 0)
 
@@ -418,7 +540,9 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
             stage = _build_stage(raw, (module, index), aliases, loc, Stage, ValidationError)
             if stage is None:  # not even a partial stage: its id is still known
                 written_id = raw.get("id", raw.get("stage_id"))
-                result.invalid_ids.add(written_id if isinstance(written_id, str) else f"{module}_{index + 1:03d}")
+                result.invalid_ids.add(
+                    written_id if isinstance(written_id, str) else f"{module}_{index + 1:03d}"
+                )
                 continue
             sid = stage.id or f"{module}_{index + 1:03d}"
             stages.append(LabStage(module=module, index=index, id=sid, stage=stage))
@@ -426,15 +550,21 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
     for n, placed in enumerate(stages):
         _check_stage_expressions(result, loc, n, placed)
 
-    dialect = "module-keys"
+    dialect: Literal["module-keys", "legacy-steps", "legacy-stages"] = "module-keys"
     if modules and all(m in LEGACY_ARRAYS for m in modules):
         dialect = "legacy-steps" if "steps" in modules else "legacy-stages"
     positions = {}
     if result.source is not None:
         for kp, span in result.source.spans.items():
             positions[kp] = result.source.line_col(span.key)
-    lab = Lab(path=result.path, dialect=dialect, module_keys=tuple(modules), stages=tuple(stages),
-              meta=meta or LabMeta(), positions=positions)
+    lab = Lab(
+        path=result.path,
+        dialect=dialect,
+        module_keys=tuple(modules),
+        stages=tuple(stages),
+        meta=meta or LabMeta.model_validate({}),
+        positions=positions,
+    )
     result.partial = lab
     if not any(d.is_error for d in loc.diagnostics) and meta is not None:
         result.value = lab
@@ -446,7 +576,7 @@ def _build_meta(raw: Any, modules: list[str], data: Mapping[str, Any], loc: Loca
     from .model import LAB_SCHEMAS, Automation, LabMeta
 
     if raw is None:
-        return LabMeta()
+        return LabMeta.model_validate({})
     if not isinstance(raw, dict):
         loc.at_key("wrong-type", "__meta__ must be a table", ("__meta__",))
         return None
@@ -458,15 +588,23 @@ def _build_meta(raw: Any, modules: list[str], data: Mapping[str, Any], loc: Loca
         kp = ("__meta__", key)
         if key == "schema":
             if value not in LAB_SCHEMAS:
-                loc.at_value("metadata-schema", f"unknown lab schema {toml_repr(value)}", kp,
-                             hint=did_you_mean(str(value), LAB_SCHEMAS) or f"use {LAB_SCHEMAS[1]!r}")
+                loc.at_value(
+                    "metadata-schema",
+                    f"unknown lab schema {toml_repr(value)}",
+                    kp,
+                    hint=did_you_mean(str(value), LAB_SCHEMAS) or f"use {LAB_SCHEMAS[1]!r}",
+                )
                 ok = False
             else:
                 fields["schema"] = value
         elif key == "version":
             if value != 1 or isinstance(value, bool):
-                loc.at_value("metadata-version", f"unsupported lab format version {toml_repr(value)}", kp,
-                             hint="this tool reads version = 1")
+                loc.at_value(
+                    "metadata-version",
+                    f"unsupported lab format version {toml_repr(value)}",
+                    kp,
+                    hint="this tool reads version = 1",
+                )
                 ok = False
             else:
                 fields["version"] = 1
@@ -480,8 +618,12 @@ def _build_meta(raw: Any, modules: list[str], data: Mapping[str, Any], loc: Loca
         elif key.endswith("__automation"):
             module = key[: -len("__automation")]
             if module not in modules:
-                loc.at_key("sequence-invalid", f"{key!r} names no module of this lab", kp,
-                           hint=did_you_mean(module, modules))
+                loc.at_key(
+                    "sequence-invalid",
+                    f"{key!r} names no module of this lab",
+                    kp,
+                    hint=did_you_mean(module, modules),
+                )
                 ok = False
                 continue
             if not isinstance(value, dict):
@@ -494,7 +636,11 @@ def _build_meta(raw: Any, modules: list[str], data: Mapping[str, Any], loc: Loca
                 report_validation(loc, exc, kp, value, known_keys=tuple(Automation.model_fields))
                 ok = False
         else:
-            known = ["schema", "version"] + [f"{m}__sequence" for m in modules] + [f"{m}__automation" for m in modules]
+            known = (
+                ["schema", "version"]
+                + [f"{m}__sequence" for m in modules]
+                + [f"{m}__automation" for m in modules]
+            )
             loc.at_key("unknown-key", f"unknown key {key!r} in [__meta__]", kp, hint=did_you_mean(key, known))
             ok = False
     if not ok:
@@ -502,10 +648,16 @@ def _build_meta(raw: Any, modules: list[str], data: Mapping[str, Any], loc: Loca
     return LabMeta.model_validate({**fields, "sequences": sequences, "automation": automation})
 
 
-def _check_sequence(module: str, value: Any, modules: list[str], data: Mapping[str, Any], kp: KeyPath,
-                    loc: Locator) -> tuple[int, ...] | None:
+def _check_sequence(
+    module: str, value: Any, modules: list[str], data: Mapping[str, Any], kp: KeyPath, loc: Locator
+) -> tuple[int, ...] | None:
     if module not in modules:
-        loc.at_key("sequence-invalid", f"{kp[-1]!r} names no module of this lab", kp, hint=did_you_mean(module, modules))
+        loc.at_key(
+            "sequence-invalid",
+            f"{kp[-1]!r} names no module of this lab",
+            kp,
+            hint=did_you_mean(module, modules),
+        )
         return None
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         loc.at_value("wrong-type", f"{kp[-1]} must be an array of integers, not {toml_repr(value)}", kp)
@@ -515,8 +667,11 @@ def _check_sequence(module: str, value: Any, modules: list[str], data: Mapping[s
     ok = True
     for i, v in enumerate(value):
         if not 0 <= v < count:
-            loc.at_value("sequence-invalid", f"index {v} is out of range: {module!r} has {count} stage(s) (0-based)",
-                         kp + (i,))
+            loc.at_value(
+                "sequence-invalid",
+                f"index {v} is out of range: {module!r} has {count} stage(s) (0-based)",
+                kp + (i,),
+            )
             ok = False
         elif v in seen:
             loc.at_value("sequence-invalid", f"index {v} appears twice in {kp[-1]}", kp + (i,))
@@ -525,8 +680,14 @@ def _check_sequence(module: str, value: Any, modules: list[str], data: Mapping[s
     return tuple(value) if ok else None
 
 
-def _build_stage(raw: Mapping[str, Any], base: KeyPath, aliases: Mapping[str, str], loc: Locator,
-                 stage_cls: Any, validation_error: Any) -> Any:
+def _build_stage(
+    raw: Mapping[str, Any],
+    base: KeyPath,
+    aliases: Mapping[str, str],
+    loc: Locator,
+    stage_cls: Any,
+    validation_error: Any,
+) -> Any:
     from .model import KNOWN_ENGINES
 
     canon: dict[str, Any] = {}
@@ -538,23 +699,38 @@ def _build_stage(raw: Mapping[str, Any], base: KeyPath, aliases: Mapping[str, st
             continue
         name = aliases.get(key)
         if name is None:
-            loc.at_key("unknown-key", f"unknown stage key {key!r}", base + (key,),
-                       hint=did_you_mean(key, aliases) or "NB_* keys are kept as notebook provenance")
+            loc.at_key(
+                "unknown-key",
+                f"unknown stage key {key!r}",
+                base + (key,),
+                hint=did_you_mean(key, aliases) or "NB_* keys are kept as notebook provenance",
+            )
             continue
         if name in canon:
-            loc.at_key("key-conflict", f"{key!r} and {written[name]!r} both set the stage's {name}", base + (key,),
-                       hint=f"keep one of {written[name]!r} and {key!r}")
+            loc.at_key(
+                "key-conflict",
+                f"{key!r} and {written[name]!r} both set the stage's {name}",
+                base + (key,),
+                hint=f"keep one of {written[name]!r} and {key!r}",
+            )
             continue
         canon[name] = value
         written[name] = key
     actions = [written[k] for k in ("code", "function", "stage") if k in canon and canon[k] not in (None, "")]
     if len(actions) > 1:
         both = " and ".join(actions) if len(actions) == 2 else ", ".join(actions)
-        loc.at_key("key-conflict", f"a stage runs one thing: {both} are {'both' if len(actions) == 2 else 'all'} set",
-                   base + (actions[1],), hint="keep exactly one of C, function, stage")
+        loc.at_key(
+            "key-conflict",
+            f"a stage runs one thing: {both} are {'both' if len(actions) == 2 else 'all'} set",
+            base + (actions[1],),
+            hint="keep exactly one of C, function, stage",
+        )
     if "timeout" in canon and (isinstance(canon["timeout"], (bool, str))):
-        loc.at_value("wrong-type", f"timeout must be a number of seconds, not {toml_repr(canon['timeout'])}",
-                     base + (written["timeout"],))
+        loc.at_value(
+            "wrong-type",
+            f"timeout must be a number of seconds, not {toml_repr(canon['timeout'])}",
+            base + (written["timeout"],),
+        )
         canon.pop("timeout")
     canon["notebook"] = notebook
     try:
@@ -569,12 +745,20 @@ def _build_stage(raw: Mapping[str, Any], base: KeyPath, aliases: Mapping[str, st
         except validation_error:
             return None
     if stage.engine is not None and stage.engine not in KNOWN_ENGINES:
-        loc.at_value("engine-unknown", f"unknown engine R = {toml_repr(stage.engine)}", base + (written["engine"],),
-                     hint=did_you_mean(stage.engine, [e for e in KNOWN_ENGINES if e]) or
-                     'known engines: "", "runpy", "agi.run", "agi.install"')
+        loc.at_value(
+            "engine-unknown",
+            f"unknown engine R = {toml_repr(stage.engine)}",
+            base + (written["engine"],),
+            hint=did_you_mean(stage.engine, [e for e in KNOWN_ENGINES if e])
+            or 'known engines: "", "runpy", "agi.run", "agi.install"',
+        )
     if not actions and not stage.disabled:
-        loc.at_key("stage-empty", "this stage has no C, function or stage to run", base,
-                   hint="AGILAB drops such stages on save; this tool keeps them and skips them")
+        loc.at_key(
+            "stage-empty",
+            "this stage has no C, function or stage to run",
+            base,
+            hint="AGILAB drops such stages on save; this tool keeps them and skips them",
+        )
     return stage
 
 
@@ -658,8 +842,12 @@ def load_contract(path: str | Path, text: str | None = None) -> LoadResult[Any]:
     known = tuple("schema" if k == "schema_" else k for k in known)
     schema = data.get("schema")
     if schema is not None and schema != PARALLEL_SCHEMA:
-        loc.at_value("metadata-schema", f"unknown contract schema {toml_repr(schema)}", ("schema",),
-                     hint=did_you_mean(str(schema), [PARALLEL_SCHEMA]) or f"use {PARALLEL_SCHEMA!r}")
+        loc.at_value(
+            "metadata-schema",
+            f"unknown contract schema {toml_repr(schema)}",
+            ("schema",),
+            hint=did_you_mean(str(schema), [PARALLEL_SCHEMA]) or f"use {PARALLEL_SCHEMA!r}",
+        )
         data = {k: v for k, v in data.items() if k != "schema"} | {"schema": PARALLEL_SCHEMA}
     try:
         contract = ParallelContract.model_validate(data)
@@ -674,20 +862,40 @@ def load_contract(path: str | Path, text: str | None = None) -> LoadResult[Any]:
             except expr.ExprSyntaxError as exc:
                 loc.at_value(exc.code, exc.message, (key,), hint=exc.hint)
     if contract.workers == 1:
-        loc.at_value("workers-single", "workers = 1 does not parallelise", ("workers",),
-                     hint='use workers = "auto" or a count above 1')
+        loc.at_value(
+            "workers-single",
+            "workers = 1 does not parallelise",
+            ("workers",),
+            hint='use workers = "auto" or a count above 1',
+        )
     if contract.reducer == "custom" and not (contract.notes or "").strip():
-        loc.at_value("reducer-custom-without-notes", "a custom reducer without notes: say what it does",
-                     ("reducer",), hint="add notes = \"…\"")
+        loc.at_value(
+            "reducer-custom-without-notes",
+            "a custom reducer without notes: say what it does",
+            ("reducer",),
+            hint='add notes = "…"',
+        )
     if contract.reducer == "custom" and contract.reducer_function is None:
-        loc.at_value("reducer-function-missing", "reducer = \"custom\" needs reducer_function to run here",
-                     ("reducer",), hint='add reducer_function = "module:function"')
+        loc.at_value(
+            "reducer-function-missing",
+            'reducer = "custom" needs reducer_function to run here',
+            ("reducer",),
+            hint='add reducer_function = "module:function"',
+        )
     if contract.backend == "dask" and contract.workers == 1:
-        loc.at_value("dask-single-worker", "the dask backend with a single worker", ("backend",),
-                     hint='use workers = "auto" or more than 1, or backend = "local"')
+        loc.at_value(
+            "dask-single-worker",
+            "the dask backend with a single worker",
+            ("backend",),
+            hint='use workers = "auto" or more than 1, or backend = "local"',
+        )
     if contract.partition_strategy == "file-chunks" and contract.target_partitions == 0:
-        loc.at_value("file-chunks-auto-partitions", "file-chunks with target_partitions = 0: chunk count left to "
-                     "the runner", ("target_partitions",), hint="set target_partitions to the chunk count you want")
+        loc.at_value(
+            "file-chunks-auto-partitions",
+            "file-chunks with target_partitions = 0: chunk count left to the runner",
+            ("target_partitions",),
+            hint="set target_partitions to the chunk count you want",
+        )
     if not any(d.is_error for d in loc.diagnostics):
         result.value = contract
     return result
@@ -707,8 +915,13 @@ def load_settings(path: str | Path, text: str | None = None) -> LoadResult[Any]:
     if isinstance(cluster, dict):
         for key in cluster:
             if key not in CLUSTER_KEYS:
-                loc.at_key("unknown-key", f"unknown [cluster] key {key!r}", ("cluster", key),
-                           severity=Severity.WARNING, hint=did_you_mean(key, CLUSTER_KEYS))
+                loc.at_key(
+                    "unknown-key",
+                    f"unknown [cluster] key {key!r}",
+                    ("cluster", key),
+                    severity=Severity.WARNING,
+                    hint=did_you_mean(key, CLUSTER_KEYS),
+                )
     try:
         settings = AppSettings.model_validate(data)
     except ValidationError as exc:
@@ -727,15 +940,18 @@ def load_any(path: str | Path, kind: FileKind | None = None) -> LoadResult[Any]:
     kind = kind or detect_kind(path, data)
     text = source.text if source else ""
     if kind == "lab":
-        result = LoadResult(str(path), "lab", None, loc.diagnostics, source, data)
+        result: LoadResult[Any] = LoadResult(str(path), "lab", None, loc.diagnostics, source, data)
         build_lab(result, loc)
         return result
     if kind == "contract":
         return load_contract(path, text)
     if kind == "settings":
         return load_settings(path, text)
-    loc.at_offset("file-kind-unknown", "not a lab, parallel contract or settings file", None,
-                  hint="name it lab_steps.toml, lab_stages.toml, parallel_stage.toml or app_settings.toml, "
-                       "or add a schema stamp")
+    loc.at_offset(
+        "file-kind-unknown",
+        "not a lab, parallel contract or settings file",
+        None,
+        hint="name it lab_steps.toml, lab_stages.toml, parallel_stage.toml or app_settings.toml, "
+        "or add a schema stamp",
+    )
     return LoadResult(str(path), None, None, loc.diagnostics, source, data)
-

@@ -27,8 +27,22 @@ from typing import Any
 
 from .model import SPLITTABLE_STRATEGIES, ParallelContract
 
-_NOT_LINE_TEXT = {".parquet", ".arrow", ".feather", ".gz", ".bz2", ".xz", ".zst", ".zip", ".7z", ".npy", ".npz",
-                  ".pkl", ".h5", ".hdf5"}
+_NOT_LINE_TEXT = {
+    ".parquet",
+    ".arrow",
+    ".feather",
+    ".gz",
+    ".bz2",
+    ".xz",
+    ".zst",
+    ".zip",
+    ".7z",
+    ".npy",
+    ".npz",
+    ".pkl",
+    ".h5",
+    ".hdf5",
+}
 _TABLES = {".csv", ".tsv", ".parquet"}
 
 
@@ -67,12 +81,17 @@ def is_splittable(strategy: str, files: Sequence[str]) -> bool:
     return all(s in _TABLES for s in suffixes)
 
 
-def plan_partitions(contract: ParallelContract, files: Sequence[str], cores: int,
-                    grid_points: int | None = None) -> PartitionPlan:
+def plan_partitions(
+    contract: ParallelContract, files: Sequence[str], cores: int, grid_points: int | None = None
+) -> PartitionPlan:
     """The plan for ``files`` (already resolved) on ``cores`` cores."""
     requested = cores if contract.workers == "auto" else int(contract.workers)
     requested = max(1, requested)
-    items = grid_points if contract.partition_strategy == "parameter-items" and grid_points is not None else len(files)
+    items = (
+        grid_points
+        if contract.partition_strategy == "parameter-items" and grid_points is not None
+        else len(files)
+    )
     splittable = is_splittable(contract.partition_strategy, files)
     if items == 0:
         workers, partitions = 1, 1
@@ -80,11 +99,19 @@ def plan_partitions(contract: ParallelContract, files: Sequence[str], cores: int
         workers, partitions = min(requested, items), items
     else:
         workers = requested
-        partitions = max(len(files), contract.target_partitions, requested * contract.min_partitions_per_worker)
+        partitions = max(
+            len(files), contract.target_partitions, requested * contract.min_partitions_per_worker
+        )
     return PartitionPlan(
-        input_files=len(files), available_cores=cores, requested_workers=requested, effective_workers=workers,
-        planned_partitions=partitions, splittable=splittable, strategy=contract.partition_strategy,
-        files=tuple(files), grid_points=grid_points,
+        input_files=len(files),
+        available_cores=cores,
+        requested_workers=requested,
+        effective_workers=workers,
+        planned_partitions=partitions,
+        splittable=splittable,
+        strategy=contract.partition_strategy,
+        files=tuple(files),
+        grid_points=grid_points,
     )
 
 
@@ -119,7 +146,9 @@ def load_grid(path: Path) -> list[dict[str, Any]]:
     axes = {k: v for k, v in data.items() if isinstance(v, list)}
     fixed = {k: v for k, v in data.items() if not isinstance(v, list)}
     names = list(axes)
-    return [fixed | dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+    return [
+        fixed | dict(zip(names, combo, strict=True)) for combo in itertools.product(*(axes[n] for n in names))
+    ]
 
 
 def plan_contract(contract: ParallelContract, contract_path: Path, cores: int | None = None) -> PartitionPlan:

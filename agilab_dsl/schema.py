@@ -58,8 +58,11 @@ def lab_steps_schema() -> dict[str, Any]:
             "version": {"const": 1},
         },
         "patternProperties": {
-            "__sequence$": {"type": "array", "items": {"type": "integer", "minimum": 0},
-                            "description": "saved order of the module's stages (0-based)"},
+            "__sequence$": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0},
+                "description": "saved order of the module's stages (0-based)",
+            },
             "__automation$": {"$ref": "#/$defs/Automation"},
         },
         "additionalProperties": False,
@@ -81,14 +84,22 @@ def parallel_stage_schema() -> dict[str, Any]:
     # the split aliases are accepted on input
     split = schema["properties"]["split"]
     split["enum"] = list(split.get("enum", [])) + ["table", "params"]
-    return {"$schema": DRAFT, "$id": BASE_ID + "parallel-stage.schema.json",
-            "title": "AGILAB parallel_stage.toml", **{k: v for k, v in schema.items() if k != "title"}}
+    return {
+        "$schema": DRAFT,
+        "$id": BASE_ID + "parallel-stage.schema.json",
+        "title": "AGILAB parallel_stage.toml",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
 
 
 def app_settings_schema() -> dict[str, Any]:
     schema = AppSettings.model_json_schema(mode="validation")
-    return {"$schema": DRAFT, "$id": BASE_ID + "app-settings.schema.json",
-            "title": "AGILAB app_settings.toml", **{k: v for k, v in schema.items() if k != "title"}}
+    return {
+        "$schema": DRAFT,
+        "$id": BASE_ID + "app-settings.schema.json",
+        "title": "AGILAB app_settings.toml",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
 
 
 def generate(name: str) -> dict[str, Any]:

@@ -134,6 +134,12 @@ def _decoded_to_raw(text: str, span: Span, index: int) -> int:
     return pos
 
 
+def _must(pattern: re.Pattern[str], text: str, pos: int) -> re.Match[str]:
+    m = pattern.match(text, pos)
+    assert m is not None, f"TOML accepted by tomllib but not scanned at offset {pos}"
+    return m
+
+
 class _Scanner:
     """A structural pass over valid TOML, recording the span of every key path."""
 
@@ -148,21 +154,21 @@ class _Scanner:
         prefix: KeyPath = ()
         t = self.t
         while True:
-            self.i = _WS_NL_COMMENT.match(t, self.i).end()
+            self.i = _must(_WS_NL_COMMENT, t, self.i).end()
             if self.i >= self.n:
                 return
             if t.startswith("[[", self.i):
                 start = self.i
                 self.i += 2
                 names = [name for name, _ in self._key()]
-                self.i = _WS.match(t, self.i).end() + 2  # "]]"
+                self.i = _must(_WS, t, self.i).end() + 2  # "]]"
                 prefix = self._resolve(names, new_element=True)
                 self.spans[prefix] = Span(start, start, self.i, "header")
             elif t[self.i] == "[":
                 start = self.i
                 self.i += 1
                 names = [name for name, _ in self._key()]
-                self.i = _WS.match(t, self.i).end() + 1  # "]"
+                self.i = _must(_WS, t, self.i).end() + 1  # "]"
                 prefix = self._resolve(names, new_element=False)
                 self.spans.setdefault(prefix, Span(start, start, self.i, "header"))
             else:
@@ -189,7 +195,7 @@ class _Scanner:
         t = self.t
         parts: list[tuple[str, int]] = []
         while True:
-            self.i = _WS.match(t, self.i).end()
+            self.i = _must(_WS, t, self.i).end()
             start = self.i
             ch = t[self.i]
             if ch == '"':
@@ -204,7 +210,7 @@ class _Scanner:
                 m = _BARE_KEY.match(t, self.i)
                 assert m is not None
                 parts.append((m.group(), start))
-            self.i = _WS.match(t, m.end()).end()
+            self.i = _must(_WS, t, m.end()).end()
             if self.i < self.n and t[self.i] == ".":
                 self.i += 1
                 continue
@@ -212,8 +218,8 @@ class _Scanner:
 
     def _keyval(self, prefix: KeyPath) -> None:
         parts = self._key()
-        self.i = _WS.match(self.t, self.i).end() + 1  # "="
-        self.i = _WS.match(self.t, self.i).end()
+        self.i = _must(_WS, self.t, self.i).end() + 1  # "="
+        self.i = _must(_WS, self.t, self.i).end()
         path = prefix + tuple(name for name, _ in parts)
         self._value(path, parts[-1][1])
 
@@ -244,26 +250,26 @@ class _Scanner:
             self.i += 1
             index = 0
             while True:
-                self.i = _WS_NL_COMMENT.match(t, self.i).end()
+                self.i = _must(_WS_NL_COMMENT, t, self.i).end()
                 if t[self.i] == "]":
                     self.i += 1
                     break
                 item_start = self.i
                 self._value(path + (index,), item_start)
                 index += 1
-                self.i = _WS_NL_COMMENT.match(t, self.i).end()
+                self.i = _must(_WS_NL_COMMENT, t, self.i).end()
                 if t[self.i] == ",":
                     self.i += 1
         elif ch == "{":
             kind = "table"
             self.i += 1
             while True:
-                self.i = _WS_NL_COMMENT.match(t, self.i).end()
+                self.i = _must(_WS_NL_COMMENT, t, self.i).end()
                 if t[self.i] == "}":
                     self.i += 1
                     break
                 self._keyval(path)
-                self.i = _WS_NL_COMMENT.match(t, self.i).end()
+                self.i = _must(_WS_NL_COMMENT, t, self.i).end()
                 if t[self.i] == ",":
                     self.i += 1
         else:

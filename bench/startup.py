@@ -20,8 +20,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FILE = ROOT.parent / "shared" / "corpus" / "agilab" / (
-    "src__agilab__apps__builtin__tescia_diagnostic_project__lab_stages@37a3333c0.toml")
+DEFAULT_FILE = (
+    ROOT.parent
+    / "shared"
+    / "corpus"
+    / "agilab"
+    / ("src__agilab__apps__builtin__tescia_diagnostic_project__lab_stages@37a3333c0.toml")
+)
 FALLBACK_FILE = ROOT / "examples" / "telemetry" / "lab_stages.toml"
 
 
@@ -36,7 +41,9 @@ def timed(cmd: list[str], runs: int, env: dict[str, str]) -> tuple[float, float]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("file", nargs="?", type=Path)
     parser.add_argument("--runs", type=int, default=21)
     args = parser.parse_args()

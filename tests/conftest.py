@@ -14,7 +14,8 @@ def corpus_files() -> list[Path]:
 
 
 needs_corpus = pytest.mark.skipif(
-    not CORPUS.is_dir(), reason=f"AGILAB corpus folder {CORPUS} is absent (it lives in ../shared beside the repo)"
+    not CORPUS.is_dir(),
+    reason=f"AGILAB corpus folder {CORPUS} is absent (it lives in ../shared beside the repo)",
 )
 
 

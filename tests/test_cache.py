@@ -98,8 +98,9 @@ def test_no_cache_flag_and_env(lab: Path, calls: list[str], capsys, monkeypatch)
     assert len(calls) == 4
 
 
-def test_corrupt_or_unwritable_cache_is_ignored(lab: Path, calls: list[str], capsys, monkeypatch,
-                                                  tmp_path: Path) -> None:
+def test_corrupt_or_unwritable_cache_is_ignored(
+    lab: Path, calls: list[str], capsys, monkeypatch, tmp_path: Path
+) -> None:
     run(lab, capsys)
     folder = Path(cache.cache_dir()) / "check"
     for entry in folder.iterdir():

@@ -21,8 +21,15 @@ VALID = CONFORMANCE / "valid"
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("agilab-run", path=str(Path(sys.executable).parent))
     cmd = [exe] if exe else [sys.executable, "-m", "agilab_dsl"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=60,
-                          env={**os.environ, "NO_COLOR": "1"})
+    return subprocess.run(
+        [*cmd, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
 
 
 def test_clean_file_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
@@ -34,7 +41,9 @@ def test_problems_exit_1_with_compiler_style_text(capsys: pytest.CaptureFixture[
     path = INVALID / "dependency_missing.lab_steps.toml"
     assert main(["check", str(path)]) == 1
     out = capsys.readouterr().out
-    assert f"{path}:12:15: error[dependency-missing]: stage 'train' depends on 'lod', which no stage has" in out
+    assert (
+        f"{path}:12:15: error[dependency-missing]: stage 'train' depends on 'lod', which no stage has" in out
+    )
     assert ' 12 | depends_on = ["lod"]' in out
     assert "    |               ^^^^^" in out
     assert "hint: did you mean 'load'?" in out
@@ -47,7 +56,12 @@ def test_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
     assert payload["path"] == str(path) and payload["ok"] is False
     (issue,) = payload["issues"]
     assert {k: issue[k] for k in ("severity", "code", "line", "column", "key")} == {
-        "severity": "error", "code": "invalid-value", "line": 7, "column": 11, "key": "flight[0].backend"}
+        "severity": "error",
+        "code": "invalid-value",
+        "line": 7,
+        "column": 11,
+        "key": "flight[0].backend",
+    }
     assert issue["message"].startswith("backend must be one of")
 
 
@@ -69,8 +83,10 @@ def test_github_annotations(capsys: pytest.CaptureFixture[str]) -> None:
     path = INVALID / "stage_id_duplicate.lab_steps.toml"
     assert main(["check", str(path), "--format", "github"]) == 1
     line = capsys.readouterr().out.strip()
-    assert line == (f"::error file={path},line=10,col=6,title=stage-id-duplicate::stage id 'load' is already used "
-                    "by the stage at line 5 (give each stage its own id)")
+    assert line == (
+        f"::error file={path},line=10,col=6,title=stage-id-duplicate::stage id 'load' is already used "
+        "by the stage at line 5 (give each stage its own id)"
+    )
 
 
 def test_missing_file_exits_2_with_a_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,16 +104,24 @@ def test_unreadable_path_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "error[file-unreadable]" in capsys.readouterr().out
 
 
-def test_settings_file_problems_are_reported_with_the_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "lab_steps.toml").write_text('[[m]]\nC = "1"\nproduces = ["${settings.args.out}"]\n', encoding="utf-8")
-    (tmp_path / "app_settings.toml").write_text('[args]\nout = "x"\n[cluster]\npool = "yes"\n', encoding="utf-8")
+def test_settings_file_problems_are_reported_with_the_lab(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "lab_steps.toml").write_text(
+        '[[m]]\nC = "1"\nproduces = ["${settings.args.out}"]\n', encoding="utf-8"
+    )
+    (tmp_path / "app_settings.toml").write_text(
+        '[args]\nout = "x"\n[cluster]\npool = "yes"\n', encoding="utf-8"
+    )
     assert main(["check", str(tmp_path / "lab_steps.toml")]) == 1
     out = capsys.readouterr().out
     assert "app_settings.toml:4:8: error[wrong-type]: cluster.pool must be true or false" in out
 
 
 def test_explicit_settings_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "lab_steps.toml").write_text('[[m]]\nC = "1"\nproduces = ["${settings.args.out}"]\n', encoding="utf-8")
+    (tmp_path / "lab_steps.toml").write_text(
+        '[[m]]\nC = "1"\nproduces = ["${settings.args.out}"]\n', encoding="utf-8"
+    )
     (tmp_path / "snap.toml").write_text('[args]\nout = "x"\n', encoding="utf-8")
     assert main(["check", str(tmp_path / "lab_steps.toml")]) == 0  # no snapshot: a warning
     assert "settings-not-found" in capsys.readouterr().out
@@ -107,8 +131,9 @@ def test_explicit_settings_path(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_src_app_settings_is_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "src").mkdir()
-    (tmp_path / "lab_steps.toml").write_text('[[m]]\nC = "1"\nproduces = ["${settings.args.nope}"]\n',
-                                             encoding="utf-8")
+    (tmp_path / "lab_steps.toml").write_text(
+        '[[m]]\nC = "1"\nproduces = ["${settings.args.nope}"]\n', encoding="utf-8"
+    )
     (tmp_path / "src" / "app_settings.toml").write_text('[args]\nout = "x"\n', encoding="utf-8")
     assert main(["check", str(tmp_path / "lab_steps.toml")]) == 1
     assert "[args] has no key 'nope'" in capsys.readouterr().out

@@ -18,8 +18,11 @@ from conftest import CONFORMANCE
 from agilab_dsl.check import check_file
 from agilab_dsl.errors import CODES
 
-INVALID = sorted(p for p in (CONFORMANCE / "invalid").rglob("*.toml") if p.with_suffix(".expected").exists()
-                 or os.environ.get("AGILAB_REGEN"))
+INVALID = sorted(
+    p
+    for p in (CONFORMANCE / "invalid").rglob("*.toml")
+    if p.with_suffix(".expected").exists() or os.environ.get("AGILAB_REGEN")
+)
 INVALID = [p for p in INVALID if p.name != "app_settings.toml"]
 VALID = sorted(p for p in (CONFORMANCE / "valid").glob("*.toml"))
 # Codes about the file itself, which a file in a folder cannot show; tests/test_cli.py covers them.

@@ -30,7 +30,10 @@ def test_chain(tmp_path: Path) -> None:
 
 
 def test_fan_out_fan_in(tmp_path: Path) -> None:
-    g = lab_of(tmp_path, stages(("src", []), ("x", ["src"]), ("y", ["src"]), ("z", ["src"]), ("sink", ["x", "y", "z"])))
+    g = lab_of(
+        tmp_path,
+        stages(("src", []), ("x", ["src"]), ("y", ["src"]), ("z", ["src"]), ("sink", ["x", "y", "z"])),
+    )
     assert g.waves() == [("src",), ("x", "y", "z"), ("sink",)]
     assert g.upstream("sink") == {"x", "y", "z"}
 
@@ -60,17 +63,21 @@ def test_filters_return_new_graphs_and_keep_edges_inside(tmp_path: Path) -> None
 def test_no_deps_at_all_runs_in_sequence_order(tmp_path: Path) -> None:
     body = '[[m]]\nC = "1"\n\n[[m]]\nC = "2"\n\n[[m]]\nC = "3"\n'
     path = tmp_path / "lab_steps.toml"
-    path.write_text('[__meta__]\nschema = "agilab.lab_stages.v1"\nm__sequence = [2, 0, 1]\n\n' + body, encoding="utf-8")
+    path.write_text(
+        '[__meta__]\nschema = "agilab.lab_stages.v1"\nm__sequence = [2, 0, 1]\n\n' + body, encoding="utf-8"
+    )
     g = StepGraph.from_lab(load(path, "lab"))
     assert g.order() == ("m_003", "m_001", "m_002")
     assert {e.kind for e in g.edges} == {"sequence"}
 
 
 def test_artifacts_and_step_references_make_edges(tmp_path: Path) -> None:
-    body = ('[[m]]\nid = "make"\nC = "1"\nproduces = ["out/a.csv"]\n\n'
-            '[[m]]\nid = "use"\nC = "2"\nconsumes = ["./out/a.csv"]\n\n'
-            '[[m]]\nid = "ref"\nC = "3"\nparams = { p = "${steps.use.outputs[0]}" }\nproduces = ["x"]\n\n'
-            '[[m]]\nid = "tail"\nC = "4"\nparams = { p = "${steps.ref.outputs[0]}" }\n')
+    body = (
+        '[[m]]\nid = "make"\nC = "1"\nproduces = ["out/a.csv"]\n\n'
+        '[[m]]\nid = "use"\nC = "2"\nconsumes = ["./out/a.csv"]\n\n'
+        '[[m]]\nid = "ref"\nC = "3"\nparams = { p = "${steps.use.outputs[0]}" }\nproduces = ["x"]\n\n'
+        '[[m]]\nid = "tail"\nC = "4"\nparams = { p = "${steps.ref.outputs[0]}" }\n'
+    )
     path = tmp_path / "lab_steps.toml"
     path.write_text(body, encoding="utf-8")
     from agilab_dsl.check import check_file

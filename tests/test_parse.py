@@ -19,7 +19,7 @@ from agilab_dsl.source import SourceMap
 @needs_corpus
 @pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name[-60:])
 def test_every_corpus_file_loads_without_errors(path: Path) -> None:
-    result, settings_result = check_file(path)
+    result, _settings = check_file(path)
     assert result.kind is not None
     errors = [d for d in result.diagnostics if d.is_error]
     assert errors == [], errors
@@ -126,6 +126,7 @@ def test_source_map_maps_escaped_and_multiline_strings() -> None:
 
 # ---- robustness: arbitrary mutations of real and conformance files ------------------------------
 
+
 def _seed_files() -> list[Path]:
     files = corpus_files() + sorted((CONFORMANCE / "valid").glob("*.toml"))
     return [p for p in files if p.stat().st_size < 20_000]
@@ -144,7 +145,7 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
         b = b[: rng.randrange(len(b) + 1)]
     elif ops == 2 and b:  # delete a slice
         i = rng.randrange(len(b))
-        del b[i:i + rng.randint(1, 40)]
+        del b[i : i + rng.randint(1, 40)]
     elif ops == 3:  # duplicate a line
         lines = bytes(b).split(b"\n")
         i = rng.randrange(len(lines))
@@ -170,7 +171,9 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
 @pytest.mark.skipif(not SEEDS, reason="no seed files")
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(min_value=0, max_value=len(SEEDS) - 1 if SEEDS else 0), st.randoms(use_true_random=False))
-def test_mutated_files_give_diagnostics_never_tracebacks(tmp_path_factory, index: int, rng: random.Random) -> None:
+def test_mutated_files_give_diagnostics_never_tracebacks(
+    tmp_path_factory, index: int, rng: random.Random
+) -> None:
     data = SEEDS[index]
     for _ in range(rng.randint(1, 3)):
         data = _mutate(data, rng)

@@ -19,7 +19,8 @@ SCHEMA_DIR = ROOT / "lab_steps" / "schema"
 def test_committed_schema_matches_the_models(name: str) -> None:
     committed = SCHEMA_DIR / f"{name}.schema.json"
     assert committed.read_text(encoding="utf-8") == render(name), (
-        f"{committed} drifted from the models: regenerate with `agilab-run schema {name} > {committed}`")
+        f"{committed} drifted from the models: regenerate with `agilab-run schema {name} > {committed}`"
+    )
 
 
 @pytest.mark.parametrize("name", SCHEMA_NAMES)
@@ -30,8 +31,25 @@ def test_schema_command_prints_it(name: str, capsys: pytest.CaptureFixture[str])
 
 def test_lab_schema_lists_every_alias_and_nb_keys() -> None:
     stage = generate("lab-steps")["$defs"]["Stage"]
-    for key in ("D", "description", "C", "code", "id", "stage_id", "deps", "depends_on", "dependencies",
-                "produces", "outputs", "consumes", "inputs", "backend", "mode", "when", "settings"):
+    for key in (
+        "D",
+        "description",
+        "C",
+        "code",
+        "id",
+        "stage_id",
+        "deps",
+        "depends_on",
+        "dependencies",
+        "produces",
+        "outputs",
+        "consumes",
+        "inputs",
+        "backend",
+        "mode",
+        "when",
+        "settings",
+    ):
         assert key in stage["properties"], key
     assert "^NB_" in stage["patternProperties"] and stage["additionalProperties"] is False
 
@@ -45,8 +63,13 @@ def _errors(name: str, data: object) -> list[str]:
 
 @pytest.mark.parametrize("path", sorted((CONFORMANCE / "valid").glob("*.toml")), ids=lambda p: p.name)
 def test_valid_files_satisfy_their_schema(path: Path) -> None:
-    name = ("app-settings" if "app_settings" in path.name else
-            "parallel-stage" if "parallel_stage" in path.name else "lab-steps")
+    name = (
+        "app-settings"
+        if "app_settings" in path.name
+        else "parallel-stage"
+        if "parallel_stage" in path.name
+        else "lab-steps"
+    )
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     assert _errors(name, data) == []
 
