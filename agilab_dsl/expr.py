@@ -337,10 +337,54 @@ def parse_reference(text: str, *, base: int = 0) -> Ref:
     return _build_ref(tree, base)
 
 
-def parse_template(text: str) -> Template:
+# The common hole, ${root.key.key[0]}: parsed by one regex instead of Lark (a big lab has thousands).
+# It accepts a strict subset of what the grammar accepts and builds the same nodes; anything else —
+# quoted keys, spaces, keywords, escapes, every error — goes through Lark.
+_SIMPLE_HOLE = re.compile(r"\$\{((?:settings|params|env|steps)(?:\.[A-Za-z_][A-Za-z0-9_-]*|\[[0-9]+\])+)\}")
+_SIMPLE_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[([0-9]+)\]")
+
+
+def _parse_simple_template(text: str) -> Template | None:
+    if "$$" in text:
+        return None
+    parts: list[str | Ref] = []
+    pos = 0
+    for m in _SIMPLE_HOLE.finditer(text):
+        if "${" in text[pos : m.start()]:
+            return None  # a hole the regex does not take
+        if m.start() > pos:
+            parts.append(text[pos : m.start()])
+        body = m.group(1)
+        root = body[: len(body) - len(body.lstrip("abcdefghijklmnopqrstuvwxyz"))]
+        path: list[str | int] = []
+        for attr, index in _SIMPLE_PART.findall(body, len(root)):
+            if attr in KEYWORDS:
+                return None
+            path.append(attr if attr else int(index))
+        if root == "steps" and not (
+            len(path) == 3
+            and isinstance(path[0], str)
+            and path[1] in ("outputs", "produces")
+            and isinstance(path[2], int)
+        ):
+            return None  # let the grammar path report it
+        parts.append(Ref(root, tuple(path), m.start(1), m.end(1)))
+        pos = m.end()
+    if "${" in text[pos:]:
+        return None
+    if pos < len(text):
+        parts.append(text[pos:])
+    return Template(tuple(parts))
+
+
+def parse_template(text: str, *, fast: bool = True) -> Template:
     """Split a string into text and ``${reference}`` holes. ``$${`` writes a literal ``${``."""
     if "${" not in text:
         return Template((text,) if text else ())
+    if fast:
+        simple = _parse_simple_template(text)
+        if simple is not None:
+            return simple
     tree = _lark_parse("template", text, "template")
     parts: list[str | Ref] = []
     for child in tree.children:

@@ -7,9 +7,14 @@ Field aliases are the single source of truth for the keys AGILAB writes: ``D``/`
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+
+from .source import SourceMap
 
 LAB_SCHEMAS = ("agilab.lab_steps.v1", "agilab.lab_stages.v1")
 PARALLEL_SCHEMA = "agilab.parallel_stage.v1"
@@ -148,14 +153,16 @@ class LabStage(_Frozen):
 
 
 class Lab(_Frozen):
-    """A whole ``lab_steps.toml`` / ``lab_stages.toml``."""
+    """A whole ``lab_steps.toml`` / ``lab_stages.toml``. ``source`` answers where each key sits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     path: str
     dialect: Literal["module-keys", "legacy-steps", "legacy-stages"]
     module_keys: tuple[str, ...]
     stages: tuple[LabStage, ...]  # in execution order: __sequence if saved, else file order
     meta: LabMeta
-    positions: dict[tuple[str | int, ...], Position] = Field(default_factory=dict, repr=False)
+    source: SourceMap | None = Field(default=None, repr=False, exclude=True)
 
     def stage(self, stage_id: str) -> LabStage:
         for s in self.stages:
@@ -169,11 +176,7 @@ class Lab(_Frozen):
 
     def position(self, *path: str | int) -> Position | None:
         """Line and column of a key as written, e.g. ``lab.position("flight", 0, "C")``."""
-        while path:
-            if path in self.positions:
-                return self.positions[path]
-            path = path[:-1]
-        return None
+        return self.source.key_position(path) if self.source is not None else None
 
 
 class ParallelContract(_Frozen):
@@ -245,8 +248,9 @@ class AppSettings(BaseModel):
         return value
 
 
-def stage_key_aliases() -> dict[str, str]:
-    """Every key a stage may be written with -> the field it sets."""
+@functools.cache
+def stage_key_aliases() -> Mapping[str, str]:
+    """Every key a stage may be written with -> the field it sets (read-only, computed once)."""
     out: dict[str, str] = {}
     for name, info in Stage.model_fields.items():
         if name == "notebook":
@@ -257,4 +261,4 @@ def stage_key_aliases() -> dict[str, str]:
                 out[str(choice)] = name
         else:
             out[name] = name
-    return out
+    return MappingProxyType(out)

@@ -251,9 +251,7 @@ def read_toml(
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             good = raw[: exc.start].decode("utf-8")
-            partial = SourceMap.__new__(SourceMap)
-            partial.text = good
-            partial._line_starts = [0] + [m.end() for m in re.finditer("\n", good)]
+            partial = SourceMap(good)  # only its line index is used: the text is not TOML
             line, col = partial.line_col(len(good))
             loc.diagnostics.append(
                 make(
@@ -276,9 +274,7 @@ def read_toml(
         m = _TOML_POS.search(msg)
         reason = _TOML_POS.sub("", msg).strip()
         reason = reason[0].lower() + reason[1:] if reason else "invalid TOML"
-        partial = SourceMap.__new__(SourceMap)
-        partial.text = text
-        partial._line_starts = [0] + [mm.end() for mm in re.finditer("\n", text)]
+        partial = SourceMap(text)  # only its line index is used: the text is not TOML
         if m:
             line, col = int(m.group(1)), int(m.group(2))
             if "cannot overwrite" in reason or "cannot declare" in reason:
@@ -553,17 +549,13 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
     dialect: Literal["module-keys", "legacy-steps", "legacy-stages"] = "module-keys"
     if modules and all(m in LEGACY_ARRAYS for m in modules):
         dialect = "legacy-steps" if "steps" in modules else "legacy-stages"
-    positions = {}
-    if result.source is not None:
-        for kp, span in result.source.spans.items():
-            positions[kp] = result.source.line_col(span.key)
     lab = Lab(
         path=result.path,
         dialect=dialect,
         module_keys=tuple(modules),
         stages=tuple(stages),
         meta=meta or LabMeta.model_validate({}),
-        positions=positions,
+        source=result.source,
     )
     result.partial = lab
     if not any(d.is_error for d in loc.diagnostics) and meta is not None:

@@ -42,13 +42,35 @@ class Span:
 
 
 class SourceMap:
-    """Positions of keys and values in one TOML text (which must already be valid TOML)."""
+    """Positions of keys and values in one TOML text (which must already be valid TOML).
+
+    Lazy: the text is scanned on the first question asked, so a load that finds nothing to report
+    never pays for positions. The line index alone works on any text, valid TOML or not."""
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
-        self.spans: dict[KeyPath, Span] = {}
-        _Scanner(text, self.spans).run()
+        self._line_index: list[int] | None = None
+        self._spans: dict[KeyPath, Span] | None = None
+
+    @property
+    def _line_starts(self) -> list[int]:
+        if self._line_index is None:
+            self._line_index = [0] + [m.end() for m in re.finditer("\n", self.text)]
+        return self._line_index
+
+    @property
+    def spans(self) -> dict[KeyPath, Span]:
+        if self._spans is None:
+            spans: dict[KeyPath, Span] = {}
+            _Scanner(self.text, spans).run()
+            self._spans = spans
+        return self._spans
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SourceMap) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
 
     # -- offsets to positions -------------------------------------------------------------
     def line_col(self, offset: int) -> tuple[int, int]:

@@ -246,3 +246,19 @@ def test_arbitrary_text_gives_a_node_or_a_syntax_error(text: str) -> None:
         expr.parse_condition(text)
     except ExprSyntaxError as exc:
         assert 0 <= exc.offset <= len(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.text(alphabet="ab$.{}[]0 ", max_size=6), refs), max_size=5))
+def test_fast_template_path_agrees_with_the_grammar(parts: list[str | Ref]) -> None:
+    text = "".join(p if isinstance(p, str) else "${" + expr.to_source(p) + "}" for p in parts)
+    try:
+        slow = expr.parse_template(text, fast=False)
+    except ExprSyntaxError as exc:
+        with pytest.raises(ExprSyntaxError) as info:
+            expr.parse_template(text)
+        assert (info.value.offset, info.value.code) == (exc.offset, exc.code)
+        return
+    fast = expr.parse_template(text)
+    assert fast == slow
+    assert [(r.pos, r.end) for r in expr.iter_refs(fast)] == [(r.pos, r.end) for r in expr.iter_refs(slow)]
