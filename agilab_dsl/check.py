@@ -47,13 +47,14 @@ def check_file(
     kind: FileKind | None = None,
     settings_path: str | Path | None = None,
     obs: Observations | None = None,
+    profile: str | None = None,
 ) -> tuple[LoadResult[Any], LoadResult[Any] | None]:
     """Load a file of any kind and run every check. Returns the file's result and, for labs, the
     settings result (whose own diagnostics belong to the settings file). Every path consulted is
     noted in ``obs`` (for the result cache)."""
     obs = obs or Observations()
     obs.note(path)
-    result = load_any(path, kind)
+    result = load_any(path, kind, profile=profile)
     if any(d.code == "file-missing" for d in result.diagnostics):
         obs.note(Path(path).parent)  # its listing gave the hint
     settings_result = None
@@ -67,12 +68,18 @@ def check_file(
     return result, settings_result
 
 
-def load(path: str | Path, kind: FileKind | None = None, *, settings_path: str | Path | None = None) -> Any:
+def load(
+    path: str | Path,
+    kind: FileKind | None = None,
+    *,
+    settings_path: str | Path | None = None,
+    profile: str | None = None,
+) -> Any:
     """Load and check a file of any kind; return its model, or raise :class:`LoadError` carrying
-    every diagnostic (warnings included) when it has errors."""
+    every diagnostic (warnings included) when it has errors. ``profile`` selects a stage profile."""
     from .errors import LoadError
 
-    result, _ = check_file(path, kind=kind, settings_path=settings_path)
+    result, _ = check_file(path, kind=kind, settings_path=settings_path, profile=profile)
     if not result.ok:
         raise LoadError(result.diagnostics)
     return result.value

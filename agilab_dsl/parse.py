@@ -55,6 +55,7 @@ class LoadResult(Generic[T]):
     refs: list[StringRef] = field(default_factory=list)
     partial: Any = None  # for labs: the Lab built from the stages that validated, even when others did not
     invalid_ids: set[str] = field(default_factory=set)  # for labs: ids of stages that failed validation
+    profile: str | None = None  # for labs: the selected profile, deep-merged into the stages that define it
 
     def locator(self) -> Locator:
         """A locator that appends to this result's diagnostics."""
@@ -401,8 +402,10 @@ def report_validation(
     written: Mapping[str, str] | None = None,
     *,
     known_keys: tuple[str, ...] = (),
+    context: str = "",
 ) -> None:
-    """Turn a pydantic ValidationError on ``data`` (found at ``base`` in the file) into diagnostics."""
+    """Turn a pydantic ValidationError on ``data`` (found at ``base`` in the file) into diagnostics;
+    ``context`` prefixes each message (e.g. which profile the data came from)."""
     grouped: dict[KeyPath, list[Mapping[str, Any]]] = {}
     for err in exc.errors(include_url=False):
         path = _trim_loc(tuple(err["loc"]), data)
@@ -414,11 +417,16 @@ def report_validation(
         name = _key_text(path) or "value"
         first = errs[0]
         if first["type"] == "missing":
-            loc.at_key("key-missing", f"required key {name!r} is missing", base, hint=f"add {name} = …")
+            loc.at_key(
+                "key-missing", f"{context}required key {name!r} is missing", base, hint=f"add {name} = …"
+            )
             continue
         if first["type"] == "extra_forbidden":
             loc.at_key(
-                "unknown-key", f"unknown key {name!r}", full, hint=did_you_mean(str(path[-1]), known_keys)
+                "unknown-key",
+                f"{context}unknown key {name!r}",
+                full,
+                hint=did_you_mean(str(path[-1]), known_keys),
             )
             continue
         codes_phrases = [_phrase(e) for e in errs]
@@ -439,7 +447,9 @@ def report_validation(
             hint = hint or f"write [{name}] as a table"
         if isinstance(value, str) and "an array" in phrases:
             hint = hint or f'write {name} = ["{value}"]'
-        loc.at_value(code, f"{name} must be {' or '.join(phrases)}, not {toml_repr(value)}", full, hint=hint)
+        loc.at_value(
+            code, f"{context}{name} must be {' or '.join(phrases)}, not {toml_repr(value)}", full, hint=hint
+        )
 
 
 def _trim_loc(loc: tuple[Any, ...], data: Any) -> KeyPath:
@@ -464,10 +474,13 @@ def _trim_loc(loc: tuple[Any, ...], data: Any) -> KeyPath:
 # Phase 2: labs
 
 
-def load_lab(path: str | Path, text: str | None = None) -> LoadResult[Any]:
-    """Load ``lab_steps.toml`` / ``lab_stages.toml`` (both names, both stamps, legacy arrays)."""
+def load_lab(path: str | Path, text: str | None = None, *, profile: str | None = None) -> LoadResult[Any]:
+    """Load ``lab_steps.toml`` / ``lab_stages.toml`` (both names, both stamps, legacy arrays).
+    With ``profile``, each stage that defines that profile gets its overrides deep-merged."""
     data, source, loc = read_toml(path, text)
-    result: LoadResult[Any] = LoadResult(str(path), "lab", None, loc.diagnostics, source, data)
+    result: LoadResult[Any] = LoadResult(
+        str(path), "lab", None, loc.diagnostics, source, data, profile=profile
+    )
     if data is None:
         return result
     build_lab(result, loc)
@@ -533,7 +546,7 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
             order = seq + [i for i in order if i not in seq]
         for index in order:
             raw = data[module][index]
-            stage = _build_stage(raw, (module, index), aliases, loc, Stage, ValidationError)
+            stage = _build_stage(raw, (module, index), aliases, loc, Stage, ValidationError, result.profile)
             if stage is None:  # not even a partial stage: its id is still known
                 written_id = raw.get("id", raw.get("stage_id"))
                 result.invalid_ids.add(
@@ -679,6 +692,7 @@ def _build_stage(
     loc: Locator,
     stage_cls: Any,
     validation_error: Any,
+    profile: str | None = None,
 ) -> Any:
     from .model import KNOWN_ENGINES
 
@@ -725,6 +739,21 @@ def _build_stage(
         )
         canon.pop("timeout")
     canon["notebook"] = notebook
+    profiles = canon.get("profiles")
+    if isinstance(profiles, dict):
+        for pname, overrides in profiles.items():
+            merged = _check_profile(
+                pname,
+                overrides,
+                canon,
+                base + (written["profiles"], pname),
+                aliases,
+                loc,
+                stage_cls,
+                validation_error,
+            )
+            if merged is not None and pname == profile:
+                canon = merged
     try:
         stage = stage_cls.model_validate(canon)
     except validation_error as exc:
@@ -752,6 +781,73 @@ def _build_stage(
             hint="AGILAB drops such stages on save; this tool keeps them and skips them",
         )
     return stage
+
+
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied: tables merge key by key, other values are replaced."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _check_profile(
+    name: str,
+    overrides: Any,
+    canon: Mapping[str, Any],
+    at: KeyPath,
+    aliases: Mapping[str, str],
+    loc: Locator,
+    stage_cls: Any,
+    validation_error: Any,
+) -> dict[str, Any] | None:
+    """Validate one profile's overrides (as the stage they would make); the merged stage, or None."""
+    if not isinstance(overrides, dict):
+        return None  # the stage's own validation reports it (profiles.<name> must be a table)
+    over: dict[str, Any] = {}
+    written: dict[str, str] = {}
+    for key, value in overrides.items():
+        field_name = aliases.get(key)
+        if field_name is None or field_name == "profiles":
+            loc.at_key(
+                "unknown-key",
+                f"profile {name!r} overrides unknown stage key {key!r}",
+                at + (key,),
+                hint=did_you_mean(key, aliases),
+            )
+            return None
+        over[field_name] = value
+        written[field_name] = key
+    merged = deep_merge(canon, over)
+    try:
+        stage_cls.model_validate(merged)
+    except validation_error as exc:
+        relevant = [e for e in exc.errors() if e["loc"] and e["loc"][0] in over]
+        if relevant:
+            report_validation(
+                loc,
+                _Errors(relevant),
+                at,
+                over,
+                written,
+                known_keys=tuple(aliases),
+                context=f"in profile {name!r}: ",
+            )
+            return None
+    return merged
+
+
+class _Errors:
+    """A subset of a pydantic ValidationError's errors, with the same ``errors()`` interface."""
+
+    def __init__(self, errors: list[Any]) -> None:
+        self._errors = errors
+
+    def errors(self, include_url: bool = False) -> list[Any]:
+        return self._errors
 
 
 def _check_stage_expressions(result: LoadResult[Any], loc: Locator, n: int, placed: Any) -> None:
@@ -924,7 +1020,9 @@ def load_settings(path: str | Path, text: str | None = None) -> LoadResult[Any]:
     return result
 
 
-def load_any(path: str | Path, kind: FileKind | None = None) -> LoadResult[Any]:
+def load_any(
+    path: str | Path, kind: FileKind | None = None, *, profile: str | None = None
+) -> LoadResult[Any]:
     """Load a file of any of the three kinds, recognised by stamp, name or shape."""
     data, source, loc = read_toml(path)
     if data is None:
@@ -932,7 +1030,9 @@ def load_any(path: str | Path, kind: FileKind | None = None) -> LoadResult[Any]:
     kind = kind or detect_kind(path, data)
     text = source.text if source else ""
     if kind == "lab":
-        result: LoadResult[Any] = LoadResult(str(path), "lab", None, loc.diagnostics, source, data)
+        result: LoadResult[Any] = LoadResult(
+            str(path), "lab", None, loc.diagnostics, source, data, profile=profile
+        )
         build_lab(result, loc)
         return result
     if kind == "contract":

@@ -189,3 +189,21 @@ def test_mutated_files_give_diagnostics_never_tracebacks(
         load(path)
     except LoadError as exc:
         assert exc.diagnostics
+
+
+def test_selected_profile_is_deep_merged(tmp_path: Path) -> None:
+    path = tmp_path / "lab_steps.toml"
+    path.write_text(
+        '[[m]]\nid = "train"\nC = "fit()"\nbackend = "local"\n'
+        'params = { epochs = 10, lr = 0.1, opt = { name = "adam", beta = 0.9 } }\n'
+        'profiles = { fast = { params = { epochs = 1, opt = { beta = 0.5 } }, backend = "pool" } }\n\n'
+        '[[m]]\nid = "other"\nC = "x"\n',
+        encoding="utf-8",
+    )
+    plain = load(path).stages[0].stage
+    assert plain.params["epochs"] == 10 and plain.backend == "local"
+    fast = load(path, profile="fast")
+    train = fast.stages[0].stage
+    assert train.backend == "pool"
+    assert train.params == {"epochs": 1, "lr": 0.1, "opt": {"name": "adam", "beta": 0.5}}
+    assert fast.stages[1].stage.params == {}  # stages without the profile are untouched
