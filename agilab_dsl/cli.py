@@ -20,18 +20,25 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_INVALID = 2
 
-COMMANDS = ("check", "plan", "schema")
+COMMANDS = ("check", "plan", "schema", "status", "graph")
 
 _DESCRIPTION = """\
 Read AGILAB pipeline files (lab_steps.toml / lab_stages.toml, parallel_stage.toml,
 app_settings.toml) as code.
 
+usage: agilab-run FILE [--dry-run] [--only ID]... [--from ID] [--force] [-j N] [--keep-going]
+                       [--settings PATH] [--profile NAME] [--json]
+       run the stale steps of a lab (and say why each runs)
+
 commands:
+  status FILE             every step: fresh, stale, never-ran or disabled, and why
+  graph FILE              the step graph in Mermaid or dot, coloured by state
   check FILE...           validate files; every problem located (file:line:col)
   plan FILE               partition plan of a parallel stage (or of every stage of a lab)
   schema NAME             JSON Schema for editors: lab-steps, parallel-stage, app-settings
 
-exit codes: 0 ok, 1 problems found, 2 invalid definition or wrong call
+exit codes: 0 ok, 1 a step failed or problems found, 2 invalid definition or wrong call,
+            130 interrupted
 """
 
 
@@ -88,20 +95,73 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--cores", type=int, metavar="N", help="cores to plan for (default: this machine's)")
     plan.add_argument("--json", action="store_true")
 
+    status = sub.add_parser(
+        "status",
+        help="every step's state and why",
+        description="Every step's state "
+        "(fresh, stale, never-ran, disabled) and the reasons, in words. Runs nothing.",
+    )
+    status.add_argument("file", metavar="FILE")
+    _add_lab_options(status)
+    status.add_argument("--json", action="store_true")
+
+    graph = sub.add_parser("graph", help="the step graph, coloured by state")
+    graph.add_argument("file", metavar="FILE")
+    graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    _add_lab_options(graph)
+
     schema = sub.add_parser("schema", help="print a JSON Schema for editors")
     schema.add_argument("name", choices=("lab-steps", "parallel-stage", "app-settings"))
+    return parser
+
+
+def _add_lab_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--settings",
+        metavar="PATH",
+        help="settings snapshot (default: app_settings.toml beside the lab, else src/app_settings.toml)",
+    )
+    parser.add_argument("--profile", metavar="NAME", help="apply each stage's profile of this name")
+
+
+def build_run_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="agilab-run", description="Run the stale steps of a lab, saying why each runs.")
+    parser.add_argument("file", metavar="FILE")
+    parser.add_argument("--dry-run", action="store_true", help="say what would run and why; run nothing")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="ID", help="run only this step (repeatable)"
+    )
+    parser.add_argument(
+        "--from", dest="from_step", metavar="ID", help="run this step and everything downstream"
+    )
+    parser.add_argument("--force", action="store_true", help="run the selected steps even when fresh")
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=1, metavar="N", help="independent steps run at once"
+    )
+    parser.add_argument(
+        "--keep-going", action="store_true", help="after a failure, let independent steps finish"
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"run_id", "steps": [{"id", "status", "reasons"}]} on stdout',
+    )
+    _add_lab_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and not args_list[0].startswith("-") and args_list[0] not in COMMANDS:
-        print(
-            "agilab-run: running a lab is not available in this version yet; "
-            f"use `agilab-run check {args_list[0]}` or `agilab-run plan {args_list[0]}`",
-            file=sys.stderr,
-        )
-        return EXIT_INVALID
+        try:
+            run_args = build_run_parser().parse_args(args_list)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        try:
+            return cmd_run(run_args)
+        except KeyboardInterrupt:
+            print("agilab-run: interrupted; every step that completed is recorded", file=sys.stderr)
+            return 130
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)
@@ -120,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check(args, sys.stdout)
         if args.command == "plan":
             return cmd_plan(args, sys.stdout)
+        if args.command == "status":
+            return cmd_status(args, sys.stdout)
+        if args.command == "graph":
+            return cmd_graph(args, sys.stdout)
         if args.command == "schema":
             from .schema import render
 
@@ -294,6 +358,123 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
             f"  plan       {plan.effective_workers} worker{'s' * (plan.effective_workers != 1)}, "
             f"{plan.planned_partitions} partition{'s' * (plan.planned_partitions != 1)}\n"
         )
+    return EXIT_OK
+
+
+def _open_runner(args: argparse.Namespace) -> Any:
+    """Load, check and resolve a lab for running; print diagnostics and return an exit code on failure."""
+    from .check import check_file, check_lab
+    from .errors import did_you_mean, render_text
+    from .run import Runner
+    from .state import LabState
+
+    result, settings = check_file(args.file, settings_path=args.settings, profile=args.profile)
+    problems = [d for d in result.diagnostics if d.is_error]
+    if settings is not None:
+        problems += [d for d in settings.diagnostics if d.is_error]
+    if result.kind != "lab" and not problems:
+        print(
+            f"agilab-run: {args.file} is a {result.kind or 'unrecognised'} file; running it directly is not "
+            "available yet (give the lab that uses it)",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    if problems or result.value is None:
+        for d in sorted(problems or result.diagnostics, key=lambda d: (d.path, d.line or 0, d.column or 0)):
+            print(render_text(d, color=_use_color(sys.stderr)), file=sys.stderr)
+        return EXIT_INVALID
+    lab = result.value
+    if args.profile and not any(args.profile in s.stage.profiles for s in lab.stages):
+        names = sorted({p for s in lab.stages for p in s.stage.profiles})
+        print(
+            f"agilab-run: no stage defines profile {args.profile!r}"
+            + (f" (profiles: {', '.join(names)})" if names else " (the lab has no profiles)"),
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    graph = check_lab(result, settings)
+    assert graph is not None  # a cycle is an error, reported above
+    asked = [*getattr(args, "only", []), *([args.from_step] if getattr(args, "from_step", None) else [])]
+    for sid in asked:
+        if sid not in lab.ids:
+            hint = did_you_mean(sid, lab.ids)
+            print(
+                f"agilab-run: no step {sid!r} in {args.file}" + (f"; {hint}" if hint else ""), file=sys.stderr
+            )
+            return EXIT_INVALID
+    state = LabState.load(args.file)
+    if state.problem:
+        print(f"agilab-run: warning: {state.problem}", file=sys.stderr)
+    snapshot = settings.value.as_dict() if settings is not None and settings.value is not None else {}
+    return Runner(lab, snapshot, state, graph)
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from .run import RunOptions
+
+    return RunOptions(
+        only=tuple(getattr(args, "only", ())),
+        from_step=getattr(args, "from_step", None),
+        force=getattr(args, "force", False),
+        jobs=max(1, getattr(args, "jobs", 1)),
+        keep_going=getattr(args, "keep_going", False),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .errors import to_json_text
+    from .report import TextReporter, print_statuses
+    from .state import LabState, lab_lock
+
+    if args.jobs < 1:
+        print("agilab-run: error: -j must be at least 1", file=sys.stderr)
+        return EXIT_INVALID
+    runner = _open_runner(args)
+    if isinstance(runner, int):
+        return runner
+    options = _options(args)
+    if args.dry_run:
+        statuses = runner.statuses(options)
+        if args.json:
+            sys.stdout.write(to_json_text({"steps": [s.to_json() for s in statuses]}) + "\n")
+        else:
+            print_statuses(statuses, sys.stdout)
+        return EXIT_OK
+    width = max([len(i) for i in runner.lab.ids] + [4])
+    reporter = TextReporter(sys.stderr, width, color=_use_color(sys.stderr))
+    with lab_lock(args.file, say=sys.stderr):
+        runner.state = LabState.load(args.file)  # another runner may have moved it while we waited
+        runner.hashes.cache.update(runner.state.hashes)
+        result = runner.run(options, reporter)
+    reporter.finished(result, args.file)
+    if args.json:
+        sys.stdout.write(to_json_text(result.to_json()) + "\n")
+    return EXIT_OK if result.ok else EXIT_PROBLEMS
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from .errors import to_json_text
+    from .report import print_statuses
+
+    runner = _open_runner(args)
+    if isinstance(runner, int):
+        return runner
+    statuses = runner.statuses()
+    if args.json:
+        out.write(to_json_text({"steps": [s.to_json() for s in statuses]}) + "\n")
+    else:
+        print_statuses(statuses, out)
+    return EXIT_OK
+
+
+def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
+    from .report import graph_text
+
+    runner = _open_runner(args)
+    if isinstance(runner, int):
+        return runner
+    edges = [(e.upstream, e.downstream) for e in runner.full_graph.edges]
+    out.write(graph_text(runner.statuses(), edges, args.format))
     return EXIT_OK
 
 

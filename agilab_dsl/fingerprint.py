@@ -1,0 +1,136 @@
+"""Fingerprints: what a step's result depends on, as named components that can be compared.
+
+* code — ``C`` normalised with ``ast`` (comments, blank lines, docstrings, formatting and quote
+  style do not count), or, for ``function`` steps, that function's own source, normalised alike;
+* ``R``, ``E``, the declared backend/mode, the resolved params;
+* the settings values the step depends on;
+* the content of every input (hashes cached by path, size and mtime_ns, so unchanged files are
+  not re-read);
+* the fingerprints of its upstream steps.
+
+``D``, ``Q``, ``M``, ``NB_*``, key order and TOML comments are not part of it.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .expr import FuncRef
+
+CHUNK = 1 << 20
+
+
+def digest(value: Any) -> str:
+    """A stable hash of a JSON-able value (keys sorted)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            body = node.body
+            first = body[0] if body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalized(code: str) -> str:
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        # Not Python (yet): compare it as text, ignoring trailing spaces and blank lines.
+        return "text:" + "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())
+    return ast.dump(_strip_docstrings(tree), annotate_fields=False, include_attributes=False)
+
+
+def code_hash(code: str) -> str:
+    """Hash of code with comments, blank lines, docstrings, formatting and quote style removed."""
+    return hashlib.sha256(_normalized(code).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def function_hash(ref: FuncRef, base_dir: Path) -> str:
+    """Hash of one function's own source (not the whole module), normalised like code_hash."""
+    source_file = _function_file(ref, base_dir)
+    if source_file is None:
+        return f"missing:{ref}"
+    try:
+        text = source_file.read_text(encoding="utf-8")
+        tree = ast.parse(text)
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return f"unreadable:{ref}:{file_hash_uncached(source_file)}"
+    for node in tree.body:
+        if (
+            isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and node.name == ref.function
+        ):
+            _strip_docstrings(node)
+            dumped = ast.dump(node, annotate_fields=False, include_attributes=False)
+            return hashlib.sha256(dumped.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"undefined:{ref}:{file_hash_uncached(source_file)}"
+
+
+def _function_file(ref: FuncRef, base_dir: Path) -> Path | None:
+    if ref.is_path:
+        path = base_dir / ref.module
+        return path if path.is_file() else None
+    parts = ref.module.split(".")
+    for root in [base_dir, *(Path(p) for p in sys.path if p)]:
+        folder = root.joinpath(*parts[:-1])
+        for candidate in (folder / f"{parts[-1]}.py", folder / parts[-1] / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def file_hash_uncached(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class FileHashes:
+    """Content hashes of files, cached by (path, size, mtime_ns); folders hash their whole tree."""
+
+    def __init__(self, cache: Mapping[str, list[Any]] | None = None) -> None:
+        self.cache: dict[str, list[Any]] = dict(cache or {})
+        self.changed = False
+
+    def of(self, path: Path) -> str:
+        """``sha256`` hex of a file, a tree hash for a folder, or ``"missing"``."""
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return "missing"
+        if path.is_dir():
+            entries = []
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    full = Path(root) / name
+                    entries.append([str(full.relative_to(path)), self.of(full)])
+            return "tree:" + digest(entries)
+        key = str(path)
+        cached = self.cache.get(key)
+        if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
+            return str(cached[2])
+        value = file_hash_uncached(path)
+        self.cache[key] = [st.st_size, st.st_mtime_ns, value]
+        self.changed = True
+        return value

@@ -1,0 +1,106 @@
+"""A pool of step workers (``agilab_dsl.worker`` processes), started on first use.
+
+Each worker runs one step at a time in a forked child; ``run`` takes an idle worker, sends it the
+request and waits for its reply. A worker that dies is replaced, and the step it was running is
+reported as failed. ``close`` ends every worker and whatever step child it is running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+
+class Worker:
+    def __init__(self, python: str = sys.executable, *, source_code: str | None = None) -> None:
+        # A foreign interpreter (an AGILAB runtime) gets the worker's source, which is stdlib-only.
+        cmd = [python, "-c", source_code] if source_code else [python, "-m", "agilab_dsl.worker"]
+        env = dict(os.environ)
+        if not source_code:
+            package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True
+        )
+
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        if not line:
+            raise WorkerDied(self.proc.poll())
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self, *, kill: bool = False) -> None:
+        if kill and self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)  # the worker ends its running step first
+        with contextlib.suppress(OSError):
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+class WorkerDied(Exception):
+    def __init__(self, status: int | None) -> None:
+        super().__init__(f"the step worker died (status {status})")
+
+
+class WorkerPool:
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self._idle: queue.Queue[Worker] = queue.Queue()
+        self._started = 0
+        self._all: list[Worker] = []
+        self._lock = threading.Lock()
+
+    def _take(self) -> Worker:
+        with self._lock:
+            if self._idle.empty() and self._started < self.size:
+                self._started += 1
+                worker = Worker()
+                self._all.append(worker)
+                return worker
+        return self._idle.get()
+
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        worker = self._take()
+        try:
+            return worker.run(request)
+        except WorkerDied:
+            with self._lock:
+                self._all.remove(worker)
+                worker = Worker()
+                self._all.append(worker)
+            raise
+        finally:
+            self._idle.put(worker)
+
+    def close(self, *, kill: bool = False) -> None:
+        with self._lock:
+            workers, self._all = self._all, []
+        for worker in workers:
+            worker.close(kill=kill)

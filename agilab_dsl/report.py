@@ -1,0 +1,119 @@
+"""Human-readable output of runs and statuses (the runner itself only emits values)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, TextIO
+
+from .run import LOG_TAIL, RunResult, StepOutcome, log_tail
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .stale import StepStatus
+
+MARKS = {"ran": "✓", "fresh": "=", "skipped": "-", "disabled": "·", "failed": "✗", "blocked": "!"}
+
+
+class TextReporter:
+    """One line per step event; a failed step's log tail (its traceback) printed under its id."""
+
+    def __init__(self, out: TextIO, width: int = 20, color: bool = False) -> None:
+        self.out = out
+        self.width = width
+        self.color = color
+        self._lock = threading.Lock()
+        self.started = time.perf_counter()
+
+    def _tint(self, text: str, status: str) -> str:
+        if not self.color:
+            return text
+        code = {
+            "ran": "32",
+            "failed": "31",
+            "blocked": "33",
+            "fresh": "2",
+            "skipped": "2",
+            "disabled": "2",
+        }.get(status)
+        return f"\x1b[{code}m{text}\x1b[0m" if code else text
+
+    def _line(self, text: str) -> None:
+        with self._lock:
+            print(text, file=self.out, flush=True)
+
+    def step_started(self, step_id: str, why: list[str], attempt: int) -> None:
+        again = f" (attempt {attempt})" if attempt > 1 else ""
+        self._line(f"▶ {step_id:<{self.width}} running{again}: {'; '.join(why)}")
+
+    def step_finished(self, outcome: StepOutcome) -> None:
+        mark = self._tint(MARKS[outcome.status], outcome.status)
+        if outcome.status == "ran":
+            detail = f"{outcome.seconds:.2f} s"
+        elif outcome.status == "failed":
+            detail = f"failed: {outcome.error}" + (f" ({outcome.seconds:.2f} s)" if outcome.seconds else "")
+        elif outcome.reasons:
+            detail = f"{outcome.status}: {'; '.join(outcome.reasons)}"
+        else:
+            detail = outcome.status
+        self._line(f"{mark} {outcome.id:<{self.width}} {detail}")
+        if outcome.status == "failed":
+            tail = log_tail(outcome.log, LOG_TAIL)
+            if tail:
+                self._line("\n".join(f"    │ {line}" for line in tail))
+            if outcome.log:
+                self._line(f"    log: {outcome.log}")
+
+    def finished(self, result: RunResult, lab_file: str) -> None:
+        counts: dict[str, int] = {}
+        for o in result.outcomes:
+            counts[o.status] = counts.get(o.status, 0) + 1
+        order = ("ran", "fresh", "skipped", "disabled", "failed", "blocked")
+        summary = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k)) or "nothing to do"
+        elapsed = time.perf_counter() - self.started
+        self._line(
+            f"{'interrupted' if result.interrupted else 'done'}: {summary} — {elapsed:.2f} s (run {result.run_id})"
+        )
+        if result.failed:
+            first = result.failed[0].id
+            self._line(f"resume with: agilab-run {lab_file} --from {first}")
+
+
+def print_statuses(statuses: list[StepStatus], out: TextIO) -> None:
+    width = max([len(s.id) for s in statuses] + [4])
+    for s in statuses:
+        print(f"{s.id:<{width}}  {s.state:<9}  {'; '.join(s.reasons)}".rstrip(), file=out)
+
+
+STATE_COLORS = {  # fill, stroke
+    "fresh": ("#d4edda", "#28a745"),
+    "stale": ("#fff3cd", "#d39e00"),
+    "never-ran": ("#f8d7da", "#c82333"),
+    "disabled": ("#e2e3e5", "#6c757d"),
+}
+
+
+def graph_text(statuses: list[StepStatus], edges: list[tuple[str, str]], fmt: str) -> str:
+    """The step graph in Mermaid or Graphviz dot, each step coloured by its state."""
+    node = {s.id: f"s{n}" for n, s in enumerate(statuses)}
+    if fmt == "dot":
+        lines = ["digraph lab {", "  rankdir=LR;", '  node [shape=box, style="rounded,filled"];']
+        for s in statuses:
+            fill, stroke = STATE_COLORS[s.state]
+            lines.append(
+                f'  {node[s.id]} [label="{s.id}\\n{s.state}", fillcolor="{fill}", color="{stroke}"];'
+            )
+        for a, b in edges:
+            if a in node and b in node:
+                lines.append(f"  {node[a]} -> {node[b]};")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+    lines = ["flowchart LR"]
+    for s in statuses:
+        label = s.id.replace('"', "#quot;")
+        lines.append(f'  {node[s.id]}["{label}<br/><small>{s.state}</small>"]:::{s.state.replace("-", "_")}')
+    for a, b in edges:
+        if a in node and b in node:
+            lines.append(f"  {node[a]} --> {node[b]}")
+    for state, (fill, stroke) in STATE_COLORS.items():
+        lines.append(f"  classDef {state.replace('-', '_')} fill:{fill},stroke:{stroke}")
+    return "\n".join(lines) + "\n"

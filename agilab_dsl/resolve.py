@@ -1,0 +1,110 @@
+"""Resolve a step against the settings snapshot: render its ``${…}`` holes, evaluate ``when``,
+and list the settings values it depends on. Pure: the environment is passed in.
+
+A param whose whole value is one hole keeps the referenced value's type
+(``alert_m = "${settings.args.alert_m}"`` gives the int, not its text); holes inside a longer
+string are rendered as text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import expr
+from .model import LabStage
+
+AGI_SETTINGS = ("args", "cluster")  # what an agi.* engine's generated snippet depends on
+
+
+@dataclass(frozen=True)
+class ResolvedStep:
+    id: str
+    placed: LabStage
+    params: dict[str, Any]
+    inputs: list[str]
+    outputs: list[str]
+    env: str | None
+    contract: str | None
+    settings_used: dict[str, Any]
+    when: bool | None  # None: the step has no condition
+    problem: str | None = None  # why it could not be resolved (a missing setting, say)
+    refs: list[str] = field(default_factory=list)
+
+
+def _render(value: Any, context: Mapping[str, Any], keep_type: bool) -> Any:
+    if isinstance(value, str):
+        if "${" not in value:
+            return value
+        template = expr.parse_template(value)
+        if keep_type and len(template.parts) == 1 and isinstance(template.parts[0], expr.Ref):
+            return expr.resolve(template.parts[0], context)
+        return expr.render(template, context)
+    if isinstance(value, dict):
+        return {k: _render(v, context, keep_type) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render(v, context, keep_type) for v in value]
+    return value
+
+
+def _settings_refs(value: Any) -> list[expr.Ref]:
+    out: list[expr.Ref] = []
+    if isinstance(value, str) and "${" in value:
+        out += [r for r in expr.iter_refs(expr.parse_template(value)) if r.root == "settings"]
+    elif isinstance(value, dict):
+        for v in value.values():
+            out += _settings_refs(v)
+    elif isinstance(value, list):
+        for v in value:
+            out += _settings_refs(v)
+    return out
+
+
+def dotted(path: tuple[str | int, ...]) -> str:
+    return expr.to_source(expr.Ref("settings", path)).removeprefix("settings.")
+
+
+def resolve_step(
+    placed: LabStage,
+    settings: Mapping[str, Any],
+    step_outputs: Mapping[str, list[str]],
+    environ: Mapping[str, str],
+) -> ResolvedStep:
+    """Render one step. ``step_outputs`` holds the resolved outputs of the steps before it."""
+    stage = placed.stage
+    context = {
+        "settings": settings,
+        "params": stage.params,
+        "env": dict(environ),
+        "steps": {sid: {"outputs": outs} for sid, outs in step_outputs.items()},
+    }
+    used: dict[str, Any] = {}
+    refs: list[expr.Ref] = []
+    for value in (stage.params, list(stage.produces), list(stage.consumes), stage.env, stage.stage):
+        refs += _settings_refs(value)
+    condition = None
+    if stage.when is not None:
+        condition = expr.parse_condition(stage.when)
+        refs += [r for r in expr.iter_refs(condition) if r.root == "settings"]
+    try:
+        for ref in refs:
+            used[dotted(ref.path)] = expr.resolve(ref, context)
+        if stage.settings == "*":
+            used["*"] = dict(settings)
+        else:
+            for key in stage.settings:
+                ref = expr.parse_reference("settings." + key)
+                used[dotted(ref.path)] = expr.resolve(ref, context)
+        if (stage.engine or "").startswith("agi."):
+            for table in AGI_SETTINGS:
+                used[table] = settings.get(table, {})
+        params = _render(stage.params, context, keep_type=True)
+        inputs = [str(_render(p, context, False)) for p in stage.consumes]
+        outputs = [str(_render(p, context, False)) for p in stage.produces]
+        env = _render(stage.env, context, False) if stage.env is not None else None
+        contract = _render(stage.stage, context, False) if stage.stage is not None else None
+        when = bool(expr.evaluate(condition, context)) if condition is not None else None
+    except expr.EvalError as exc:
+        return ResolvedStep(placed.id, placed, {}, [], list(stage.produces), None, None, used, None, str(exc))
+    return ResolvedStep(placed.id, placed, params, inputs, outputs, env, contract, used, when)

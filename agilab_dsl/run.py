@@ -1,0 +1,464 @@
+"""Run a lab: one scheduling loop over the step graph, steps executed by forked workers.
+
+The loop (as in kedro's runner) takes every step whose upstream steps are settled, decides what
+it is — disabled, skipped by ``when``, blocked by a failure, fresh, or to run and why — and hands
+the ones to run to a pool of ``-j`` workers, waiting for the first to finish. State is saved after
+every step that succeeds, so an interrupted run loses nothing that completed. Outcomes are values
+(:class:`StepOutcome`) sent to a reporter; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from .fingerprint import FileHashes, digest
+from .graph import StepGraph
+from .model import Lab
+from .resolve import ResolvedStep, resolve_step
+from .stale import StepStatus, components, reasons
+from .state import LabState, StepRecord
+
+Status = Literal["ran", "fresh", "skipped", "disabled", "failed", "blocked"]
+LOG_TAIL = 40  # lines of a failed step's log printed under its id
+
+
+@dataclass
+class RunOptions:
+    only: tuple[str, ...] = ()
+    from_step: str | None = None
+    force: bool = False
+    jobs: int = 1
+    keep_going: bool = False
+
+
+@dataclass
+class StepOutcome:
+    id: str
+    status: Status
+    reasons: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+    log: str | None = None
+    attempts: int = 0
+    returned: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "status": self.status, "reasons": self.reasons}
+        if self.status in ("ran", "failed"):
+            out["seconds"] = round(self.seconds, 4)
+        if self.error:
+            out["error"] = self.error
+        if self.log:
+            out["log"] = self.log
+        return out
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    outcomes: list[StepOutcome]
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[StepOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "steps": [o.to_json() for o in self.outcomes]}
+
+
+class Reporter(Protocol):
+    def step_started(self, step_id: str, why: list[str], attempt: int) -> None: ...
+    def step_finished(self, outcome: StepOutcome) -> None: ...
+
+
+class SilentReporter:
+    def step_started(self, step_id: str, why: list[str], attempt: int) -> None:
+        return None
+
+    def step_finished(self, outcome: StepOutcome) -> None:
+        return None
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+class Runner:
+    """Runs (or, for ``status``/``--dry-run``, judges) the steps of one lab."""
+
+    def __init__(
+        self,
+        lab: Lab,
+        settings: Mapping[str, Any],
+        state: LabState,
+        graph: StepGraph,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.lab = lab
+        self.lab_dir = Path(lab.path).resolve().parent
+        self.settings = settings
+        self.state = state
+        self.full_graph = graph
+        self.hashes = FileHashes(state.hashes)
+        self.environ = dict(os.environ if environ is None else environ)
+        self.resolved = self._resolve_all()
+
+    # -- preparation -------------------------------------------------------------------------
+    def _resolve_all(self) -> dict[str, ResolvedStep]:
+        outputs: dict[str, list[str]] = {}
+        resolved: dict[str, ResolvedStep] = {}
+        placed = {s.id: s for s in self.lab.stages}
+        for sid in self.full_graph.order():
+            step = resolve_step(placed[sid], self.settings, outputs, self.environ)
+            resolved[sid] = step
+            outputs[sid] = step.outputs
+        return resolved
+
+    def select(self, options: RunOptions) -> StepGraph:
+        graph = self.full_graph
+        if options.from_step:
+            graph = graph.from_step(options.from_step)
+        if options.only:
+            graph = graph.subgraph([i for i in graph.ids if i in set(options.only)])
+        return graph
+
+    def _judge(
+        self, sid: str, fingerprints: Mapping[str, str], ran: Mapping[str, bool], force: bool
+    ) -> tuple[StepStatus, dict[str, Any] | None]:
+        """The state of one step now: disabled, or fresh / stale / never-ran with reasons."""
+        step = self.resolved[sid]
+        if step.placed.stage.disabled:
+            switch = "enabled = false" if not step.placed.stage.enabled else "skip = true"
+            return StepStatus(sid, "disabled", (switch,)), None
+        upstream = {u: fingerprints.get(u, "") for u in sorted(self.full_graph.upstream(sid))}
+        comps = components(step, self.lab_dir, self.hashes, upstream)
+        record = self.state.steps.get(sid)
+        why = reasons(record, comps, self.lab_dir, self.hashes, ran)
+        if force and not why:
+            why = ["forced (--force)"]
+        state: Literal["never-ran", "stale", "fresh"] = (
+            "never-ran" if record is None else ("stale" if why else "fresh")
+        )
+        return StepStatus(sid, state, tuple(why), digest(comps), comps), comps
+
+    def statuses(self, options: RunOptions | None = None) -> list[StepStatus]:
+        """Every selected step's state and reasons, without running anything (``status``, ``--dry-run``).
+
+        A step downstream of one that would run is stale too: ``upstream X will run``."""
+        options = options or RunOptions()
+        graph = self.select(options)
+        fingerprints = {sid: rec.fingerprint for sid, rec in self.state.steps.items()}
+        will: dict[str, bool] = {}
+        out = []
+        for sid in self.full_graph.order():
+            status, _ = self._judge(sid, fingerprints, {}, options.force and sid in graph.ids)
+            if status.state != "disabled":
+                upstream_running = [u for u in sorted(self.full_graph.upstream(sid)) if will.get(u)]
+                extra = tuple(
+                    f"upstream {u} will run"
+                    for u in upstream_running
+                    if f"upstream {u} ran" not in status.reasons
+                )
+                if extra and status.state == "fresh":
+                    status = StepStatus(sid, "stale", extra, status.fingerprint, status.components)
+                elif extra:
+                    status = StepStatus(
+                        sid, status.state, status.reasons + extra, status.fingerprint, status.components
+                    )
+                will[sid] = status.state != "fresh" and sid in graph.ids
+            if sid in graph.ids:
+                out.append(status)
+        return out
+
+    # -- running -----------------------------------------------------------------------------
+    def run(
+        self,
+        options: RunOptions,
+        reporter: Reporter | None = None,
+        run_id: str | None = None,
+        execute: Callable[[ResolvedStep, str, int], StepOutcome] | None = None,
+    ) -> RunResult:
+        reporter = reporter or SilentReporter()
+        run_id = run_id or new_run_id()
+        graph = self.select(options)
+        selected = set(graph.ids)
+        order = [sid for sid in self.full_graph.order() if sid in selected]
+        fingerprints = {sid: rec.fingerprint for sid, rec in self.state.steps.items()}
+        ran: dict[str, bool] = {}
+        settled: dict[str, StepOutcome] = {}
+        pending = list(order)
+        stopped_by: str | None = None
+        from .pool import WorkerPool
+
+        pool = WorkerPool(options.jobs)
+        execute = execute or (lambda step, rid, attempt: self._execute(step, rid, attempt, pool))
+        interrupted = False
+        running: dict[Future[StepOutcome], tuple[str, dict[str, Any], list[str]]] = {}
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as threads:
+                while pending or running:
+                    progressed = True
+                    while progressed:
+                        progressed = False
+                        for sid in list(pending):
+                            ups = self.full_graph.upstream(sid) & selected
+                            if not all(u in settled for u in ups):
+                                continue
+                            pending.remove(sid)
+                            progressed = True
+                            outcome, comps, why = self._decide(
+                                sid, ups, settled, fingerprints, ran, options, stopped_by
+                            )
+                            if outcome is not None:
+                                settled[sid] = outcome
+                                reporter.step_finished(outcome)
+                                continue
+                            assert comps is not None
+                            fut = threads.submit(
+                                self._attempts, self.resolved[sid], run_id, execute, reporter, why
+                            )
+                            running[fut] = (sid, comps, why)
+                    if not running:
+                        # in topological order the first pending step is always ready, so nothing waits
+                        assert not pending, pending
+                        break
+                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        sid, comps, why = running.pop(fut)
+                        outcome = fut.result()
+                        outcome.reasons = why
+                        if outcome.status == "ran":
+                            fp = digest(comps)
+                            fingerprints[sid] = fp
+                            ran[sid] = True
+                            outputs = {
+                                p: self.hashes.of(self.lab_dir / p) for p in self.resolved[sid].outputs
+                            }
+                            self.state.steps[sid] = StepRecord(
+                                fp, comps, outputs, time.time(), outcome.seconds, run_id
+                            )
+                            self.state.save()
+                        elif outcome.status == "failed" and not options.keep_going and stopped_by is None:
+                            stopped_by = sid
+                        settled[sid] = outcome
+                        reporter.step_finished(outcome)
+        except KeyboardInterrupt:
+            interrupted = True
+            pool.close(kill=True)
+            for sid, _, why in running.values():
+                settled[sid] = StepOutcome(sid, "failed", why, error="interrupted")
+            raise
+        finally:
+            pool.close(kill=interrupted)
+            self.state.hashes = self.hashes.cache
+            if self.hashes.changed:
+                self.state.save_hashes()
+        return RunResult(run_id, [settled[sid] for sid in order if sid in settled], interrupted)
+
+    def _decide(
+        self,
+        sid: str,
+        ups: Iterable[str],
+        settled: Mapping[str, StepOutcome],
+        fingerprints: dict[str, str],
+        ran: Mapping[str, bool],
+        options: RunOptions,
+        stopped_by: str | None,
+    ) -> tuple[StepOutcome | None, dict[str, Any] | None, list[str]]:
+        """An outcome decided without running (disabled, skipped, blocked, fresh), or the components
+        and reasons of a step that must run."""
+        step = self.resolved[sid]
+        bad = [u for u in sorted(ups) if settled[u].status in ("failed", "blocked")]
+        if bad:
+            return StepOutcome(sid, "blocked", [f"upstream {bad[0]} {settled[bad[0]].status}"]), None, []
+        if stopped_by is not None:
+            return (
+                StepOutcome(
+                    sid,
+                    "blocked",
+                    [f"run stopped after {stopped_by} failed (--keep-going runs independent steps)"],
+                ),
+                None,
+                [],
+            )
+        if step.problem:
+            return StepOutcome(sid, "failed", [], error=f"cannot resolve the step: {step.problem}"), None, []
+        status, comps = self._judge(sid, fingerprints, ran, options.force)
+        if status.state == "disabled":
+            return StepOutcome(sid, "disabled", list(status.reasons)), None, []
+        if step.when is False:
+            return StepOutcome(sid, "skipped", [f"when: {step.placed.stage.when} is false"]), None, []
+        if status.state == "fresh":
+            return StepOutcome(sid, "fresh", []), None, []
+        return None, comps, list(status.reasons)
+
+    def _attempts(
+        self,
+        step: ResolvedStep,
+        run_id: str,
+        execute: Callable[[ResolvedStep, str, int], StepOutcome],
+        reporter: Reporter,
+        why: list[str],
+    ) -> StepOutcome:
+        tries = step.placed.stage.retries + 1
+        outcome = StepOutcome(step.id, "failed")
+        for attempt in range(1, tries + 1):
+            reporter.step_started(step.id, why, attempt)
+            outcome = execute(step, run_id, attempt)
+            outcome.attempts = attempt
+            if outcome.status == "ran":
+                break
+        return outcome
+
+    def _execute(self, step: ResolvedStep, run_id: str, attempt: int, pool: Any) -> StepOutcome:
+        stage = step.placed.stage
+        run_dir = self.lab_dir / ".agilab" / "runs" / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        suffix = f".{attempt}" if attempt > 1 else ""
+        log = run_dir / f"{step.id}{suffix}.log"
+        result_file = run_dir / f"{step.id}{suffix}.json"
+        for out in step.outputs:
+            (self.lab_dir / out).parent.mkdir(parents=True, exist_ok=True)
+        if step.contract is not None:
+            return StepOutcome(
+                step.id,
+                "failed",
+                error=(
+                    f"stage = {step.contract!r}: running parallel contracts is not implemented in this version "
+                    "(plan it with `agilab-run plan`)"
+                ),
+            )
+        request: dict[str, Any] = {
+            "step_id": step.id,
+            "kind": "function" if stage.function else "code",
+            "code": stage.code or "",
+            "cwd": str(self.lab_dir),
+            "log": str(log),
+            "result": str(result_file),
+            "timeout": stage.timeout,
+            "names": {
+                "settings": dict(self.settings),
+                "params": step.params,
+                "inputs": step.inputs,
+                "outputs": step.outputs,
+            },
+        }
+        if stage.function:
+            module, _, function = stage.function.rpartition(":")
+            request["module"], request["function"] = module, function
+        if (stage.engine or "").startswith("agi."):
+            return self._execute_agi(step, request, log, result_file)
+        from .pool import WorkerDied
+
+        try:
+            reply = pool.run(request)
+        except WorkerDied as exc:
+            return StepOutcome(step.id, "failed", error=str(exc), log=str(log))
+        return self._outcome(step, reply, log, result_file)
+
+    def _execute_agi(
+        self, step: ResolvedStep, request: dict[str, Any], log: Path, result_file: Path
+    ) -> StepOutcome:
+        env = step.env
+        python = _interpreter(self.lab_dir / env) if env else None
+        if python is None:
+            where = f"E = {env!r} has no Python interpreter" if env else "the stage sets no E (runtime)"
+            return StepOutcome(
+                step.id,
+                "failed",
+                error=(
+                    f"R = {step.placed.stage.engine!r} needs the AGILAB runtime: {where} "
+                    "(point E at an AGILAB project or virtual environment)"
+                ),
+            )
+        from .pool import Worker, WorkerDied
+
+        source = (Path(__file__).with_name("worker.py")).read_text(encoding="utf-8")
+        worker = Worker(python, source_code=source)
+        try:
+            reply = worker.run(request)
+        except WorkerDied as exc:
+            return StepOutcome(step.id, "failed", error=str(exc), log=str(log))
+        finally:
+            worker.close()
+        return self._outcome(step, reply, log, result_file)
+
+    def _outcome(
+        self, step: ResolvedStep, reply: Mapping[str, Any], log: Path, result_file: Path
+    ) -> StepOutcome:
+        seconds = float(reply.get("seconds", 0.0))
+        if reply.get("timed_out"):
+            return StepOutcome(
+                step.id,
+                "failed",
+                seconds=seconds,
+                log=str(log),
+                error=f"timed out after {step.placed.stage.timeout} s",
+            )
+        if reply.get("signal"):
+            return StepOutcome(
+                step.id,
+                "failed",
+                seconds=seconds,
+                log=str(log),
+                error=f"crashed: killed by signal {reply['signal']} ({_signal_name(reply['signal'])})",
+            )
+        if reply.get("exit"):
+            return StepOutcome(
+                step.id, "failed", seconds=seconds, log=str(log), error=f"exited with status {reply['exit']}"
+            )
+        missing = [p for p in step.outputs if not (self.lab_dir / p).exists()]
+        if missing:
+            return StepOutcome(
+                step.id,
+                "failed",
+                seconds=seconds,
+                log=str(log),
+                error=f"declared output {missing[0]} was not written",
+            )
+        returned = None
+        with contextlib.suppress(OSError, ValueError):  # a step that called sys.exit(0) returned nothing
+            returned = json.loads(result_file.read_text(encoding="utf-8"))
+        return StepOutcome(step.id, "ran", seconds=seconds, log=str(log), returned=returned)
+
+
+def _interpreter(env: Path) -> str | None:
+    for candidate in (env / ".venv" / "bin" / "python", env / "bin" / "python", env):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which(str(env)) if not env.exists() and os.sep not in str(env) else None
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def log_tail(path: str | None, lines: int = LOG_TAIL) -> list[str]:
+    if not path:
+        return []
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return text.rstrip("\n").splitlines()[-lines:] if text.strip() else []

@@ -1,0 +1,156 @@
+"""Staleness as values: a step's fingerprint components, and the reasons, in words, it must run.
+
+A step is fresh when its recorded fingerprint equals the current one and every output it wrote
+is still there, unchanged. Otherwise :func:`reasons` says why, one reason per difference:
+``settings args.n changed: 3 → 4``, ``input data/a.csv changed``, ``code changed``,
+``upstream load ran``, ``output out.csv missing``, ``never ran``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from . import expr
+from .fingerprint import FileHashes, code_hash, digest, function_hash
+from .resolve import ResolvedStep
+from .state import StepRecord
+
+State = Literal["fresh", "stale", "never-ran", "disabled"]
+
+
+@dataclass(frozen=True)
+class StepStatus:
+    id: str
+    state: State
+    reasons: tuple[str, ...] = ()
+    fingerprint: str = ""
+    components: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "state": self.state, "reasons": list(self.reasons)}
+
+
+def components(
+    step: ResolvedStep, lab_dir: Path, hashes: FileHashes, upstream: Mapping[str, str]
+) -> dict[str, Any]:
+    """Everything that changes a step's result, by name. ``upstream`` maps ids to fingerprints."""
+    stage = step.placed.stage
+    if stage.function:
+        code = "function:" + function_hash(expr.parse_funcref(stage.function), lab_dir)
+    elif stage.code is not None:
+        code = code_hash(stage.code)
+    else:
+        code = ""
+    comps: dict[str, Any] = {
+        "code": code,
+        "function": stage.function,
+        "engine": stage.engine or "",
+        "env": step.env or "",
+        "backend": stage.backend,
+        "mode": expr.parse_mode(stage.mode) if stage.mode is not None else None,
+        "params": step.params,
+        "settings": step.settings_used,
+        "inputs": {p: hashes.of(lab_dir / p) for p in step.inputs},
+        "outputs": list(step.outputs),
+        "upstream": dict(upstream),
+    }
+    if step.contract is not None:
+        comps["contract"] = {step.contract: hashes.of(lab_dir / step.contract)}
+    return comps
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _dict_changes(kind: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        if key not in old:
+            out.append(f"{kind} {key} added: {_show(new[key])}")
+        elif key not in new:
+            out.append(f"{kind} {key} removed (was {_show(old[key])})")
+        elif old[key] != new[key]:
+            out.append(f"{kind} {key} changed: {_show(old[key])} → {_show(new[key])}")
+    return out
+
+
+def reasons(
+    record: StepRecord | None,
+    comps: Mapping[str, Any],
+    lab_dir: Path,
+    hashes: FileHashes,
+    will_run: Mapping[str, bool] | None = None,
+) -> list[str]:
+    """Why a step must run, compared with what it last ran with; an empty list when it is fresh.
+
+    ``will_run`` marks upstream steps that run (or ran) in this invocation."""
+    if record is None:
+        return ["never ran"]
+    old = record.components
+    out: list[str] = []
+    if old.get("code") != comps["code"]:
+        out.append(
+            "function changed"
+            if comps.get("function") and old.get("function") == comps["function"]
+            else "code changed"
+        )
+    for key, label in (
+        ("engine", "engine"),
+        ("env", "env"),
+        ("backend", "backend"),
+        ("function", "function"),
+    ):
+        if old.get(key) != comps.get(key) and not (
+            key == "function" and out and old.get("code") != comps["code"]
+        ):
+            out.append(f"{label} changed: {_show(old.get(key))} → {_show(comps.get(key))}")
+    if old.get("mode") != comps.get("mode"):
+
+        def flags(bits: Any) -> str:
+            return (
+                f"{bits} ({' | '.join(expr.mode_flags(bits)) or 'none'})"
+                if isinstance(bits, int)
+                else "unset"
+            )
+
+        out.append(f"mode changed: {flags(old.get('mode'))} → {flags(comps.get('mode'))}")
+    out += _dict_changes("param", old.get("params", {}), comps["params"])
+    out += _dict_changes("settings", old.get("settings", {}), comps["settings"])
+    old_inputs, new_inputs = old.get("inputs", {}), comps["inputs"]
+    for path in sorted(set(old_inputs) | set(new_inputs)):
+        if path not in old_inputs:
+            out.append(f"input {path} added")
+        elif path not in new_inputs:
+            out.append(f"input {path} removed")
+        elif new_inputs[path] == "missing":
+            out.append(f"input {path} missing")
+        elif old_inputs[path] != new_inputs[path]:
+            out.append(f"input {path} changed")
+    if old.get("outputs") != comps["outputs"]:
+        out.append(f"declared outputs changed: {_show(old.get('outputs'))} → {_show(comps['outputs'])}")
+    if old.get("contract") != comps.get("contract"):
+        out.append(f"parallel contract {next(iter(comps.get('contract') or {'': ''}))} changed")
+    old_up, new_up = old.get("upstream", {}), comps["upstream"]
+    for sid in sorted(set(old_up) | set(new_up)):
+        if (will_run or {}).get(sid):
+            out.append(f"upstream {sid} ran")
+        elif old_up.get(sid) != new_up.get(sid):
+            out.append(
+                f"upstream {sid} changed"
+                if sid in old_up and sid in new_up
+                else f"upstream {sid} {'added' if sid in new_up else 'removed'}"
+            )
+    for path, recorded in sorted(record.outputs.items()):
+        now = hashes.of(lab_dir / path)
+        if now == "missing":
+            out.append(f"output {path} missing")
+        elif now != recorded:
+            out.append(f"output {path} changed since it was written")
+    if not out and record.fingerprint != digest(comps):
+        out.append("definition changed")
+    return out

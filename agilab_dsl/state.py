@@ -1,0 +1,137 @@
+"""What each step last ran with, in ``.agilab/`` beside the lab file; and the lock on it.
+
+``state.json`` maps each step id to the fingerprint components it last succeeded with and the
+hashes of the outputs it wrote. It is replaced atomically (write to a temporary file, fsync,
+rename), after every step, so a runner killed at any moment leaves the last complete state.
+A lock (``fcntl.flock`` on ``.agilab/lock``, which names its holder) keeps two runners from
+working on one lab at once: the second waits, saying who holds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+FORMAT = 1
+FOLDER = ".agilab"
+
+
+def state_dir(lab_path: str | Path) -> Path:
+    return Path(lab_path).resolve().parent / FOLDER
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Replace ``path`` with ``payload`` so that readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@dataclass
+class StepRecord:
+    fingerprint: str
+    components: dict[str, Any]
+    outputs: dict[str, str]  # path -> content hash
+    finished_at: float
+    seconds: float
+    run_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class LabState:
+    """Everything ``.agilab/state.json`` holds for one lab."""
+
+    path: Path
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+    hashes: dict[str, list[Any]] = field(default_factory=dict)  # the file-hash cache
+    problem: str | None = None  # why an existing state file could not be read (it is then ignored)
+
+    @classmethod
+    def load(cls, lab_path: str | Path) -> LabState:
+        folder = state_dir(lab_path)
+        state = cls(folder / "state.json")
+        try:
+            data = json.loads(state.path.read_text(encoding="utf-8"))
+            if data.get("format") != FORMAT:
+                raise ValueError(f"unknown state format {data.get('format')!r}")
+            state.steps = {k: StepRecord(**v) for k, v in data.get("steps", {}).items()}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            state.problem = f"{state.path} could not be read ({exc}); every step counts as never run"
+            state.steps = {}
+        try:
+            state.hashes = json.loads((folder / "hashes.json").read_text(encoding="utf-8"))
+            if not isinstance(state.hashes, dict):
+                state.hashes = {}
+        except (OSError, ValueError):
+            state.hashes = {}
+        return state
+
+    def save(self) -> None:
+        write_json_atomic(
+            self.path, {"format": FORMAT, "steps": {k: v.to_json() for k, v in self.steps.items()}}
+        )
+
+    def save_hashes(self) -> None:
+        write_json_atomic(self.path.with_name("hashes.json"), self.hashes)
+
+
+class LockBusy(Exception):
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
+@contextlib.contextmanager
+def lab_lock(lab_path: str | Path, *, wait: bool = True, say: TextIO | None = None) -> Iterator[None]:
+    """Hold the lab's lock. A lock left by a killed runner is released by the OS with its process."""
+    folder = state_dir(lab_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            if not wait:
+                raise LockBusy(holder) from None
+            if say is not None:
+                print(f"agilab-run: waiting for the lab's lock, held by {holder}", file=say, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": time.time()}).encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)  # closing releases the flock
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started"]))
+        return f"agilab-run pid {info['pid']} (started {started})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another agilab-run"
