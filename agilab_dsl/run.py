@@ -168,7 +168,7 @@ class Runner:
         out = []
         for sid in self.full_graph.order():
             status, _ = self._judge(sid, fingerprints, {}, options.force and sid in graph.ids)
-            if status.state != "disabled":
+            if status.state in ("fresh", "stale"):
                 upstream_running = [u for u in sorted(self.full_graph.upstream(sid)) if will.get(u)]
                 extra = tuple(
                     f"upstream {u} will run"
@@ -184,7 +184,8 @@ class Runner:
                 will[sid] = status.state != "fresh" and sid in graph.ids
             if sid in graph.ids:
                 out.append(status)
-        return out
+        position = {sid: n for n, sid in enumerate(self.lab.ids)}
+        return sorted(out, key=lambda s: position[s.id])
 
     # -- running -----------------------------------------------------------------------------
     def run(
@@ -269,7 +270,8 @@ class Runner:
             self.state.hashes = self.hashes.cache
             if self.hashes.changed:
                 self.state.save_hashes()
-        return RunResult(run_id, [settled[sid] for sid in order if sid in settled], interrupted)
+        lab_order = [sid for sid in self.lab.ids if sid in settled]
+        return RunResult(run_id, [settled[sid] for sid in lab_order], interrupted)
 
     def _decide(
         self,
