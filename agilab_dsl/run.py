@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -118,6 +119,7 @@ class Runner:
         self.hashes = FileHashes(state.hashes)
         self.environ = dict(os.environ if environ is None else environ)
         self.resolved = self._resolve_all()
+        self._made: set[Path] = set()  # folders already created in this run
 
     # -- preparation -------------------------------------------------------------------------
     def _resolve_all(self) -> dict[str, ResolvedStep]:
@@ -203,7 +205,6 @@ class Runner:
         fingerprints = {sid: rec.fingerprint for sid, rec in self.state.steps.items()}
         ran: dict[str, bool] = {}
         settled: dict[str, StepOutcome] = {}
-        pending = list(order)
         stopped_by: str | None = None
         from .pool import WorkerPool
 
@@ -213,32 +214,37 @@ class Runner:
         running: dict[Future[StepOutcome], tuple[str, dict[str, Any], list[str]]] = {}
         try:
             with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as threads:
-                while pending or running:
-                    progressed = True
-                    while progressed:
-                        progressed = False
-                        for sid in list(pending):
-                            ups = self.full_graph.upstream(sid) & selected
-                            if not all(u in settled for u in ups):
-                                continue
-                            pending.remove(sid)
-                            progressed = True
-                            outcome, comps, why = self._decide(
-                                sid, ups, settled, fingerprints, ran, options, stopped_by
-                            )
-                            if outcome is not None:
-                                settled[sid] = outcome
-                                reporter.step_finished(outcome)
-                                continue
-                            assert comps is not None
-                            fut = threads.submit(
-                                self._attempts, self.resolved[sid], run_id, execute, reporter, why
-                            )
-                            running[fut] = (sid, comps, why)
+                # Kahn's algorithm: a step is ready when its last selected upstream step settles.
+                rank = {sid: n for n, sid in enumerate(order)}
+                waiting = {sid: len(self.full_graph.upstream(sid) & selected) for sid in order}
+                ready = deque(sid for sid in order if waiting[sid] == 0)
+
+                def settle(sid: str, outcome: StepOutcome) -> None:
+                    settled[sid] = outcome
+                    reporter.step_finished(outcome)
+                    for nxt in sorted(self.full_graph.downstream(sid) & selected, key=rank.__getitem__):
+                        waiting[nxt] -= 1
+                        if waiting[nxt] == 0:
+                            ready.append(nxt)
+
+                while ready or running:
+                    # decide ready steps one by one; submit at most -j at a time
+                    while ready and len(running) < options.jobs:
+                        sid = ready.popleft()
+                        ups = self.full_graph.upstream(sid) & selected
+                        outcome, comps, why = self._decide(
+                            sid, ups, settled, fingerprints, ran, options, stopped_by
+                        )
+                        if outcome is not None:
+                            settle(sid, outcome)
+                            continue
+                        assert comps is not None
+                        fut = threads.submit(
+                            self._attempts, self.resolved[sid], run_id, execute, reporter, why
+                        )
+                        running[fut] = (sid, comps, why)
                     if not running:
-                        # in topological order the first pending step is always ready, so nothing waits
-                        assert not pending, pending
-                        break
+                        continue  # more steps became ready while deciding
                     done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                     for fut in done:
                         sid, comps, why = running.pop(fut)
@@ -251,14 +257,13 @@ class Runner:
                             outputs = {
                                 p: self.hashes.of(self.lab_dir / p) for p in self.resolved[sid].outputs
                             }
-                            self.state.steps[sid] = StepRecord(
-                                fp, comps, outputs, time.time(), outcome.seconds, run_id
+                            self.state.record(
+                                sid, StepRecord(fp, comps, outputs, time.time(), outcome.seconds, run_id)
                             )
-                            self.state.save()
                         elif outcome.status == "failed" and not options.keep_going and stopped_by is None:
                             stopped_by = sid
-                        settled[sid] = outcome
-                        reporter.step_finished(outcome)
+                        settle(sid, outcome)
+                assert len(settled) == len(order), "every selected step settles"
         except KeyboardInterrupt:
             interrupted = True
             pool.close(kill=True)
@@ -267,6 +272,8 @@ class Runner:
             raise
         finally:
             pool.close(kill=interrupted)
+            if any(o.status == "ran" for o in settled.values()) or self.state.journal_path.exists():
+                self.state.save()  # compact the journal into state.json
             self.state.hashes = self.hashes.cache
             if self.hashes.changed:
                 self.state.save_hashes()
@@ -331,12 +338,17 @@ class Runner:
     def _execute(self, step: ResolvedStep, run_id: str, attempt: int, pool: Any) -> StepOutcome:
         stage = step.placed.stage
         run_dir = self.lab_dir / ".agilab" / "runs" / run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if run_dir not in self._made:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self._made.add(run_dir)
         suffix = f".{attempt}" if attempt > 1 else ""
         log = run_dir / f"{step.id}{suffix}.log"
         result_file = run_dir / f"{step.id}{suffix}.json"
         for out in step.outputs:
-            (self.lab_dir / out).parent.mkdir(parents=True, exist_ok=True)
+            parent = (self.lab_dir / out).parent
+            if parent not in self._made:
+                parent.mkdir(parents=True, exist_ok=True)
+                self._made.add(parent)
         if step.contract is not None:
             return StepOutcome(
                 step.id,

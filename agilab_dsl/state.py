@@ -1,8 +1,11 @@
 """What each step last ran with, in ``.agilab/`` beside the lab file; and the lock on it.
 
 ``state.json`` maps each step id to the fingerprint components it last succeeded with and the
-hashes of the outputs it wrote. It is replaced atomically (write to a temporary file, fsync,
-rename), after every step, so a runner killed at any moment leaves the last complete state.
+hashes of the outputs it wrote. During a run each completed step is appended as one line to
+``journal.jsonl`` (O(1) a step; once written, a line survives the runner being killed); loading
+replays the journal over ``state.json``, ignoring a torn last line. At the end of a run the two are
+compacted: ``state.json`` is replaced atomically (temporary file, fsync, rename) and the journal
+removed. Replaying a journal twice is harmless, so a crash between those two steps loses nothing.
 A lock (``fcntl.flock`` on ``.agilab/lock``, which names its holder) keeps two runners from
 working on one lab at once: the second waits, saying who holds it.
 """
@@ -65,6 +68,7 @@ class LabState:
     steps: dict[str, StepRecord] = field(default_factory=dict)
     hashes: dict[str, list[Any]] = field(default_factory=dict)  # the file-hash cache
     problem: str | None = None  # why an existing state file could not be read (it is then ignored)
+    _journal: TextIO | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, lab_path: str | Path) -> LabState:
@@ -81,6 +85,18 @@ class LabState:
             state.problem = f"{state.path} could not be read ({exc}); every step counts as never run"
             state.steps = {}
         try:
+            with state.journal_path.open(encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        entry = json.loads(line)
+                        state.steps[entry["id"]] = StepRecord(**entry["record"])
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a line torn by a kill: that step did not complete its record
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            state.problem = f"{state.journal_path} could not be read ({exc})"
+        try:
             state.hashes = json.loads((folder / "hashes.json").read_text(encoding="utf-8"))
             if not isinstance(state.hashes, dict):
                 state.hashes = {}
@@ -88,10 +104,29 @@ class LabState:
             state.hashes = {}
         return state
 
+    @property
+    def journal_path(self) -> Path:
+        return self.path.with_name("journal.jsonl")
+
+    def record(self, step_id: str, record: StepRecord) -> None:
+        """Keep one step's new record: in memory, and as one appended journal line."""
+        self.steps[step_id] = record
+        if self._journal is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._journal = self.journal_path.open("a", encoding="utf-8")
+        self._journal.write(json.dumps({"id": step_id, "record": record.to_json()}, sort_keys=True) + "\n")
+        self._journal.flush()
+
     def save(self) -> None:
+        """Compact: replace state.json atomically with every record, then drop the journal."""
         write_json_atomic(
             self.path, {"format": FORMAT, "steps": {k: v.to_json() for k, v in self.steps.items()}}
         )
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        with contextlib.suppress(FileNotFoundError):
+            self.journal_path.unlink()
 
     def save_hashes(self) -> None:
         write_json_atomic(self.path.with_name("hashes.json"), self.hashes)

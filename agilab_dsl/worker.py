@@ -30,6 +30,7 @@ class _Running:
     """The step child running now (read by the SIGTERM handler, which ends it with the worker)."""
 
     child: int | None = None
+    spare: int | None = None  # the pre-forked child waiting for the next request
 
 
 def _jsonable(value: Any) -> Any:
@@ -42,7 +43,6 @@ def _jsonable(value: Any) -> Any:
 
 def _run_child(req: dict[str, Any]) -> int:
     """In the forked child: run the step, write its result, return the exit status."""
-    os.setpgid(0, 0)  # its own process group, so that a timeout ends whatever it started too
     log_fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
@@ -69,7 +69,10 @@ def _run_child(req: dict[str, Any]) -> int:
             }
             code = compile(req["code"], f"<step {req['step_id']}>", "exec")
             exec(code, namespace)  # the step's own code: running it is the point
-            payload = {"metrics": _jsonable(namespace.get("metrics"))}
+            metrics = namespace.get("metrics")
+            if not metrics:
+                return 0  # nothing to hand back: no result file to write
+            payload = {"metrics": _jsonable(metrics)}
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if status:
@@ -143,23 +146,50 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-def handle(req: dict[str, Any]) -> dict[str, Any]:
-    start = time.perf_counter()
+def prefork() -> tuple[int, int]:
+    """Fork the next step's child ahead of time; it waits for its request on a pipe.
+
+    Forking (copying the page tables) then overlaps the runner's bookkeeping of the previous step
+    instead of adding to the next one. Returns (child pid, write end of its request pipe)."""
+    read_end, write_end = os.pipe()
     sys.stdout.flush()
     pid = os.fork()
     if pid == 0:  # the child never returns from here
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         status = 1
         try:
-            status = _run_child(req)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.setpgid(0, 0)  # its own process group, so that a timeout ends whatever it starts too
+            os.close(write_end)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)  # the worker's stdin carries the runner's requests: never the step's
+            os.close(null)
+            chunks = []
+            while chunk := os.read(read_end, 1 << 16):
+                chunks.append(chunk)
+            os.close(read_end)
+            # an empty request: the worker is closing and this spare is not needed
+            status = _run_child(json.loads(b"".join(chunks))) if chunks else 0
         finally:
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
             finally:
                 os._exit(status)
+    os.close(read_end)
+    return pid, write_end
+
+
+def handle(req: dict[str, Any], spare: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Run one step in a child (the pre-forked ``spare`` if given) and wait for it."""
+    start = time.perf_counter()
+    pid, pipe = spare or prefork()
     _Running.child = pid
     try:
+        payload = json.dumps(req).encode()
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(pipe, view) :]
+        os.close(pipe)
         wait_status, timed_out = _wait(pid, req.get("timeout"))
     finally:
         _Running.child = None
@@ -170,6 +200,8 @@ def handle(req: dict[str, Any]) -> dict[str, Any]:
 
 def _on_term(signum: int, frame: Any) -> None:
     """Stopped by the runner (Ctrl-C, SIGTERM): end the running step's whole process group first."""
+    if _Running.spare is not None:
+        _signal_group(_Running.spare, signal.SIGKILL)
     child = _Running.child
     if child is not None:
         _signal_group(child, signal.SIGTERM)
@@ -189,13 +221,23 @@ def _on_term(signum: int, frame: Any) -> None:
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when its workers stop
     signal.signal(signal.SIGTERM, _on_term)
+    import gc
+
+    gc.freeze()  # children's collections skip (and so do not copy) everything inherited
     out = sys.stdout
+    spare = prefork()
+    _Running.spare = spare[0]
     for line in sys.stdin:
         if not line.strip():
             continue
-        reply = handle(json.loads(line))
+        _Running.spare = None  # handed a request: it is the running child now
+        reply = handle(json.loads(line), spare)
         out.write(json.dumps(reply) + "\n")
         out.flush()
+        spare = prefork()  # while the runner handles the reply
+        _Running.spare = spare[0]
+    os.close(spare[1])  # release the unused spare: it reads an empty request and exits
+    os.waitpid(spare[0], 0)
     return 0
 
 
