@@ -62,7 +62,7 @@ def check_file(
         found = find_settings(path, settings_path, obs)
         if found is not None:
             settings_result = load_settings(found)
-        check_lab(result, settings_result, obs)
+        result.graph = check_lab(result, settings_result, obs)
     elif result.kind == "contract" and result.value is not None:
         check_contract(result, obs)
     return result, settings_result

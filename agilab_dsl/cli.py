@@ -363,7 +363,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
 
 def _open_runner(args: argparse.Namespace) -> Any:
     """Load, check and resolve a lab for running; print diagnostics and return an exit code on failure."""
-    from .check import check_file, check_lab
+    from .check import check_file
     from .errors import did_you_mean, render_text
     from .run import Runner
     from .state import LabState
@@ -392,7 +392,7 @@ def _open_runner(args: argparse.Namespace) -> Any:
             file=sys.stderr,
         )
         return EXIT_INVALID
-    graph = check_lab(result, settings)
+    graph = result.graph
     assert graph is not None  # a cycle is an error, reported above
     asked = [*getattr(args, "only", []), *([args.from_step] if getattr(args, "from_step", None) else [])]
     for sid in asked:

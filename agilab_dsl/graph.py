@@ -110,7 +110,12 @@ class StepGraph:
         return out
 
     def order(self) -> tuple[str, ...]:
-        return tuple(i for wave in self.waves() for i in wave)
+        """A topological order (wave by wave, lab order within a wave); computed once."""
+        cached = self.__dict__.get("_order")
+        if cached is None:
+            cached = tuple(i for wave in self.waves() for i in wave)
+            object.__setattr__(self, "_order", cached)
+        return cached
 
     def descendants(self, step: str) -> frozenset[str]:
         seen: set[str] = set()

@@ -56,6 +56,7 @@ class LoadResult(Generic[T]):
     partial: Any = None  # for labs: the Lab built from the stages that validated, even when others did not
     invalid_ids: set[str] = field(default_factory=set)  # for labs: ids of stages that failed validation
     profile: str | None = None  # for labs: the selected profile, deep-merged into the stages that define it
+    graph: Any = None  # for labs: the StepGraph, once the semantic checks found it sound
 
     def locator(self) -> Locator:
         """A locator that appends to this result's diagnostics."""

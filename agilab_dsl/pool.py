@@ -76,6 +76,7 @@ class WorkerPool:
         self._started = 0
         self._all: list[Worker] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def _take(self) -> Worker:
         with self._lock:
@@ -92,15 +93,18 @@ class WorkerPool:
             return worker.run(request)
         except WorkerDied:
             with self._lock:
-                self._all.remove(worker)
-                worker = Worker()
-                self._all.append(worker)
+                if worker in self._all:
+                    self._all.remove(worker)
+                if not self._closed:  # replace it, unless the pool is being closed
+                    worker = Worker()
+                    self._all.append(worker)
             raise
         finally:
             self._idle.put(worker)
 
     def close(self, *, kill: bool = False) -> None:
         with self._lock:
+            self._closed = True
             workers, self._all = self._all, []
         for worker in workers:
             worker.close(kill=kill)

@@ -68,17 +68,13 @@ def dotted(path: tuple[str | int, ...]) -> str:
 def resolve_step(
     placed: LabStage,
     settings: Mapping[str, Any],
-    step_outputs: Mapping[str, list[str]],
+    steps: Mapping[str, Mapping[str, list[str]]],
     environ: Mapping[str, str],
 ) -> ResolvedStep:
-    """Render one step. ``step_outputs`` holds the resolved outputs of the steps before it."""
+    """Render one step. ``steps`` maps the ids of the steps before it to ``{"outputs": [...]}``
+    (shared, not copied: resolving a whole lab stays linear)."""
     stage = placed.stage
-    context = {
-        "settings": settings,
-        "params": stage.params,
-        "env": dict(environ),
-        "steps": {sid: {"outputs": outs} for sid, outs in step_outputs.items()},
-    }
+    context = {"settings": settings, "params": stage.params, "env": environ, "steps": steps}
     used: dict[str, Any] = {}
     refs: list[expr.Ref] = []
     for value in (stage.params, list(stage.produces), list(stage.consumes), stage.env, stage.stage):

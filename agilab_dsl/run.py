@@ -123,13 +123,13 @@ class Runner:
 
     # -- preparation -------------------------------------------------------------------------
     def _resolve_all(self) -> dict[str, ResolvedStep]:
-        outputs: dict[str, list[str]] = {}
+        steps: dict[str, dict[str, list[str]]] = {}
         resolved: dict[str, ResolvedStep] = {}
         placed = {s.id: s for s in self.lab.stages}
         for sid in self.full_graph.order():
-            step = resolve_step(placed[sid], self.settings, outputs, self.environ)
+            step = resolve_step(placed[sid], self.settings, steps, self.environ)
             resolved[sid] = step
-            outputs[sid] = step.outputs
+            steps[sid] = {"outputs": step.outputs}
         return resolved
 
     def select(self, options: RunOptions) -> StepGraph:
@@ -212,65 +212,62 @@ class Runner:
         execute = execute or (lambda step, rid, attempt: self._execute(step, rid, attempt, pool))
         interrupted = False
         running: dict[Future[StepOutcome], tuple[str, dict[str, Any], list[str]]] = {}
+        threads = ThreadPoolExecutor(max_workers=max(1, options.jobs))
         try:
-            with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as threads:
-                # Kahn's algorithm: a step is ready when its last selected upstream step settles.
-                rank = {sid: n for n, sid in enumerate(order)}
-                waiting = {sid: len(self.full_graph.upstream(sid) & selected) for sid in order}
-                ready = deque(sid for sid in order if waiting[sid] == 0)
+            # Kahn's algorithm: a step is ready when its last selected upstream step settles.
+            rank = {sid: n for n, sid in enumerate(order)}
+            waiting = {sid: len(self.full_graph.upstream(sid) & selected) for sid in order}
+            ready = deque(sid for sid in order if waiting[sid] == 0)
 
-                def settle(sid: str, outcome: StepOutcome) -> None:
-                    settled[sid] = outcome
-                    reporter.step_finished(outcome)
-                    for nxt in sorted(self.full_graph.downstream(sid) & selected, key=rank.__getitem__):
-                        waiting[nxt] -= 1
-                        if waiting[nxt] == 0:
-                            ready.append(nxt)
+            def settle(sid: str, outcome: StepOutcome) -> None:
+                settled[sid] = outcome
+                reporter.step_finished(outcome)
+                for nxt in sorted(self.full_graph.downstream(sid) & selected, key=rank.__getitem__):
+                    waiting[nxt] -= 1
+                    if waiting[nxt] == 0:
+                        ready.append(nxt)
 
-                while ready or running:
-                    # decide ready steps one by one; submit at most -j at a time
-                    while ready and len(running) < options.jobs:
-                        sid = ready.popleft()
-                        ups = self.full_graph.upstream(sid) & selected
-                        outcome, comps, why = self._decide(
-                            sid, ups, settled, fingerprints, ran, options, stopped_by
-                        )
-                        if outcome is not None:
-                            settle(sid, outcome)
-                            continue
-                        assert comps is not None
-                        fut = threads.submit(
-                            self._attempts, self.resolved[sid], run_id, execute, reporter, why
-                        )
-                        running[fut] = (sid, comps, why)
-                    if not running:
-                        continue  # more steps became ready while deciding
-                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        sid, comps, why = running.pop(fut)
-                        outcome = fut.result()
-                        outcome.reasons = why
-                        if outcome.status == "ran":
-                            fp = digest(comps)
-                            fingerprints[sid] = fp
-                            ran[sid] = True
-                            outputs = {
-                                p: self.hashes.of(self.lab_dir / p) for p in self.resolved[sid].outputs
-                            }
-                            self.state.record(
-                                sid, StepRecord(fp, comps, outputs, time.time(), outcome.seconds, run_id)
-                            )
-                        elif outcome.status == "failed" and not options.keep_going and stopped_by is None:
-                            stopped_by = sid
+            while ready or running:
+                # decide ready steps one by one; submit at most -j at a time
+                while ready and len(running) < options.jobs:
+                    sid = ready.popleft()
+                    ups = self.full_graph.upstream(sid) & selected
+                    outcome, comps, why = self._decide(
+                        sid, ups, settled, fingerprints, ran, options, stopped_by
+                    )
+                    if outcome is not None:
                         settle(sid, outcome)
-                assert len(settled) == len(order), "every selected step settles"
+                        continue
+                    assert comps is not None
+                    fut = threads.submit(self._attempts, self.resolved[sid], run_id, execute, reporter, why)
+                    running[fut] = (sid, comps, why)
+                if not running:
+                    continue  # more steps became ready while deciding
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    sid, comps, why = running.pop(fut)
+                    outcome = fut.result()
+                    outcome.reasons = why
+                    if outcome.status == "ran":
+                        fp = digest(comps)
+                        fingerprints[sid] = fp
+                        ran[sid] = True
+                        outputs = {p: self.hashes.of(self.lab_dir / p) for p in self.resolved[sid].outputs}
+                        self.state.record(
+                            sid, StepRecord(fp, comps, outputs, time.time(), outcome.seconds, run_id)
+                        )
+                    elif outcome.status == "failed" and not options.keep_going and stopped_by is None:
+                        stopped_by = sid
+                    settle(sid, outcome)
+            assert len(settled) == len(order), "every selected step settles"
         except KeyboardInterrupt:
             interrupted = True
-            pool.close(kill=True)
+            pool.close(kill=True)  # ends the running steps; their threads return at once
             for sid, _, why in running.values():
                 settled[sid] = StepOutcome(sid, "failed", why, error="interrupted")
             raise
         finally:
+            threads.shutdown(wait=True, cancel_futures=True)
             pool.close(kill=interrupted)
             if any(o.status == "ran" for o in settled.values()) or self.state.journal_path.exists():
                 self.state.save()  # compact the journal into state.json
