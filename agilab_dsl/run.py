@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -414,35 +413,18 @@ class Runner:
         self, step: ResolvedStep, reply: Mapping[str, Any], log: Path, result_file: Path
     ) -> StepOutcome:
         seconds = float(reply.get("seconds", 0.0))
-        if reply.get("timed_out"):
-            return StepOutcome(
-                step.id,
-                "failed",
-                seconds=seconds,
-                log=str(log),
-                error=f"timed out after {step.placed.stage.timeout} s",
-            )
-        if reply.get("signal"):
-            return StepOutcome(
-                step.id,
-                "failed",
-                seconds=seconds,
-                log=str(log),
-                error=f"crashed: killed by signal {reply['signal']} ({_signal_name(reply['signal'])})",
-            )
-        if reply.get("exit"):
-            return StepOutcome(
-                step.id, "failed", seconds=seconds, log=str(log), error=f"exited with status {reply['exit']}"
-            )
         missing = [p for p in step.outputs if not (self.lab_dir / p).exists()]
-        if missing:
-            return StepOutcome(
-                step.id,
-                "failed",
-                seconds=seconds,
-                log=str(log),
-                error=f"declared output {missing[0]} was not written",
-            )
+        error = None
+        if reply.get("timed_out"):
+            error = f"timed out after {step.placed.stage.timeout} s"
+        elif reply.get("signal"):
+            error = f"crashed: killed by signal {reply['signal']} ({_signal_name(reply['signal'])})"
+        elif reply.get("exit"):
+            error = f"exited with status {reply['exit']}"
+        elif missing:
+            error = f"declared output {missing[0]} was not written"
+        if error is not None:
+            return StepOutcome(step.id, "failed", seconds=seconds, log=str(log), error=error)
         returned = None
         with contextlib.suppress(OSError, ValueError):  # a step that called sys.exit(0) returned nothing
             returned = json.loads(result_file.read_text(encoding="utf-8"))
@@ -453,7 +435,7 @@ def _interpreter(env: Path) -> str | None:
     for candidate in (env / ".venv" / "bin" / "python", env / "bin" / "python", env):
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    return shutil.which(str(env)) if not env.exists() and os.sep not in str(env) else None
+    return None
 
 
 def _signal_name(number: int) -> str:
