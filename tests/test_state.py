@@ -60,14 +60,18 @@ def _ran(lab: Path) -> list[str]:
     return [s["id"] for s in json.loads(proc.stdout)["steps"] if s["status"] == "ran"]
 
 
-def test_sigkill_mid_run_keeps_what_completed(tmp_path: Path) -> None:
+def _runner_in_slow_step(tmp_path: Path, **popen: object) -> tuple[Path, subprocess.Popen[str]]:
+    """A real runner on SLOW_LAB, caught while step s3 sleeps (s0-s2 have completed)."""
     lab = tmp_path / "lab_steps.toml"
     lab.write_text(SLOW_LAB, encoding="utf-8")
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "agilab_dsl", str(lab)], stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    runner = subprocess.Popen([sys.executable, "-m", "agilab_dsl", str(lab)], text=True, **popen)  # type: ignore[call-overload]
     _wait_for(tmp_path / "out" / "2.txt")
-    time.sleep(0.3)  # s3 is sleeping now
+    time.sleep(0.3)
+    return lab, runner
+
+
+def test_sigkill_mid_run_keeps_what_completed(tmp_path: Path) -> None:
+    lab, runner = _runner_in_slow_step(tmp_path, stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(runner.pid, signal.SIGKILL)  # the runner, its workers and the step: no clean-up at all
     runner.wait()
     state = LabState.load(lab)
@@ -78,13 +82,7 @@ def test_sigkill_mid_run_keeps_what_completed(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_ends_the_running_step_and_exits_130(tmp_path: Path) -> None:
-    lab = tmp_path / "lab_steps.toml"
-    lab.write_text(SLOW_LAB, encoding="utf-8")
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "agilab_dsl", str(lab)], stderr=subprocess.PIPE, text=True
-    )
-    _wait_for(tmp_path / "out" / "2.txt")
-    time.sleep(0.3)
+    lab, runner = _runner_in_slow_step(tmp_path, stderr=subprocess.PIPE)
     started = time.monotonic()
     runner.send_signal(signal.SIGINT)
     _, err = runner.communicate(timeout=30)
