@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_lab_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="judge every step again (a judgment is otherwise reused while nothing it read changed)",
+    )
+    parser.add_argument(
         "--settings",
         metavar="PATH",
         help="settings snapshot (default: app_settings.toml beside the lab, else src/app_settings.toml)",
@@ -421,49 +426,182 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
+def _judgment_key(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "file": os.path.abspath(args.file),
+        "settings": args.settings,
+        "profile": args.profile,
+        "only": sorted(getattr(args, "only", [])),
+        "from": getattr(args, "from_step", None),
+    }
+
+
+def _definition_files(args: argparse.Namespace) -> list[str]:
+    """What loading a lab reads or looks for, before the lab itself says more."""
+    folder = os.path.dirname(os.path.abspath(args.file))
+    settings = (
+        [args.settings]
+        if args.settings
+        else [os.path.join(folder, "app_settings.toml"), os.path.join(folder, "src", "app_settings.toml")]
+    )
+    agilab = os.path.join(folder, ".agilab")
+    return [args.file, *settings, os.path.join(agilab, "state.json"), os.path.join(agilab, "journal.jsonl")]
+
+
+def _cached_judgment(args: argparse.Namespace) -> Any:
+    from . import cache, judgment
+
+    if args.no_cache or not cache.enabled():
+        return None
+    return judgment.lookup(args.file, _judgment_key(args))
+
+
+def _judge(args: argparse.Namespace, options: Any) -> Any:
+    """Full judgment (loading the lab), kept in the judgment cache; an exit code on failure."""
+    from . import judgment
+
+    before = judgment.signatures(_definition_files(args))
+    runner = _open_runner(args)
+    if isinstance(runner, int):
+        return runner, None
+    files, env = runner.dependencies()
+    before |= judgment.signatures(files)
+    statuses = runner.statuses(options)
+    if not args.no_cache:
+        judgment.store(
+            args.file,
+            _judgment_key(args),
+            [*_definition_files(args), *files],
+            env,
+            statuses,
+            runner.conditional(),
+            before=before,
+        )
+    return runner, statuses
+
+
+def _print_statuses(statuses: Any, as_json: bool) -> None:
+    from .errors import to_json_text
+    from .report import print_statuses
+
+    if as_json:
+        sys.stdout.write(to_json_text({"steps": [s.to_json() for s in statuses]}) + "\n")
+    else:
+        print_statuses(statuses, sys.stdout)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .errors import to_json_text
-    from .report import TextReporter, print_statuses
-    from .state import LabState, lab_lock
 
     if args.jobs < 1:
         print("agilab-run: error: -j must be at least 1", file=sys.stderr)
         return EXIT_INVALID
+    cached = None if args.force else _cached_judgment(args)
+    if cached is not None:
+        statuses, conditional = cached
+        if args.dry_run:
+            _print_statuses(statuses, args.json)
+            return EXIT_OK
+        selected = {s.id for s in statuses}
+        if all(s.state in ("fresh", "disabled") for s in statuses) and not selected & set(conditional):
+            return _report_nothing_to_do(args, statuses)
+    options = _options(args)
+    if args.dry_run:
+        runner, statuses = _judge(args, options)
+        if isinstance(runner, int):
+            return runner
+        _print_statuses(statuses, args.json)
+        return EXIT_OK
+    from . import judgment
+    from .report import TextReporter
+    from .state import LabState, lab_lock
+
+    definition = _definition_files(args)
+    state_files = set(definition[-2:])  # the run itself rewrites these
+    before = judgment.signatures([f for f in definition if f not in state_files])
     runner = _open_runner(args)
     if isinstance(runner, int):
         return runner
-    options = _options(args)
-    if args.dry_run:
-        statuses = runner.statuses(options)
-        if args.json:
-            sys.stdout.write(to_json_text({"steps": [s.to_json() for s in statuses]}) + "\n")
-        else:
-            print_statuses(statuses, sys.stdout)
-        return EXIT_OK
     width = max([len(i) for i in runner.lab.ids] + [4])
     reporter = TextReporter(sys.stderr, width, color=_use_color(sys.stderr))
     with lab_lock(args.file, say=sys.stderr):
         runner.state = LabState.load(args.file)  # another runner may have moved it while we waited
         runner.hashes.cache.update(runner.state.hashes)
+        files, env = runner.dependencies()
+        data = set(runner.data_files())
+        before |= judgment.signatures([f for f in files if f not in data and f not in state_files])
         result = runner.run(options, reporter)
     reporter.finished(result, args.file)
+    selected = {o.id for o in result.outcomes}
+    complete = all(o.status in ("ran", "fresh", "disabled") for o in result.outcomes)
+    if not args.no_cache and complete and not selected & set(runner.conditional()):
+        # every selected step is now fresh: keep that judgment, provided no data file changed after
+        # its hash was taken and no definition file changed since the run started
+        hashed = runner.hashed_signatures(sorted(data))
+        if hashed is not None:
+            statuses = [
+                judgment.CachedStatus(
+                    o.id,
+                    "disabled" if o.status == "disabled" else "fresh",
+                    tuple(o.reasons) if o.status == "disabled" else (),
+                )
+                for o in result.outcomes
+            ]
+            judgment.store(
+                args.file,
+                _judgment_key(args),
+                [*definition, *files],
+                env,
+                statuses,
+                runner.conditional(),
+                before=before | hashed,
+            )
     if args.json:
         sys.stdout.write(to_json_text(result.to_json()) + "\n")
     return EXIT_OK if result.ok else EXIT_PROBLEMS
 
 
-def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from .errors import to_json_text
-    from .report import print_statuses
+def _report_nothing_to_do(args: argparse.Namespace, statuses: Any) -> int:
+    """A run whose judgment, unchanged since it was made, says every step is fresh."""
+    import time
 
-    runner = _open_runner(args)
+    from .errors import to_json_text
+    from .state import new_run_id
+
+    started = time.perf_counter()
+    run_id = new_run_id()
+    width = max([len(s.id) for s in statuses] + [4])
+    for s in statuses:
+        status = "fresh" if s.state == "fresh" else "disabled"
+        detail = status + (f": {'; '.join(s.reasons)}" if s.reasons else "")
+        print(f"{'=' if status == 'fresh' else '·'} {s.id:<{width}} {detail}", file=sys.stderr)
+    fresh = sum(s.state == "fresh" for s in statuses)
+    disabled = len(statuses) - fresh
+    summary = ", ".join(
+        p for p in (f"{fresh} fresh" if fresh else "", f"{disabled} disabled" if disabled else "") if p
+    )
+    print(
+        f"done: {summary or 'nothing to do'} — {time.perf_counter() - started:.2f} s (run {run_id})",
+        file=sys.stderr,
+    )
+    if args.json:
+        steps = [
+            {"id": s.id, "status": "fresh" if s.state == "fresh" else "disabled", "reasons": list(s.reasons)}
+            for s in statuses
+        ]
+        sys.stdout.write(to_json_text({"run_id": run_id, "steps": steps}) + "\n")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    cached = _cached_judgment(args)
+    if cached is not None:
+        _print_statuses(cached[0], args.json)
+        return EXIT_OK
+    runner, statuses = _judge(args, None)
     if isinstance(runner, int):
         return runner
-    statuses = runner.statuses()
-    if args.json:
-        out.write(to_json_text({"steps": [s.to_json() for s in statuses]}) + "\n")
-    else:
-        print_statuses(statuses, out)
+    _print_statuses(statuses, args.json)
     return EXIT_OK
 
 

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .run import LOG_TAIL, RunResult, StepOutcome, log_tail
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover - this module stays light: the judgment cache prints through it
+    from .run import RunResult, StepOutcome
     from .stale import StepStatus
+
+LOG_TAIL = 40  # lines of a failed step's log printed under its id
+
+
+def log_tail(path: str | None, lines: int = LOG_TAIL) -> list[str]:
+    if not path:
+        return []
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return text.rstrip("\n").splitlines()[-lines:] if text.strip() else []
+
 
 MARKS = {"ran": "✓", "fresh": "=", "skipped": "-", "disabled": "·", "failed": "✗", "blocked": "!"}
 

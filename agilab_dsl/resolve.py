@@ -48,16 +48,17 @@ def _render(value: Any, context: Mapping[str, Any], keep_type: bool) -> Any:
     return value
 
 
-def _settings_refs(value: Any) -> list[expr.Ref]:
+def refs_in(value: Any, root: str = "settings") -> list[expr.Ref]:
+    """The ``${root.…}`` references in a value's strings."""
     out: list[expr.Ref] = []
     if isinstance(value, str) and "${" in value:
-        out += [r for r in expr.iter_refs(expr.parse_template(value)) if r.root == "settings"]
+        out += [r for r in expr.iter_refs(expr.parse_template(value)) if r.root == root]
     elif isinstance(value, dict):
         for v in value.values():
-            out += _settings_refs(v)
+            out += refs_in(v, root)
     elif isinstance(value, list):
         for v in value:
-            out += _settings_refs(v)
+            out += refs_in(v, root)
     return out
 
 
@@ -78,7 +79,7 @@ def resolve_step(
     used: dict[str, Any] = {}
     refs: list[expr.Ref] = []
     for value in (stage.params, list(stage.produces), list(stage.consumes), stage.env, stage.stage):
-        refs += _settings_refs(value)
+        refs += refs_in(value)
     condition = None
     if stage.when is not None:
         condition = expr.parse_condition(stage.when)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -26,10 +25,9 @@ from .graph import StepGraph
 from .model import Lab
 from .resolve import ResolvedStep, resolve_step
 from .stale import StepStatus, components, reasons
-from .state import LabState, StepRecord
+from .state import LabState, StepRecord, new_run_id
 
 Status = Literal["ran", "fresh", "skipped", "disabled", "failed", "blocked"]
-LOG_TAIL = 40  # lines of a failed step's log printed under its id
 
 
 @dataclass
@@ -94,10 +92,6 @@ class SilentReporter:
         return None
 
 
-def new_run_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
 class Runner:
     """Runs (or, for ``status``/``--dry-run``, judges) the steps of one lab."""
 
@@ -130,6 +124,52 @@ class Runner:
             resolved[sid] = step
             steps[sid] = {"outputs": step.outputs}
         return resolved
+
+    def dependencies(self) -> tuple[list[str], list[str]]:
+        """What a judgment of this lab read: files (lab, function sources, inputs, outputs,
+        contracts, state) and the names of environment variables its ``${env.…}`` holes use."""
+        from . import expr
+        from .fingerprint import _function_file
+        from .resolve import refs_in
+
+        files = [self.lab.path, str(self.state.path), str(self.state.journal_path)]
+        env: set[str] = set()
+        for step in self.resolved.values():
+            stage = step.placed.stage
+            files += [str(self.lab_dir / p) for p in (*step.inputs, *step.outputs)]
+            if step.contract is not None:
+                files.append(str(self.lab_dir / step.contract))
+            if stage.function:
+                source = _function_file(expr.parse_funcref(stage.function), self.lab_dir)
+                files.append(str(source) if source else str(self.lab_dir / stage.function.rpartition(":")[0]))
+            for value in (stage.params, list(stage.produces), list(stage.consumes), stage.env, stage.stage):
+                env.update(str(r.path[0]) for r in refs_in(value, "env"))
+            if stage.when is not None:
+                env.update(
+                    str(r.path[0])
+                    for r in expr.iter_refs(expr.parse_condition(stage.when))
+                    if r.root == "env"
+                )
+        return files, sorted(env)
+
+    def data_files(self) -> list[str]:
+        """Every input and output path (absolute), as the file-hash cache knows them."""
+        return [
+            str(self.lab_dir / p) for step in self.resolved.values() for p in (*step.inputs, *step.outputs)
+        ]
+
+    def hashed_signatures(self, paths: list[str]) -> dict[str, str] | None:
+        """``size:mtime_ns`` of each file when its hash was last taken; None if one was never hashed."""
+        out = {}
+        for path in paths:
+            entry = self.hashes.cache.get(path)
+            if entry is None:
+                return None
+            out[path] = f"{entry[0]}:{entry[1]}"
+        return out
+
+    def conditional(self) -> list[str]:
+        return [sid for sid, step in self.resolved.items() if step.placed.stage.when is not None]
 
     def select(self, options: RunOptions) -> StepGraph:
         graph = self.full_graph
@@ -445,13 +485,3 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-def log_tail(path: str | None, lines: int = LOG_TAIL) -> list[str]:
-    if not path:
-        return []
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    return text.rstrip("\n").splitlines()[-lines:] if text.strip() else []

@@ -26,6 +26,13 @@ FORMAT = 1
 FOLDER = ".agilab"
 
 
+def new_run_id() -> str:
+    """``20261121T232304-bb0f7a``: sortable by time, unique by its random tail."""
+    import secrets
+
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
 def state_dir(lab_path: str | Path) -> Path:
     return Path(lab_path).resolve().parent / FOLDER
 

@@ -1,0 +1,123 @@
+"""The judgment cache: ``status`` (and a run with nothing to do) answered without loading the models.
+
+Judging a lab needs pydantic and the models, whose import alone costs more than the rest of a
+no-op ``status``. After a full judgment, the answer is kept in ``.agilab/judgment.json`` with
+what it depended on:
+
+* the tool itself and the call (command, ``--settings``, ``--profile``, ``--only``, ``--from``,
+  ``sys.path``);
+* every file the judgment read or looked for — the lab, the settings candidates, function sources,
+  inputs, outputs, parallel contracts, ``state.json`` and the journal — by size and mtime_ns
+  (the signature the input-hash cache already trusts); folders by the same of everything in them;
+* the values of the environment variables the lab's ``${env.…}`` holes read.
+
+The answer is used only while every one of those is unchanged. A stored judgment whose steps are
+all fresh also answers a run (nothing to do), unless a selected step has a ``when`` condition,
+which a run evaluates and ``status`` does not. This module imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+FORMAT = 1
+NAME = "judgment.json"
+
+
+class CachedStatus(NamedTuple):
+    id: str
+    state: str
+    reasons: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "state": self.state, "reasons": list(self.reasons)}
+
+
+def _stat(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except OSError as exc:
+        return f"error:{type(exc).__name__}"
+    if os.path.isdir(path):
+        parts = []
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                parts.append(f"{os.path.relpath(full, path)}:{_stat(full)}")
+        return "dir:" + hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _file(lab_path: str) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(lab_path)), ".agilab", NAME)
+
+
+def _key(options: Mapping[str, Any]) -> str:
+    from .cache import _tool_signature
+
+    material = {"format": FORMAT, "tool": _tool_signature(), "options": options, "sys_path": sys.path}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def lookup(lab_path: str, options: Mapping[str, Any]) -> tuple[list[CachedStatus], list[str]] | None:
+    """The stored statuses (and the ids of selected steps with a ``when``), or None when anything
+    the judgment depended on changed."""
+    try:
+        with open(_file(lab_path), encoding="utf-8") as fh:
+            entry = json.load(fh)
+        if entry["key"] != _key(options):
+            return None
+        if any(os.environ.get(name) != value for name, value in entry["env"].items()):
+            return None
+        if any(_stat(path) != sig for path, sig in entry["files"].items()):
+            return None
+        statuses = [CachedStatus(s["id"], s["state"], tuple(s["reasons"])) for s in entry["statuses"]]
+        return statuses, list(entry["conditional"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def store(
+    lab_path: str,
+    options: Mapping[str, Any],
+    files: Iterable[str],
+    env_names: Iterable[str],
+    statuses: Iterable[Any],
+    conditional: Iterable[str],
+    before: Mapping[str, str] | None = None,
+) -> None:
+    """Keep a full judgment. ``before`` holds the signatures taken when the judgment started: if a
+    file changed while it was computed, nothing is stored."""
+    signatures = {os.path.abspath(p): _stat(os.path.abspath(p)) for p in files}
+    if before is not None and any(signatures.get(p) != sig for p, sig in before.items()):
+        return
+    entry = {
+        "key": _key(options),
+        "env": {name: os.environ.get(name) for name in sorted(set(env_names))},
+        "files": signatures,
+        "statuses": [{"id": s.id, "state": s.state, "reasons": list(s.reasons)} for s in statuses],
+        "conditional": sorted(conditional),
+    }
+    target = _file(lab_path)
+    tmp = f"{target}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(entry, fh)
+        os.replace(tmp, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def signatures(files: Iterable[str]) -> dict[str, str]:
+    return {os.path.abspath(p): _stat(os.path.abspath(p)) for p in files}
