@@ -344,6 +344,11 @@ _SIMPLE_HOLE = re.compile(r"\$\{((?:settings|params|env|steps)(?:\.[A-Za-z_][A-Z
 _SIMPLE_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[([0-9]+)\]")
 
 
+def is_template(text: str) -> bool:
+    """Whether a string holds a hole or an escape (anything else is taken literally)."""
+    return "${" in text or "$$" in text
+
+
 def _parse_simple_template(text: str) -> Template | None:
     if "$$" in text:
         return None
@@ -378,8 +383,9 @@ def _parse_simple_template(text: str) -> Template | None:
 
 
 def parse_template(text: str, *, fast: bool = True) -> Template:
-    """Split a string into text and ``${reference}`` holes. ``$${`` writes a literal ``${``."""
-    if "${" not in text:
+    """Split a string into text and ``${reference}`` holes. ``$$`` writes a literal ``$`` (so
+    ``$${`` writes a literal ``${``)."""
+    if not is_template(text):
         return Template((text,) if text else ())
     if fast:
         simple = _parse_simple_template(text)
@@ -395,7 +401,7 @@ def parse_template(text: str, *, fast: bool = True) -> Template:
             lead = len(inner) - len(inner.lstrip())
             parts.append(parse_reference(stripped, base=body.start_pos + lead))
         else:
-            piece = "${" if child.type == "ESCAPE" else str(child)
+            piece = "$" if child.type == "ESCAPE" else str(child)
             if parts and isinstance(parts[-1], str):
                 parts[-1] += piece
             else:
@@ -508,7 +514,7 @@ def to_source(node: Any) -> str:
     if isinstance(node, Template):
         out = ""
         for part in node.parts:
-            out += part.replace("${", "$${") if isinstance(part, str) else "${" + to_source(part) + "}"
+            out += part.replace("$", "$$") if isinstance(part, str) else "${" + to_source(part) + "}"
         return out
     raise TypeError(f"not an expression node: {node!r}")
 

@@ -895,7 +895,7 @@ def _check_stage_expressions(result: LoadResult[Any], loc: Locator, n: int, plac
         if key is None:
             continue
         for sub, text in _strings(raw[key], ()):
-            if "${" not in text:
+            if not expr.is_template(text):
                 continue
             path = base + (key,) + sub
             try:

@@ -35,7 +35,7 @@ class ResolvedStep:
 
 def _render(value: Any, context: Mapping[str, Any], keep_type: bool) -> Any:
     if isinstance(value, str):
-        if "${" not in value:
+        if not expr.is_template(value):
             return value
         template = expr.parse_template(value)
         if keep_type and len(template.parts) == 1 and isinstance(template.parts[0], expr.Ref):

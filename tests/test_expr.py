@@ -99,7 +99,7 @@ def test_template_holes_escapes_and_render() -> None:
 
 
 def test_plain_strings_are_one_part_and_dollars_survive() -> None:
-    assert expr.parse_template("costs $5 and $$ more").parts == ("costs $5 and $$ more",)
+    assert expr.parse_template("costs $5 and $$ more").parts == ("costs $5 and $ more",)  # $$ is one $
     assert expr.render(expr.parse_template("a $ b $"), CTX) == "a $ b $"
 
 
@@ -262,3 +262,11 @@ def test_fast_template_path_agrees_with_the_grammar(parts: list[str | Ref]) -> N
     fast = expr.parse_template(text)
     assert fast == slow
     assert [(r.pos, r.end) for r in expr.iter_refs(fast)] == [(r.pos, r.end) for r in expr.iter_refs(slow)]
+
+
+def test_a_dollar_right_before_a_hole_round_trips() -> None:
+    # found by Hypothesis: "$" + ${x} once printed as "$${x}", the escape for a literal "${"
+    template = expr.Template(("$", Ref("settings", ("B",))))
+    assert expr.to_source(template) == "$$${settings.B}"
+    assert expr.parse_template("$$${settings.B}") == template
+    assert expr.render(expr.parse_template("$${settings.B}"), CTX) == "${settings.B}"
