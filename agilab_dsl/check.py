@@ -10,9 +10,6 @@ importing user code). For contracts: the function and reducer references.
 from __future__ import annotations
 
 import ast
-import importlib.util
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +17,8 @@ from . import expr
 from .cache import Observations
 from .errors import Severity, did_you_mean
 from .graph import Edge, StepGraph, normalize_artifact
+from .locate import function_source, settings_candidates
 from .parse import FileKind, LoadResult, Locator, load_any, load_settings, toml_repr
-
-SETTINGS_NAMES = ("app_settings.toml", "src/app_settings.toml")
 
 
 def find_settings(
@@ -33,9 +29,7 @@ def find_settings(
     if explicit is not None:
         obs.note(explicit)
         return Path(explicit)
-    folder = Path(lab_path).parent
-    for name in SETTINGS_NAMES:
-        candidate = folder / name
+    for candidate in settings_candidates(lab_path):
         if obs.is_file(candidate):
             return candidate
     return None
@@ -340,23 +334,19 @@ def locate_function(
 
     A module that exists but has no Python source (an extension) is accepted unread."""
     obs = obs or Observations()
-    if ref.is_path:
+    source_file = function_source(ref.module, ref.is_path, base_dir, obs.is_file, obs.note)
+    if source_file is None and ref.is_path:
         file = (base_dir / ref.module).resolve()
-        if not obs.is_file(file):
-            return f"file {ref.module!r} does not exist beside the file that names it", did_you_mean(
-                Path(ref.module).name, _siblings(file, obs)
-            )
-        source_file: Path | None = file
-    else:
-        source_file = _module_source(ref.module, base_dir, obs)
-        if source_file is None:
-            return (
-                f"module {ref.module!r} is not found beside the file or on the Python path",
-                "run check in the environment the lab runs in, or use a path: file.py:function",
-            )
-        if source_file.suffix != ".py":
-            return None
-    assert source_file is not None
+        return f"file {ref.module!r} does not exist beside the file that names it", did_you_mean(
+            Path(ref.module).name, _siblings(file, obs)
+        )
+    if source_file is None:
+        return (
+            f"module {ref.module!r} is not found beside the file or on the Python path",
+            "run check in the environment the lab runs in, or use a path: file.py:function",
+        )
+    if source_file.suffix != ".py":
+        return None  # a module with no Python source (built in, or compiled) is accepted unread
     try:
         tree = ast.parse(source_file.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError) as exc:
@@ -379,42 +369,3 @@ def _top_level_names(tree: ast.Module) -> list[str]:
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names += [(a.asname or a.name).split(".")[0] for a in node.names]
     return names
-
-
-def _module_source(module: str, base_dir: Path, obs: Observations) -> Path | None:
-    parts = module.split(".")
-    for root in [base_dir, *(Path(p) for p in sys.path if p)]:
-        found = _in_root(root, parts, obs)
-        if found is not None:
-            return found
-    for entry in sys.path:  # what find_spec sees: installed packages come and go
-        if entry and os.path.isdir(entry):
-            obs.note(entry)
-    try:
-        spec = importlib.util.find_spec(parts[0])  # finds, does not execute, a top-level module
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None:
-        return None
-    if len(parts) == 1:
-        return (
-            Path(spec.origin)
-            if spec.origin and spec.origin not in ("built-in", "frozen")
-            else Path("<builtin>")
-        )
-    for location in spec.submodule_search_locations or []:
-        found = _in_root(Path(location), parts[1:], obs)
-        if found is not None:
-            return found
-    return None
-
-
-def _in_root(root: Path, parts: list[str], obs: Observations) -> Path | None:
-    folder = root.joinpath(*parts[:-1])
-    for candidate in (folder / f"{parts[-1]}.py", folder / parts[-1] / "__init__.py"):
-        try:
-            if obs.is_file(candidate):
-                return candidate
-        except OSError:
-            continue
-    return None

@@ -438,12 +438,10 @@ def _judgment_key(args: argparse.Namespace) -> dict[str, Any]:
 
 def _definition_files(args: argparse.Namespace) -> list[str]:
     """What loading a lab reads or looks for, before the lab itself says more."""
+    from .locate import settings_candidates
+
     folder = os.path.dirname(os.path.abspath(args.file))
-    settings = (
-        [args.settings]
-        if args.settings
-        else [os.path.join(folder, "app_settings.toml"), os.path.join(folder, "src", "app_settings.toml")]
-    )
+    settings = [args.settings] if args.settings else [str(p) for p in settings_candidates(args.file)]
     agilab = os.path.join(folder, ".agilab")
     return [args.file, *settings, os.path.join(agilab, "state.json"), os.path.join(agilab, "journal.jsonl")]
 

@@ -18,12 +18,12 @@ import functools
 import hashlib
 import json
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .expr import FuncRef
+from .locate import function_source
 
 CHUNK = 1 << 20
 
@@ -65,14 +65,18 @@ def code_hash(code: str) -> str:
 
 def function_hash(ref: FuncRef, base_dir: Path) -> str:
     """Hash of one function's own source (not the whole module), normalised like code_hash."""
-    source_file = _function_file(ref, base_dir)
+    source_file = function_source(ref.module, ref.is_path, base_dir)
     if source_file is None:
         return f"missing:{ref}"
+    if source_file.suffix != ".py":  # built in, or compiled: its file (if any) stands for its source
+        return f"compiled:{ref}:" + (file_hash_uncached(source_file) if source_file.is_file() else "builtin")
     try:
         text = source_file.read_text(encoding="utf-8")
         tree = ast.parse(text)
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+    except (SyntaxError, UnicodeDecodeError, ValueError):
         return f"unreadable:{ref}:{file_hash_uncached(source_file)}"
+    except OSError as exc:
+        return f"unreadable:{ref}:{type(exc).__name__}"
     for node in tree.body:
         if (
             isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
@@ -82,19 +86,6 @@ def function_hash(ref: FuncRef, base_dir: Path) -> str:
             dumped = ast.dump(node, annotate_fields=False, include_attributes=False)
             return hashlib.sha256(dumped.encode("utf-8", "surrogatepass")).hexdigest()
     return f"undefined:{ref}:{file_hash_uncached(source_file)}"
-
-
-def _function_file(ref: FuncRef, base_dir: Path) -> Path | None:
-    if ref.is_path:
-        path = base_dir / ref.module
-        return path if path.is_file() else None
-    parts = ref.module.split(".")
-    for root in [base_dir, *(Path(p) for p in sys.path if p)]:
-        folder = root.joinpath(*parts[:-1])
-        for candidate in (folder / f"{parts[-1]}.py", folder / parts[-1] / "__init__.py"):
-            if candidate.is_file():
-                return candidate
-    return None
 
 
 def file_hash_uncached(path: Path) -> str:

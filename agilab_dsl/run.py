@@ -129,7 +129,7 @@ class Runner:
         """What a judgment of this lab read: files (lab, function sources, inputs, outputs,
         contracts, state) and the names of environment variables its ``${env.…}`` holes use."""
         from . import expr
-        from .fingerprint import _function_file
+        from .locate import function_source
         from .resolve import refs_in
 
         files = [self.lab.path, str(self.state.path), str(self.state.journal_path)]
@@ -140,8 +140,9 @@ class Runner:
             if step.contract is not None:
                 files.append(str(self.lab_dir / step.contract))
             if stage.function:
-                source = _function_file(expr.parse_funcref(stage.function), self.lab_dir)
-                files.append(str(source) if source else str(self.lab_dir / stage.function.rpartition(":")[0]))
+                ref = expr.parse_funcref(stage.function)
+                source = function_source(ref.module, ref.is_path, self.lab_dir)
+                files.append(str(source) if source else str(self.lab_dir / ref.module))
             for value in (stage.params, list(stage.produces), list(stage.consumes), stage.env, stage.stage):
                 env.update(str(r.path[0]) for r in refs_in(value, "env"))
             if stage.when is not None:
