@@ -77,7 +77,7 @@ class Observations:
         return all(signature(p) == sig for p, sig in self.seen.items())
 
 
-def _tool_signature() -> str:
+def tool_signature() -> str:
     package = os.path.dirname(os.path.abspath(__file__))
     parts = []
     for folder in (
@@ -103,7 +103,7 @@ def _key(path: str, options: dict[str, Any]) -> str:
         {
             "format": FORMAT,
             "version": __version__,
-            "tool": _tool_signature(),
+            "tool": tool_signature(),
             "path": path,
             "cwd": os.getcwd(),
             "options": options,

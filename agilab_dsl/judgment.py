@@ -62,9 +62,9 @@ def _file(lab_path: str) -> str:
 
 
 def _key(options: Mapping[str, Any]) -> str:
-    from .cache import _tool_signature
+    from .cache import tool_signature
 
-    material = {"format": FORMAT, "tool": _tool_signature(), "options": options, "sys_path": sys.path}
+    material = {"format": FORMAT, "tool": tool_signature(), "options": options, "sys_path": sys.path}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8", "surrogateescape")).hexdigest()
 
 

@@ -21,7 +21,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from . import expr
 from .errors import Diagnostic, Severity, did_you_mean, make
-from .source import KeyPath, SourceMap
+from .source import KeyPath, SourceMap, iter_strings
 
 T = TypeVar("T")
 FileKind = Literal["lab", "contract", "settings"]
@@ -431,13 +431,10 @@ def report_validation(
             )
             continue
         codes_phrases = [_phrase(e) for e in errs]
-        code = (
-            "wrong-type"
-            if any(c == "wrong-type" for c, _ in codes_phrases) and len(errs) == 1
-            else codes_phrases[0][0]
-        )
-        if any(c == "invalid-value" for c, _ in codes_phrases) and len(errs) > 1:
-            code = "invalid-value" if all(c != "wrong-type" for c, _ in codes_phrases) else "wrong-type"
+        codes = [c for c, _ in codes_phrases]
+        code = codes[0]
+        if len(codes) > 1 and "invalid-value" in codes:  # a union (int | "auto"): a wrong type wins
+            code = "wrong-type" if "wrong-type" in codes else "invalid-value"
         phrases = list(dict.fromkeys(p for _, p in codes_phrases))
         value = first.get("input")
         hint = None
@@ -475,16 +472,35 @@ def _trim_loc(loc: tuple[Any, ...], data: Any) -> KeyPath:
 # Phase 2: labs
 
 
+def _read(
+    path: str | Path, text: str | None, kind: FileKind | None, profile: str | None = None
+) -> tuple[LoadResult[Any], Locator]:
+    data, source, loc = read_toml(path, text)
+    return LoadResult(str(path), kind, None, loc.diagnostics, source, data, profile=profile), loc
+
+
 def load_lab(path: str | Path, text: str | None = None, *, profile: str | None = None) -> LoadResult[Any]:
     """Load ``lab_steps.toml`` / ``lab_stages.toml`` (both names, both stamps, legacy arrays).
     With ``profile``, each stage that defines that profile gets its overrides deep-merged."""
-    data, source, loc = read_toml(path, text)
-    result: LoadResult[Any] = LoadResult(
-        str(path), "lab", None, loc.diagnostics, source, data, profile=profile
-    )
-    if data is None:
-        return result
-    build_lab(result, loc)
+    result, loc = _read(path, text, "lab", profile)
+    if result.data is not None:
+        build_lab(result, loc)
+    return result
+
+
+def load_contract(path: str | Path, text: str | None = None) -> LoadResult[Any]:
+    """Load a ``parallel_stage.toml`` and give AGILAB's checks and warnings."""
+    result, loc = _read(path, text, "contract")
+    if result.data is not None:
+        build_contract(result, loc)
+    return result
+
+
+def load_settings(path: str | Path, text: str | None = None) -> LoadResult[Any]:
+    """Load an ``app_settings.toml``: ``[args]``, ``[cluster]``, and other tables kept as written."""
+    result, loc = _read(path, text, "settings")
+    if result.data is not None:
+        build_settings(result, loc)
     return result
 
 
@@ -894,7 +910,7 @@ def _check_stage_expressions(result: LoadResult[Any], loc: Locator, n: int, plac
         key = by_field.get(fname)
         if key is None:
             continue
-        for sub, text in _strings(raw[key], ()):
+        for sub, text in iter_strings(raw[key]):
             if not expr.is_template(text):
                 continue
             path = base + (key,) + sub
@@ -907,26 +923,14 @@ def _check_stage_expressions(result: LoadResult[Any], loc: Locator, n: int, plac
                 result.refs.append(StringRef(n, ref, path, ref.pos, True))
 
 
-def _strings(value: Any, path: KeyPath) -> list[tuple[KeyPath, str]]:
-    from .source import iter_strings
-
-    return list(iter_strings(value, path))
-
-
-# ---------------------------------------------------------------------------------------------
-# Phase 2: parallel contracts and settings
-
-
-def load_contract(path: str | Path, text: str | None = None) -> LoadResult[Any]:
-    """Load a ``parallel_stage.toml`` and give AGILAB's checks and warnings."""
+def build_contract(result: LoadResult[Any], loc: Locator) -> None:
+    """Validate a parsed ``parallel_stage.toml`` and give AGILAB's checks and warnings."""
     from pydantic import ValidationError
 
     from .model import PARALLEL_SCHEMA, ParallelContract
 
-    data, source, loc = read_toml(path, text)
-    result: LoadResult[Any] = LoadResult(str(path), "contract", None, loc.diagnostics, source, data)
-    if data is None:
-        return result
+    data = result.data
+    assert data is not None
     known = tuple(ParallelContract.model_fields)
     known = tuple("schema" if k == "schema_" else k for k in known)
     schema = data.get("schema")
@@ -942,7 +946,7 @@ def load_contract(path: str | Path, text: str | None = None) -> LoadResult[Any]:
         contract = ParallelContract.model_validate(data)
     except ValidationError as exc:
         report_validation(loc, exc, (), data, known_keys=known)
-        return result
+        return
     for key in ("function", "reducer_function"):
         value = getattr(contract, key)
         if value is not None:
@@ -987,19 +991,16 @@ def load_contract(path: str | Path, text: str | None = None) -> LoadResult[Any]:
         )
     if not any(d.is_error for d in loc.diagnostics):
         result.value = contract
-    return result
 
 
-def load_settings(path: str | Path, text: str | None = None) -> LoadResult[Any]:
-    """Load an ``app_settings.toml``: ``[args]``, ``[cluster]``, and other tables kept as written."""
+def build_settings(result: LoadResult[Any], loc: Locator) -> None:
+    """Validate a parsed ``app_settings.toml``: ``[args]``, ``[cluster]``, other tables kept as written."""
     from pydantic import ValidationError
 
     from .model import CLUSTER_KEYS, AppSettings
 
-    data, source, loc = read_toml(path, text)
-    result: LoadResult[Any] = LoadResult(str(path), "settings", None, loc.diagnostics, source, data)
-    if data is None:
-        return result
+    data = result.data
+    assert data is not None
     cluster = data.get("cluster")
     if isinstance(cluster, dict):
         for key in cluster:
@@ -1015,31 +1016,23 @@ def load_settings(path: str | Path, text: str | None = None) -> LoadResult[Any]:
         settings = AppSettings.model_validate(data)
     except ValidationError as exc:
         report_validation(loc, exc, (), data, known_keys=("args", "cluster"))
-        return result
+        return
     if not any(d.is_error for d in loc.diagnostics):
         result.value = settings
-    return result
 
 
 def load_any(
     path: str | Path, kind: FileKind | None = None, *, profile: str | None = None
 ) -> LoadResult[Any]:
-    """Load a file of any of the three kinds, recognised by stamp, name or shape."""
-    data, source, loc = read_toml(path)
-    if data is None:
-        return LoadResult(str(path), kind, None, loc.diagnostics, None, None)
-    kind = kind or detect_kind(path, data)
-    text = source.text if source else ""
-    if kind == "lab":
-        result: LoadResult[Any] = LoadResult(
-            str(path), "lab", None, loc.diagnostics, source, data, profile=profile
-        )
-        build_lab(result, loc)
+    """Load a file of any of the three kinds, recognised by stamp, name or shape (parsed once)."""
+    result, loc = _read(path, None, kind, profile)
+    if result.data is None:
         return result
-    if kind == "contract":
-        return load_contract(path, text)
-    if kind == "settings":
-        return load_settings(path, text)
+    result.kind = kind or detect_kind(path, result.data)
+    builders = {"lab": build_lab, "contract": build_contract, "settings": build_settings}
+    if result.kind in builders:
+        builders[result.kind](result, loc)
+        return result
     loc.at_offset(
         "file-kind-unknown",
         "not a lab, parallel contract or settings file",
@@ -1047,4 +1040,4 @@ def load_any(
         hint="name it lab_steps.toml, lab_stages.toml, parallel_stage.toml or app_settings.toml, "
         "or add a schema stamp",
     )
-    return LoadResult(str(path), None, None, loc.diagnostics, source, data)
+    return result
