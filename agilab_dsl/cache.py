@@ -22,14 +22,11 @@ import hashlib
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import Diagnostic, Severity
 
-if TYPE_CHECKING:  # pragma: no cover
-    pass
-
-FORMAT = 1
+FORMAT = 2  # 2: entries are {"seen", "payload"}
 
 
 def cache_dir() -> str:
@@ -145,21 +142,57 @@ def _from_json(data: dict[str, Any]) -> Diagnostic:
     )
 
 
-def lookup(path: str, options: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The stored reports of a check whose inputs are all unchanged, or None."""
+def load_entry(namespace: str, path: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    """A stored payload whose consulted files are all unchanged, or None."""
     if not enabled():
         return None
-    entry_path = os.path.join(cache_dir(), "check", f"{_key(path, options)}.json")
+    entry_path = os.path.join(cache_dir(), namespace, f"{_key(path, options)}.json")
     try:
         with open(entry_path, encoding="utf-8") as fh:
             entry = json.load(fh)
         if any(signature(p) != sig for p, sig in entry["seen"].items()):
             return None
+        payload = entry["payload"]
+        return payload if isinstance(payload, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def store_entry(
+    namespace: str, path: str, options: dict[str, Any], observations: Observations, payload: dict[str, Any]
+) -> None:
+    """Keep a payload, unless a file it was computed from changed while it was computed (or the
+    payload is not plain JSON data: a TOML date, say)."""
+    if not enabled() or not observations.unchanged():
+        return
+    try:
+        text = json.dumps({"seen": observations.seen, "payload": payload})  # C encoder, unlike json.dump
+    except (TypeError, ValueError):
+        return
+    folder = os.path.join(cache_dir(), namespace)
+    final = os.path.join(folder, f"{_key(path, options)}.json")
+    tmp = f"{final}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(tmp, "x", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, final)  # readers see the old entry or the new one, never half of one
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def lookup(path: str, options: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The stored reports of a check whose inputs are all unchanged, or None."""
+    payload = load_entry("check", path, options)
+    if payload is None:
+        return None
+    try:
         return [
             {"path": r["path"], "kind": r["kind"], "diagnostics": [_from_json(d) for d in r["diagnostics"]]}
-            for r in entry["reports"]
+            for r in payload["reports"]
         ]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         return None
 
 
@@ -167,23 +200,10 @@ def store(
     path: str, options: dict[str, Any], observations: Observations, reports: list[dict[str, Any]]
 ) -> None:
     """Keep a check's reports, unless a file it consulted changed while it ran."""
-    if not enabled() or not observations.unchanged():
-        return
-    folder = os.path.join(cache_dir(), "check")
     payload = {
-        "seen": observations.seen,
         "reports": [
             {"path": r["path"], "kind": r["kind"], "diagnostics": [_to_json(d) for d in r["diagnostics"]]}
             for r in reports
         ],
     }
-    final = os.path.join(folder, f"{_key(path, options)}.json")
-    tmp = f"{final}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with open(tmp, "x", encoding="utf-8") as fh:
-            json.dump(payload, fh)
-        os.replace(tmp, final)  # readers see the old entry or the new one, never half of one
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    store_entry("check", path, options, observations, payload)

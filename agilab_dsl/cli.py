@@ -147,6 +147,9 @@ def build_run_parser() -> argparse.ArgumentParser:
         "--keep-going", action="store_true", help="after a failure, let independent steps finish"
     )
     parser.add_argument(
+        "-v", "--verbose", action="store_true", help="list fresh steps too (the summary counts them)"
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help='print {"run_id", "steps": [{"id", "status", "reasons"}]} on stdout',
@@ -366,52 +369,45 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _open_runner(args: argparse.Namespace) -> Any:
-    """Load, check and resolve a lab for running; print diagnostics and return an exit code on failure."""
-    from .check import check_file
-    from .errors import did_you_mean, render_text
-    from .run import Runner
-    from .state import LabState
+def _request(args: argparse.Namespace) -> Any:
+    from .session import LabRequest
 
-    result, settings = check_file(args.file, settings_path=args.settings, profile=args.profile)
-    problems = [d for d in result.diagnostics if d.is_error]
-    if settings is not None:
-        problems += [d for d in settings.diagnostics if d.is_error]
-    if result.kind != "lab" and not problems:
-        print(
-            f"agilab-run: {args.file} is a {result.kind or 'unrecognised'} file; running it directly is not "
-            "available yet (give the lab that uses it)",
-            file=sys.stderr,
-        )
-        return EXIT_INVALID
-    if problems or result.value is None:
-        for d in sorted(problems or result.diagnostics, key=lambda d: (d.path, d.line or 0, d.column or 0)):
-            print(render_text(d, color=_use_color(sys.stderr)), file=sys.stderr)
-        return EXIT_INVALID
-    lab = result.value
-    if args.profile and not any(args.profile in s.stage.profiles for s in lab.stages):
-        names = sorted({p for s in lab.stages for p in s.stage.profiles})
-        print(
-            f"agilab-run: no stage defines profile {args.profile!r}"
-            + (f" (profiles: {', '.join(names)})" if names else " (the lab has no profiles)"),
-            file=sys.stderr,
-        )
-        return EXIT_INVALID
-    graph = result.graph
-    assert graph is not None  # a cycle is an error, reported above
-    asked = [*getattr(args, "only", []), *([args.from_step] if getattr(args, "from_step", None) else [])]
-    for sid in asked:
-        if sid not in lab.ids:
-            hint = did_you_mean(sid, lab.ids)
-            print(
-                f"agilab-run: no step {sid!r} in {args.file}" + (f"; {hint}" if hint else ""), file=sys.stderr
-            )
-            return EXIT_INVALID
-    state = LabState.load(args.file)
-    if state.problem:
-        print(f"agilab-run: warning: {state.problem}", file=sys.stderr)
-    snapshot = settings.value.as_dict() if settings is not None and settings.value is not None else {}
-    return Runner(lab, snapshot, state, graph)
+    return LabRequest(
+        file=args.file,
+        settings=args.settings,
+        profile=args.profile,
+        only=tuple(getattr(args, "only", ())),
+        from_step=getattr(args, "from_step", None),
+        use_cache=not args.no_cache,
+    )
+
+
+def _refused(refusal: Any) -> int:
+    """Print why a lab cannot be judged or run; the exit code for it."""
+    from .errors import render_text
+
+    color = _use_color(sys.stderr)
+    for d in refusal.diagnostics:
+        print(render_text(d, color=color), file=sys.stderr)
+    if refusal.message:
+        print(f"agilab-run: {refusal.message}", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def _open(args: argparse.Namespace) -> Any:
+    """The lab's runner, or the exit code after saying why there is none."""
+    from .session import Refusal, open_lab
+
+    runner = open_lab(_request(args))
+    if isinstance(runner, Refusal):
+        return _refused(runner)
+    _warn(runner)
+    return runner
+
+
+def _warn(runner: Any) -> None:
+    for warning in runner.warnings:
+        print(f"agilab-run: warning: {warning}", file=sys.stderr)
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -426,56 +422,16 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
-def _judgment_key(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "file": os.path.abspath(args.file),
-        "settings": args.settings,
-        "profile": args.profile,
-        "only": sorted(getattr(args, "only", [])),
-        "from": getattr(args, "from_step", None),
-    }
-
-
-def _definition_files(args: argparse.Namespace) -> list[str]:
-    """What loading a lab reads or looks for, before the lab itself says more."""
-    from .locate import settings_candidates
-
-    folder = os.path.dirname(os.path.abspath(args.file))
-    settings = [args.settings] if args.settings else [str(p) for p in settings_candidates(args.file)]
-    agilab = os.path.join(folder, ".agilab")
-    return [args.file, *settings, os.path.join(agilab, "state.json"), os.path.join(agilab, "journal.jsonl")]
-
-
-def _cached_judgment(args: argparse.Namespace) -> Any:
-    from . import cache, judgment
-
-    if args.no_cache or not cache.enabled():
-        return None
-    return judgment.lookup(args.file, _judgment_key(args))
-
-
 def _judge(args: argparse.Namespace, options: Any) -> Any:
-    """Full judgment (loading the lab), kept in the judgment cache; an exit code on failure."""
-    from . import judgment
+    """Full judgment (kept in the judgment cache); the statuses, or an exit code."""
+    from .session import Refusal, judge
 
-    before = judgment.signatures(_definition_files(args))
-    runner = _open_runner(args)
-    if isinstance(runner, int):
-        return runner, None
-    files, env = runner.dependencies()
-    before |= judgment.signatures(files)
-    statuses = runner.statuses(options)
-    if not args.no_cache:
-        judgment.store(
-            args.file,
-            _judgment_key(args),
-            [*_definition_files(args), *files],
-            env,
-            statuses,
-            runner.conditional(),
-            before=before,
-        )
-    return runner, statuses
+    judged = judge(_request(args), options)
+    if isinstance(judged, Refusal):
+        return _refused(judged)
+    runner, statuses = judged
+    _warn(runner)
+    return statuses
 
 
 def _print_statuses(statuses: Any, as_json: bool) -> None:
@@ -489,12 +445,14 @@ def _print_statuses(statuses: Any, as_json: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import session
     from .errors import to_json_text
 
     if args.jobs < 1:
         print("agilab-run: error: -j must be at least 1", file=sys.stderr)
         return EXIT_INVALID
-    cached = None if args.force else _cached_judgment(args)
+    request = _request(args)
+    cached = None if args.force else session.cached_judgment(request)
     if cached is not None:
         statuses, conditional = cached
         if args.dry_run:
@@ -505,55 +463,28 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _report_nothing_to_do(args, statuses)
     options = _options(args)
     if args.dry_run:
-        runner, statuses = _judge(args, options)
-        if isinstance(runner, int):
-            return runner
-        _print_statuses(statuses, args.json)
+        judged = _judge(args, options)
+        if isinstance(judged, int):
+            return judged
+        _print_statuses(judged, args.json)
         return EXIT_OK
-    from . import judgment
     from .report import TextReporter
-    from .state import LabState, lab_lock
 
-    definition = _definition_files(args)
-    state_files = set(definition[-2:])  # the run itself rewrites these
-    before = judgment.signatures([f for f in definition if f not in state_files])
-    runner = _open_runner(args)
-    if isinstance(runner, int):
-        return runner
-    width = max([len(i) for i in runner.lab.ids] + [4])
-    reporter = TextReporter(sys.stderr, width, color=_use_color(sys.stderr))
-    with lab_lock(args.file, say=sys.stderr):
-        runner.state = LabState.load(args.file)  # another runner may have moved it while we waited
-        runner.hashes.cache.update(runner.state.hashes)
-        files, env = runner.dependencies()
-        data = set(runner.data_files())
-        before |= judgment.signatures([f for f in files if f not in data and f not in state_files])
-        result = runner.run(options, reporter)
+    reporter: TextReporter | None = None
+
+    def reporter_for(runner: Any) -> TextReporter:
+        nonlocal reporter
+        _warn(runner)
+        width = max([len(i) for i in runner.lab.ids] + [4])
+        reporter = TextReporter(sys.stderr, width, color=_use_color(sys.stderr), verbose=args.verbose)
+        return reporter
+
+    ran = session.run(request, options, reporter_for, say=sys.stderr)
+    if isinstance(ran, session.Refusal):
+        return _refused(ran)
+    _, result = ran
+    assert reporter is not None
     reporter.finished(result, args.file)
-    selected = {o.id for o in result.outcomes}
-    complete = all(o.status in ("ran", "fresh", "disabled") for o in result.outcomes)
-    if not args.no_cache and complete and not selected & set(runner.conditional()):
-        # every selected step is now fresh: keep that judgment, provided no data file changed after
-        # its hash was taken and no definition file changed since the run started
-        hashed = runner.hashed_signatures(sorted(data))
-        if hashed is not None:
-            statuses = [
-                judgment.CachedStatus(
-                    o.id,
-                    "disabled" if o.status == "disabled" else "fresh",
-                    tuple(o.reasons) if o.status == "disabled" else (),
-                )
-                for o in result.outcomes
-            ]
-            judgment.store(
-                args.file,
-                _judgment_key(args),
-                [*definition, *files],
-                env,
-                statuses,
-                runner.conditional(),
-                before=before | hashed,
-            )
     if args.json:
         sys.stdout.write(to_json_text(result.to_json()) + "\n")
     return EXIT_OK if result.ok else EXIT_PROBLEMS
@@ -570,6 +501,8 @@ def _report_nothing_to_do(args: argparse.Namespace, statuses: Any) -> int:
     run_id = new_run_id()
     width = max([len(s.id) for s in statuses] + [4])
     for s in statuses:
+        if s.state == "fresh" and not args.verbose:
+            continue  # counted in the summary
         status = "fresh" if s.state == "fresh" else "disabled"
         detail = status + (f": {'; '.join(s.reasons)}" if s.reasons else "")
         print(f"{'=' if status == 'fresh' else '·'} {s.id:<{width}} {detail}", file=sys.stderr)
@@ -592,13 +525,15 @@ def _report_nothing_to_do(args: argparse.Namespace, statuses: Any) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    cached = _cached_judgment(args)
+    from .session import cached_judgment
+
+    cached = cached_judgment(_request(args))
     if cached is not None:
         _print_statuses(cached[0], args.json)
         return EXIT_OK
-    runner, statuses = _judge(args, None)
-    if isinstance(runner, int):
-        return runner
+    statuses = _judge(args, None)
+    if isinstance(statuses, int):
+        return statuses
     _print_statuses(statuses, args.json)
     return EXIT_OK
 
@@ -606,7 +541,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
     from .report import graph_text
 
-    runner = _open_runner(args)
+    runner = _open(args)
     if isinstance(runner, int):
         return runner
     edges = [(e.upstream, e.downstream) for e in runner.full_graph.edges]

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -103,25 +104,25 @@ class FileHashes:
         self.cache: dict[str, list[Any]] = dict(cache or {})
         self.changed = False
 
-    def of(self, path: Path) -> str:
+    def of(self, path: str | os.PathLike[str]) -> str:
         """``sha256`` hex of a file, a tree hash for a folder, or ``"missing"``."""
+        key = os.fspath(path)
         try:
-            st = path.stat()
+            st = os.stat(key)
         except (FileNotFoundError, NotADirectoryError):
             return "missing"
-        if path.is_dir():
+        if stat.S_ISDIR(st.st_mode):
             entries = []
-            for root, dirs, files in os.walk(path):
+            for root, dirs, files in os.walk(key):
                 dirs.sort()
                 for name in sorted(files):
-                    full = Path(root) / name
-                    entries.append([str(full.relative_to(path)), self.of(full)])
+                    full = os.path.join(root, name)
+                    entries.append([os.path.relpath(full, key), self.of(full)])
             return "tree:" + digest(entries)
-        key = str(path)
         cached = self.cache.get(key)
         if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
             return str(cached[2])
-        value = file_hash_uncached(path)
+        value = file_hash_uncached(Path(key))
         self.cache[key] = [st.st_size, st.st_mtime_ns, value]
         self.changed = True
         return value

@@ -13,9 +13,11 @@ import itertools
 import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from .model import Lab
+if TYPE_CHECKING:  # pragma: no cover - the graph builds from a model or from a plain spec
+    from .model import Lab
+    from .spec import LabSpec
 
 EdgeKind = Literal["deps", "artifact", "reference", "sequence"]
 
@@ -54,7 +56,7 @@ class StepGraph:
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
-    def from_lab(cls, lab: Lab, extra_edges: Iterable[Edge] = ()) -> StepGraph:
+    def from_lab(cls, lab: Lab | LabSpec, extra_edges: Iterable[Edge] = ()) -> StepGraph:
         ids = list(dict.fromkeys(s.id for s in lab.stages))
         known = set(ids)
         edges: list[Edge] = []
@@ -79,6 +81,16 @@ class StepGraph:
                 edges.extend(Edge(a, b, "sequence") for a, b in itertools.pairwise(member_ids))
         unique = tuple(dict.fromkeys(edges))
         return cls(tuple(ids), unique)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ids": list(self.ids),
+            "edges": [[e.upstream, e.downstream, e.kind, e.detail] for e in self.edges],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StepGraph:
+        return cls(tuple(data["ids"]), tuple(Edge(*e) for e in data["edges"]))
 
     # -- queries ----------------------------------------------------------------------------
     def upstream(self, step: str) -> frozenset[str]:

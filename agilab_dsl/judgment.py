@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
@@ -46,7 +47,7 @@ def _stat(path: str) -> str:
         return "missing"
     except OSError as exc:
         return f"error:{type(exc).__name__}"
-    if os.path.isdir(path):
+    if stat.S_ISDIR(st.st_mode):
         parts = []
         for root, dirs, files in os.walk(path):
             dirs.sort()
@@ -97,7 +98,7 @@ def store(
 ) -> None:
     """Keep a full judgment. ``before`` holds the signatures taken when the judgment started: if a
     file changed while it was computed, nothing is stored."""
-    signatures = {os.path.abspath(p): _stat(os.path.abspath(p)) for p in files}
+    signatures = _signatures(files)
     if before is not None and any(signatures.get(p) != sig for p, sig in before.items()):
         return
     entry = {
@@ -111,13 +112,23 @@ def store(
     tmp = f"{target}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
+        text = json.dumps(entry)  # json.dump would take the pure-Python encoder
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(entry, fh)
+            fh.write(text)
         os.replace(tmp, target)
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
 
 
+def _signatures(files: Iterable[str]) -> dict[str, str]:
+    out = {}
+    for path in files:
+        key = path if os.path.isabs(path) else os.path.abspath(path)
+        if key not in out:
+            out[key] = _stat(key)
+    return out
+
+
 def signatures(files: Iterable[str]) -> dict[str, str]:
-    return {os.path.abspath(p): _stat(os.path.abspath(p)) for p in files}
+    return _signatures(files)

@@ -7,9 +7,11 @@ reported as failed. ``close`` ends every worker and whatever step child it is ru
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
+import pickle
 import queue
 import signal
 import subprocess
@@ -33,7 +35,8 @@ class Worker:
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
-            self.proc.stdin.write(json.dumps(request) + "\n")
+            # pickled, not JSON: settings keep TOML's dates and times (both ends are this runner's)
+            self.proc.stdin.write(base64.b64encode(pickle.dumps(request, protocol=4)).decode("ascii") + "\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
         except (BrokenPipeError, OSError):
@@ -77,6 +80,15 @@ class WorkerPool:
         self._all: list[Worker] = []
         self._lock = threading.Lock()
         self._closed = False
+
+    def prestart(self) -> None:
+        """Start one worker now (it boots in the background) rather than when the first step runs."""
+        with self._lock:
+            if self._started == 0 and not self._closed:
+                self._started += 1
+                worker = Worker()
+                self._all.append(worker)
+                self._idle.put(worker)
 
     def _take(self) -> Worker:
         with self._lock:

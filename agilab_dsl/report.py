@@ -28,10 +28,12 @@ MARKS = {"ran": "✓", "fresh": "=", "skipped": "-", "disabled": "·", "failed":
 
 
 class TextReporter:
-    """One line per step event; a failed step's log tail (its traceback) printed under its id."""
+    """One line per step event; a failed step's log tail (its traceback) printed under its id.
+    Fresh steps are counted in the summary and listed only when ``verbose``."""
 
-    def __init__(self, out: TextIO, width: int = 20, color: bool = False) -> None:
+    def __init__(self, out: TextIO, width: int = 20, color: bool = False, verbose: bool = False) -> None:
         self.out = out
+        self.verbose = verbose
         self.width = width
         self.color = color
         self._lock = threading.Lock()
@@ -59,6 +61,8 @@ class TextReporter:
         self._line(f"▶ {step_id:<{self.width}} running{again}: {'; '.join(why)}")
 
     def step_finished(self, outcome: StepOutcome) -> None:
+        if outcome.status == "fresh" and not self.verbose:
+            return
         mark = self._tint(MARKS[outcome.status], outcome.status)
         if outcome.status == "ran":
             detail = f"{outcome.seconds:.2f} s"

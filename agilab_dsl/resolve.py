@@ -9,11 +9,11 @@ string are rendered as text.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import expr
-from .model import LabStage
+from .spec import PlacedSpec
 
 AGI_SETTINGS = ("args", "cluster")  # what an agi.* engine's generated snippet depends on
 
@@ -21,7 +21,7 @@ AGI_SETTINGS = ("args", "cluster")  # what an agi.* engine's generated snippet d
 @dataclass(frozen=True)
 class ResolvedStep:
     id: str
-    placed: LabStage
+    placed: PlacedSpec
     params: dict[str, Any]
     inputs: list[str]
     outputs: list[str]
@@ -30,7 +30,7 @@ class ResolvedStep:
     settings_used: dict[str, Any]
     when: bool | None  # None: the step has no condition
     problem: str | None = None  # why it could not be resolved (a missing setting, say)
-    refs: list[str] = field(default_factory=list)
+    env_names: tuple[str, ...] = ()  # the environment variables its ${env.…} holes read
 
 
 def _render(value: Any, context: Mapping[str, Any], keep_type: bool) -> Any:
@@ -48,11 +48,11 @@ def _render(value: Any, context: Mapping[str, Any], keep_type: bool) -> Any:
     return value
 
 
-def refs_in(value: Any, root: str = "settings") -> list[expr.Ref]:
-    """The ``${root.…}`` references in a value's strings."""
+def refs_in(value: Any, root: str | None = "settings") -> list[expr.Ref]:
+    """The ``${root.…}`` references in a value's strings (every reference when ``root`` is None)."""
     out: list[expr.Ref] = []
     if isinstance(value, str) and "${" in value:
-        out += [r for r in expr.iter_refs(expr.parse_template(value)) if r.root == root]
+        out += [r for r in expr.iter_refs(expr.parse_template(value)) if root is None or r.root == root]
     elif isinstance(value, dict):
         for v in value.values():
             out += refs_in(v, root)
@@ -67,7 +67,7 @@ def dotted(path: tuple[str | int, ...]) -> str:
 
 
 def resolve_step(
-    placed: LabStage,
+    placed: PlacedSpec,
     settings: Mapping[str, Any],
     steps: Mapping[str, Mapping[str, list[str]]],
     environ: Mapping[str, str],
@@ -77,13 +77,15 @@ def resolve_step(
     stage = placed.stage
     context = {"settings": settings, "params": stage.params, "env": environ, "steps": steps}
     used: dict[str, Any] = {}
-    refs: list[expr.Ref] = []
+    every: list[expr.Ref] = []
     for value in (stage.params, list(stage.produces), list(stage.consumes), stage.env, stage.stage):
-        refs += refs_in(value)
+        every += refs_in(value, None)
     condition = None
     if stage.when is not None:
         condition = expr.parse_condition(stage.when)
-        refs += [r for r in expr.iter_refs(condition) if r.root == "settings"]
+        every += expr.iter_refs(condition)
+    refs = [r for r in every if r.root == "settings"]
+    env_names = tuple(sorted({str(r.path[0]) for r in every if r.root == "env"}))
     try:
         for ref in refs:
             used[dotted(ref.path)] = expr.resolve(ref, context)
@@ -103,5 +105,9 @@ def resolve_step(
         contract = _render(stage.stage, context, False) if stage.stage is not None else None
         when = bool(expr.evaluate(condition, context)) if condition is not None else None
     except expr.EvalError as exc:
-        return ResolvedStep(placed.id, placed, {}, [], list(stage.produces), None, None, used, None, str(exc))
-    return ResolvedStep(placed.id, placed, params, inputs, outputs, env, contract, used, when)
+        return ResolvedStep(
+            placed.id, placed, {}, [], list(stage.produces), None, None, used, None, str(exc), env_names
+        )
+    return ResolvedStep(
+        placed.id, placed, params, inputs, outputs, env, contract, used, when, None, env_names
+    )

@@ -22,8 +22,8 @@ from typing import Any, Literal, Protocol
 
 from .fingerprint import FileHashes, digest
 from .graph import StepGraph
-from .model import Lab
 from .resolve import ResolvedStep, resolve_step
+from .spec import LabSpec
 from .stale import StepStatus, components, reasons
 from .state import LabState, StepRecord, new_run_id
 
@@ -97,7 +97,7 @@ class Runner:
 
     def __init__(
         self,
-        lab: Lab,
+        lab: LabSpec,
         settings: Mapping[str, Any],
         state: LabState,
         graph: StepGraph,
@@ -112,6 +112,7 @@ class Runner:
         self.hashes = FileHashes(state.hashes)
         self.environ = dict(os.environ if environ is None else environ)
         self.resolved = self._resolve_all()
+        self.warnings: list[str] = []  # said once by the caller (an unreadable state file, say)
         self._made: set[Path] = set()  # folders already created in this run
 
     # -- preparation -------------------------------------------------------------------------
@@ -130,33 +131,27 @@ class Runner:
         contracts, state) and the names of environment variables its ``${env.…}`` holes use."""
         from . import expr
         from .locate import function_source
-        from .resolve import refs_in
 
+        root = str(self.lab_dir)
         files = [self.lab.path, str(self.state.path), str(self.state.journal_path)]
         env: set[str] = set()
         for step in self.resolved.values():
             stage = step.placed.stage
-            files += [str(self.lab_dir / p) for p in (*step.inputs, *step.outputs)]
+            files += [os.path.join(root, p) for p in (*step.inputs, *step.outputs)]
             if step.contract is not None:
-                files.append(str(self.lab_dir / step.contract))
+                files.append(os.path.join(root, step.contract))
             if stage.function:
                 ref = expr.parse_funcref(stage.function)
                 source = function_source(ref.module, ref.is_path, self.lab_dir)
                 files.append(str(source) if source else str(self.lab_dir / ref.module))
-            for value in (stage.params, list(stage.produces), list(stage.consumes), stage.env, stage.stage):
-                env.update(str(r.path[0]) for r in refs_in(value, "env"))
-            if stage.when is not None:
-                env.update(
-                    str(r.path[0])
-                    for r in expr.iter_refs(expr.parse_condition(stage.when))
-                    if r.root == "env"
-                )
+            env.update(step.env_names)
         return files, sorted(env)
 
     def data_files(self) -> list[str]:
         """Every input and output path (absolute), as the file-hash cache knows them."""
+        root = str(self.lab_dir)
         return [
-            str(self.lab_dir / p) for step in self.resolved.values() for p in (*step.inputs, *step.outputs)
+            os.path.join(root, p) for step in self.resolved.values() for p in (*step.inputs, *step.outputs)
         ]
 
     def hashed_signatures(self, paths: list[str]) -> dict[str, str] | None:
@@ -191,13 +186,14 @@ class Runner:
         upstream = {u: fingerprints.get(u, "") for u in sorted(self.full_graph.upstream(sid))}
         comps = components(step, self.lab_dir, self.hashes, upstream)
         record = self.state.steps.get(sid)
-        why = reasons(record, comps, self.lab_dir, self.hashes, ran)
+        fingerprint = digest(comps)
+        why = reasons(record, comps, self.lab_dir, self.hashes, ran, fingerprint)
         if force and not why:
             why = ["forced (--force)"]
         state: Literal["never-ran", "stale", "fresh"] = (
             "never-ran" if record is None else ("stale" if why else "fresh")
         )
-        return StepStatus(sid, state, tuple(why), digest(comps), comps), comps
+        return StepStatus(sid, state, tuple(why), fingerprint, comps), comps
 
     def statuses(self, options: RunOptions | None = None) -> list[StepStatus]:
         """Every selected step's state and reasons, without running anything (``status``, ``--dry-run``).
@@ -249,7 +245,10 @@ class Runner:
         from .pool import WorkerPool
 
         pool = WorkerPool(options.jobs)
-        execute = execute or (lambda step, rid, attempt: self._execute(step, rid, attempt, pool))
+        if execute is None:
+            if order:
+                pool.prestart()  # its interpreter starts while the steps are judged
+            execute = lambda step, rid, attempt: self._execute(step, rid, attempt, pool)  # noqa: E731
         interrupted = False
         running: dict[Future[StepOutcome], tuple[str, dict[str, Any], list[str]]] = {}
         threads = ThreadPoolExecutor(max_workers=max(1, options.jobs))
@@ -258,6 +257,7 @@ class Runner:
             rank = {sid: n for n, sid in enumerate(order)}
             waiting = {sid: len(self.full_graph.upstream(sid) & selected) for sid in order}
             ready = deque(sid for sid in order if waiting[sid] == 0)
+            runnable: deque[tuple[str, dict[str, Any], list[str]]] = deque()  # judged stale, not started
 
             def settle(sid: str, outcome: StepOutcome) -> None:
                 settled[sid] = outcome
@@ -267,9 +267,9 @@ class Runner:
                     if waiting[nxt] == 0:
                         ready.append(nxt)
 
-            while ready or running:
-                # decide ready steps one by one; submit at most -j at a time
-                while ready and len(running) < options.jobs:
+            while ready or runnable or running:
+                # judge every ready step now (judging does not wait for running steps) ...
+                while ready:
                     sid = ready.popleft()
                     ups = self.full_graph.upstream(sid) & selected
                     outcome, comps, why = self._decide(
@@ -277,12 +277,19 @@ class Runner:
                     )
                     if outcome is not None:
                         settle(sid, outcome)
+                    else:
+                        assert comps is not None
+                        runnable.append((sid, comps, why))
+                # ... and start at most -j at a time
+                while runnable and len(running) < options.jobs:
+                    sid, comps, why = runnable.popleft()
+                    if stopped_by is not None:
+                        settle(sid, StepOutcome(sid, "blocked", [_stopped(stopped_by)]))
                         continue
-                    assert comps is not None
                     fut = threads.submit(self._attempts, self.resolved[sid], run_id, execute, reporter, why)
                     running[fut] = (sid, comps, why)
                 if not running:
-                    continue  # more steps became ready while deciding
+                    continue  # more steps became ready while settling
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in done:
                     sid, comps, why = running.pop(fut)
@@ -292,7 +299,10 @@ class Runner:
                         fp = digest(comps)
                         fingerprints[sid] = fp
                         ran[sid] = True
-                        outputs = {p: self.hashes.of(self.lab_dir / p) for p in self.resolved[sid].outputs}
+                        outputs = {
+                            p: self.hashes.of(os.path.join(self.lab_dir, p))
+                            for p in self.resolved[sid].outputs
+                        }
                         self.state.record(
                             sid, StepRecord(fp, comps, outputs, time.time(), outcome.seconds, run_id)
                         )
@@ -309,8 +319,7 @@ class Runner:
         finally:
             threads.shutdown(wait=True, cancel_futures=True)
             pool.close(kill=interrupted)
-            if any(o.status == "ran" for o in settled.values()) or self.state.journal_path.exists():
-                self.state.save()  # compact the journal into state.json
+            self.state.settle()
             self.state.hashes = self.hashes.cache
             if self.hashes.changed:
                 self.state.save_hashes()
@@ -334,15 +343,7 @@ class Runner:
         if bad:
             return StepOutcome(sid, "blocked", [f"upstream {bad[0]} {settled[bad[0]].status}"]), None, []
         if stopped_by is not None:
-            return (
-                StepOutcome(
-                    sid,
-                    "blocked",
-                    [f"run stopped after {stopped_by} failed (--keep-going runs independent steps)"],
-                ),
-                None,
-                [],
-            )
+            return StepOutcome(sid, "blocked", [_stopped(stopped_by)]), None, []
         if step.problem:
             return StepOutcome(sid, "failed", [], error=f"cannot resolve the step: {step.problem}"), None, []
         status, comps = self._judge(sid, fingerprints, ran, options.force)
@@ -470,6 +471,10 @@ class Runner:
         with contextlib.suppress(OSError, ValueError):  # a step that called sys.exit(0) returned nothing
             returned = json.loads(result_file.read_text(encoding="utf-8"))
         return StepOutcome(step.id, "ran", seconds=seconds, log=str(log), returned=returned)
+
+
+def _stopped(failed: str) -> str:
+    return f"run stopped after {failed} failed (--keep-going runs independent steps)"
 
 
 def _interpreter(env: Path) -> str | None:

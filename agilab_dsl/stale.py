@@ -9,6 +9,7 @@ is still there, unchanged. Otherwise :func:`reasons` says why, one reason per di
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,12 +55,12 @@ def components(
         "mode": expr.parse_mode(stage.mode) if stage.mode is not None else None,
         "params": step.params,
         "settings": step.settings_used,
-        "inputs": {p: hashes.of(lab_dir / p) for p in step.inputs},
+        "inputs": {p: hashes.of(os.path.join(lab_dir, p)) for p in step.inputs},
         "outputs": list(step.outputs),
         "upstream": dict(upstream),
     }
     if step.contract is not None:
-        comps["contract"] = {step.contract: hashes.of(lab_dir / step.contract)}
+        comps["contract"] = {step.contract: hashes.of(os.path.join(lab_dir, step.contract))}
     return comps
 
 
@@ -85,10 +86,12 @@ def reasons(
     lab_dir: Path,
     hashes: FileHashes,
     will_run: Mapping[str, bool] | None = None,
+    fingerprint: str | None = None,
 ) -> list[str]:
     """Why a step must run, compared with what it last ran with; an empty list when it is fresh.
 
-    ``will_run`` marks upstream steps that run (or ran) in this invocation."""
+    ``will_run`` marks upstream steps that run (or ran) in this invocation; ``fingerprint`` is
+    ``digest(comps)`` when the caller already has it."""
     if record is None:
         return ["never ran"]
     old = record.components
@@ -146,11 +149,11 @@ def reasons(
                 else f"upstream {sid} {'added' if sid in new_up else 'removed'}"
             )
     for path, recorded in sorted(record.outputs.items()):
-        now = hashes.of(lab_dir / path)
+        now = hashes.of(os.path.join(lab_dir, path))
         if now == "missing":
             out.append(f"output {path} missing")
         elif now != recorded:
             out.append(f"output {path} changed since it was written")
-    if not out and record.fingerprint != digest(comps):
+    if not out and record.fingerprint != (fingerprint or digest(comps)):
         out.append("definition changed")
     return out

@@ -41,8 +41,9 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     """Replace ``path`` with ``payload`` so that readers see the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    text = json.dumps(payload, sort_keys=True)  # json.dump and indent= take the pure-Python encoder
     with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=1, sort_keys=True)
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -75,6 +76,7 @@ class LabState:
     steps: dict[str, StepRecord] = field(default_factory=dict)
     hashes: dict[str, list[Any]] = field(default_factory=dict)  # the file-hash cache
     problem: str | None = None  # why an existing state file could not be read (it is then ignored)
+    journal_lines: int = 0  # records in the journal, not yet compacted into state.json
     _journal: TextIO | None = field(default=None, repr=False)
 
     @classmethod
@@ -89,11 +91,12 @@ class LabState:
         except FileNotFoundError:
             pass
         except (OSError, ValueError, TypeError, AttributeError) as exc:
-            state.problem = f"{state.path} could not be read ({exc}); every step counts as never run"
+            state.problem = f"{state.path} could not be read ({exc}); the steps it recorded count as never run"
             state.steps = {}
         try:
             with state.journal_path.open(encoding="utf-8") as fh:
                 for line in fh:
+                    state.journal_lines += 1
                     try:
                         entry = json.loads(line)
                         state.steps[entry["id"]] = StepRecord(**entry["record"])
@@ -123,6 +126,16 @@ class LabState:
             self._journal = self.journal_path.open("a", encoding="utf-8")
         self._journal.write(json.dumps({"id": step_id, "record": record.to_json()}, sort_keys=True) + "\n")
         self._journal.flush()
+        self.journal_lines += 1
+
+    def settle(self) -> None:
+        """End of a run: close the journal, and compact it into state.json once it holds more than
+        an eighth of the records (so a run that re-ran 2 steps of 1,000 does not rewrite all 1,000)."""
+        if self.journal_lines > max(32, len(self.steps) // 8):
+            self.save()
+        elif self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     def save(self) -> None:
         """Compact: replace state.json atomically with every record, then drop the journal."""
@@ -134,6 +147,7 @@ class LabState:
             self._journal = None
         with contextlib.suppress(FileNotFoundError):
             self.journal_path.unlink()
+        self.journal_lines = 0
 
     def save_hashes(self) -> None:
         write_json_atomic(self.path.with_name("hashes.json"), self.hashes)

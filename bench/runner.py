@@ -114,6 +114,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    # both tools run as installed: from bytecode (the first repeat writes what is missing)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     exe = shutil.which("agilab-run", path=str(Path(sys.executable).parent))
     ours = [exe] if exe else [sys.executable, "-m", "agilab_dsl"]
     rows: dict[str, tuple[list[float], list[float]]] = {}

@@ -1,4 +1,5 @@
-"""The judgment cache: status and no-op runs answered without the models, invalidated by any input."""
+"""The judgment cache: status and no-op runs answered without judging, invalidated by any input;
+and the spec cache: a run after a data change judged from plain data, without pydantic."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_run import HELPERS, LAB
@@ -16,7 +18,8 @@ PROBE = """
 import json, sys
 from agilab_dsl.cli import main
 code = main(sys.argv[1:])
-print(json.dumps({"code": code, "pydantic": "pydantic" in sys.modules}), file=sys.stderr)
+print(json.dumps({"code": code, "judged": "agilab_dsl.stale" in sys.modules,
+                  "pydantic": "pydantic" in sys.modules}), file=sys.stderr)
 """
 
 
@@ -38,6 +41,12 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def probe(*argv: str, env: dict[str, str] | None = None) -> tuple[int, bool, str]:
+    """Exit code, whether the steps were judged (not answered from a stored judgment), stdout."""
+    info = probe_info(*argv, env=env)
+    return info["code"], info["judged"], info["stdout"]
+
+
+def probe_info(*argv: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     import os
 
     proc = subprocess.run(
@@ -48,22 +57,23 @@ def probe(*argv: str, env: dict[str, str] | None = None) -> tuple[int, bool, str
         check=False,
         env={**os.environ, **(env or {})},
     )
-    info = json.loads(proc.stderr.strip().splitlines()[-1])
-    return info["code"], info["pydantic"], proc.stdout
+    info: dict[str, Any] = json.loads(proc.stderr.strip().splitlines()[-1])
+    info["stdout"] = proc.stdout
+    return info
 
 
 def states(out: str) -> dict[str, str]:
     return {s["id"]: s["state"] for s in json.loads(out)["steps"]}
 
 
-def test_status_after_a_run_is_answered_without_loading_the_models(lab: Path) -> None:
+def test_status_after_a_run_is_answered_without_judging(lab: Path) -> None:
     assert probe(str(lab))[0] == 0  # the run leaves its judgment: every step fresh
-    code, loaded, cached = probe("status", str(lab), "--json")
-    assert code == 0 and not loaded and set(states(cached).values()) == {"fresh"}
-    code, loaded, full = probe("status", str(lab), "--json", "--no-cache")
-    assert code == 0 and loaded and full == cached  # the same answer as a full judgment
-    code, loaded, _ = probe(str(lab), "--json")  # a run with nothing to do
-    assert code == 0 and not loaded
+    code, judged, cached = probe("status", str(lab), "--json")
+    assert code == 0 and not judged and set(states(cached).values()) == {"fresh"}
+    code, judged, full = probe("status", str(lab), "--json", "--no-cache")
+    assert code == 0 and judged and full == cached  # the same answer as a full judgment
+    code, judged, _ = probe(str(lab), "--json")  # a run with nothing to do
+    assert code == 0 and not judged
 
 
 def test_a_failed_run_leaves_no_judgment(lab: Path) -> None:
@@ -72,8 +82,8 @@ def test_a_failed_run_leaves_no_judgment(lab: Path) -> None:
     )
     (lab.parent / "helpers.py").write_text(broken, encoding="utf-8")
     assert probe(str(lab))[0] == 1
-    code, loaded, out = probe("status", str(lab), "--json")
-    assert code == 0 and loaded and states(out)["count"] == "never-ran"
+    code, judged, out = probe("status", str(lab), "--json")
+    assert code == 0 and judged and states(out)["count"] == "never-ran"
 
 
 @pytest.mark.parametrize(
@@ -101,8 +111,8 @@ def test_any_change_is_seen(lab: Path, change: str, capsys: pytest.CaptureFixtur
         (folder / "helpers.py").write_text(HELPERS.replace("* scale", "* scale * 2"), encoding="utf-8")
     elif change == "env":
         env = {"AGILAB_TEST_VAR": "something-else"}
-    code, loaded, out = probe("status", str(lab), "--json", env=env)
-    assert code == 0 and loaded, f"{change}: answered from a stale judgment"
+    code, judged, out = probe("status", str(lab), "--json", env=env)
+    assert code == 0 and judged, f"{change}: answered from a stale judgment"
     assert "stale" in states(out).values()
 
 
@@ -120,3 +130,70 @@ def test_no_cache_flag(lab: Path) -> None:
     assert probe(str(lab))[0] == 0
     probe("status", str(lab))
     assert probe("status", str(lab), "--no-cache")[1]
+
+
+def run_statuses(out: str) -> dict[str, str]:
+    return {s["id"]: s["status"] for s in json.loads(out)["steps"]}
+
+
+def test_a_run_after_an_input_changed_starts_from_the_stored_spec(lab: Path) -> None:
+    assert probe(str(lab))[0] == 0
+    (lab.parent / "data" / "a.csv").write_text("x\n1\n2\n", encoding="utf-8")
+    info = probe_info(str(lab), "--json")
+    assert info["code"] == 0 and info["judged"] and not info["pydantic"]
+    assert run_statuses(info["stdout"]) == {"load": "ran", "count": "ran", "side": "fresh"}
+    assert (lab.parent / "work" / "count.txt").read_text() == "6"  # 3 lines * scale 2
+
+
+@pytest.mark.parametrize("change", ["lab", "settings", "function-removed", "no-cache"])
+def test_the_stored_spec_is_not_used_when_a_definition_changed(lab: Path, change: str) -> None:
+    assert probe(str(lab))[0] == 0
+    (lab.parent / "data" / "a.csv").write_text("x\n1\n2\n", encoding="utf-8")  # past the judgment cache
+    argv = [str(lab), "--json"]
+    expected = {"load": "ran", "count": "ran", "side": "fresh"}
+    if change == "lab":
+        lab.write_text(lab.read_text().replace("scale = 2", "scale = 5"), encoding="utf-8")
+    elif change == "settings":
+        (lab.parent / "app_settings.toml").write_text("[args]\nn = 4\nother = 1\n", encoding="utf-8")
+    elif change == "function-removed":
+        (lab.parent / "helpers.py").write_text("def other():\n    return 1\n", encoding="utf-8")
+    else:
+        argv.append("--no-cache")
+    info = probe_info(*argv)
+    assert info["pydantic"], f"{change}: a stored spec was used"
+    if change == "function-removed":  # checked again (a warning), then the step fails saying why
+        steps = {s["id"]: s for s in json.loads(info["stdout"])["steps"]}
+        assert info["code"] == 1 and steps["count"]["status"] == "failed"
+        return
+    assert info["code"] == 0 and run_statuses(info["stdout"]) == expected
+    if change == "lab":
+        assert (lab.parent / "work" / "count.txt").read_text() == "15"
+    if change == "settings":
+        load = next(s for s in json.loads(info["stdout"])["steps"] if s["id"] == "load")
+        assert "settings args.n changed: 3 → 4" in load["reasons"]
+
+
+def test_an_invalid_edit_after_a_stored_spec_is_reported(lab: Path) -> None:
+    assert probe(str(lab))[0] == 0
+    lab.write_text(lab.read_text().replace('id = "side"', 'id = "side"\nretries = "x"'), encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "agilab_dsl", str(lab)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2 and "retries" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_settings_that_json_cannot_hold_are_not_stored(lab: Path) -> None:
+    (lab.parent / "app_settings.toml").write_text(
+        "[args]\nn = 3\nother = 1\nday = 2026-11-21\n", encoding="utf-8"
+    )
+    lab.write_text(lab.read_text().replace("str(settings['args']['n'])", "repr(settings['args']['day'])"))
+    assert probe(str(lab))[0] == 0
+    assert (lab.parent / "work" / "side.txt").read_text() == "datetime.date(2026, 11, 21)"  # as TOML gave it
+    (lab.parent / "data" / "a.csv").write_text("x\n1\n2\n", encoding="utf-8")
+    info = probe_info(str(lab), "--json")
+    assert info["code"] == 0 and info["pydantic"]  # loaded again: nothing was stored
+    assert run_statuses(info["stdout"])["load"] == "ran"

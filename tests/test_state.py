@@ -42,6 +42,24 @@ def test_journal_replays_over_state_and_ignores_a_torn_line(tmp_path: Path) -> N
     assert set(json.loads(again.path.read_text())["steps"]) == {"a", "b"}
 
 
+def test_settle_compacts_only_a_journal_that_grew(tmp_path: Path) -> None:
+    lab = tmp_path / "lab_steps.toml"
+    state = LabState.load(lab)
+    for n in range(40):
+        state.record(f"s{n}", record(n))
+    state.settle()  # 40 journal lines > 32: compacted
+    assert not state.journal_path.exists() and len(json.loads(state.path.read_text())["steps"]) == 40
+    state = LabState.load(lab)
+    state.record("s1", record(100))
+    state.settle()  # one line: appended only, state.json untouched
+    assert (
+        state.journal_path.exists()
+        and json.loads(state.path.read_text())["steps"]["s1"]["fingerprint"] == "fp1"
+    )
+    again = LabState.load(lab)
+    assert again.steps["s1"].fingerprint == "fp100" and again.journal_lines == 1
+
+
 def _wait_for(path: Path, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -91,6 +109,6 @@ def test_ctrl_c_ends_the_running_step_and_exits_130(tmp_path: Path) -> None:
     assert "interrupted" in err and "Traceback" not in err
     state = LabState.load(lab)
     assert set(state.steps) == {"s0", "s1", "s2"}
-    assert not state.journal_path.exists()  # compacted on the way out
+    assert state.journal_path.exists()  # 3 records stay journalled until the journal grows (settle)
     out = subprocess.run(["pgrep", "-f", "time.sleep(30)"], capture_output=True, text=True, check=False)
     assert out.stdout.strip() == ""

@@ -1,0 +1,267 @@
+"""Open a lab for judging or running, through the caches that keep repeated calls cheap.
+
+Three layers, each used only while everything it was computed from is unchanged:
+
+1. the **judgment cache** (:mod:`agilab_dsl.judgment`): a whole answer — every step's state — for
+   ``status`` and for a run with nothing to do;
+2. the **spec cache** (here, stored by :mod:`agilab_dsl.cache`): the lab validated, its graph and
+   the settings snapshot, as plain data (:class:`~agilab_dsl.spec.LabSpec`), keyed by the content
+   of every file the check consulted. A run after an input changed starts from it, without pydantic
+   or a TOML parse;
+3. the full load: parse, validate, check (:func:`agilab_dsl.check.check_file`).
+
+Nothing here prints; refusals are values (:class:`Refusal`) the CLI renders.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .errors import Diagnostic
+    from .graph import StepGraph
+    from .judgment import CachedStatus
+    from .run import Reporter, Runner, RunOptions, RunResult
+    from .spec import LabSpec
+    from .stale import StepStatus
+
+SPEC_CACHE = "spec"
+
+
+@dataclass(frozen=True)
+class LabRequest:
+    """Which lab, seen how: the options every command on a lab shares."""
+
+    file: str
+    settings: str | None = None
+    profile: str | None = None
+    only: tuple[str, ...] = ()
+    from_step: str | None = None
+    use_cache: bool = True
+
+
+@dataclass
+class Refusal:
+    """Why a lab cannot be judged or run: diagnostics located in files, or one message."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    message: str | None = None
+
+
+@dataclass
+class Opened:
+    spec: LabSpec
+    graph: StepGraph
+    settings: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _use_cache(request: LabRequest) -> bool:
+    from . import cache
+
+    return request.use_cache and cache.enabled()
+
+
+def _spec_options(request: LabRequest) -> dict[str, Any]:
+    return {"settings": request.settings, "profile": request.profile, "for": "run"}
+
+
+def _cached_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]] | None:
+    from . import cache
+
+    payload = cache.load_entry(SPEC_CACHE, request.file, _spec_options(request))
+    if payload is None:
+        return None
+    from .graph import StepGraph
+    from .spec import LabSpec
+
+    try:
+        return (
+            LabSpec.from_json(payload["lab"]),
+            StepGraph.from_json(payload["graph"]),
+            dict(payload["settings"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _load_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]] | Refusal:
+    """Parse, validate and check the lab; keep the result as plain data when it has no errors."""
+    from . import cache
+    from .check import check_file
+    from .spec import LabSpec
+
+    obs = cache.Observations()
+    result, settings = check_file(
+        request.file, settings_path=request.settings, profile=request.profile, obs=obs
+    )
+    problems = [d for d in result.diagnostics if d.is_error]
+    if settings is not None:
+        problems += [d for d in settings.diagnostics if d.is_error]
+    if result.kind != "lab" and not problems:
+        return Refusal(
+            message=f"{request.file} is a {result.kind or 'unrecognised'} file; running it directly is not "
+            "available yet (give the lab that uses it)"
+        )
+    if problems or result.value is None:
+        diagnostics = problems or list(result.diagnostics)
+        return Refusal(sorted(diagnostics, key=lambda d: (d.path, d.line or 0, d.column or 0)))
+    lab = result.value
+    if request.profile and not any(request.profile in s.stage.profiles for s in lab.stages):
+        names = sorted({p for s in lab.stages for p in s.stage.profiles})
+        return Refusal(
+            message=f"no stage defines profile {request.profile!r}"
+            + (f" (profiles: {', '.join(names)})" if names else " (the lab has no profiles)")
+        )
+    graph = result.graph
+    assert graph is not None  # a cycle is an error, reported above
+    spec = LabSpec.of(lab)
+    snapshot = settings.value.as_dict() if settings is not None and settings.value is not None else {}
+    if _use_cache(request):
+        payload = {"lab": spec.to_json(), "graph": graph.to_json(), "settings": snapshot}
+        cache.store_entry(SPEC_CACHE, request.file, _spec_options(request), obs, payload)
+    return spec, graph, snapshot
+
+
+def open_lab(request: LabRequest, *, load_state: bool = True) -> Runner | Refusal:
+    """A runner for the lab, ready to judge or run it; or why there is none. Without
+    ``load_state`` its state is empty until the caller loads it (a run does, under the lock)."""
+    from .errors import did_you_mean
+    from .run import Runner
+    from .state import LabState, state_dir
+
+    loaded = _cached_spec(request) if _use_cache(request) else None
+    if loaded is None:
+        fresh = _load_spec(request)
+        if isinstance(fresh, Refusal):
+            return fresh
+        loaded = fresh
+    spec, graph, snapshot = loaded
+    for sid in (*request.only, *([request.from_step] if request.from_step else [])):
+        if sid not in spec.ids:
+            hint = did_you_mean(sid, spec.ids)
+            return Refusal(message=f"no step {sid!r} in {request.file}" + (f"; {hint}" if hint else ""))
+    state = LabState.load(request.file) if load_state else LabState(state_dir(request.file) / "state.json")
+    runner = Runner(spec, snapshot, state, graph)
+    if state.problem:
+        runner.warnings.append(state.problem)
+    return runner
+
+
+# -- the judgment cache ------------------------------------------------------------------------
+def _judgment_key(request: LabRequest) -> dict[str, Any]:
+    return {
+        "file": os.path.abspath(request.file),
+        "settings": request.settings,
+        "profile": request.profile,
+        "only": sorted(request.only),
+        "from": request.from_step,
+    }
+
+
+def _definition_files(request: LabRequest) -> list[str]:
+    """What loading a lab reads or looks for, before the lab itself says more; the last two are
+    the state files a run rewrites."""
+    from .locate import settings_candidates
+
+    folder = os.path.dirname(os.path.abspath(request.file))
+    settings = [request.settings] if request.settings else [str(p) for p in settings_candidates(request.file)]
+    agilab = os.path.join(folder, ".agilab")
+    return [
+        request.file,
+        *settings,
+        os.path.join(agilab, "state.json"),
+        os.path.join(agilab, "journal.jsonl"),
+    ]
+
+
+def cached_judgment(request: LabRequest) -> tuple[list[CachedStatus], list[str]] | None:
+    """Every step's stored state (and the ids of selected steps with a ``when``), while nothing the
+    judgment read has changed."""
+    from . import judgment
+
+    if not _use_cache(request):
+        return None
+    return judgment.lookup(request.file, _judgment_key(request))
+
+
+def judge(request: LabRequest, options: RunOptions | None) -> tuple[Runner, list[StepStatus]] | Refusal:
+    """A full judgment, kept in the judgment cache."""
+    from . import judgment
+
+    before = judgment.signatures(_definition_files(request))
+    runner = open_lab(request)
+    if isinstance(runner, Refusal):
+        return runner
+    files, env = runner.dependencies()
+    before |= judgment.signatures(files)
+    statuses = runner.statuses(options)
+    if _use_cache(request):
+        judgment.store(
+            request.file,
+            _judgment_key(request),
+            [*_definition_files(request), *files],
+            env,
+            statuses,
+            runner.conditional(),
+            before=before,
+        )
+    return runner, statuses
+
+
+def run(
+    request: LabRequest,
+    options: RunOptions,
+    reporter_for: Callable[[Runner], Reporter],
+    say: Any = None,
+) -> tuple[Runner, RunResult] | Refusal:
+    """Run the lab under its lock; afterwards, when every selected step is fresh, keep that as the
+    judgment. ``reporter_for`` makes the reporter once the lab is open (it may size columns to the
+    ids); ``say`` is where waiting for the lock is announced."""
+    from . import judgment
+    from .state import LabState, lab_lock
+
+    definition = _definition_files(request)
+    state_files = set(definition[-2:])  # the run itself rewrites these
+    before = judgment.signatures([f for f in definition if f not in state_files])
+    runner = open_lab(request, load_state=False)
+    if isinstance(runner, Refusal):
+        return runner
+    with lab_lock(request.file, say=say):
+        runner.state = LabState.load(request.file)  # read under the lock: no other runner moves it now
+        runner.hashes.cache.update(runner.state.hashes)
+        if runner.state.problem:
+            runner.warnings.append(runner.state.problem)
+        reporter = reporter_for(runner)
+        files, env = runner.dependencies()
+        data = set(runner.data_files())
+        before |= judgment.signatures([f for f in files if f not in data and f not in state_files])
+        result = runner.run(options, reporter)
+    selected = {o.id for o in result.outcomes}
+    complete = all(o.status in ("ran", "fresh", "disabled") for o in result.outcomes)
+    if _use_cache(request) and complete and not selected & set(runner.conditional()):
+        # every selected step is now fresh: keep that judgment, provided no data file changed after
+        # its hash was taken and no definition file changed since the run started
+        hashed = runner.hashed_signatures(sorted(data))
+        if hashed is not None:
+            statuses = [
+                judgment.CachedStatus(
+                    o.id,
+                    "disabled" if o.status == "disabled" else "fresh",
+                    tuple(o.reasons) if o.status == "disabled" else (),
+                )
+                for o in result.outcomes
+            ]
+            judgment.store(
+                request.file,
+                _judgment_key(request),
+                [*definition, *files],
+                env,
+                statuses,
+                runner.conditional(),
+                before=before | hashed,
+            )
+    return runner, result

@@ -1,0 +1,115 @@
+"""What judging and running a lab read of it, as plain data: no pydantic, no TOML.
+
+A validated :class:`~agilab_dsl.model.Lab` is turned into a :class:`LabSpec` once; the resolver,
+the staleness judge and the runner read only these. Being plain data, a spec round-trips through
+JSON, so a run whose lab and settings did not change can start from the stored spec without
+importing pydantic or parsing the TOML again (see :mod:`agilab_dsl.session`).
+
+Attribute names mirror the models' (``placed.stage.code``, ``lab.stages``, ``lab.module_keys``)
+so the graph builds from either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import Lab, Stage
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """The keys of a stage that change what it does or when it runs (not D, Q, M, NB_*)."""
+
+    code: str | None = None
+    function: str | None = None
+    engine: str | None = None
+    env: str | None = None
+    backend: str | None = None
+    mode: int | str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    produces: tuple[str, ...] = ()
+    consumes: tuple[str, ...] = ()
+    deps: tuple[str, ...] = ()
+    stage: str | None = None
+    settings: tuple[str, ...] | str = ()
+    when: str | None = None
+    retries: int = 0
+    timeout: float | None = None
+    enabled: bool = True
+    skip: bool = False
+    fallback: str | None = None
+
+    @property
+    def disabled(self) -> bool:
+        return (not self.enabled) or self.skip
+
+    @classmethod
+    def of(cls, stage: Stage) -> StepSpec:
+        return cls(**{name: getattr(stage, name) for name in _STEP_FIELDS})
+
+
+_STEP_FIELDS = tuple(f.name for f in fields(StepSpec))
+_TUPLES = ("produces", "consumes", "deps")
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedSpec:
+    module: str
+    index: int
+    id: str
+    stage: StepSpec
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    path: str
+    module_keys: tuple[str, ...]
+    stages: tuple[PlacedSpec, ...]
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.stages)
+
+    @classmethod
+    def of(cls, lab: Lab) -> LabSpec:
+        return cls(
+            lab.path,
+            lab.module_keys,
+            tuple(PlacedSpec(s.module, s.index, s.id, StepSpec.of(s.stage)) for s in lab.stages),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        defaults = StepSpec()
+        return {
+            "path": self.path,
+            "module_keys": list(self.module_keys),
+            "stages": [
+                {
+                    "module": s.module,
+                    "index": s.index,
+                    "id": s.id,
+                    # only what differs from the defaults: a 1,000-step spec stays small
+                    "stage": {
+                        name: getattr(s.stage, name)
+                        for name in _STEP_FIELDS
+                        if getattr(s.stage, name) != getattr(defaults, name)
+                    },
+                }
+                for s in self.stages
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LabSpec:
+        stages = []
+        for s in data["stages"]:
+            values = dict(s["stage"])
+            for name in _TUPLES:
+                if name in values:
+                    values[name] = tuple(values[name])
+            if isinstance(values.get("settings"), list):
+                values["settings"] = tuple(values["settings"])
+            stages.append(PlacedSpec(s["module"], s["index"], s["id"], StepSpec(**values)))
+        return cls(data["path"], tuple(data["module_keys"]), tuple(stages))
