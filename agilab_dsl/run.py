@@ -15,7 +15,6 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -186,7 +185,10 @@ class Runner:
         upstream = {u: fingerprints.get(u, "") for u in sorted(self.full_graph.upstream(sid))}
         comps = components(step, self.lab_dir, self.hashes, upstream)
         record = self.state.steps.get(sid)
-        fingerprint = digest(comps)
+        # equal components have the recorded digest: hash only what changed (most steps are fresh)
+        fingerprint = (
+            record.fingerprint if record is not None and record.components == comps else digest(comps)
+        )
         why = reasons(record, comps, self.lab_dir, self.hashes, ran, fingerprint)
         if force and not why:
             why = ["forced (--force)"]
@@ -250,8 +252,10 @@ class Runner:
                 pool.prestart()  # its interpreter starts while the steps are judged
             execute = lambda step, rid, attempt: self._execute(step, rid, attempt, pool)  # noqa: E731
         interrupted = False
-        running: dict[Future[StepOutcome], tuple[str, dict[str, Any], list[str]]] = {}
-        threads = ThreadPoolExecutor(max_workers=max(1, options.jobs))
+        running: dict[Any, tuple[str, dict[str, Any], list[str]]] = {}  # future -> (id, comps, why)
+        # -j 1 runs each step from this thread: no hand-off to a thread and back per step (and no
+        # import of concurrent.futures)
+        threads: Any = _Inline() if options.jobs == 1 else _threads(options.jobs)
         try:
             # Kahn's algorithm: a step is ready when its last selected upstream step settles.
             rank = {sid: n for n, sid in enumerate(order)}
@@ -290,7 +294,7 @@ class Runner:
                     running[fut] = (sid, comps, why)
                 if not running:
                     continue  # more steps became ready while settling
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                done = threads.wait_first(list(running))
                 for fut in done:
                     sid, comps, why = running.pop(fut)
                     outcome = fut.result()
@@ -471,6 +475,46 @@ class Runner:
         with contextlib.suppress(OSError, ValueError):  # a step that called sys.exit(0) returned nothing
             returned = json.loads(result_file.read_text(encoding="utf-8"))
         return StepOutcome(step.id, "ran", seconds=seconds, log=str(log), returned=returned)
+
+
+class _Done:
+    """A finished call, with the interface of a finished ``concurrent.futures.Future``."""
+
+    def __init__(self, value: Any = None, error: Exception | None = None) -> None:
+        self._value, self._error = value, error
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class _Inline:
+    """The executor of ``-j 1``: runs what it is given at once. Ctrl-C (KeyboardInterrupt)
+    propagates from the running step to the run loop."""
+
+    def submit(self, fn: Callable[..., StepOutcome], *args: Any) -> _Done:
+        try:
+            return _Done(fn(*args))
+        except Exception as exc:  # a bug surfaces from .result(), as with a thread pool
+            return _Done(error=exc)
+
+    def wait_first(self, running: list[Any]) -> list[Any]:
+        return running
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        return None
+
+
+def _threads(jobs: int) -> Any:
+    """The executor of ``-j N``: a thread per running step, each waiting on its worker."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    class Threads(ThreadPoolExecutor):
+        def wait_first(self, running: list[Any]) -> list[Any]:
+            return list(wait(running, return_when=FIRST_COMPLETED)[0])
+
+    return Threads(max_workers=jobs)
 
 
 def _stopped(failed: str) -> str:

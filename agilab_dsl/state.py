@@ -91,7 +91,9 @@ class LabState:
         except FileNotFoundError:
             pass
         except (OSError, ValueError, TypeError, AttributeError) as exc:
-            state.problem = f"{state.path} could not be read ({exc}); the steps it recorded count as never run"
+            state.problem = (
+                f"{state.path} could not be read ({exc}); the steps it recorded count as never run"
+            )
             state.steps = {}
         try:
             with state.journal_path.open(encoding="utf-8") as fh:
