@@ -123,29 +123,42 @@ def _load_function(module: str, name: str, cwd: str) -> Any:
     return fn
 
 
-def _wait(pid: int, timeout: float | None) -> tuple[int, bool]:
-    """Wait for a child; end its process group when it overruns. Returns (wait status, timed out)."""
-    if timeout is None:
-        return os.waitpid(pid, 0)[1], False
-    deadline = time.monotonic() + timeout
-    delay = 0.001
+def _decode(wait_status: int) -> tuple[int, int | None]:
+    """(exit code, or -1 when killed; the signal that killed it, or None)."""
+    if os.WIFSIGNALED(wait_status):
+        return -1, os.WTERMSIG(wait_status)
+    return (os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else -1), None
+
+
+def _wait(pid: int, done: int, timeout: float | None) -> tuple[int, int | None, bool, bool]:
+    """Wait for a step child. It writes its exit status on ``done`` just before it exits, so the
+    reply need not wait for the teardown of its address space; a child that dies without writing
+    (a crash, a signal) is known by its wait status. A child that overruns ``timeout`` has its
+    process group ended. Returns (exit code, signal, timed out, reaped)."""
+    import select
+
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status, False
-        if time.monotonic() >= deadline:
+        left = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
+        if select.select([done], [], [], left)[0]:
+            status = os.read(done, 1)
+            if status:
+                return status[0], None, False, False
+            return (*_decode(os.waitpid(pid, 0)[1]), False, True)  # closed without a status
+        finished, wait_status = os.waitpid(pid, os.WNOHANG)
+        if finished:  # (its pipe may still be held open by something it started)
+            return (*_decode(wait_status), False, True)
+        if deadline is not None and time.monotonic() >= deadline:
             break
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
     _signal_group(pid, signal.SIGTERM)
     grace = time.monotonic() + KILL_GRACE
     while time.monotonic() < grace:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status, True
+        finished, wait_status = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            return (*_decode(wait_status), True, True)
         time.sleep(0.02)
     _signal_group(pid, signal.SIGKILL)
-    return os.waitpid(pid, 0)[1], True
+    return (*_decode(os.waitpid(pid, 0)[1]), True, True)
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -153,12 +166,15 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-def prefork() -> tuple[int, int]:
+def prefork(inherited: tuple[int, ...] = ()) -> tuple[int, int, int]:
     """Fork the next step's child ahead of time; it waits for its request on a pipe.
 
-    Forking (copying the page tables) then overlaps the runner's bookkeeping of the previous step
-    instead of adding to the next one. Returns (child pid, write end of its request pipe)."""
+    Forking (copying the page tables) then overlaps the step running now instead of adding to
+    the next one. ``inherited``: the worker's descriptors the child must not keep. Returns (child
+    pid, write end of its request pipe, read end of the pipe on which it writes its exit status
+    as it exits)."""
     read_end, write_end = os.pipe()
+    done_read, done_write = os.pipe()
     sys.stdout.flush()
     pid = os.fork()
     if pid == 0:  # the child never returns from here
@@ -167,6 +183,9 @@ def prefork() -> tuple[int, int]:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.setpgid(0, 0)  # its own process group, so that a timeout ends whatever it starts too
             os.close(write_end)
+            os.close(done_read)
+            for fd in inherited:
+                os.close(fd)
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)  # the worker's stdin carries the runner's requests: never the step's
             os.close(null)
@@ -181,10 +200,12 @@ def prefork() -> tuple[int, int]:
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
+                os.write(done_write, bytes([status & 0xFF]))
             finally:
                 os._exit(status)
     os.close(read_end)
-    return pid, write_end
+    os.close(done_write)
+    return pid, write_end, done_read
 
 
 def _warm_up() -> None:
@@ -208,24 +229,34 @@ def _compiled(req: dict[str, Any]) -> dict[str, Any]:
     return {**req, "compiled": marshal.dumps(code)}
 
 
-def handle(req: dict[str, Any], spare: tuple[int, int] | None = None) -> dict[str, Any]:
-    """Run one step in a child (the pre-forked ``spare`` if given) and wait for it."""
+Spare = tuple[int, int, int]
+
+
+def handle(
+    req: dict[str, Any], spare: Spare | None = None, *, fork_next: bool = False
+) -> tuple[dict[str, Any], int | None, Spare | None]:
+    """Run one step in a child (the pre-forked ``spare`` if given) and wait for it to finish;
+    with ``fork_next``, fork the next step's spare while this one runs. Returns the reply, the
+    pid still to reap (the child may still be exiting) and the next spare."""
     start = time.perf_counter()
     req = _compiled(req)
-    pid, pipe = spare or prefork()
+    pid, pipe, done = spare or prefork()
     _Running.child = pid
+    following = None
     try:
         payload = pickle.dumps(req, protocol=4)
         view = memoryview(payload)
         while view:
             view = view[os.write(pipe, view) :]
         os.close(pipe)
-        wait_status, timed_out = _wait(pid, req.get("timeout"))
+        if fork_next:
+            following = prefork(inherited=(done,))
+            _Running.spare = following[0]
+        code, sig, timed_out, reaped = _wait(pid, done, req.get("timeout"))
     finally:
-        _Running.child = None
-    sig = os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None
-    code = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else -1
-    return {"exit": code, "signal": sig, "timed_out": timed_out, "seconds": time.perf_counter() - start}
+        os.close(done)
+    reply = {"exit": code, "signal": sig, "timed_out": timed_out, "seconds": time.perf_counter() - start}
+    return reply, None if reaped else pid, following
 
 
 def _on_term(signum: int, frame: Any) -> None:
@@ -255,19 +286,27 @@ def main() -> int:
 
     gc.freeze()  # children's collections skip (and so do not copy) everything inherited
     out = sys.stdout
-    spare = prefork()
-    _Running.spare = spare[0]
+    first = prefork()
+    _Running.spare = first[0]
+    spare: Spare | None = first
+    exiting: list[int] = []  # children that reported their status and may still be exiting
     for line in sys.stdin:
         if not line.strip():
             continue
         _Running.spare = None  # handed a request: it is the running child now
-        reply = handle(pickle.loads(base64.b64decode(line)), spare)
+        reply, still, spare = handle(pickle.loads(base64.b64decode(line)), spare, fork_next=True)
         out.write(json.dumps(reply) + "\n")
         out.flush()
-        spare = prefork()  # while the runner handles the reply
-        _Running.spare = spare[0]
-    os.close(spare[1])  # release the unused spare: it reads an empty request and exits
-    os.waitpid(spare[0], 0)
+        _Running.child = None
+        if still is not None:
+            exiting.append(still)
+        exiting = [pid for pid in exiting if not os.waitpid(pid, os.WNOHANG)[0]]
+    for pid in exiting:
+        os.waitpid(pid, 0)
+    if spare is not None:
+        os.close(spare[1])  # release the unused spare: it reads an empty request and exits
+        os.close(spare[2])
+        os.waitpid(spare[0], 0)
     return 0
 
 
