@@ -50,6 +50,12 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def release(self) -> None:
+        """Tell the worker there is no more work (it exits on its own); ``close`` waits for it."""
+        with contextlib.suppress(OSError):
+            if self.proc.stdin:
+                self.proc.stdin.close()
+
     def close(self, *, kill: bool = False) -> None:
         if kill and self.alive:
             with contextlib.suppress(ProcessLookupError):
@@ -113,6 +119,14 @@ class WorkerPool:
             raise
         finally:
             self._idle.put(worker)
+
+    def release(self) -> None:
+        """No more steps: every idle worker is told to exit, without waiting for it."""
+        with self._lock:
+            self._closed = True
+            workers = list(self._all)
+        for worker in workers:
+            worker.release()
 
     def close(self, *, kill: bool = False) -> None:
         with self._lock:

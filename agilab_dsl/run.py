@@ -322,11 +322,13 @@ class Runner:
             raise
         finally:
             threads.shutdown(wait=True, cancel_futures=True)
-            pool.close(kill=interrupted)
+            if not interrupted:
+                pool.release()  # the workers exit while the state is saved
             self.state.settle()
             self.state.hashes = self.hashes.cache
             if self.hashes.changed:
                 self.state.save_hashes()
+            pool.close(kill=interrupted)
         lab_order = [sid for sid in self.lab.ids if sid in settled]
         return RunResult(run_id, [settled[sid] for sid in lab_order], interrupted)
 
@@ -425,7 +427,7 @@ class Runner:
         try:
             reply = pool.run(request)
         except WorkerDied as exc:
-            return StepOutcome(step.id, "failed", error=str(exc), log=str(log))
+            return StepOutcome(step.id, "failed", error=str(exc), log=_existing(log))
         return self._outcome(step, reply, log, result_file)
 
     def _execute_agi(
@@ -450,7 +452,7 @@ class Runner:
         try:
             reply = worker.run(request)
         except WorkerDied as exc:
-            return StepOutcome(step.id, "failed", error=str(exc), log=str(log))
+            return StepOutcome(step.id, "failed", error=str(exc), log=_existing(log))
         finally:
             worker.close()
         return self._outcome(step, reply, log, result_file)
@@ -470,11 +472,11 @@ class Runner:
         elif missing:
             error = f"declared output {missing[0]} was not written"
         if error is not None:
-            return StepOutcome(step.id, "failed", seconds=seconds, log=str(log), error=error)
+            return StepOutcome(step.id, "failed", seconds=seconds, log=_existing(log), error=error)
         returned = None
         with contextlib.suppress(OSError, ValueError):  # a step that called sys.exit(0) returned nothing
             returned = json.loads(result_file.read_text(encoding="utf-8"))
-        return StepOutcome(step.id, "ran", seconds=seconds, log=str(log), returned=returned)
+        return StepOutcome(step.id, "ran", seconds=seconds, log=_existing(log), returned=returned)
 
 
 class _Done:
@@ -515,6 +517,11 @@ def _threads(jobs: int) -> Any:
             return list(wait(running, return_when=FIRST_COMPLETED)[0])
 
     return Threads(max_workers=jobs)
+
+
+def _existing(log: Path) -> str | None:
+    """The step's log, if it printed anything (a silent step leaves none)."""
+    return str(log) if log.exists() else None
 
 
 def _stopped(failed: str) -> str:

@@ -37,16 +37,20 @@ def state_dir(lab_path: str | Path) -> Path:
     return Path(lab_path).resolve().parent / FOLDER
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Replace ``path`` with ``payload`` so that readers see the old file or the new one, never half."""
+def write_json_atomic(path: Path, payload: Any, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``payload`` so that readers see the old file or the new one, never half.
+    ``durable``: also survive a power cut (fsync); a cache that can be rebuilt does without."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     text = json.dumps(payload, sort_keys=True)  # json.dump and indent= take the pure-Python encoder
     with tmp.open("w", encoding="utf-8") as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
+    if not durable:
+        return
     with contextlib.suppress(OSError):  # make the rename itself durable
         fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -152,7 +156,7 @@ class LabState:
         self.journal_lines = 0
 
     def save_hashes(self) -> None:
-        write_json_atomic(self.path.with_name("hashes.json"), self.hashes)
+        write_json_atomic(self.path.with_name("hashes.json"), self.hashes, durable=False)  # a cache
 
 
 class LockBusy(Exception):

@@ -10,8 +10,9 @@ request  {"step_id", "kind": "code"|"function", "code", "module", "function", "c
           "result", "timeout", "names": {settings, params, inputs, outputs}}
 reply    {"exit": int, "signal": int|null, "timed_out": bool, "seconds": float}
 
-The child writes what the step returned to ``result`` (JSON), its stdout/stderr (and a traceback
-on failure) to ``log``. This module imports only the standard library.
+The child writes what the step returned to ``result`` (JSON); its stdout/stderr (and a traceback
+on failure) go to an anonymous scratch file that is copied to ``log`` when the step printed
+anything (a silent step leaves no log). This module imports only the standard library.
 """
 
 from __future__ import annotations
@@ -30,11 +31,16 @@ from typing import Any
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL when a step overruns its timeout
 
 
+Spare = tuple[int, int, int, int]  # pid, request pipe, status pipe, scratch output file
+
+
 class _Running:
     """The step child running now (read by the SIGTERM handler, which ends it with the worker)."""
 
     child: int | None = None
     spare: int | None = None  # the pre-forked child waiting for the next request
+    scratch: int | None = None  # the running child's output file, and its log path
+    log: str | None = None
 
 
 def _jsonable(value: Any) -> Any:
@@ -46,11 +52,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def _run_child(req: dict[str, Any]) -> int:
-    """In the forked child: run the step, write its result, return the exit status."""
-    log_fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(log_fd, 1)  # sys.stdout and sys.stderr (made by _warm_up) now write to the log
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
+    """In the forked child: run the step, write its result, return the exit status. Its output
+    goes to the scratch file the worker gave it (see :func:`_keep_log`)."""
     os.chdir(req["cwd"])
     sys.path.insert(0, req["cwd"])
     names = req["names"]
@@ -166,15 +169,16 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-def prefork(inherited: tuple[int, ...] = ()) -> tuple[int, int, int]:
+def prefork(inherited: tuple[int, ...] = ()) -> Spare:
     """Fork the next step's child ahead of time; it waits for its request on a pipe.
 
     Forking (copying the page tables) then overlaps the step running now instead of adding to
     the next one. ``inherited``: the worker's descriptors the child must not keep. Returns (child
     pid, write end of its request pipe, read end of the pipe on which it writes its exit status
-    as it exits)."""
+    as it exits, the scratch file that receives its output)."""
     read_end, write_end = os.pipe()
     done_read, done_write = os.pipe()
+    scratch = _scratch()
     sys.stdout.flush()
     pid = os.fork()
     if pid == 0:  # the child never returns from here
@@ -189,6 +193,9 @@ def prefork(inherited: tuple[int, ...] = ()) -> tuple[int, int, int]:
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)  # the worker's stdin carries the runner's requests: never the step's
             os.close(null)
+            os.dup2(scratch, 1)  # the step's stdout and stderr, C level and subprocesses included
+            os.dup2(scratch, 2)
+            os.close(scratch)
             _warm_up()
             chunks = []
             while chunk := os.read(read_end, 1 << 16):
@@ -205,13 +212,42 @@ def prefork(inherited: tuple[int, ...] = ()) -> tuple[int, int, int]:
                 os._exit(status)
     os.close(read_end)
     os.close(done_write)
-    return pid, write_end, done_read
+    return pid, write_end, done_read, scratch
+
+
+def _scratch() -> int:
+    """An anonymous file for a step's output (O_TMPFILE on Linux: no name, gone when closed)."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as fh:
+        return os.dup(fh.fileno())
+
+
+def _keep_log(scratch: int, path: str) -> None:
+    """Copy a step's output to its log; a step that printed nothing leaves no log file."""
+    size = os.fstat(scratch).st_size
+    if not size:
+        return
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        offset = 0
+        while offset < size:
+            try:
+                sent = os.sendfile(out, scratch, offset, size - offset)
+            except OSError:  # where sendfile only writes to sockets
+                chunk = os.pread(scratch, min(1 << 20, size - offset), offset)
+                sent = os.write(out, chunk) if chunk else 0
+            if not sent:
+                break
+            offset += sent
+    finally:
+        os.close(out)
 
 
 def _warm_up() -> None:
     """In a spare child, before its request: make the step's text streams (a forked child's first
-    text files cost ~0.3 ms), overlapping the runner's bookkeeping of the previous step. Nothing is
-    written: fds 1 and 2 are still the worker's until the request redirects them to the log."""
+    text files cost ~0.3 ms), overlapping the step running now. Nothing is written before the
+    request arrives."""
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the child
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
@@ -229,9 +265,6 @@ def _compiled(req: dict[str, Any]) -> dict[str, Any]:
     return {**req, "compiled": marshal.dumps(code)}
 
 
-Spare = tuple[int, int, int]
-
-
 def handle(
     req: dict[str, Any], spare: Spare | None = None, *, fork_next: bool = False
 ) -> tuple[dict[str, Any], int | None, Spare | None]:
@@ -240,8 +273,8 @@ def handle(
     pid still to reap (the child may still be exiting) and the next spare."""
     start = time.perf_counter()
     req = _compiled(req)
-    pid, pipe, done = spare or prefork()
-    _Running.child = pid
+    pid, pipe, done, scratch = spare or prefork()
+    _Running.child, _Running.scratch, _Running.log = pid, scratch, req["log"]
     following = None
     try:
         payload = pickle.dumps(req, protocol=4)
@@ -250,11 +283,14 @@ def handle(
             view = view[os.write(pipe, view) :]
         os.close(pipe)
         if fork_next:
-            following = prefork(inherited=(done,))
+            following = prefork(inherited=(done, scratch))
             _Running.spare = following[0]
         code, sig, timed_out, reaped = _wait(pid, done, req.get("timeout"))
+        _keep_log(scratch, req["log"])
     finally:
+        _Running.scratch = _Running.log = None
         os.close(done)
+        os.close(scratch)
     reply = {"exit": code, "signal": sig, "timed_out": timed_out, "seconds": time.perf_counter() - start}
     return reply, None if reaped else pid, following
 
@@ -276,6 +312,9 @@ def _on_term(signum: int, frame: Any) -> None:
             time.sleep(0.02)
         else:
             _signal_group(child, signal.SIGKILL)
+    if _Running.scratch is not None and _Running.log is not None:
+        with contextlib.suppress(OSError):
+            _keep_log(_Running.scratch, _Running.log)  # what the interrupted step printed
     os._exit(128 + signum)
 
 
@@ -306,6 +345,7 @@ def main() -> int:
     if spare is not None:
         os.close(spare[1])  # release the unused spare: it reads an empty request and exits
         os.close(spare[2])
+        os.close(spare[3])
         os.waitpid(spare[0], 0)
     return 0
 

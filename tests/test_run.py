@@ -277,6 +277,19 @@ def test_a_failing_step_is_isolated_and_blocks_only_its_dependents(
     assert ran(payload) == ["bad", "after"]
 
 
+def test_logs_keep_what_a_step_printed_even_when_it_crashed(tmp_path: Path, capsys) -> None:
+    lab = tmp_path / "lab_steps.toml"
+    crash = "print('about to crash', flush=True); import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
+    lab.write_text(FAILING.format(code=crash), encoding="utf-8")
+    assert main([str(lab), "--json", "--keep-going"]) == 1
+    captured = capsys.readouterr()
+    got = {s["id"]: s for s in json.loads(captured.out)["steps"]}
+    assert Path(got["bad"]["log"]).read_text() == "about to crash\n"
+    assert "│ about to crash" in captured.err
+    assert "log" not in got["free"]  # a step that printed nothing leaves no log file
+    assert sorted(p.name for p in Path(got["bad"]["log"]).parent.iterdir()) == ["bad.log"]
+
+
 def test_without_keep_going_independent_steps_stop(tmp_path: Path, capsys) -> None:
     lab = tmp_path / "lab_steps.toml"
     lab.write_text(FAILING.format(code="raise ValueError('boom')"), encoding="utf-8")
