@@ -150,6 +150,11 @@ def build_run_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="list fresh steps too (the summary counts them)"
     )
     parser.add_argument(
+        "--backend",
+        choices=("local", "pool", "dask", "gpu"),
+        help="run every parallel stage on this backend (default: the step's, else the settings')",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help='print {"run_id", "steps": [{"id", "status", "reasons"}]} on stdout',
@@ -419,6 +424,7 @@ def _options(args: argparse.Namespace) -> Any:
         force=getattr(args, "force", False),
         jobs=max(1, getattr(args, "jobs", 1)),
         keep_going=getattr(args, "keep_going", False),
+        backend=getattr(args, "backend", None),
     )
 
 
@@ -480,6 +486,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return reporter
 
     ran = session.run(request, options, reporter_for, say=sys.stderr)
+    if isinstance(ran, session.Refusal) and ran.kind == "contract":
+        return _run_contract(args)
     if isinstance(ran, session.Refusal):
         return _refused(ran)
     _, result = ran
@@ -488,6 +496,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(to_json_text(result.to_json()) + "\n")
     return EXIT_OK if result.ok else EXIT_PROBLEMS
+
+
+def _run_contract(args: argparse.Namespace) -> int:
+    """``agilab-run parallel_stage.toml``: run the contract itself, always (it has no state)."""
+    from .backends import BackendUnavailable
+    from .errors import LoadError, render_text, to_json_text
+    from .parallel import StageFailed, run_contract_file
+
+    try:
+        result = run_contract_file(args.file, backend=args.backend)
+    except LoadError as exc:
+        for d in exc.diagnostics:
+            print(render_text(d, color=_use_color(sys.stderr)), file=sys.stderr)
+        return EXIT_INVALID
+    except BackendUnavailable as exc:
+        print(f"agilab-run: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except StageFailed as exc:
+        print(f"✗ {exc}", file=sys.stderr)
+        print(
+            "\n".join(f"    │ {line}" for line in exc.failed.traceback.rstrip().splitlines()), file=sys.stderr
+        )
+        return EXIT_PROBLEMS
+    print(
+        f"✓ {result.name}: {result.partitions} partitions on {result.backend} → {result.output} "
+        f"({result.seconds:.2f} s)",
+        file=sys.stderr,
+    )
+    if args.json:
+        sys.stdout.write(to_json_text(result.to_json()) + "\n")
+    return EXIT_OK
 
 
 def _report_nothing_to_do(args: argparse.Namespace, statuses: Any) -> int:

@@ -36,6 +36,7 @@ class RunOptions:
     force: bool = False
     jobs: int = 1
     keep_going: bool = False
+    backend: str | None = None  # --backend: the backend of every parallel step
 
 
 @dataclass
@@ -112,6 +113,7 @@ class Runner:
         self.environ = dict(os.environ if environ is None else environ)
         self.resolved = self._resolve_all()
         self.warnings: list[str] = []  # said once by the caller (an unreadable state file, say)
+        self.backend_override: str | None = None
         self._made: set[Path] = set()  # folders already created in this run
 
     # -- preparation -------------------------------------------------------------------------
@@ -237,6 +239,7 @@ class Runner:
     ) -> RunResult:
         reporter = reporter or SilentReporter()
         run_id = run_id or new_run_id()
+        self.backend_override = options.backend
         graph = self.select(options)
         selected = set(graph.ids)
         order = [sid for sid in self.full_graph.order() if sid in selected]
@@ -369,7 +372,8 @@ class Runner:
         reporter: Reporter,
         why: list[str],
     ) -> StepOutcome:
-        tries = step.placed.stage.retries + 1
+        # a parallel stage retries its failing partitions, not the whole stage
+        tries = 1 if step.contract is not None else step.placed.stage.retries + 1
         outcome = StepOutcome(step.id, "failed")
         for attempt in range(1, tries + 1):
             reporter.step_started(step.id, why, attempt)
@@ -393,15 +397,6 @@ class Runner:
             if parent not in self._made:
                 parent.mkdir(parents=True, exist_ok=True)
                 self._made.add(parent)
-        if step.contract is not None:
-            return StepOutcome(
-                step.id,
-                "failed",
-                error=(
-                    f"stage = {step.contract!r}: running parallel contracts is not implemented in this version "
-                    "(plan it with `agilab-run plan`)"
-                ),
-            )
         request: dict[str, Any] = {
             "step_id": step.id,
             "kind": "function" if stage.function else "code",
@@ -417,7 +412,12 @@ class Runner:
                 "outputs": step.outputs,
             },
         }
-        if stage.function:
+        if step.contract is not None:
+            request["kind"] = "contract"
+            request["contract"] = os.path.join(self.lab_dir, step.contract)
+            request["backend"] = self._backend(step)
+            request["retries"] = stage.retries
+        elif stage.function:
             module, _, function = stage.function.rpartition(":")
             request["module"], request["function"] = module, function
         if (stage.engine or "").startswith("agi."):
@@ -429,6 +429,30 @@ class Runner:
         except WorkerDied as exc:
             return StepOutcome(step.id, "failed", error=str(exc), log=_existing(log))
         return self._outcome(step, reply, log, result_file)
+
+    def _backend(self, step: ResolvedStep) -> str | None:
+        """The backend of a parallel step (DESIGN §1.3): its own ``backend`` or ``mode``, else the
+        one the settings' ``[cluster]`` flags give; None leaves the contract's own."""
+        stage = step.placed.stage
+        if self.backend_override is not None:
+            return self.backend_override
+        if stage.backend is not None and stage.backend != "auto":
+            return stage.backend
+        if stage.mode is not None:
+            from .expr import parse_mode
+
+            bits = parse_mode(stage.mode)
+        else:
+            cluster = self.settings.get("cluster") or {}
+            bits = (
+                int(bool(cluster.get("pool")))
+                + 4 * int(bool(cluster.get("cluster_enabled")))
+                + 8 * int(bool(cluster.get("rapids")))
+            )
+        for bit, name in ((8, "gpu"), (4, "dask"), (1, "pool")):
+            if bits & bit:
+                return name
+        return None
 
     def _execute_agi(
         self, step: ResolvedStep, request: dict[str, Any], log: Path, result_file: Path

@@ -58,6 +58,8 @@ def _run_child(req: dict[str, Any]) -> int:
     sys.path.insert(0, req["cwd"])
     names = req["names"]
     try:
+        if req["kind"] == "contract":
+            return _run_contract(req)
         if req["kind"] == "function":
             fn = _load_function(req["module"], req["function"], req["cwd"])
             returned = fn(**names["params"])
@@ -96,6 +98,32 @@ def _run_child(req: dict[str, Any]) -> int:
         traceback.print_exc()
         return 1
     _write_result(req["result"], payload)
+    return 0
+
+
+def _run_contract(req: dict[str, Any]) -> int:
+    """A parallel stage (only under this tool's own interpreter: it needs agilab_dsl)."""
+    from agilab_dsl.backends import BackendUnavailable
+    from agilab_dsl.errors import LoadError, render_text
+    from agilab_dsl.parallel import StageFailed, run_contract_file
+
+    try:
+        result = run_contract_file(req["contract"], backend=req.get("backend"), retries=req.get("retries", 0))
+    except LoadError as exc:
+        for d in exc.diagnostics:
+            print(render_text(d), file=sys.stderr)
+        return 1
+    except StageFailed as exc:
+        print(f"{exc}\n{exc.failed.traceback}", file=sys.stderr, end="")
+        return 1
+    except BackendUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(
+        f"{result.name}: {result.partitions} partitions on {result.backend} → "
+        f"{os.path.relpath(result.output, req['cwd'])} ({result.seconds:.2f} s)"
+    )
+    _write_result(req["result"], {"returned": result.to_json()})
     return 0
 
 

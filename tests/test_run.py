@@ -441,7 +441,8 @@ def test_examples_run_end_to_end(tmp_path: Path, capsys, example: str) -> None:
     from conftest import ROOT
 
     folder = tmp_path / "ex"
-    shutil.copytree(ROOT / "examples" / Path(example).parent, folder)
+    generated = shutil.ignore_patterns(".agilab", "artifacts", "data", "total.txt", "*.out")
+    shutil.copytree(ROOT / "examples" / Path(example).parent, folder, ignore=generated)
     lab = folder / Path(example).name
     code, payload = run_json(lab, capsys)
     assert code == 0 and all(s["status"] == "ran" for s in payload["steps"])
@@ -451,3 +452,35 @@ def test_examples_run_end_to_end(tmp_path: Path, capsys, example: str) -> None:
         assert (folder / "total.txt").read_text() == "55\n"
     else:
         assert "samples" in (folder / "artifacts" / "report.txt").read_text()
+        stats = (folder / "artifacts" / "altitude_stats.csv").read_text().splitlines()
+        assert stats[0] == "aircraft,samples,mean_altitude_m"  # one header over every chunk's rows
+        assert {line.split(",")[0] for line in stats[1:]} == {"AC00", "AC01", "AC02"}
+        assert sum(int(line.split(",")[1]) for line in stats[1:]) == 1200  # every sample, once
+
+
+def test_a_parallel_step_failure_names_the_partition(tmp_path: Path, capsys) -> None:
+    (tmp_path / "data").mkdir()
+    for n in range(3):
+        (tmp_path / "data" / f"{n}.txt").write_text(f"line {n}\n", encoding="utf-8")
+    (tmp_path / "f.py").write_text(
+        "def work(part):\n    if part.path.endswith('1.txt'):\n        raise KeyError('bad key')\n    return 1\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "parallel_stage.toml").write_text(
+        'schema = "agilab.parallel_stage.v1"\nname = "p"\nfunction = "f.py:work"\nsplit = "files"\n'
+        'input = "data/*.txt"\nworkers = 2\npartition_strategy = "one-file-per-partition"\n'
+        'target_partitions = 0\nmin_partitions_per_worker = 1\nreducer = "collect-json"\n'
+        'backend = "local"\noutput = "out.json"\n',
+        encoding="utf-8",
+    )
+    lab = tmp_path / "lab_steps.toml"
+    lab.write_text(
+        '[[m]]\nid = "par"\nstage = "parallel_stage.toml"\nproduces = ["out.json"]\n', encoding="utf-8"
+    )
+    assert main([str(lab), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["steps"][0]["status"] == "failed"
+    assert (
+        "partition 1 (" in captured.err and "1.txt" in captured.err and "KeyError: 'bad key'" in captured.err
+    )
+    assert not (tmp_path / "out.json").exists()
