@@ -487,7 +487,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     ran = session.run(request, options, reporter_for, say=sys.stderr)
     if isinstance(ran, session.Refusal) and ran.kind == "contract":
-        return _run_contract(args)
+        return _run_contract(args, ran.value)
     if isinstance(ran, session.Refusal):
         return _refused(ran)
     _, result = ran
@@ -498,26 +498,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_PROBLEMS
 
 
-def _run_contract(args: argparse.Namespace) -> int:
-    """``agilab-run parallel_stage.toml``: run the contract itself, always (it has no state)."""
-    from .backends import BackendUnavailable
-    from .errors import LoadError, render_text, to_json_text
-    from .parallel import StageFailed, run_contract_file
+def _run_contract(args: argparse.Namespace, contract: Any) -> int:
+    """``agilab-run parallel_stage.toml``: run the (checked) contract itself, always: it has no state."""
+    from .errors import to_json_text
+    from .parallel import StageProblem, attempt
 
-    try:
-        result = run_contract_file(args.file, backend=args.backend)
-    except LoadError as exc:
-        for d in exc.diagnostics:
-            print(render_text(d, color=_use_color(sys.stderr)), file=sys.stderr)
-        return EXIT_INVALID
-    except BackendUnavailable as exc:
-        print(f"agilab-run: {exc}", file=sys.stderr)
+    result = attempt(args.file, contract, backend=args.backend)
+    if isinstance(result, StageProblem) and not result.traceback:
+        print(f"agilab-run: {result.message}", file=sys.stderr)
         return EXIT_PROBLEMS
-    except StageFailed as exc:
-        print(f"✗ {exc}", file=sys.stderr)
-        print(
-            "\n".join(f"    │ {line}" for line in exc.failed.traceback.rstrip().splitlines()), file=sys.stderr
-        )
+    if isinstance(result, StageProblem):  # a partition failed
+        print(f"✗ {result.message}", file=sys.stderr)
+        print("\n".join(f"    │ {line}" for line in result.traceback.rstrip().splitlines()), file=sys.stderr)
         return EXIT_PROBLEMS
     print(
         f"✓ {result.name}: {result.partitions} partitions on {result.backend} → {result.output} "

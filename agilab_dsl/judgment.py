@@ -98,13 +98,13 @@ def store(
 ) -> None:
     """Keep a full judgment. ``before`` holds the signatures taken when the judgment started: if a
     file changed while it was computed, nothing is stored."""
-    signatures = _signatures(files)
-    if before is not None and any(signatures.get(p) != sig for p, sig in before.items()):
+    now = signatures(files)
+    if before is not None and any(now.get(p) != sig for p, sig in before.items()):
         return
     entry = {
         "key": _key(options),
         "env": {name: os.environ.get(name) for name in sorted(set(env_names))},
-        "files": signatures,
+        "files": now,
         "statuses": [{"id": s.id, "state": s.state, "reasons": list(s.reasons)} for s in statuses],
         "conditional": sorted(conditional),
     }
@@ -121,14 +121,11 @@ def store(
             os.unlink(tmp)
 
 
-def _signatures(files: Iterable[str]) -> dict[str, str]:
+def signatures(files: Iterable[str]) -> dict[str, str]:
+    """``size:mtime_ns`` (or a folder's listing hash) of each path, by absolute path."""
     out = {}
     for path in files:
         key = path if os.path.isabs(path) else os.path.abspath(path)
         if key not in out:
             out[key] = _stat(key)
     return out
-
-
-def signatures(files: Iterable[str]) -> dict[str, str]:
-    return _signatures(files)

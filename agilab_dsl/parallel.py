@@ -93,10 +93,29 @@ def run_contract(
     return StageResult(contract.name, output, name, plan, len(parts), time.perf_counter() - started)
 
 
-def run_contract_file(path: str | Path, **options: Any) -> StageResult:
-    """Load and check a contract file, then run it; :class:`~agilab_dsl.errors.LoadError` when it
-    is invalid."""
-    from .check import load
+@dataclass(frozen=True)
+class StageProblem:
+    """Why a contract did not reach its output: a message (the rendered diagnostics of an invalid
+    contract, a missing backend, the failing partition) and that partition's traceback, if any."""
 
-    contract = load(path, "contract")
-    return run_contract(contract, path, **options)
+    message: str
+    traceback: str = ""
+
+
+def attempt(path: str | Path, contract: Any = None, **options: Any) -> StageResult | StageProblem:
+    """Run a contract (loaded and checked from ``path`` unless given); its problems are values."""
+    from .backends import BackendUnavailable
+    from .errors import LoadError, render_text
+
+    try:
+        if contract is None:
+            from .check import load
+
+            contract = load(path, "contract")
+        return run_contract(contract, path, **options)
+    except LoadError as exc:
+        return StageProblem("\n".join(render_text(d) for d in exc.diagnostics))
+    except BackendUnavailable as exc:
+        return StageProblem(str(exc))
+    except StageFailed as exc:
+        return StageProblem(str(exc), exc.failed.traceback)

@@ -60,9 +60,7 @@ class Worker:
         if kill and self.alive:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)  # the worker ends its running step first
-        with contextlib.suppress(OSError):
-            if self.proc.stdin:
-                self.proc.stdin.close()
+        self.release()
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:

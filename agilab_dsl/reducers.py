@@ -28,24 +28,25 @@ class ReduceError(Exception):
     """A result the reducer cannot take; the message names the partition."""
 
 
-def _tmp(output: str) -> str:
+@contextlib.contextmanager
+def _replacing(output: str) -> Iterator[str]:
+    """A temporary path beside ``output``, renamed over it when the block ends without error and
+    removed whatever happens."""
     folder = os.path.dirname(os.path.abspath(output))
     os.makedirs(folder, exist_ok=True)
-    return os.path.join(folder, f".{os.path.basename(output)}.{os.getpid()}.tmp")
-
-
-@contextlib.contextmanager
-def _atomic(output: str, mode: str = "w") -> Iterator[Any]:
-    tmp = _tmp(output)
+    tmp = os.path.join(folder, f".{os.path.basename(output)}.{os.getpid()}.tmp")
     try:
-        with open(
-            tmp, mode, encoding=None if "b" in mode else "utf-8", newline="" if "b" not in mode else None
-        ) as fh:
-            yield fh
+        yield tmp
         os.replace(tmp, output)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _atomic(output: str) -> Iterator[Any]:
+    with _replacing(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        yield fh
 
 
 def collect_json(results: Iterable[tuple[str, Any]], output: str) -> None:
@@ -130,12 +131,7 @@ REDUCERS: dict[str, Callable[[Iterable[tuple[str, Any]], str], None]] = {
 
 def custom(function: Callable[..., Any], results: Iterable[tuple[str, Any]], output: str) -> None:
     """``reducer_function(results, output_path)``: it writes to a temporary path, renamed after."""
-    tmp = _tmp(output)
-    try:
+    with _replacing(output) as tmp:
         function((value for _, value in results), tmp)
         if not os.path.exists(tmp):
             raise ReduceError(f"the reducer function wrote nothing to the output path it was given ({tmp})")
-        os.replace(tmp, output)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)

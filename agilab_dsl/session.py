@@ -50,6 +50,7 @@ class Refusal:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     message: str | None = None
     kind: str | None = None  # the kind of file it is, when it is a valid file other than a lab
+    value: Any = None  # and its model (a contract runs by itself)
 
 
 @dataclass
@@ -104,7 +105,9 @@ def _load_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]]
         problems += [d for d in settings.diagnostics if d.is_error]
     if result.kind != "lab" and not problems:
         return Refusal(
-            message=f"{request.file} is a {result.kind or 'unrecognised'} file, not a lab", kind=result.kind
+            message=f"{request.file} is a {result.kind or 'unrecognised'} file, not a lab",
+            kind=result.kind,
+            value=result.value,
         )
     if problems or result.value is None:
         diagnostics = problems or list(result.diagnostics)

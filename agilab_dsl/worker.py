@@ -6,8 +6,9 @@ or a segfault in a step ends the child only. The runner starts one worker per pa
 (``python -m agilab_dsl.worker``) and talks to it over its stdin/stdout, one object per line (a
 request is a base64 pickle, so that settings keep TOML's dates and times; a reply is JSON):
 
-request  {"step_id", "kind": "code"|"function", "code", "module", "function", "cwd", "log",
-          "result", "timeout", "names": {settings, params, inputs, outputs}}
+request  {"step_id", "kind": "code"|"function"|"contract", "code", "module", "function", "cwd",
+          "log", "result", "timeout", "names": {settings, params, inputs, outputs}}
+          (a contract step adds "contract", "backend", "retries")
 reply    {"exit": int, "signal": int|null, "timed_out": bool, "seconds": float}
 
 The child writes what the step returned to ``result`` (JSON); its stdout/stderr (and a traceback
@@ -103,21 +104,11 @@ def _run_child(req: dict[str, Any]) -> int:
 
 def _run_contract(req: dict[str, Any]) -> int:
     """A parallel stage (only under this tool's own interpreter: it needs agilab_dsl)."""
-    from agilab_dsl.backends import BackendUnavailable
-    from agilab_dsl.errors import LoadError, render_text
-    from agilab_dsl.parallel import StageFailed, run_contract_file
+    from agilab_dsl.parallel import StageProblem, attempt
 
-    try:
-        result = run_contract_file(req["contract"], backend=req.get("backend"), retries=req.get("retries", 0))
-    except LoadError as exc:
-        for d in exc.diagnostics:
-            print(render_text(d), file=sys.stderr)
-        return 1
-    except StageFailed as exc:
-        print(f"{exc}\n{exc.failed.traceback}", file=sys.stderr, end="")
-        return 1
-    except BackendUnavailable as exc:
-        print(exc, file=sys.stderr)
+    result = attempt(req["contract"], backend=req.get("backend"), retries=req.get("retries", 0))
+    if isinstance(result, StageProblem):
+        sys.stderr.write(f"{result.message}\n{result.traceback}")
         return 1
     print(
         f"{result.name}: {result.partitions} partitions on {result.backend} → "

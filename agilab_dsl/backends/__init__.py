@@ -113,7 +113,7 @@ class BackendUnavailable(Exception):
     """The backend a stage asks for cannot run here; the message says what is missing."""
 
 
-def get(name: str, workers: int, **options: Any) -> Backend:
+def get(name: str, workers: int) -> Backend:
     if name == "local":
         from .local import LocalBackend
 
