@@ -151,8 +151,14 @@ def build_run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--backend",
-        choices=("local", "pool", "dask", "gpu"),
+        choices=("local", "pool", "dask", "gpu", "auto"),
         help="run every parallel stage on this backend (default: the step's, else the settings')",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="Dask scheduler of dask and gpu stages (default: [cluster] scheduler when cluster_enabled, "
+        "else a LocalCluster started for the run)",
     )
     parser.add_argument(
         "--json",
@@ -291,10 +297,11 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from pathlib import Path
 
+    from .backends import available_cores
     from .check import check_file
     from .errors import render_text, to_json_text
     from .parse import load_contract
-    from .partition import available_cores, plan_contract
+    from .partition import plan_contract
 
     if args.cores is not None and args.cores < 1:
         print("agilab-run plan: error: --cores must be at least 1", file=sys.stderr)
@@ -425,6 +432,7 @@ def _options(args: argparse.Namespace) -> Any:
         jobs=max(1, getattr(args, "jobs", 1)),
         keep_going=getattr(args, "keep_going", False),
         backend=getattr(args, "backend", None),
+        scheduler=getattr(args, "scheduler", None),
     )
 
 
@@ -503,7 +511,10 @@ def _run_contract(args: argparse.Namespace, contract: Any) -> int:
     from .errors import to_json_text
     from .parallel import StageProblem, attempt
 
-    result = attempt(args.file, contract, backend=args.backend)
+    def say(text: str) -> None:
+        print(f"  {text}", file=sys.stderr, flush=True)
+
+    result = attempt(args.file, contract, backend=args.backend, scheduler=args.scheduler, say=say)
     if isinstance(result, StageProblem) and not result.traceback:
         print(f"agilab-run: {result.message}", file=sys.stderr)
         return EXIT_PROBLEMS

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .backends import Failed, FunctionRef, PartitionCall, get
-from .partition import PartitionPlan, available_cores, load_grid, plan_contract
-from .reducers import REDUCERS, custom
+from .backends import Failed, FunctionRef, PartitionCall, Placement, available_cores, get
+from .partition import PartitionPlan, load_grid, plan_contract
+from .reducers import REDUCERS, ReduceError, custom
 from .splits import Partition, make_partitions
 
 
@@ -34,7 +34,9 @@ class StageResult:
     backend: str
     plan: PartitionPlan
     partitions: int
+    workers: int
     seconds: float
+    notes: tuple[str, ...] = ()  # what the run said: backend chosen by auto, dashboard, fallback
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,8 +44,10 @@ class StageResult:
             "output": self.output,
             "backend": self.backend,
             "partitions": self.partitions,
+            "workers": self.workers,
             "seconds": round(self.seconds, 4),
             "plan": self.plan.to_json(),
+            "notes": list(self.notes),
         }
 
 
@@ -57,23 +61,86 @@ def partitions_of(contract: Any, contract_path: Path, plan: PartitionPlan) -> li
     return make_partitions(contract.partition_strategy, files, plan.planned_partitions, plan.splittable, grid)
 
 
+AUTO_SMALL_BYTES = 1 << 20
+
+
+def choose_auto(
+    contract: Any, plan: PartitionPlan, parts: list[Partition], fn: Any, scheduler: str | None
+) -> tuple[str, str]:
+    """The ``auto`` rule, in order: one partition or one worker → ``local``; a files or table split
+    whose input is under 1 MiB → ``local`` (starting processes costs more than the work); a function
+    taking ``xp`` on a machine where CuPy sees a CUDA device → ``gpu``; a Dask scheduler given →
+    ``dask``; else ``pool``. Returns the backend and why, in words."""
+    from .backends import takes_xp
+
+    if len(parts) <= 1 or plan.effective_workers <= 1:
+        return (
+            "local",
+            f"{len(parts)} partition{'s' * (len(parts) != 1)} on {plan.effective_workers} worker{'s' * (plan.effective_workers != 1)}",
+        )
+    if contract.split != "parameter-sweep":
+        size = sum(os.path.getsize(f) for f in {p.path for p in parts if p.path} if os.path.exists(f))
+        if size < AUTO_SMALL_BYTES:
+            return "local", f"input of {size} bytes is under 1 MiB"
+    if fn is not None and takes_xp(fn):
+        from .backends.gpu import missing
+
+        if missing() is None:
+            return "gpu", "the function takes xp and a CUDA device is present"
+    if scheduler:
+        return "dask", f"a Dask scheduler is given ({scheduler})"
+    return "pool", f"{len(parts)} partitions on {plan.effective_workers} workers"
+
+
 def run_contract(
     contract: Any,
     contract_path: str | Path,
     *,
     backend: str | None = None,
     cores: int | None = None,
+    limit: int | None = None,
     retries: int = 0,
+    scheduler: str | None = None,
+    fallback: str | None = None,
+    compiled: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> StageResult:
-    """Run a validated contract (a :class:`~agilab_dsl.model.ParallelContract`)."""
+    """Run a validated contract (a :class:`~agilab_dsl.model.ParallelContract`).
+
+    ``cores`` is what the plan assumes (this machine's by default); ``limit`` caps the processes a
+    stage starts when it shares the machine with other stages (``-j N``); inner thread pools get
+    ``cores // processes`` threads each. ``compiled`` (the cython bit) prefers a compiled twin of
+    the function's module. ``say`` hears what is worth telling (auto's choice, the dashboard link).
+    """
     started = time.perf_counter()
+    notes: list[str] = []
+
+    def tell(text: str) -> None:
+        notes.append(text)
+        if say is not None:
+            say(text)
+
     path = Path(contract_path).resolve()
     base = str(path.parent)
-    plan = plan_contract(contract, path, cores or available_cores())
+    cores = cores or available_cores()
+    plan = plan_contract(contract, path, cores)
     parts = partitions_of(contract, path, plan)
+    function = FunctionRef.parse(contract.function, base)
+    if compiled:
+        tell(_compiled_note(function))
     name = backend or contract.backend
-    engine = get(name, plan.effective_workers)
-    call = PartitionCall(FunctionRef.parse(contract.function, base), retries)
+    if name == "auto":
+        try:
+            fn = function.load(compiled)
+        except (ImportError, AttributeError, SyntaxError):  # said as each partition's failure
+            fn = None
+        name, why = choose_auto(contract, plan, parts, fn, scheduler)
+        tell(f"auto: {name} ({why})")
+    workers = min(plan.effective_workers, limit) if limit else plan.effective_workers
+    workers = max(1, workers)
+    where = Placement(workers, max(1, (limit or cores) // workers), scheduler, fallback)
+    engine = get(name, where, tell)
+    call = PartitionCall(function, retries, compiled=compiled)
     output = contract.output if os.path.isabs(contract.output) else os.path.join(base, contract.output)
 
     def results() -> Iterator[tuple[str, Any]]:
@@ -90,7 +157,36 @@ def run_contract(
             REDUCERS[contract.reducer](results(), output)
     finally:
         engine.close()
-    return StageResult(contract.name, output, name, plan, len(parts), time.perf_counter() - started)
+    return StageResult(
+        contract.name,
+        output,
+        engine.name,
+        plan,
+        len(parts),
+        workers,
+        time.perf_counter() - started,
+        tuple(notes),
+    )
+
+
+def _compiled_note(function: FunctionRef) -> str:
+    """Says which module the cython bit runs: the compiled one when importable, else Python."""
+    from .backends import compiled_twin, where_loaded
+
+    if function.is_path:
+        twin = compiled_twin(function.path())
+        if twin:
+            return f"cython: running the compiled module {os.path.basename(twin)}"
+        return f"cython: no compiled module beside {function.module}; running Python"
+    try:
+        origin = where_loaded(function.load())
+    except Exception:  # reported as the first partition's failure
+        return f"cython: {function.module} could not be imported"
+    import importlib.machinery
+
+    if origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        return f"cython: running the compiled module {os.path.basename(origin)}"
+    return f"cython: {function.module} is not compiled; running Python ({os.path.basename(origin)})"
 
 
 @dataclass(frozen=True)
@@ -115,7 +211,9 @@ def attempt(path: str | Path, contract: Any = None, **options: Any) -> StageResu
         return run_contract(contract, path, **options)
     except LoadError as exc:
         return StageProblem("\n".join(render_text(d) for d in exc.diagnostics))
-    except BackendUnavailable as exc:
+    except (BackendUnavailable, ReduceError) as exc:
         return StageProblem(str(exc))
+    except (ImportError, AttributeError) as exc:  # a custom reducer that cannot be loaded
+        return StageProblem(f"{type(exc).__name__}: {exc}")
     except StageFailed as exc:
         return StageProblem(str(exc), exc.failed.traceback)

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .backends import available_cores
 from .model import SPLITTABLE_STRATEGIES, ParallelContract
 
 _NOT_LINE_TEXT = {
@@ -62,14 +63,6 @@ class PartitionPlan:
         out = asdict(self)
         out["files"] = list(self.files)
         return out
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (affinity-aware)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def is_splittable(strategy: str, files: Sequence[str]) -> bool:

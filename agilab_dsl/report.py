@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:  # pragma: no cover - this module stays light: the judgment cache prints through it
     from .run import RunResult, StepOutcome
@@ -22,6 +22,12 @@ def log_tail(path: str | None, lines: int = LOG_TAIL) -> list[str]:
     except OSError:
         return []
     return text.rstrip("\n").splitlines()[-lines:] if text.strip() else []
+
+
+def _stage_result(returned: object) -> dict[str, Any] | None:
+    """What a parallel stage's step handed back (its partitions, backend and notes), if it is one."""
+    inner = returned.get("returned") if isinstance(returned, dict) else None
+    return inner if isinstance(inner, dict) and "partitions" in inner else None
 
 
 MARKS = {"ran": "✓", "fresh": "=", "skipped": "-", "disabled": "·", "failed": "✗", "blocked": "!"}
@@ -60,12 +66,18 @@ class TextReporter:
         again = f" (attempt {attempt})" if attempt > 1 else ""
         self._line(f"▶ {step_id:<{self.width}} running{again}: {'; '.join(why)}")
 
+    def note(self, text: str) -> None:
+        self._line(f"  {text}")
+
     def step_finished(self, outcome: StepOutcome) -> None:
         if outcome.status == "fresh" and not self.verbose:
             return
         mark = self._tint(MARKS[outcome.status], outcome.status)
+        stage = _stage_result(outcome.returned)
         if outcome.status == "ran":
             detail = f"{outcome.seconds:.2f} s"
+            if stage is not None:
+                detail += f" — {stage['partitions']} partitions on {stage['backend']}"
         elif outcome.status == "failed":
             detail = f"failed: {outcome.error}" + (f" ({outcome.seconds:.2f} s)" if outcome.seconds else "")
         elif outcome.reasons:
@@ -73,6 +85,8 @@ class TextReporter:
         else:
             detail = outcome.status
         self._line(f"{mark} {outcome.id:<{self.width}} {detail}")
+        for note in stage.get("notes", ()) if stage is not None else ():
+            self._line(f"    {note}")
         if outcome.status == "failed":
             tail = log_tail(outcome.log, LOG_TAIL)
             if tail:

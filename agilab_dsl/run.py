@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -37,6 +38,7 @@ class RunOptions:
     jobs: int = 1
     keep_going: bool = False
     backend: str | None = None  # --backend: the backend of every parallel step
+    scheduler: str | None = None  # --scheduler: the Dask scheduler of every dask (and gpu) step
 
 
 @dataclass
@@ -82,6 +84,7 @@ class RunResult:
 class Reporter(Protocol):
     def step_started(self, step_id: str, why: list[str], attempt: int) -> None: ...
     def step_finished(self, outcome: StepOutcome) -> None: ...
+    def note(self, text: str) -> None: ...
 
 
 class SilentReporter:
@@ -89,6 +92,9 @@ class SilentReporter:
         return None
 
     def step_finished(self, outcome: StepOutcome) -> None:
+        return None
+
+    def note(self, text: str) -> None:
         return None
 
 
@@ -113,7 +119,6 @@ class Runner:
         self.environ = dict(os.environ if environ is None else environ)
         self.resolved = self._resolve_all()
         self.warnings: list[str] = []  # said once by the caller (an unreadable state file, say)
-        self.backend_override: str | None = None
         self._made: set[Path] = set()  # folders already created in this run
 
     # -- preparation -------------------------------------------------------------------------
@@ -239,7 +244,7 @@ class Runner:
     ) -> RunResult:
         reporter = reporter or SilentReporter()
         run_id = run_id or new_run_id()
-        self.backend_override = options.backend
+        machine = _Machine(options, self.settings, reporter)
         graph = self.select(options)
         selected = set(graph.ids)
         order = [sid for sid in self.full_graph.order() if sid in selected]
@@ -253,7 +258,7 @@ class Runner:
         if execute is None:
             if order:
                 pool.prestart()  # its interpreter starts while the steps are judged
-            execute = lambda step, rid, attempt: self._execute(step, rid, attempt, pool)  # noqa: E731
+            execute = lambda step, rid, attempt: self._execute(step, rid, attempt, pool, machine)  # noqa: E731
         interrupted = False
         running: dict[Any, tuple[str, dict[str, Any], list[str]]] = {}  # future -> (id, comps, why)
         # -j 1 runs each step from this thread: no hand-off to a thread and back per step (and no
@@ -332,6 +337,7 @@ class Runner:
             if self.hashes.changed:
                 self.state.save_hashes()
             pool.close(kill=interrupted)
+            machine.close()
         lab_order = [sid for sid in self.lab.ids if sid in settled]
         return RunResult(run_id, [settled[sid] for sid in lab_order], interrupted)
 
@@ -383,7 +389,9 @@ class Runner:
                 break
         return outcome
 
-    def _execute(self, step: ResolvedStep, run_id: str, attempt: int, pool: Any) -> StepOutcome:
+    def _execute(
+        self, step: ResolvedStep, run_id: str, attempt: int, pool: Any, machine: _Machine
+    ) -> StepOutcome:
         stage = step.placed.stage
         run_dir = self.lab_dir / ".agilab" / "runs" / run_id
         if run_dir not in self._made:
@@ -412,11 +420,21 @@ class Runner:
                 "outputs": step.outputs,
             },
         }
+        if machine.share is not None:
+            request["env"] = machine.thread_env()
         if step.contract is not None:
-            request["kind"] = "contract"
-            request["contract"] = os.path.join(self.lab_dir, step.contract)
-            request["backend"] = self._backend(step)
-            request["retries"] = stage.retries
+            contract = os.path.join(self.lab_dir, step.contract)
+            backend = self._backend(step, machine.backend)
+            request.update(
+                kind="contract",
+                contract=contract,
+                backend=backend,
+                retries=stage.retries,
+                fallback=stage.fallback,
+                cython=self._cython(step),
+                limit=machine.share,
+                scheduler=machine.scheduler_for(backend or _contract_backend(contract)),
+            )
         elif stage.function:
             module, _, function = stage.function.rpartition(":")
             request["module"], request["function"] = module, function
@@ -430,29 +448,38 @@ class Runner:
             return StepOutcome(step.id, "failed", error=str(exc), log=_existing(log))
         return self._outcome(step, reply, log, result_file)
 
-    def _backend(self, step: ResolvedStep) -> str | None:
-        """The backend of a parallel step (DESIGN §1.3): its own ``backend`` or ``mode``, else the
-        one the settings' ``[cluster]`` flags give; None leaves the contract's own."""
+    def _backend(self, step: ResolvedStep, override: str | None) -> str | None:
+        """The backend of a parallel step (DESIGN §1.3): ``--backend``, else its own ``backend``
+        (``auto`` included) or ``mode``, else the one the settings' ``[cluster]`` flags give; None
+        leaves the contract's own."""
         stage = step.placed.stage
-        if self.backend_override is not None:
-            return self.backend_override
-        if stage.backend is not None and stage.backend != "auto":
+        if override is not None:
+            return override
+        if stage.backend is not None:
             return stage.backend
-        if stage.mode is not None:
-            from .expr import parse_mode
-
-            bits = parse_mode(stage.mode)
-        else:
-            cluster = self.settings.get("cluster") or {}
-            bits = (
-                int(bool(cluster.get("pool")))
-                + 4 * int(bool(cluster.get("cluster_enabled")))
-                + 8 * int(bool(cluster.get("rapids")))
-            )
+        bits = self._mode_bits(step)
         for bit, name in ((8, "gpu"), (4, "dask"), (1, "pool")):
             if bits & bit:
                 return name
         return None
+
+    def _mode_bits(self, step: ResolvedStep) -> int:
+        """``pool + 2*cython + 4*cluster_enabled + 8*rapids``: the step's ``mode``, else the settings'."""
+        stage = step.placed.stage
+        if stage.mode is not None:
+            from .expr import parse_mode
+
+            return parse_mode(stage.mode)
+        cluster = self.settings.get("cluster") or {}
+        return (
+            int(bool(cluster.get("pool")))
+            + 2 * int(bool(cluster.get("cython")))
+            + 4 * int(bool(cluster.get("cluster_enabled")))
+            + 8 * int(bool(cluster.get("rapids")))
+        )
+
+    def _cython(self, step: ResolvedStep) -> bool:
+        return bool(self._mode_bits(step) & 2)
 
     def _execute_agi(
         self, step: ResolvedStep, request: dict[str, Any], log: Path, result_file: Path
@@ -513,6 +540,70 @@ class _Done:
         if self._error is not None:
             raise self._error
         return self._value
+
+
+class _Machine:
+    """How one run shares this machine and its cluster.
+
+    ``-j N`` divides the cores among N slots: a step's inner thread pools (BLAS, OpenMP, Polars, …)
+    and a parallel stage's processes get ``cores // N`` each, so that concurrently running steps
+    never assume they own every core. Dask steps use ``--scheduler``, else ``[cluster] scheduler``
+    when ``cluster_enabled``, else one LocalCluster started for the run when the first dask step
+    needs it and closed after the run.
+    """
+
+    def __init__(self, options: RunOptions, settings: Mapping[str, Any], reporter: Reporter) -> None:
+        from .backends import available_cores
+
+        self.cores = available_cores()
+        self.share = max(1, self.cores // options.jobs) if options.jobs > 1 else None
+        self.backend = options.backend  # --backend: every parallel step's
+        cluster = settings.get("cluster") or {}
+        given = cluster.get("scheduler") if cluster.get("cluster_enabled") else None
+        self.scheduler: str | None = options.scheduler or (str(given) if given else None)
+        self.reporter = reporter
+        self._local: Any = None
+        self._lock = threading.Lock()
+
+    def thread_env(self) -> dict[str, str]:
+        from .backends import thread_limits
+
+        return thread_limits(self.share or self.cores)
+
+    def scheduler_for(self, backend: str | None) -> str | None:
+        if backend != "dask" or self.scheduler:
+            return self.scheduler
+        with self._lock:
+            if self._local is None:
+                from .backends.dask import start_local_cluster
+
+                try:
+                    self._local = start_local_cluster(self.share or self.cores, 1)
+                except Exception as exc:  # the stage then starts its own and says why it cannot
+                    self.reporter.note(f"dask: no LocalCluster for this run ({type(exc).__name__}: {exc})")
+                    return None
+                self.reporter.note(
+                    f"dask: LocalCluster for this run at {self._local.scheduler_address}, "
+                    f"dashboard {self._local.dashboard_link}"
+                )
+        return str(self._local.scheduler_address)
+
+    def close(self) -> None:
+        if self._local is not None:
+            self._local.close()
+
+
+def _contract_backend(path: str) -> str | None:
+    """A contract's own ``backend`` (read only to know whether the run needs a Dask cluster; the
+    step loads and checks the contract itself)."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            backend = tomllib.load(fh).get("backend")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return backend if isinstance(backend, str) else None
 
 
 class _Inline:

@@ -8,7 +8,9 @@ request is a base64 pickle, so that settings keep TOML's dates and times; a repl
 
 request  {"step_id", "kind": "code"|"function"|"contract", "code", "module", "function", "cwd",
           "log", "result", "timeout", "names": {settings, params, inputs, outputs}}
-          (a contract step adds "contract", "backend", "retries")
+          (a contract step adds "contract", "backend", "retries", "scheduler", "fallback",
+          "cython", "cores", "limit"; a step sharing the machine (-j N) carries "env": the thread-pool
+          limits of BLAS, OpenMP, … that its process inherits unless the user set them)
 reply    {"exit": int, "signal": int|null, "timed_out": bool, "seconds": float}
 
 The child writes what the step returned to ``result`` (JSON); its stdout/stderr (and a traceback
@@ -57,6 +59,8 @@ def _run_child(req: dict[str, Any]) -> int:
     goes to the scratch file the worker gave it (see :func:`_keep_log`)."""
     os.chdir(req["cwd"])
     sys.path.insert(0, req["cwd"])
+    for name, value in req.get("env", {}).items():
+        os.environ.setdefault(name, value)
     names = req["names"]
     try:
         if req["kind"] == "contract":
@@ -106,7 +110,17 @@ def _run_contract(req: dict[str, Any]) -> int:
     """A parallel stage (only under this tool's own interpreter: it needs agilab_dsl)."""
     from agilab_dsl.parallel import StageProblem, attempt
 
-    result = attempt(req["contract"], backend=req.get("backend"), retries=req.get("retries", 0))
+    result = attempt(
+        req["contract"],
+        backend=req.get("backend"),
+        retries=req.get("retries", 0),
+        scheduler=req.get("scheduler"),
+        fallback=req.get("fallback"),
+        compiled=req.get("cython", False),
+        cores=req.get("cores"),
+        limit=req.get("limit"),
+        say=print,
+    )
     if isinstance(result, StageProblem):
         sys.stderr.write(f"{result.message}\n{result.traceback}")
         return 1

@@ -23,3 +23,88 @@ needs_corpus = pytest.mark.skipif(
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test gets its own, empty check-result cache (never the user's)."""
     monkeypatch.setenv("AGILAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+class DaskProcesses:
+    """A real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1 (one single-threaded
+    process each, under a nanny that restarts a worker that dies)."""
+
+    def __init__(self, folder: Path) -> None:
+        import json
+        import subprocess
+        import sys
+        import time
+
+        self.procs: list[subprocess.Popen[bytes]] = []
+        info = folder / "scheduler.json"
+        logs = folder / "logs"
+        logs.mkdir()
+        python = [sys.executable, "-m"]
+        self._start(
+            [
+                *python,
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(info),
+            ],
+            logs / "scheduler.log",
+        )
+        deadline = time.monotonic() + 60
+        while not info.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not info.exists():
+            self.close()
+            raise RuntimeError(f"dask scheduler did not start: {(logs / 'scheduler.log').read_text()}")
+        self.address: str = json.loads(info.read_text())["address"]
+        for n in range(2):
+            self._start(
+                [
+                    *python,
+                    "distributed.cli.dask_worker",
+                    self.address,
+                    "--host",
+                    "127.0.0.1",
+                    "--nthreads",
+                    "1",
+                    "--nworkers",
+                    "1",
+                    "--no-dashboard",
+                    "--name",
+                    f"w{n}",
+                ],
+                logs / f"worker{n}.log",
+            )
+        self.wait_for_workers(2)
+
+    def _start(self, argv: list[str], log: Path) -> None:
+        import subprocess
+
+        with log.open("wb") as fh:
+            self.procs.append(subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT))
+
+    def wait_for_workers(self, n: int) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout="30s") as client:
+            client.wait_for_workers(n, timeout=90)
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except Exception:
+                proc.kill()
+
+
+@pytest.fixture(scope="session")
+def dask_processes(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    cluster = DaskProcesses(tmp_path_factory.mktemp("dask"))
+    yield cluster
+    cluster.close()

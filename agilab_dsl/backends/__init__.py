@@ -12,7 +12,7 @@ import functools
 import os
 import sys
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,51 +42,117 @@ class FunctionRef:
         module, _, name = ref.rpartition(":")
         return cls(module, name, base)
 
-    def load(self) -> Any:
-        return _load(self.module, self.name, self.base)
+    @property
+    def is_path(self) -> bool:
+        return self.module.endswith(".py") or "/" in self.module
+
+    def path(self) -> str:
+        return self.module if os.path.isabs(self.module) else os.path.join(self.base, self.module)
+
+    def load(self, compiled: bool = False) -> Any:
+        """The function. A ``.py`` path is loaded again when its file changed, so a long-lived
+        worker (a pool's, a Dask cluster's) never runs an edited function's old code. With
+        ``compiled`` (the cython bit), a compiled extension module beside the source is preferred."""
+        if self.is_path:
+            path = self.path()
+            if compiled:
+                path = compiled_twin(path) or path
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                raise ImportError(f"cannot load {path}: {exc.strerror}") from None
+            return _load_path(path, self.name, st.st_mtime_ns, st.st_size)
+        return _load_module(self.module, self.name, self.base)
+
+
+def compiled_twin(source: str) -> str | None:
+    """The compiled extension module built from ``source`` (``x.py`` → ``x.cpython-311-….so``)."""
+    import importlib.machinery
+
+    stem = source[:-3] if source.endswith(".py") else source
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        if os.path.exists(stem + suffix):
+            return stem + suffix
+    return None
+
+
+def _function(mod: Any, where: str, name: str) -> Any:
+    fn = getattr(mod, name, None)
+    if not callable(fn):
+        raise AttributeError(f"{where} has no function {name!r}")
+    return fn
+
+
+@functools.lru_cache(maxsize=64)
+def _load_path(path: str, name: str, mtime_ns: int, size: int) -> Any:
+    import importlib.machinery
+    import importlib.util
+
+    stem = os.path.basename(path).split(".", 1)[0]
+    if path.endswith(".py"):
+        spec = importlib.util.spec_from_file_location(f"agilab_stage_{stem}_{abs(hash(path))}", path)
+    else:  # a compiled extension: its init function fixes the module's name
+        loader = importlib.machinery.ExtensionFileLoader(stem, path)
+        spec = importlib.util.spec_from_file_location(stem, path, loader=loader)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return _function(mod, path, name)
 
 
 @functools.cache
-def _load(module: str, name: str, base: str) -> Any:
+def _load_module(module: str, name: str, base: str) -> Any:
     import importlib
-    import importlib.util
 
-    if module.endswith(".py") or "/" in module:
-        path = module if os.path.isabs(module) else os.path.join(base, module)
-        spec = importlib.util.spec_from_file_location(f"agilab_stage_{abs(hash(path))}", path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load {path}")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    else:
-        if base not in sys.path:
-            sys.path.insert(0, base)
-        mod = importlib.import_module(module)
-    fn = getattr(mod, name, None)
-    if not callable(fn):
-        raise AttributeError(f"{module} has no function {name!r}")
-    return fn
+    if base not in sys.path:
+        sys.path.insert(0, base)
+    return _function(importlib.import_module(module), module, name)
+
+
+def where_loaded(fn: Any) -> str:
+    """The file a function came from, for saying whether a compiled module ran."""
+    mod = sys.modules.get(getattr(fn, "__module__", "") or "")
+    return str(getattr(mod, "__file__", None) or getattr(getattr(fn, "__code__", None), "co_filename", "?"))
 
 
 @dataclass(frozen=True)
 class PartitionCall:
-    """What runs on a worker for one partition: the function, its extra keyword arguments (``xp``
-    for GPU steps), and how many times a failure is retried."""
+    """What runs on a worker for one partition: the function, how many times a failure is retried,
+    the array module a function taking ``xp`` gets (``"cupy"`` or ``"numpy"``: a module cannot
+    travel to a worker, its name can), and whether a compiled twin is preferred (cython bit)."""
 
     function: FunctionRef
     retries: int = 0
-    kwargs: tuple[tuple[str, Any], ...] = ()
+    xp: str | None = None
+    compiled: bool = False
 
     def __call__(self, part: Partition) -> Any:
         last: Failed | None = None
         for attempt in range(1, self.retries + 2):
             try:
-                return self.function.load()(part, **dict(self.kwargs))
+                fn = self.function.load(self.compiled)
+                if self.xp is not None and takes_xp(fn):
+                    import importlib
+
+                    return fn(part, xp=importlib.import_module(self.xp))
+                return fn(part)
             except Exception as exc:  # the partition's own failure: reported as a value
                 last = Failed(
                     part.describe(), f"{type(exc).__name__}: {exc}", traceback.format_exc(), attempt
                 )
         return last
+
+
+def takes_xp(fn: Any) -> bool:
+    """Whether ``fn`` accepts an ``xp`` keyword (by name, or through ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin or compiled function without a signature
+        return False
+    return "xp" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class Backend(Protocol):
@@ -113,7 +179,44 @@ class BackendUnavailable(Exception):
     """The backend a stage asks for cannot run here; the message says what is missing."""
 
 
-def get(name: str, workers: int) -> Backend:
+@dataclass(frozen=True)
+class Placement:
+    """Where a stage may run: ``workers`` processes (already within this stage's share of the
+    machine), each allowed ``threads`` inner threads; a Dask scheduler to use instead of a
+    LocalCluster; whether a GPU stage may fall back to the CPU."""
+
+    workers: int = 1
+    threads: int = 1
+    scheduler: str | None = None
+    fallback: str | None = None
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (affinity-aware)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+THREAD_VARIABLES = (  # what BLAS, NumPy, numexpr, Polars and OpenMP read to size their pools
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "POLARS_MAX_THREADS",
+    "RAYON_NUM_THREADS",
+)
+
+
+def thread_limits(threads: int) -> dict[str, str]:
+    return dict.fromkeys(THREAD_VARIABLES, str(max(1, threads)))
+
+
+def get(name: str, where: Placement, say: Callable[[str], None] = lambda _: None) -> Backend:
+    """The backend ``name`` for one stage; :class:`BackendUnavailable` says what is missing."""
     if name == "local":
         from .local import LocalBackend
 
@@ -121,5 +224,13 @@ def get(name: str, workers: int) -> Backend:
     if name == "pool":
         from .pool import PoolBackend
 
-        return PoolBackend(workers)
-    raise BackendUnavailable(f"backend {name!r} is not available in this version (available: local, pool)")
+        return PoolBackend(where.workers, where.threads)
+    if name == "dask":
+        from .dask import DaskBackend
+
+        return DaskBackend(where.workers, where.threads, where.scheduler, say=say)
+    if name == "gpu":
+        from .gpu import gpu_backend
+
+        return gpu_backend(where, say)
+    raise BackendUnavailable(f"unknown backend {name!r} (known: {', '.join(NAMES)})")

@@ -2,6 +2,8 @@
 
 joblib's loky backend reuses its process pool across calls and survives a crashed worker (the
 partition's call then fails with TerminatedWorkerError, reported as that partition's failure).
+Each worker's inner thread pools (BLAS, OpenMP, …) are limited to ``threads`` so that
+workers × threads stays within the stage's share of the cores.
 """
 
 from __future__ import annotations
@@ -16,15 +18,25 @@ from . import Failed, PartitionCall
 class PoolBackend:
     name = "pool"
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, threads: int = 1) -> None:
         self.workers = max(1, workers)
+        self.threads = max(1, threads)
 
     def map(self, call: PartitionCall, parts: list[Partition]) -> Iterator[tuple[Partition, Any]]:
         if not parts:
             return
-        from joblib import Parallel, delayed
+        import os
 
-        parallel = Parallel(n_jobs=min(self.workers, len(parts)), backend="loky", return_as="generator")
+        from joblib import Parallel, delayed, parallel_config
+
+        from . import thread_limits
+
+        # joblib limits BLAS/OpenMP/numexpr in its workers; the pools it does not know of (Polars,
+        # Rayon) are limited by what the workers inherit
+        for name, value in thread_limits(self.threads).items():
+            os.environ.setdefault(name, value)
+        with parallel_config(backend="loky", inner_max_num_threads=self.threads):
+            parallel = Parallel(n_jobs=min(self.workers, len(parts)), return_as="generator")
         results = parallel(delayed(call)(p) for p in parts)
         position = 0
         try:
