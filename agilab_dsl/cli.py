@@ -20,7 +20,7 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_INVALID = 2
 
-COMMANDS = ("check", "plan", "schema", "status", "graph")
+COMMANDS = ("check", "plan", "schema", "status", "graph", "doctor")
 
 _DESCRIPTION = """\
 Read AGILAB pipeline files (lab_steps.toml / lab_stages.toml, parallel_stage.toml,
@@ -112,6 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print a JSON Schema for editors")
     schema.add_argument("name", choices=("lab-steps", "parallel-stage", "app-settings"))
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check that every Dask worker reads the cluster share",
+        description="Write a sentinel under the share and ask every worker of the Dask scheduler to read "
+        "it back; report the workers that cannot (exit 1 if any).",
+    )
+    doctor.add_argument(
+        "--scheduler", required=True, metavar="ADDR", help="Dask scheduler, e.g. 127.0.0.1:8786"
+    )
+    doctor.add_argument("--share", required=True, metavar="PATH", help="the folder every worker should see")
+    doctor.add_argument("--json", action="store_true")
     return parser
 
 
@@ -203,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_status(args, sys.stdout)
         if args.command == "graph":
             return cmd_graph(args, sys.stdout)
+        if args.command == "doctor":
+            return cmd_doctor(args, sys.stdout)
         if args.command == "schema":
             from .schema import render
 
@@ -564,6 +578,23 @@ def _report_nothing_to_do(args: argparse.Namespace, statuses: Any) -> int:
         ]
         sys.stdout.write(to_json_text({"run_id": run_id, "steps": steps}) + "\n")
     return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
+    from .backends import BackendUnavailable
+    from .doctor import ShareProblem, check_share, render
+    from .errors import to_json_text
+
+    try:
+        report = check_share(args.scheduler, args.share)
+    except ShareProblem as exc:
+        print(f"agilab-run doctor: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except BackendUnavailable as exc:
+        print(f"agilab-run doctor: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    out.write(to_json_text(report.to_json()) + "\n" if args.json else render(report))
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:

@@ -29,7 +29,8 @@ class DaskProcesses:
     """A real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1 (one single-threaded
     process each, under a nanny that restarts a worker that dies)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, wrappers: tuple[list[str], ...] = ([], [])) -> None:
+        """One worker per entry of ``wrappers``: a command prefix its process starts under."""
         import json
         import subprocess
         import sys
@@ -38,7 +39,7 @@ class DaskProcesses:
         self.procs: list[subprocess.Popen[bytes]] = []
         info = folder / "scheduler.json"
         logs = folder / "logs"
-        logs.mkdir()
+        logs.mkdir(parents=True)
         python = [sys.executable, "-m"]
         self._start(
             [
@@ -61,9 +62,10 @@ class DaskProcesses:
             self.close()
             raise RuntimeError(f"dask scheduler did not start: {(logs / 'scheduler.log').read_text()}")
         self.address: str = json.loads(info.read_text())["address"]
-        for n in range(2):
+        for n, wrapper in enumerate(wrappers):
             self._start(
                 [
+                    *wrapper,
                     *python,
                     "distributed.cli.dask_worker",
                     self.address,
@@ -79,7 +81,7 @@ class DaskProcesses:
                 ],
                 logs / f"worker{n}.log",
             )
-        self.wait_for_workers(2)
+        self.wait_for_workers(len(wrappers))
 
     def _start(self, argv: list[str], log: Path) -> None:
         import subprocess

@@ -50,8 +50,8 @@ def connect(scheduler: str) -> Any:
         return Client(address(scheduler), timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         raise BackendUnavailable(
-            f"backend 'dask': no Dask scheduler answers at {scheduler} ({type(exc).__name__}: {exc}); "
-            "start one with `dask scheduler`, or leave --scheduler / [cluster] scheduler unset for a LocalCluster"
+            f"no Dask scheduler answers at {scheduler} ({type(exc).__name__}: {exc}); is `dask scheduler` "
+            "running there? (a dask stage without --scheduler or [cluster] scheduler starts a LocalCluster)"
         ) from None
 
 

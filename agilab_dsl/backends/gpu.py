@@ -111,7 +111,9 @@ def gpu_backend(where: Placement, say: Callable[[str], None]) -> Backend:
         lacking = f"no worker of the Dask scheduler {where.scheduler} offers resource GPU (start them with `dask worker … --resources GPU=1`)"
         if not fallback:
             dask.close()
-            raise BackendUnavailable(f"backend 'gpu': {lacking}; a step may set fallback = \"cpu\" to run on the CPU instead")
+            raise BackendUnavailable(
+                f"backend 'gpu': {lacking}; a step may set fallback = \"cpu\" to run on the CPU instead"
+            )
         say(f'gpu: {lacking}; fallback = "cpu": running on its CPU workers with numpy')
         dask.resources = None
         return WithArrays(dask, "numpy", "dask (gpu fallback)")
@@ -121,7 +123,9 @@ def gpu_backend(where: Placement, say: Callable[[str], None]) -> Backend:
         say(f"gpu: {len(devices)} CUDA device{'s' * (len(devices) > 1)}, one partition per device at a time")
         return WithArrays(DeviceBackend(devices), "cupy", "gpu")
     if not fallback:
-        raise BackendUnavailable(f"backend 'gpu': {problem}; a step may set fallback = \"cpu\" to run on the CPU instead")
+        raise BackendUnavailable(
+            f"backend 'gpu': {problem}; a step may set fallback = \"cpu\" to run on the CPU instead"
+        )
     from .pool import PoolBackend
 
     say(f'gpu: {problem}; fallback = "cpu": running on pool with numpy')
