@@ -110,3 +110,26 @@ def dask_processes(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no
     cluster = DaskProcesses(tmp_path_factory.mktemp("dask"))
     yield cluster
     cluster.close()
+
+
+# the contract suite runs on each: local, a joblib pool, a LocalCluster started for the stage, and a
+# real `dask scheduler` with two `dask worker` processes (gpu: tests/test_gpu.py, and the examples)
+BACKENDS = ["local", "pool", "dask-local", "dask-external"]
+
+
+@pytest.fixture(params=BACKENDS)
+def on(request: pytest.FixtureRequest) -> dict[str, object]:
+    """The run_contract options of one backend."""
+    return backend_options(request, request.param)
+
+
+def backend_options(request: pytest.FixtureRequest, name: str) -> dict[str, object]:
+    if name == "dask-external":
+        return {"backend": "dask", "scheduler": request.getfixturevalue("dask_processes").address}
+    if name == "gpu":
+        from agilab_dsl.backends.gpu import missing
+
+        lacking = missing()
+        if lacking is not None:
+            pytest.skip(f"no GPU here: {lacking}")
+    return {"backend": "dask" if name == "dask-local" else name}

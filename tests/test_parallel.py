@@ -12,19 +12,6 @@ from agilab_dsl.check import load
 from agilab_dsl.parallel import StageFailed, run_contract
 from agilab_dsl.splits import Partition, make_partitions
 
-# the contract suite runs on each: local, a joblib pool, a LocalCluster started for the stage, and a
-# real `dask scheduler` with two `dask worker` processes (gpu: tests/test_gpu.py)
-BACKENDS = ["local", "pool", "dask-local", "dask-external"]
-
-
-@pytest.fixture(params=BACKENDS)
-def on(request: pytest.FixtureRequest) -> dict[str, object]:
-    """The run_contract options of one backend."""
-    if request.param == "dask-external":
-        return {"backend": "dask", "scheduler": request.getfixturevalue("dask_processes").address}
-    return {"backend": "dask" if request.param == "dask-local" else request.param}
-
-
 FUNCS = """
 import json, os
 
