@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import Failed, FunctionRef, PartitionCall, Placement, available_cores, get
-from .partition import PartitionPlan, load_grid, plan_contract
+from .partition import PartitionPlan, load_grid, plan_partitions, resolve_inputs
 from .reducers import REDUCERS, ReduceError, custom
 from .splits import Partition, make_partitions
 
@@ -51,14 +51,20 @@ class StageResult:
         }
 
 
-def partitions_of(contract: Any, contract_path: Path, plan: PartitionPlan) -> list[Partition]:
+def planned(contract: Any, contract_path: Path, cores: int) -> tuple[PartitionPlan, list[Partition]]:
+    """The plan ``agilab-run plan`` prints and the real partitions it makes (a grid read once)."""
     base = contract_path.parent
-    files = [str(base / f) if not os.path.isabs(f) else f for f in plan.files]
+    files = resolve_inputs(contract, base)
+    paths = [f if os.path.isabs(f) else str(base / f) for f in files]
     grid: list[dict[str, Any]] = []
-    if contract.partition_strategy == "parameter-items":
-        for f in files:
-            grid += load_grid(Path(f))
-    return make_partitions(contract.partition_strategy, files, plan.planned_partitions, plan.splittable, grid)
+    sweep = contract.partition_strategy == "parameter-items" and bool(paths)
+    for f in paths if sweep else ():
+        grid += load_grid(Path(f))
+    plan = plan_partitions(contract, files, cores, len(grid) if sweep else None)
+    parts = make_partitions(
+        contract.partition_strategy, paths, plan.planned_partitions, plan.splittable, grid
+    )
+    return plan, parts
 
 
 AUTO_SMALL_BYTES = 1 << 20
@@ -123,8 +129,7 @@ def run_contract(
     path = Path(contract_path).resolve()
     base = str(path.parent)
     cores = cores or available_cores()
-    plan = plan_contract(contract, path, cores)
-    parts = partitions_of(contract, path, plan)
+    plan, parts = planned(contract, path, cores)
     function = FunctionRef.parse(contract.function, base)
     if compiled:
         tell(_compiled_note(function))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -76,12 +75,13 @@ def concat_jsonl(results: Iterable[tuple[str, Any]], output: str) -> None:
                     raise ReduceError(f"{name} returned a row JSON cannot hold: {exc}") from None
 
 
-def _csv_rows(name: str, value: Any) -> tuple[list[str], Iterable[list[Any]]]:
-    """(columns, rows) of one partition's result."""
-    if isinstance(value, str):
-        reader = csv.reader(io.StringIO(value))
-        header = next(reader, None)
-        return (list(header) if header else []), reader
+def _csv_rows(name: str, value: Any) -> tuple[list[str], Iterable[list[Any]] | str]:
+    """(columns, rows) of one partition's result; rows given as CSV text stay text (copied as they
+    are, not parsed and written again)."""
+    if isinstance(value, str):  # CSV text: its header is read; its rows are copied as they are
+        first, _, body = value.partition("\n")
+        header = next(csv.reader([first]), None)
+        return (list(header) if header else []), body.replace("\r\n", "\n")
     if isinstance(value, list):
         if not value:
             return [], []
@@ -119,7 +119,10 @@ def concat_csv(results: Iterable[tuple[str, Any]], output: str) -> None:
                 raise ReduceError(
                     f"{name} returned columns {columns}, unlike {first} {header} (concat-csv needs one schema)"
                 )
-            writer.writerows(rows)
+            if isinstance(rows, str):
+                fh.write(rows if not rows or rows.endswith("\n") else rows + "\n")
+            else:
+                writer.writerows(rows)
 
 
 REDUCERS: dict[str, Callable[[Iterable[tuple[str, Any]], str], None]] = {

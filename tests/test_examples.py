@@ -71,3 +71,14 @@ def test_every_backend_writes_the_same_bytes(
     result = run_contract(load(contract, "contract"), contract, cores=2, **options)  # type: ignore[arg-type]
     assert result.backend == options["backend"]
     assert output.read_bytes() == expected
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES))
+def test_a_run_uses_the_plan_that_plan_prints(labs: dict[str, Path], example: str) -> None:
+    from agilab_dsl.parallel import planned
+    from agilab_dsl.partition import plan_contract
+
+    contract = labs[example] / "parallel_stage.toml"
+    loaded = load(contract, "contract")
+    plan, parts = planned(loaded, contract, 2)
+    assert plan == plan_contract(loaded, contract, 2) and len(parts) == plan.planned_partitions

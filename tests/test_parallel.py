@@ -43,6 +43,10 @@ def die(part):
         os._exit(9)
     return {"i": part.index}
 
+def csv_text(part):
+    # CSV text with CRLF line ends, the last row without one
+    return "k,v\\r\\n" + "\\r\\n".join(f'"r,{part.index}",{n}' for n in range(2))
+
 def wrong_columns(part):
     return [{"x": 1}] if part.index == 0 else [{"y": 2}]
 
@@ -408,3 +412,11 @@ def test_the_cython_bit_runs_a_compiled_module_when_one_is_there(tmp_path: Path)
     assert result.notes == (f"cython: running the compiled module {twin.name}",)
     assert json.loads(Path(result.output).read_text()) == ["compiled"]
     assert json.loads(run(path, "local"))[0][0]["rows"] == 3  # without the bit: the Python source
+
+
+def test_concat_csv_copies_csv_text_rows_with_one_header(tmp_path: Path) -> None:
+    csv_files(tmp_path, (1, 1))
+    path = per_file(tmp_path, "funcs.py:csv_text", reducer="concat-csv", output="out/r.csv")
+    text = run(path, "local")
+    assert text == 'k,v\n"r,0",0\n"r,0",1\n"r,1",0\n"r,1",1\n'
+    assert [row["k"] for row in csv.DictReader(text.splitlines())] == ["r,0", "r,0", "r,1", "r,1"]

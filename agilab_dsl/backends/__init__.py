@@ -14,11 +14,12 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..splits import Partition
 
 NAMES = ("local", "pool", "dask", "gpu")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -163,9 +164,9 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def in_order(parts: list[Partition], arrivals: Iterable[tuple[int, Any]]) -> Iterator[tuple[Partition, Any]]:
+def in_order(parts: list[T], arrivals: Iterable[tuple[int, Any]]) -> Iterator[tuple[T, Any]]:
     """Yield ``(partition, outcome)`` in partition order from ``(position, outcome)`` arriving in
-    any order; only results that arrived early are held."""
+    any order; only results that arrived early are held. (A partition, or a batch of them.)"""
     held: dict[int, Any] = {}
     nxt = 0
     for position, outcome in arrivals:

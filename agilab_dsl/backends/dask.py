@@ -10,6 +10,7 @@ which the partition fails with ``KilledWorker``, named like any failing partitio
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -55,6 +56,11 @@ def connect(scheduler: str) -> Any:
         ) from None
 
 
+def run_batch(call: PartitionCall, batch: list[Partition]) -> list[Any]:
+    """On a worker: the outcomes of consecutive partitions, in order."""
+    return [call(part) for part in batch]
+
+
 class DaskBackend:
     name = "dask"
 
@@ -86,31 +92,42 @@ class DaskBackend:
             return
         from distributed import as_completed
 
+        # Tiny tasks cost the scheduler more than they do: consecutive partitions travel in batches,
+        # about 32 per worker (a batch is one task; its results keep partition order).
+        size = max(1, len(parts) // (self._workers() * 32))
+        batches = [parts[n : n + size] for n in range(0, len(parts), size)]
         stage = uuid.uuid4().hex[:12]
-        keys = [f"partition-{n}-{stage}" for n in range(len(parts))]
-        futures = self.client.map(call, parts, key=keys, pure=False, resources=self.resources)
+        keys = [f"partitions-{n * size}-{stage}" for n in range(len(batches))]
+        futures = self.client.map(
+            functools.partial(run_batch, call), batches, key=keys, pure=False, resources=self.resources
+        )
         position = {key: n for n, key in enumerate(keys)}
 
-        def arrivals() -> Iterator[tuple[int, Any]]:
+        def arrivals() -> Iterator[tuple[int, list[Any]]]:
             for future, got in as_completed(futures, with_results=True, raise_errors=False):
                 n = position[future.key]
-                outcome = got
+                outcomes = got
                 if future.status == "error":  # not the function's exception (that is a value): a lost worker
-                    _, exc, tb = got
                     import traceback
 
-                    outcome = Failed(
-                        parts[n].describe(),
-                        f"{type(exc).__name__}: {exc}",
-                        "".join(traceback.format_exception(type(exc), exc, tb)),
-                    )
+                    _, exc, tb = got
+                    text = "".join(traceback.format_exception(type(exc), exc, tb))
+                    outcomes = [
+                        Failed(p.describe(), f"{type(exc).__name__}: {exc}", text) for p in batches[n]
+                    ]
                 future.release()
-                yield n, outcome
+                yield n, outcomes
 
         try:
-            yield from in_order(parts, arrivals())
+            for batch, outcomes in in_order(batches, arrivals()):
+                yield from zip(batch, outcomes, strict=True)
         finally:
             self.client.cancel(futures)  # a stage stopped by a failure leaves nothing running
+
+    def _workers(self) -> int:
+        if self.cluster is not None:
+            return max(1, len(self.cluster.workers))
+        return max(1, len(self.client.scheduler_info().get("workers", {})))
 
     def close(self) -> None:
         self.client.close()

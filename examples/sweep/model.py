@@ -14,7 +14,7 @@ import numpy
 def evaluate(part: Any, xp: Any = numpy) -> dict[str, Any]:
     damping = float(part.params["damping"])
     step = float(part.params["step"])
-    n = int(round(10.0 / step))
+    n = round(10.0 / step)
     omega = math.sqrt(1.0 - damping**2)
     t = xp.arange(n + 1, dtype=xp.float64) * step
     exact = xp.exp(-damping * t) * (xp.cos(omega * t) + damping / omega * xp.sin(omega * t))
