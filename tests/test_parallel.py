@@ -420,3 +420,15 @@ def test_concat_csv_copies_csv_text_rows_with_one_header(tmp_path: Path) -> None
     text = run(path, "local")
     assert text == 'k,v\n"r,0",0\n"r,0",1\n"r,1",0\n"r,1",1\n'
     assert [row["k"] for row in csv.DictReader(text.splitlines())] == ["r,0", "r,0", "r,1", "r,1"]
+
+
+def test_a_partition_that_keeps_killing_dask_workers_fails_named(tmp_path: Path) -> None:
+    import dask
+
+    csv_files(tmp_path, (5, 5))
+    path = per_file(tmp_path, "funcs.py:die")
+    # the LocalCluster's scheduler runs in this process: it gives up on the first lost worker
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), pytest.raises(StageFailed) as info:
+        run(path, "dask")
+    assert str(info.value).startswith("partition 0 (") and "KilledWorker" in str(info.value)
+    assert not (tmp_path / "out" / "r.json").exists()

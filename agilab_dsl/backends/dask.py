@@ -2,10 +2,11 @@
 scheduler`` when ``cluster_enabled``), else a LocalCluster on 127.0.0.1 started for the stage and
 closed after it. The dashboard link is said when the client connects.
 
-Partitions are submitted with ``client.map`` and taken back with ``as_completed`` so the reducer
-streams them in partition order. A worker lost mid-stage is dask's business: the scheduler re-runs
-its partitions on the workers left (up to ``distributed.scheduler.allowed-failures`` times, after
-which the partition fails with ``KilledWorker``, named like any failing partition).
+Partitions are submitted with ``client.map`` (consecutive partitions batched into one task) and
+gathered back in partition order a few tasks at a time, so the reducer streams them. A worker lost
+mid-stage is dask's business: the scheduler re-runs its partitions on the workers left (up to
+``distributed.scheduler.allowed-failures`` times, after which they fail with ``KilledWorker``,
+named like any failing partition).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..splits import Partition
-from . import BackendUnavailable, Failed, PartitionCall, in_order, thread_limits
+from . import BackendUnavailable, Failed, PartitionCall, thread_limits
 
 CONNECT_TIMEOUT = "10s"
 
@@ -56,6 +57,18 @@ def connect(scheduler: str) -> Any:
         ) from None
 
 
+def lost(future: Any, batch: list[Partition]) -> list[Failed]:
+    """Each partition of a task that could not complete (its workers died), named."""
+    import traceback
+
+    try:
+        exc, tb = future.exception(), future.traceback()
+    except BaseException as cancelled:  # a cancelled task has no exception of its own
+        exc, tb = cancelled, None
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    return [Failed(p.describe(), f"{type(exc).__name__}: {exc}", text) for p in batch]
+
+
 def run_batch(call: PartitionCall, batch: list[Partition]) -> list[Any]:
     """On a worker: the outcomes of consecutive partitions, in order."""
     return [call(part) for part in batch]
@@ -90,7 +103,6 @@ class DaskBackend:
     def map(self, call: PartitionCall, parts: list[Partition]) -> Iterator[tuple[Partition, Any]]:
         if not parts:
             return
-        from distributed import as_completed
 
         # Tiny tasks cost the scheduler more than they do: consecutive partitions travel in batches,
         # about 32 per worker (a batch is one task; its results keep partition order).
@@ -101,26 +113,18 @@ class DaskBackend:
         futures = self.client.map(
             functools.partial(run_batch, call), batches, key=keys, pure=False, resources=self.resources
         )
-        position = {key: n for n, key in enumerate(keys)}
-
-        def arrivals() -> Iterator[tuple[int, list[Any]]]:
-            for future, got in as_completed(futures, with_results=True, raise_errors=False):
-                n = position[future.key]
-                outcomes = got
-                if future.status == "error":  # not the function's exception (that is a value): a lost worker
-                    import traceback
-
-                    _, exc, tb = got
-                    text = "".join(traceback.format_exception(type(exc), exc, tb))
-                    outcomes = [
-                        Failed(p.describe(), f"{type(exc).__name__}: {exc}", text) for p in batches[n]
-                    ]
-                future.release()
-                yield n, outcomes
-
         try:
-            for batch, outcomes in in_order(batches, arrivals()):
-                yield from zip(batch, outcomes, strict=True)
+            # gathered in order, a few tasks at a time: results stream to the reducer, and at most
+            # that many tasks' results wait in this process
+            step = 4 * self._workers()
+            for first in range(0, len(futures), step):
+                chunk = futures[first : first + step]
+                outcomes = self.client.gather(chunk, errors="skip")
+                got = dict(zip([f.key for f in chunk if f.status == "finished"], outcomes, strict=False))
+                for n, future in enumerate(chunk, first):
+                    done = got[future.key] if future.key in got else lost(future, batches[n])
+                    future.release()
+                    yield from zip(batches[n], done, strict=True)
         finally:
             self.client.cancel(futures)  # a stage stopped by a failure leaves nothing running
 
