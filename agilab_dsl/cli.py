@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,7 +21,7 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_INVALID = 2
 
-COMMANDS = ("check", "plan", "schema", "status", "graph", "doctor")
+COMMANDS = ("check", "plan", "schema", "status", "graph", "doctor", "history")
 
 _DESCRIPTION = """\
 Read AGILAB pipeline files (lab_steps.toml / lab_stages.toml, parallel_stage.toml,
@@ -112,6 +113,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print a JSON Schema for editors")
     schema.add_argument("name", choices=("lab-steps", "parallel-stage", "app-settings"))
+
+    hist = sub.add_parser(
+        "history",
+        help="recorded runs, newest first; compare two; export to MLflow",
+        description="The runs recorded in .agilab/history/ beside the lab (one Parquet file per run), "
+        "newest first, with what changed since the run before. Run ids may be abbreviated: a prefix "
+        "of the id, or of its random tail.",
+    )
+    hist.add_argument("file", metavar="FILE", help="the lab file")
+    hist.add_argument("--step", metavar="ID", help="only this step of each run")
+    hist.add_argument("--last", type=int, metavar="N", help="only the N newest runs")
+    hist.add_argument(
+        "--status",
+        choices=("ok", "failed", "interrupted"),
+        help="only runs that ended so (or had a step fail)",
+    )
+    hist.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="what differs, step by step")
+    hist.add_argument(
+        "--export-mlflow",
+        nargs="?",
+        const="",
+        metavar="URI",
+        help="export the runs to MLflow (default: $MLFLOW_TRACKING_URI, else mlruns/ beside the lab)",
+    )
+    hist.add_argument("--json", action="store_true")
 
     doctor = sub.add_parser(
         "doctor",
@@ -217,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_graph(args, sys.stdout)
         if args.command == "doctor":
             return cmd_doctor(args, sys.stdout)
+        if args.command == "history":
+            return cmd_history(args, sys.stdout)
         if args.command == "schema":
             from .schema import render
 
@@ -507,6 +535,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         reporter = TextReporter(sys.stderr, width, color=_use_color(sys.stderr), verbose=args.verbose)
         return reporter
 
+    import signal
+
+    def _terminated(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # the run ends as after Ctrl-C: recorded as interrupted
+
+    signal.signal(signal.SIGTERM, _terminated)
     ran = session.run(request, options, reporter_for, say=sys.stderr)
     if isinstance(ran, session.Refusal) and ran.kind == "contract":
         return _run_contract(args, ran.value)
@@ -577,6 +611,56 @@ def _report_nothing_to_do(args: argparse.Namespace, statuses: Any) -> int:
             for s in statuses
         ]
         sys.stdout.write(to_json_text({"run_id": run_id, "steps": steps}) + "\n")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
+    from . import history
+    from .errors import to_json_text
+    from .report import print_comparison, print_history
+
+    lab = Path(args.file)
+    if not lab.is_file():
+        print(f"agilab-run history: error: {args.file}: no such lab file", file=sys.stderr)
+        return EXIT_INVALID
+    if args.last is not None and args.last < 1:
+        print("agilab-run history: error: --last must be at least 1", file=sys.stderr)
+        return EXIT_INVALID
+    lab_dir = lab.resolve().parent
+    if args.compare:
+        try:
+            a, b = (history.read_run(history.resolve_run(lab_dir, ref)) for ref in args.compare)
+        except history.UnknownRun as exc:
+            print(f"agilab-run history: error: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        diffs = history.compare(a, b)
+        if args.json:
+            out.write(to_json_text({"a": a.run_id, "b": b.run_id, "steps": diffs}) + "\n")
+        else:
+            print_comparison(a, b, diffs, out)
+        return EXIT_OK
+    listed = history.listing(lab_dir, last=args.last, status=args.status, step=args.step)
+    if args.export_mlflow is not None:
+        from .mlflow_export import MlflowMissing, default_uri, export
+
+        runs = [run for run, _ in listed]
+        app = runs[0].app if runs else lab_dir.name
+        try:
+            done = export(runs, app, args.export_mlflow or default_uri(lab_dir))
+        except MlflowMissing as exc:
+            print(f"agilab-run history: {exc}", file=sys.stderr)
+            return EXIT_PROBLEMS
+        print(
+            f"MLflow {done.uri}: experiment {done.experiment!r}: {done.added} run{'s' * (done.added != 1)} "
+            f"exported, {done.skipped} already there",
+            file=out,
+        )
+        return EXIT_OK
+    if args.json:
+        payload = [run.to_json() | {"changes": history.changes_since(run, before)} for run, before in listed]
+        out.write(to_json_text(payload) + "\n")
+    else:
+        print_history(listed, out)
     return EXIT_OK
 
 

@@ -37,6 +37,8 @@ class StageResult:
     workers: int
     seconds: float
     notes: tuple[str, ...] = ()  # what the run said: backend chosen by auto, dashboard, fallback
+    partition_seconds: dict[str, float] | None = None  # min / median / max
+    output_bytes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +50,8 @@ class StageResult:
             "seconds": round(self.seconds, 4),
             "plan": self.plan.to_json(),
             "notes": list(self.notes),
+            "partition_seconds": self.partition_seconds,
+            "output_bytes": self.output_bytes,
         }
 
 
@@ -148,11 +152,14 @@ def run_contract(
     call = PartitionCall(function, retries, compiled=compiled)
     output = contract.output if os.path.isabs(contract.output) else os.path.join(base, contract.output)
 
+    took: list[float] = []
+
     def results() -> Iterator[tuple[str, Any]]:
         for part, outcome in engine.map(call, parts):
             if isinstance(outcome, Failed):
                 raise StageFailed(outcome)
-            yield part.describe(), outcome
+            took.append(outcome.seconds)
+            yield part.describe(), outcome.value
 
     try:
         if contract.reducer == "custom":
@@ -171,7 +178,22 @@ def run_contract(
         workers,
         time.perf_counter() - started,
         tuple(notes),
+        _spread(took),
+        os.path.getsize(output) if os.path.exists(output) else 0,
     )
+
+
+def _spread(seconds: list[float]) -> dict[str, float] | None:
+    """min / median / max of the partitions' durations."""
+    if not seconds:
+        return None
+    import statistics
+
+    return {
+        "min": round(min(seconds), 6),
+        "median": round(statistics.median(seconds), 6),
+        "max": round(max(seconds), 6),
+    }
 
 
 def _compiled_note(function: FunctionRef) -> str:

@@ -24,7 +24,7 @@ def log_tail(path: str | None, lines: int = LOG_TAIL) -> list[str]:
     return text.rstrip("\n").splitlines()[-lines:] if text.strip() else []
 
 
-def _stage_result(returned: object) -> dict[str, Any] | None:
+def stage_result(returned: object) -> dict[str, Any] | None:
     """What a parallel stage's step handed back (its partitions, backend and notes), if it is one."""
     inner = returned.get("returned") if isinstance(returned, dict) else None
     return inner if isinstance(inner, dict) and "partitions" in inner else None
@@ -73,7 +73,7 @@ class TextReporter:
         if outcome.status == "fresh" and not self.verbose:
             return
         mark = self._tint(MARKS[outcome.status], outcome.status)
-        stage = _stage_result(outcome.returned)
+        stage = stage_result(outcome.returned)
         if outcome.status == "ran":
             detail = f"{outcome.seconds:.2f} s"
             if stage is not None:
@@ -148,3 +148,59 @@ def graph_text(statuses: list[StepStatus], edges: list[tuple[str, str]], fmt: st
     for state, (fill, stroke) in STATE_COLORS.items():
         lines.append(f"  classDef {state.replace('-', '_')} fill:{fill},stroke:{stroke}")
     return "\n".join(lines) + "\n"
+
+
+def print_history(listed: list[tuple[Any, Any]], out: TextIO) -> None:
+    """Runs newest first: status, duration, what ran, and what changed since the run before."""
+    from tabulate import tabulate  # a well-kept table layout, not another hand-rolled one
+
+    from .history import changes_since
+
+    if not listed:
+        print("no run recorded yet (runs are recorded in .agilab/history/ beside the lab)", file=out)
+        return
+    rows = []
+    for run, before in listed:
+        ran = [s["step_id"] for s in run.steps if s["status"] in ("ran", "failed")]
+        failed = [s["step_id"] for s in run.steps if s["status"] == "failed"]
+        what = ", ".join(ran[:4]) + (f" (+{len(ran) - 4})" if len(ran) > 4 else "")
+        if failed:
+            what += f"; failed: {', '.join(failed[:3])}"
+        changes = changes_since(run, before)
+        rows.append(
+            [
+                run.run_id,
+                _when(run.started),
+                run.status,
+                f"{run.seconds:.2f}",
+                what or "-",
+                "; ".join(changes[:3]) + (f" (+{len(changes) - 3})" if len(changes) > 3 else ""),
+            ]
+        )
+    print(
+        tabulate(
+            rows, headers=["run", "started (UTC)", "status", "seconds", "ran", "changed since the run before"]
+        ),
+        file=out,
+    )
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
+
+
+def print_comparison(a: Any, b: Any, diffs: list[dict[str, Any]], out: TextIO) -> None:
+    print(
+        f"{a.run_id} ({_when(a.started)}, {a.status}) → {b.run_id} ({_when(b.started)}, {b.status})", file=out
+    )
+    if not diffs:
+        print("no step differs", file=out)
+        return
+    for diff in diffs:
+        print(diff["step_id"], file=out)
+        for kind in ("presence", "status", "code", "params", "settings", "inputs", "metrics", "outputs"):
+            if kind not in diff:
+                continue
+            value = diff[kind]
+            for n, line in enumerate(value if isinstance(value, list) else [value]):
+                print(f"  {kind if n == 0 else '':<9} {line}", file=out)

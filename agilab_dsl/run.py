@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 
 from .fingerprint import FileHashes, digest
 from .graph import StepGraph
+from .report import stage_result
 from .resolve import ResolvedStep, resolve_step
 from .spec import LabSpec
 from .stale import StepStatus, components, reasons
@@ -245,6 +246,10 @@ class Runner:
         reporter = reporter or SilentReporter()
         run_id = run_id or new_run_id()
         machine = _Machine(options, self.settings, reporter)
+        started = time.time()
+        attempted: dict[str, dict[str, Any]] = {}  # what each started step ran with
+        started_for: dict[str, list[str]] = {}  # and why it started
+        git: Any = None  # `git status`, started with the first step, read when the run is recorded
         graph = self.select(options)
         selected = set(graph.ids)
         order = [sid for sid in self.full_graph.order() if sid in selected]
@@ -255,6 +260,7 @@ class Runner:
         from .pool import WorkerPool
 
         pool = WorkerPool(options.jobs)
+        execute_is_real = execute is None  # a test's stand-in executor leaves no history
         if execute is None:
             if order:
                 pool.prestart()  # its interpreter starts while the steps are judged
@@ -298,6 +304,12 @@ class Runner:
                     if stopped_by is not None:
                         settle(sid, StepOutcome(sid, "blocked", [_stopped(stopped_by)]))
                         continue
+                    if git is None and execute_is_real:
+                        from .history import GitProbe
+
+                        git = GitProbe(self.lab_dir)
+                    attempted[sid] = comps
+                    started_for[sid] = why
                     fut = threads.submit(self._attempts, self.resolved[sid], run_id, execute, reporter, why)
                     running[fut] = (sid, comps, why)
                 if not running:
@@ -325,8 +337,9 @@ class Runner:
         except KeyboardInterrupt:
             interrupted = True
             pool.close(kill=True)  # ends the running steps; their threads return at once
-            for sid, _, why in running.values():
-                settled[sid] = StepOutcome(sid, "failed", why, error="interrupted")
+            for sid in attempted:  # running, or (with -j 1) being run from this very thread
+                if sid not in settled:
+                    settled[sid] = StepOutcome(sid, "failed", started_for[sid], error="interrupted")
             raise
         finally:
             threads.shutdown(wait=True, cancel_futures=True)
@@ -338,8 +351,89 @@ class Runner:
                 self.state.save_hashes()
             pool.close(kill=interrupted)
             machine.close()
+            if execute_is_real and (interrupted or attempted):
+                self._record(
+                    run_id,
+                    started,
+                    [settled[sid] for sid in order if sid in settled],
+                    attempted,
+                    interrupted,
+                    git,
+                )
         lab_order = [sid for sid in self.lab.ids if sid in settled]
         return RunResult(run_id, [settled[sid] for sid in lab_order], interrupted)
+
+    def _record(
+        self,
+        run_id: str,
+        started: float,
+        outcomes: list[StepOutcome],
+        attempted: Mapping[str, dict[str, Any]],
+        interrupted: bool,
+        git: Any,
+    ) -> None:
+        """Append this run to the experiment history (see :mod:`agilab_dsl.history`)."""
+        import hashlib
+
+        from . import history
+
+        rows = []
+        for o in outcomes:
+            step = self.resolved[o.id]
+            rec = self.state.steps.get(o.id) if o.status in ("ran", "fresh") else None
+            comps = rec.components if rec is not None else attempted.get(o.id)
+            stage = stage_result(o.returned)
+            spread = (stage or {}).get("partition_seconds") or {}
+            rows.append(
+                history.StepRow(
+                    o.id,
+                    o.status,
+                    list(o.reasons),
+                    fingerprint=rec.fingerprint if rec is not None else (digest(comps) if comps else None),
+                    code=(comps or {}).get("code"),
+                    backend=(stage or {}).get("backend"),
+                    workers=(stage or {}).get("workers"),
+                    partitions=(stage or {}).get("partitions"),
+                    partition_seconds_min=spread.get("min"),
+                    partition_seconds_median=spread.get("median"),
+                    partition_seconds_max=spread.get("max"),
+                    output_bytes=(stage or {}).get("output_bytes"),
+                    duration=round(o.seconds, 6) if o.status in ("ran", "failed") else None,
+                    attempts=o.attempts or None,
+                    params=step.params,
+                    settings=step.settings_used,
+                    metrics=history.metrics_of(o.returned) if stage is None else {},
+                    inputs=[{"path": p, "hash": h} for p, h in ((comps or {}).get("inputs") or {}).items()],
+                    outputs=[
+                        {"path": p, "hash": h, "size": _size(self.lab_dir / p)}
+                        for p, h in (rec.outputs if rec is not None else {}).items()
+                    ],
+                    error=_error_text(o),
+                )
+            )
+        failed = any(o.status in ("failed", "blocked") for o in outcomes)
+        commit, dirty = git.result() if git is not None else (None, None)
+        lab = Path(self.lab.path).resolve()
+        try:
+            lab_hash = hashlib.sha256(lab.read_bytes()).hexdigest()
+        except OSError:
+            lab_hash = ""
+        modules = getattr(self.lab, "module_keys", ())
+        history.record(
+            self.lab_dir,
+            history.RunRecord(
+                run_id,
+                started,
+                time.time(),
+                "interrupted" if interrupted else ("failed" if failed else "ok"),
+                str(lab),
+                lab_hash,
+                modules[0] if modules else self.lab_dir.name,
+                commit,
+                dirty,
+                rows,
+            ),
+        )
 
     def _decide(
         self,
@@ -632,6 +726,23 @@ def _threads(jobs: int) -> Any:
             return list(wait(running, return_when=FIRST_COMPLETED)[0])
 
     return Threads(max_workers=jobs)
+
+
+def _error_text(outcome: StepOutcome) -> str | None:
+    """The outcome's error and, from its log, the last line of the traceback (``KeyError: 'x'``)."""
+    if outcome.error is None:
+        return None
+    from .report import log_tail
+
+    last = next((line.strip() for line in reversed(log_tail(outcome.log, 5)) if line.strip()), "")
+    return f"{outcome.error}: {last}" if last and last not in outcome.error else outcome.error
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _existing(log: Path) -> str | None:

@@ -367,8 +367,11 @@ def main() -> int:
             continue
         _Running.spare = None  # handed a request: it is the running child now
         reply, still, spare = handle(pickle.loads(base64.b64decode(line)), spare, fork_next=True)
-        out.write(json.dumps(reply) + "\n")
-        out.flush()
+        try:
+            out.write(json.dumps(reply) + "\n")
+            out.flush()
+        except BrokenPipeError:  # the runner is gone (killed): nobody to answer
+            os._exit(0)
         _Running.child = None
         if still is not None:
             exiting.append(still)

@@ -23,6 +23,9 @@ needs_corpus = pytest.mark.skipif(
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test gets its own, empty check-result cache (never the user's)."""
     monkeypatch.setenv("AGILAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    # runs write their history record in Parquet before returning, not from a detached process
+    # that could outlive the test (tests/test_history.py checks the detached path itself)
+    monkeypatch.setenv("AGILAB_HISTORY_SYNC", "1")
 
 
 class DaskProcesses:

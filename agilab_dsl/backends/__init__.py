@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,12 @@ class Failed:
     error: str  # the exception, one line
     traceback: str
     attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Done:
+    value: Any  # what the function returned
+    seconds: float  # how long the call took
 
 
 @dataclass(frozen=True)
@@ -128,20 +135,24 @@ class PartitionCall:
     xp: str | None = None
     compiled: bool = False
 
-    def __call__(self, part: Partition) -> Any:
+    def __call__(self, part: Partition) -> Done | Failed:
         last: Failed | None = None
         for attempt in range(1, self.retries + 2):
+            started = time.perf_counter()
             try:
                 fn = self.function.load(self.compiled)
                 if self.xp is not None and takes_xp(fn):
                     import importlib
 
-                    return fn(part, xp=importlib.import_module(self.xp))
-                return fn(part)
+                    value = fn(part, xp=importlib.import_module(self.xp))
+                else:
+                    value = fn(part)
+                return Done(value, time.perf_counter() - started)
             except Exception as exc:  # the partition's own failure: reported as a value
                 last = Failed(
                     part.describe(), f"{type(exc).__name__}: {exc}", traceback.format_exc(), attempt
                 )
+        assert last is not None
         return last
 
 

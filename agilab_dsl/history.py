@@ -1,0 +1,522 @@
+"""The experiment history: every real run recorded as one Parquet file, one row per step.
+
+Layout, beside the lab::
+
+    .agilab/history/<run id>.parquet      one file per run (a dataset for pyarrow, pandas, DuckDB)
+    .agilab/history-pending/<run id>.json  a run's record as the runner left it
+
+A run must not pay for importing pyarrow (~0.2 s: more than a whole run after a small change), so
+the runner writes its record as JSON (temporary name, then rename) and starts a detached
+``python -m agilab_dsl.history LAB_DIR`` that turns pending records into Parquet files (again
+temporary name, then rename; the JSON goes only after the Parquet file is in place). Anything that
+reads the history flushes pending records first. A crash at any moment therefore never damages a
+run already recorded, and at worst leaves a record pending until the next reader converts it.
+
+The schema is versioned in each file's metadata (``agilab.history.schema``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+HISTORY = Path(".agilab") / "history"
+PENDING = Path(".agilab") / "history-pending"
+
+
+# -- what a run records ------------------------------------------------------------------------
+@dataclass
+class StepRow:
+    step_id: str
+    status: str
+    reasons: list[str] = field(default_factory=list)
+    fingerprint: str | None = None
+    code: str | None = None  # the normalised code's hash (a function step's: "function:…")
+    backend: str | None = None
+    workers: int | None = None
+    partitions: int | None = None
+    partition_seconds_min: float | None = None
+    partition_seconds_median: float | None = None
+    partition_seconds_max: float | None = None
+    output_bytes: int | None = None  # a parallel stage's reduced output
+    duration: float | None = None
+    attempts: int | None = None
+    params: Any = None
+    settings: Any = None  # the settings values the step used
+    metrics: dict[str, float] = field(default_factory=dict)
+    inputs: list[dict[str, Any]] = field(default_factory=list)  # {path, hash}
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # {path, hash, size}
+    error: str | None = None
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    started: float  # epoch seconds
+    ended: float
+    status: str  # ok | failed | interrupted
+    lab: str
+    lab_hash: str
+    app: str
+    git_commit: str | None
+    git_dirty: bool | None
+    steps: list[StepRow]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
+        fields = {k: v for k, v in data.items() if k != "schema"}
+        fields["steps"] = [StepRow(**s) for s in data["steps"]]
+        return cls(**fields)
+
+
+def metrics_of(returned: Any) -> dict[str, float]:
+    """The numbers a step handed back: a snippet's ``metrics`` dict, or a function step's returned
+    mapping (booleans and non-numbers are left out)."""
+    if not isinstance(returned, Mapping):
+        return {}
+    value = returned.get("metrics", returned.get("returned"))
+    if not isinstance(value, Mapping):
+        return {}
+    return {
+        str(k): float(v) for k, v in value.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+# -- git ---------------------------------------------------------------------------------------
+class GitProbe:
+    """``git status`` started when the run starts and read when it ends (no wait on the hot path)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        root = next((p for p in (folder, *folder.parents) if (p / ".git").exists()), None)
+        if root is None:
+            return
+        with contextlib.suppress(OSError):
+            self.proc = subprocess.Popen(
+                ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+                cwd=root,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def result(self) -> tuple[str | None, bool | None]:
+        """(commit, dirty), or (None, None) outside a repository or without git."""
+        if self.proc is None:
+            return None, None
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return None, None
+        if self.proc.returncode != 0:
+            return None, None
+        commit = None
+        dirty = False
+        for line in out.decode("utf-8", "replace").splitlines():
+            if line.startswith("# branch.oid "):
+                oid = line.split()[2]
+                commit = None if oid == "(initial)" else oid
+            elif line and not line.startswith("#"):
+                dirty = True
+        return commit, dirty
+
+
+# -- writing -----------------------------------------------------------------------------------
+def record(lab_dir: Path, run: RunRecord, *, background: bool = True) -> Path:
+    """Keep ``run`` (atomically, as pending JSON) and have it turned into Parquet: by a detached
+    process (``background``), or here and now."""
+    pending = lab_dir / PENDING
+    pending.mkdir(parents=True, exist_ok=True)
+    path = pending / f"{run.run_id}.json"
+    tmp = pending / f".{run.run_id}.json.tmp"
+    tmp.write_text(json.dumps(run.to_json(), default=str), encoding="utf-8")
+    os.replace(tmp, path)
+    if background and os.environ.get("AGILAB_HISTORY_SYNC") != "1":
+        with contextlib.suppress(OSError):
+            subprocess.Popen(
+                [sys.executable, "-m", "agilab_dsl.history", str(lab_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C of the run does not reach it
+            )
+        return path
+    flush(lab_dir)
+    return lab_dir / HISTORY / f"{run.run_id}.parquet"
+
+
+def schema() -> Any:
+    import pyarrow as pa
+
+    def ts() -> Any:
+        return pa.timestamp("ms", tz="UTC")
+
+    return pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("run_started", ts()),
+            ("run_ended", ts()),
+            ("run_status", pa.string()),
+            ("lab", pa.string()),
+            ("lab_hash", pa.string()),
+            ("app", pa.string()),
+            ("git_commit", pa.string()),
+            ("git_dirty", pa.bool_()),
+            ("step_id", pa.string()),
+            ("status", pa.string()),
+            ("reasons", pa.list_(pa.string())),
+            ("fingerprint", pa.string()),
+            ("code", pa.string()),
+            ("backend", pa.string()),
+            ("workers", pa.int32()),
+            ("partitions", pa.int32()),
+            ("partition_seconds_min", pa.float64()),
+            ("partition_seconds_median", pa.float64()),
+            ("partition_seconds_max", pa.float64()),
+            ("output_bytes", pa.int64()),
+            ("duration", pa.float64()),
+            ("attempts", pa.int32()),
+            ("params", pa.string()),  # JSON: values of any type
+            ("settings", pa.string()),  # JSON
+            ("metrics", pa.map_(pa.string(), pa.float64())),
+            ("inputs", pa.list_(pa.struct([("path", pa.string()), ("hash", pa.string())]))),
+            (
+                "outputs",
+                pa.list_(pa.struct([("path", pa.string()), ("hash", pa.string()), ("size", pa.int64())])),
+            ),
+            ("error", pa.string()),
+        ],
+        metadata={"agilab.history.schema": str(SCHEMA_VERSION)},
+    )
+
+
+def _rows(run: RunRecord) -> list[dict[str, Any]]:
+    from datetime import UTC, datetime
+
+    head = {
+        "run_id": run.run_id,
+        "run_started": datetime.fromtimestamp(run.started, UTC),
+        "run_ended": datetime.fromtimestamp(run.ended, UTC),
+        "run_status": run.status,
+        "lab": run.lab,
+        "lab_hash": run.lab_hash,
+        "app": run.app,
+        "git_commit": run.git_commit,
+        "git_dirty": run.git_dirty,
+    }
+    rows = []
+    for s in run.steps:
+        row = head | asdict(s)
+        row["params"] = _json(s.params)
+        row["settings"] = _json(s.settings)
+        row["metrics"] = list(s.metrics.items())
+        rows.append(row)
+    return rows
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def flush(lab_dir: Path) -> int:
+    """Turn every pending record into its Parquet file; how many were turned."""
+    pending = lab_dir / PENDING
+    try:
+        names = sorted(n for n in os.listdir(pending) if n.endswith(".json") and not n.startswith("."))
+    except FileNotFoundError:
+        return 0
+    if not names:
+        return 0
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    history = lab_dir / HISTORY
+    history.mkdir(parents=True, exist_ok=True)
+    done = 0
+    for name in names:
+        source = pending / name
+        try:
+            run = RunRecord.from_json(json.loads(source.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            continue  # another flusher took it
+        except (ValueError, TypeError, KeyError):
+            source.rename(source.with_suffix(".unreadable"))  # kept for a human; never lost
+            continue
+        target = history / f"{run.run_id}.parquet"
+        tmp = history / f".{run.run_id}.{os.getpid()}.tmp"  # a leading dot: datasets ignore it
+        pq.write_table(pa.Table.from_pylist(_rows(run), schema=schema()), tmp)
+        os.replace(tmp, target)
+        with contextlib.suppress(FileNotFoundError):
+            source.unlink()
+        done += 1
+    return done
+
+
+# -- reading -----------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """One recorded run, read back."""
+
+    run_id: str
+    started: float
+    ended: float
+    status: str
+    lab: str
+    lab_hash: str
+    app: str
+    git_commit: str | None
+    git_dirty: bool | None
+    steps: list[dict[str, Any]]
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+    def step(self, step_id: str) -> dict[str, Any] | None:
+        return next((s for s in self.steps if s["step_id"] == step_id), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "started": _iso(self.started),
+            "ended": _iso(self.ended),
+            "seconds": round(self.seconds, 4),
+            "status": self.status,
+            "lab": self.lab,
+            "lab_hash": self.lab_hash,
+            "app": self.app,
+            "git_commit": self.git_commit,
+            "git_dirty": self.git_dirty,
+            "steps": self.steps,
+        }
+
+
+def _iso(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def run_files(lab_dir: Path) -> list[Path]:
+    """The runs' files, newest first (run ids sort by time)."""
+    flush(lab_dir)
+    folder = lab_dir / HISTORY
+    try:
+        names = [n for n in os.listdir(folder) if n.endswith(".parquet") and not n.startswith(".")]
+    except FileNotFoundError:
+        return []
+    return [folder / n for n in sorted(names, reverse=True)]
+
+
+def read_run(path: Path) -> Run:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    rows = table.to_pylist()
+    first = rows[0]
+    steps = []
+    for r in rows:
+        step = {k: v for k, v in r.items() if not k.startswith("run_") and k not in _RUN_COLUMNS}
+        step["params"] = json.loads(r["params"]) if r["params"] is not None else None
+        step["settings"] = json.loads(r["settings"]) if r["settings"] is not None else None
+        step["metrics"] = dict(r["metrics"] or [])
+        steps.append(step)
+    return Run(
+        first["run_id"],
+        first["run_started"].timestamp(),
+        first["run_ended"].timestamp(),
+        first["run_status"],
+        first["lab"],
+        first["lab_hash"],
+        first["app"],
+        first["git_commit"],
+        first["git_dirty"],
+        steps,
+    )
+
+
+_RUN_COLUMNS = ("lab", "lab_hash", "app", "git_commit", "git_dirty")
+
+
+def listing(
+    lab_dir: Path, *, last: int | None = None, status: str | None = None, step: str | None = None
+) -> list[tuple[Run, Run | None]]:
+    """Recorded runs, newest first, filtered, each with the run recorded just before it (for what
+    changed); files are read only as far as needed."""
+    files = run_files(lab_dir)
+    read: dict[int, Run | None] = {}
+
+    def at(n: int) -> Run | None:
+        if n >= len(files):
+            return None
+        if n not in read:
+            try:
+                read[n] = read_run(files[n])
+            except (OSError, ValueError, KeyError, IndexError) as exc:  # a foreign or damaged file
+                print(f"agilab-run history: skipping {files[n].name}: {exc}", file=sys.stderr)
+                read[n] = None
+        return read[n]
+
+    out: list[tuple[Run, Run | None]] = []
+    for n in range(len(files)):
+        if last is not None and len(out) >= last:
+            break
+        run = at(n)
+        if run is None:
+            continue
+        if status is not None and not (run.status == status or any(s["status"] == status for s in run.steps)):
+            continue
+        if step is not None:
+            chosen = run.step(step)
+            if chosen is None:
+                continue
+            run = Run(**{**run.__dict__, "steps": [chosen]})
+        out.append((run, at(n + 1)))
+    return out
+
+
+def changes_since(run: Run, before: Run | None) -> list[str]:
+    """Params and metrics that changed since ``before``, per step, in words."""
+    if before is None:
+        return []
+    out = []
+    for step in run.steps:
+        old = before.step(step["step_id"])
+        if old is None:
+            continue
+        said = _changes(old.get("params"), step.get("params")) + metric_changes(
+            old.get("metrics") or {}, step.get("metrics") or {}
+        )
+        out += [f"{step['step_id']}: {c}" for c in said]
+    return out
+
+
+class UnknownRun(Exception):
+    """A run id (or abbreviation) that names no run, or more than one."""
+
+
+def resolve_run(lab_dir: Path, ref: str) -> Path:
+    """A run's file from its id, a prefix of it, or a prefix of its random tail (as git abbreviates)."""
+    files = run_files(lab_dir)
+    ids = [p.stem for p in files]
+    exact = [p for p in files if p.stem == ref]
+    if exact:
+        return exact[0]
+    hits = [
+        p
+        for p, i in zip(files, ids, strict=True)
+        if i.startswith(ref) or i.rpartition("-")[2].startswith(ref)
+    ]
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        raise UnknownRun(f"no run {ref!r} in the history ({len(ids)} run{'s' * (len(ids) != 1)} recorded)")
+    shown = ", ".join(p.stem for p in hits[:5]) + (" …" if len(hits) > 5 else "")
+    raise UnknownRun(f"run {ref!r} is ambiguous: {shown}")
+
+
+# -- comparing ---------------------------------------------------------------------------------
+def _changes(old: Any, new: Any, *, numbers: bool = False) -> list[str]:
+    """Keys added, removed or changed from ``old`` to ``new`` (mappings), in words; ``numbers``
+    shows values as numbers with the change's delta."""
+    old = old if isinstance(old, Mapping) else {}
+    new = new if isinstance(new, Mapping) else {}
+    show = _number if numbers else _show
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        if key not in old:
+            out.append(f"{key} added: {show(new[key])}")
+        elif key not in new:
+            out.append(f"{key} removed (was {show(old[key])})")
+        elif old[key] != new[key]:
+            line = f"{key}: {show(old[key])} → {show(new[key])}"
+            if numbers:
+                delta = new[key] - old[key]
+                line += f" ({'+' if delta >= 0 else ''}{_number(delta)})"
+            out.append(line)
+    return out
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _number(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def metric_changes(old: Mapping[str, float], new: Mapping[str, float]) -> list[str]:
+    return _changes(old, new, numbers=True)
+
+
+def file_changes(
+    old: Iterable[Mapping[str, Any]] | None, new: Iterable[Mapping[str, Any]] | None
+) -> list[str]:
+    """``path changed`` / ``path added`` / ``path removed``, by content hash."""
+    before = {i["path"]: i["hash"] for i in old or ()}
+    after = {i["path"]: i["hash"] for i in new or ()}
+    out = []
+    for path in sorted(set(before) | set(after)):
+        if path not in before:
+            out.append(f"{path} added")
+        elif path not in after:
+            out.append(f"{path} removed")
+        elif before[path] != after[path]:
+            out.append(f"{path} changed")
+    return out
+
+
+def compare(a: Run, b: Run) -> list[dict[str, Any]]:
+    """Step by step, what differs from run ``a`` to run ``b``: status, params, settings used,
+    code, inputs, metrics (with deltas), outputs. Steps with no difference are left out."""
+    order = [s["step_id"] for s in b.steps] + [s["step_id"] for s in a.steps if b.step(s["step_id"]) is None]
+    out = []
+    for sid in order:
+        old, new = a.step(sid) or {}, b.step(sid) or {}
+        diff: dict[str, Any] = {"step_id": sid}
+        if not old or not new:
+            diff["presence"] = "only in " + (b.run_id if not old else a.run_id)
+        if old.get("status") != new.get("status"):
+            diff["status"] = f"{old.get('status')} → {new.get('status')}"
+        for kind in ("params", "settings"):
+            changed = _changes(old.get(kind), new.get(kind))
+            if changed:
+                diff[kind] = changed
+        if old.get("code") and new.get("code") and old["code"] != new["code"]:
+            diff["code"] = "changed"
+        for kind in ("inputs", "outputs"):
+            changed = file_changes(old.get(kind), new.get(kind))
+            if changed:
+                diff[kind] = changed
+        metrics = metric_changes(old.get("metrics") or {}, new.get("metrics") or {})
+        if metrics:
+            diff["metrics"] = metrics
+        if len(diff) > 1:
+            out.append(diff)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agilab_dsl.history LAB_DIR``: turn the pending records into Parquet files."""
+    args = sys.argv[1:] if argv is None else argv
+    with contextlib.suppress(OSError):
+        os.nice(10)  # after the run it belongs to, and never before the user's next one
+    for folder in args:
+        flush(Path(folder))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - the detached flusher
+    raise SystemExit(main())

@@ -1,0 +1,291 @@
+"""The experiment history: one Parquet file per run, listed, compared, queryable, exported."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agilab_dsl.cli import main
+
+LAB = """[[exp]]
+id = "train"
+function = "model.py:train"
+params = {{ x = {x}, label = "a" }}
+
+[[exp]]
+id = "score"
+C = '''
+metrics["double"] = 2 * {x}
+metrics["name"] = "not a number"
+'''
+deps = ["train"]
+"""
+
+MODEL = """
+def train(x, label):
+    return {"score": x * 10, "loss": 1.0 / x, "ok": True, "label": label}
+"""
+
+
+def lab(folder: Path, x: int) -> Path:
+    (folder / "model.py").write_text(MODEL, encoding="utf-8")
+    path = folder / "lab_steps.toml"
+    path.write_text(LAB.format(x=x), encoding="utf-8")
+    return path
+
+
+def history(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, object]:
+    code = main(["history", str(path), *extra])
+    out = capsys.readouterr().out
+    return code, (json.loads(out) if "--json" in extra else out)
+
+
+def run_ids(path: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    code, runs = history(path, capsys, "--json")
+    assert code == 0
+    return [r["run_id"] for r in runs]  # type: ignore[union-attr]
+
+
+def test_a_changed_param_is_named_with_the_metric_deltas(tmp_path: Path, capsys) -> None:
+    path = lab(tmp_path, 1)
+    assert main([str(path)]) == 0
+    path.write_text(LAB.format(x=2), encoding="utf-8")
+    assert main([str(path)]) == 0
+    capsys.readouterr()
+    new, old = run_ids(path, capsys)
+    code, diff = history(path, capsys, "--compare", old, new, "--json")
+    assert code == 0
+    assert diff == {  # type: ignore[comparison-overlap]
+        "a": old,
+        "b": new,
+        "steps": [
+            {
+                "step_id": "train",
+                "params": ["x: 1 → 2"],
+                "metrics": ["loss: 1 → 0.5 (-0.5)", "score: 10 → 20 (+10)"],
+            },
+            {"step_id": "score", "code": "changed", "metrics": ["double: 2 → 4 (+2)"]},
+        ],
+    }
+    code, text = history(path, capsys, "--compare", old[-6:-2], new)  # an abbreviated id
+    assert code == 0 and "params    x: 1 → 2" in text and "score: 10 → 20 (+10)" in text  # type: ignore[operator]
+    code, text = history(path, capsys)
+    assert code == 0
+    lines = text.splitlines()  # type: ignore[union-attr]
+    assert lines[2].startswith(new) and "train: x: 1 → 2" in lines[2] and lines[3].startswith(old)
+
+
+def test_each_run_is_one_parquet_file_of_a_queryable_dataset(tmp_path: Path) -> None:
+    import pyarrow.dataset as ds
+
+    path = lab(tmp_path, 3)
+    assert main([str(path)]) == 0
+    assert main([str(path), "--force"]) == 0
+    files = sorted((tmp_path / ".agilab" / "history").glob("*.parquet"))
+    assert len(files) == 2
+    table = ds.dataset(tmp_path / ".agilab" / "history", format="parquet").to_table()
+    assert table.num_rows == 4 and table.schema.metadata[b"agilab.history.schema"] == b"1"
+    rows = [r for r in table.to_pylist() if r["step_id"] == "train"]
+    assert {r["run_status"] for r in rows} == {"ok"} and all(r["duration"] > 0 for r in rows)
+    assert dict(rows[0]["metrics"]) == {"score": 30.0, "loss": 1 / 3}  # numbers only
+    assert json.loads(rows[0]["params"]) == {"x": 3, "label": "a"}
+    assert rows[0]["fingerprint"] and rows[0]["code"].startswith("function:")
+    assert rows[0]["lab"] == str(path.resolve()) and len(rows[0]["lab_hash"]) == 64
+    assert sorted(r["reasons"][0] for r in rows) == ["forced (--force)", "never ran"]
+
+
+def test_failures_filters_and_what_is_not_recorded(tmp_path: Path, capsys) -> None:
+    path = lab(tmp_path, 1)
+    assert main([str(path), "--dry-run"]) == 0  # a dry run is not recorded
+    assert main([str(path)]) == 0
+    assert main([str(path)]) == 0  # nothing to do: not recorded either
+    path.write_text(LAB.format(x=0), encoding="utf-8")  # 1 / 0
+    assert main([str(path)]) == 1
+    capsys.readouterr()
+    assert len(run_ids(path, capsys)) == 2
+    code, failed = history(path, capsys, "--status", "failed", "--json")
+    assert code == 0 and len(failed) == 1  # type: ignore[arg-type]
+    (train,) = [s for s in failed[0]["steps"] if s["step_id"] == "train"]  # type: ignore[index]
+    assert failed[0]["status"] == "failed" and train["status"] == "failed"  # type: ignore[index]
+    assert "ZeroDivisionError" in train["error"] or "exit status" in train["error"]
+    code, only = history(path, capsys, "--step", "score", "--last", "1", "--json")
+    assert len(only) == 1 and [s["step_id"] for s in only[0]["steps"]] == ["score"]  # type: ignore[index,arg-type]
+    assert only[0]["steps"][0]["status"] == "blocked"  # type: ignore[index]
+
+
+def test_run_ids_are_resolved_like_git_abbreviations(tmp_path: Path, capsys) -> None:
+    path = lab(tmp_path, 1)
+    assert main([str(path)]) == 0
+    assert main([str(path), "--force"]) == 0
+    capsys.readouterr()
+    new, old = run_ids(path, capsys)
+    assert main(["history", str(path), "--compare", old[:4], new]) == 2  # both share the date
+    assert "is ambiguous" in capsys.readouterr().err
+    assert main(["history", str(path), "--compare", "zzzz", new]) == 2
+    assert "no run 'zzzz' in the history (2 runs recorded)" in capsys.readouterr().err
+    assert main(["history", str(path), "--compare", old.rpartition("-")[2][:5], new]) == 0
+
+
+def test_a_parallel_stage_records_partitions_timings_and_output_size(tmp_path: Path, capsys) -> None:
+    from conftest import ROOT
+
+    folder = tmp_path / "sweep"
+    shutil.copytree(
+        ROOT / "examples" / "sweep", folder, ignore=shutil.ignore_patterns(".agilab", "artifacts")
+    )
+    assert main([str(folder / "lab_stages.toml"), "--backend", "local"]) == 0
+    capsys.readouterr()
+    _, runs = history(folder / "lab_stages.toml", capsys, "--json", "--step", "evaluate")
+    (step,) = runs[0]["steps"]  # type: ignore[index]
+    assert step["partitions"] == 12 and step["backend"] == "local" and step["workers"] == 2
+    assert (
+        0 < step["partition_seconds_min"] <= step["partition_seconds_median"] <= step["partition_seconds_max"]
+    )
+    assert step["output_bytes"] == (folder / "artifacts" / "sweep.jsonl").stat().st_size
+    assert (
+        step["outputs"][0]["path"] == "artifacts/sweep.jsonl"
+        and step["outputs"][0]["size"] == step["output_bytes"]
+    )
+    assert step["inputs"] == [{"path": "grid.toml", "hash": step["inputs"][0]["hash"]}]
+
+
+SLOW_LAB = """[[exp]]
+id = "quick"
+C = "open(outputs[0], 'w').write('done')"
+produces = ["quick.txt"]
+
+[[exp]]
+id = "slow"
+C = "import time; open('started', 'w').close(); time.sleep({sleep})"
+deps = ["quick"]
+"""
+
+
+def _start(path: Path) -> subprocess.Popen[bytes]:
+    """The runner in its own process group (so the test can end the step it leaves behind)."""
+    log = (path.parent / "runner.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "agilab_dsl", str(path)], stdout=log, stderr=log, start_new_session=True
+    )
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _wait_for(marker: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the slow step never started"
+        time.sleep(0.05)
+
+
+def test_sigkill_mid_step_leaves_every_earlier_record_readable(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "lab_steps.toml"
+    path.write_text(SLOW_LAB.format(sleep=0), encoding="utf-8")
+    assert main([str(path)]) == 0
+    capsys.readouterr()
+    before = run_ids(path, capsys)
+    path.write_text(SLOW_LAB.format(sleep=30), encoding="utf-8")
+    (tmp_path / "started").unlink()
+    proc = _start(path)
+    _wait_for(tmp_path / "started")
+    proc.send_signal(signal.SIGKILL)  # the runner only: its step is left running, as after a crash
+    proc.wait(timeout=30)
+    _end_group(proc)
+    assert run_ids(path, capsys) == before  # the killed run left no record, and damaged none
+    import pyarrow.dataset as ds
+
+    assert ds.dataset(tmp_path / ".agilab" / "history", format="parquet").to_table().num_rows == 2
+
+
+def test_a_terminated_run_is_recorded_as_interrupted(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "lab_steps.toml"
+    path.write_text(SLOW_LAB.format(sleep=30), encoding="utf-8")
+    proc = _start(path)
+    _wait_for(tmp_path / "started")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    _end_group(proc)
+    assert proc.returncode == 130, (tmp_path / "runner.log").read_text()
+    _, runs = history(path, capsys, "--json")
+    (run,) = runs  # type: ignore[misc]
+    assert run["status"] == "interrupted"
+    assert {s["step_id"]: s["status"] for s in run["steps"]} == {"quick": "ran", "slow": "failed"}
+    assert [s["error"] for s in run["steps"] if s["step_id"] == "slow"] == ["interrupted"]
+
+
+def test_a_run_records_in_the_background_without_waiting_for_pyarrow(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("AGILAB_HISTORY_SYNC")
+    path = lab(tmp_path, 1)
+    assert main([str(path)]) == 0
+    folder = tmp_path / ".agilab" / "history"
+    deadline = time.monotonic() + 60
+    while not list(folder.glob("*.parquet")):  # the detached flusher converts the pending record
+        assert time.monotonic() < deadline, "the pending record was never turned into Parquet"
+        time.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while list((tmp_path / ".agilab" / "history-pending").glob("*.json")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_git_commit_and_dirtiness_are_recorded(tmp_path: Path, capsys) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    path = lab(tmp_path, 1)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "lab_steps.toml", "model.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "lab"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert main([str(path)]) == 0
+    path.write_text(LAB.format(x=5), encoding="utf-8")  # a tracked file changed
+    assert main([str(path)]) == 0
+    capsys.readouterr()
+    _, runs = history(path, capsys, "--json")
+    assert [(r["git_commit"], r["git_dirty"]) for r in runs] == [(head, True), (head, False)]  # type: ignore[index,union-attr]
+
+
+def test_export_to_mlflow_is_idempotent(tmp_path: Path, capsys, monkeypatch) -> None:
+    pytest.importorskip("mlflow", reason="MLflow is an optional extra: pip install 'agilab-dsl[mlflow]'")
+    path = lab(tmp_path, 1)
+    assert main([str(path)]) == 0
+    path.write_text(LAB.format(x=2), encoding="utf-8")
+    assert main([str(path)]) == 0
+    uri = (tmp_path / "mlruns").as_uri()
+    capsys.readouterr()
+    assert main(["history", str(path), "--export-mlflow", uri]) == 0
+    assert "2 runs exported, 0 already there" in capsys.readouterr().out
+    assert main(["history", str(path), "--export-mlflow", uri]) == 0
+    assert "0 runs exported, 2 already there" in capsys.readouterr().out
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
+    assert experiment.name == "exp"  # the app: the lab's module
+    found = client.search_runs([experiment.experiment_id])
+    parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 2 and len(children) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {p.info.run_id for p in parents}
+    train = [r for r in children if r.data.tags["agilab.step"] == "train"]
+    assert sorted(r.data.params["x"] for r in train) == ["1", "2"]
+    assert sorted(r.data.metrics["score"] for r in train) == [10.0, 20.0]
+    assert all(r.data.tags["agilab.stages_file"] == str(path.resolve()) for r in found)
+    assert all(
+        r.data.tags["agilab.app"] == "exp" and r.data.tags["agilab.lab"] == str(tmp_path) for r in found
+    )
