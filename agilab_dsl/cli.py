@@ -633,6 +633,9 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         except history.UnknownRun as exc:
             print(f"agilab-run history: error: {exc}", file=sys.stderr)
             return EXIT_INVALID
+        except (OSError, ValueError, KeyError, IndexError) as exc:  # a damaged or foreign file
+            print(f"agilab-run history: error: a run's record cannot be read ({exc})", file=sys.stderr)
+            return EXIT_PROBLEMS
         diffs = history.compare(a, b)
         if args.json:
             out.write(to_json_text({"a": a.run_id, "b": b.run_id, "steps": diffs}) + "\n")

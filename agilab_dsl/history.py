@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,10 @@ class StepRow:
     inputs: list[dict[str, Any]] = field(default_factory=list)  # {path, hash}
     outputs: list[dict[str, Any]] = field(default_factory=list)  # {path, hash, size}
     error: str | None = None
+    ran_in: str | None = None  # a fresh step: the run it last ran in (its details are copied from there)
+
+
+FROM_RAN_IN = ("code", "params", "settings", "inputs", "outputs")  # what a fresh row takes from it
 
 
 @dataclass
@@ -71,7 +75,12 @@ class RunRecord:
     steps: list[StepRow]
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA_VERSION, **asdict(self)}
+        # shallow copies: the rows hold plain data already (dataclasses.asdict deep-copies, ~40 ms
+        # for a 1,000-step run); empty fields are left out (from_json gives them their defaults)
+        steps = [
+            {k: v for k, v in vars(s).items() if v is not None and v != [] and v != {}} for s in self.steps
+        ]
+        return {"schema": SCHEMA_VERSION, **vars(self), "steps": steps}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
@@ -141,20 +150,38 @@ def record(lab_dir: Path, run: RunRecord, *, background: bool = True) -> Path:
     pending.mkdir(parents=True, exist_ok=True)
     path = pending / f"{run.run_id}.json"
     tmp = pending / f".{run.run_id}.json.tmp"
-    tmp.write_text(json.dumps(run.to_json(), default=str), encoding="utf-8")
+    tmp.write_text(json.dumps(run.to_json(), default=str, separators=(",", ":")), encoding="utf-8")
     os.replace(tmp, path)
     if background and os.environ.get("AGILAB_HISTORY_SYNC") != "1":
-        with contextlib.suppress(OSError):
-            subprocess.Popen(
-                [sys.executable, "-m", "agilab_dsl.history", str(lab_dir)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,  # a Ctrl-C of the run does not reach it
-            )
+        _spawn_flusher(lab_dir)
         return path
     flush(lab_dir)
     return lab_dir / HISTORY / f"{run.run_id}.parquet"
+
+
+_flushers: list[int] = []  # spawned and not yet reaped (a long-lived caller, such as watch mode)
+
+
+def _spawn_flusher(lab_dir: Path) -> None:
+    """Start the detached flusher. posix_spawn, not fork: forking the runner (tens of MB, maybe
+    threads) costs ~12 ms; spawning costs ~1 ms. Its own session: a Ctrl-C of the run does not
+    reach it."""
+    for pid in list(_flushers):
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                continue
+        _flushers.remove(pid)
+    null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+    with contextlib.suppress(OSError):
+        _flushers.append(
+            os.posix_spawn(
+                sys.executable,
+                [sys.executable, "-m", "agilab_dsl.history", str(lab_dir)],
+                os.environ,
+                file_actions=null,
+                setsid=True,
+            )
+        )
 
 
 def schema() -> Any:
@@ -197,6 +224,7 @@ def schema() -> Any:
                 pa.list_(pa.struct([("path", pa.string()), ("hash", pa.string()), ("size", pa.int64())])),
             ),
             ("error", pa.string()),
+            ("ran_in", pa.string()),
         ],
         metadata={"agilab.history.schema": str(SCHEMA_VERSION)},
     )
@@ -218,7 +246,7 @@ def _rows(run: RunRecord) -> list[dict[str, Any]]:
     }
     rows = []
     for s in run.steps:
-        row = head | asdict(s)
+        row = head | vars(s)
         row["params"] = _json(s.params)
         row["settings"] = _json(s.settings)
         row["metrics"] = list(s.metrics.items())
@@ -244,6 +272,7 @@ def flush(lab_dir: Path) -> int:
 
     history = lab_dir / HISTORY
     history.mkdir(parents=True, exist_ok=True)
+    sources: dict[str, dict[str, dict[str, Any]]] = {}  # run id -> step id -> row, as read
     done = 0
     for name in names:
         source = pending / name
@@ -254,14 +283,61 @@ def flush(lab_dir: Path) -> int:
         except (ValueError, TypeError, KeyError):
             source.rename(source.with_suffix(".unreadable"))  # kept for a human; never lost
             continue
+        _fill_fresh(lab_dir, run, sources)
         target = history / f"{run.run_id}.parquet"
         tmp = history / f".{run.run_id}.{os.getpid()}.tmp"  # a leading dot: datasets ignore it
-        pq.write_table(pa.Table.from_pylist(_rows(run), schema=schema()), tmp)
-        os.replace(tmp, target)
+        try:
+            pq.write_table(pa.Table.from_pylist(_rows(run), schema=schema()), tmp)
+            os.replace(tmp, target)
+        except OSError as exc:  # a full disk, say: the pending record stays for the next flush
+            print(f"agilab-run: history: {run.run_id} stays pending ({exc})", file=sys.stderr)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            continue
+        sources[run.run_id] = {s.step_id: vars(s) for s in run.steps}
         with contextlib.suppress(FileNotFoundError):
             source.unlink()
         done += 1
     return done
+
+
+def _fill_fresh(lab_dir: Path, run: RunRecord, sources: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """A fresh step's row is written by the runner as a reference (its fingerprint and the run it
+    last ran in: no cost on the hot path); its code, params, settings, inputs and outputs are
+    copied here from that run's record — the same fingerprint means the same values. Outputs'
+    sizes are read now."""
+    for row in run.steps:
+        if row.status != "fresh" or row.ran_in is None or row.params is not None:
+            continue
+        if row.ran_in not in sources:
+            sources[row.ran_in] = _steps_of(lab_dir, row.ran_in)
+        earlier = sources[row.ran_in].get(row.step_id)
+        if earlier is None or earlier.get("fingerprint") != row.fingerprint:
+            continue  # that run is not recorded (history began later): the details stay empty
+        for name in FROM_RAN_IN:
+            setattr(row, name, earlier.get(name))
+        row.outputs = [dict(o) | {"size": _size(lab_dir / o["path"])} for o in row.outputs or ()]
+
+
+def _steps_of(lab_dir: Path, run_id: str) -> dict[str, dict[str, Any]]:
+    """The rows of a recorded run by step id (params and settings decoded), or {}."""
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(lab_dir / HISTORY / f"{run_id}.parquet").to_pylist()
+    except (OSError, ValueError):
+        return {}
+    for r in rows:
+        for name in ("params", "settings"):
+            r[name] = json.loads(r[name]) if r[name] is not None else None
+    return {r["step_id"]: r for r in rows}
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ every step that succeeds, so an interrupted run loses nothing that completed. Ou
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -352,14 +353,17 @@ class Runner:
             pool.close(kill=interrupted)
             machine.close()
             if execute_is_real and (interrupted or attempted):
-                self._record(
-                    run_id,
-                    started,
-                    [settled[sid] for sid in order if sid in settled],
-                    attempted,
-                    interrupted,
-                    git,
-                )
+                try:
+                    self._record(
+                        run_id,
+                        started,
+                        [settled[sid] for sid in order if sid in settled],
+                        attempted,
+                        interrupted,
+                        git,
+                    )
+                except OSError as exc:  # the run itself is complete and saved; only its record is not
+                    reporter.note(f"history: this run is not recorded ({exc})")
         lab_order = [sid for sid in self.lab.ids if sid in settled]
         return RunResult(run_id, [settled[sid] for sid in lab_order], interrupted)
 
@@ -378,9 +382,14 @@ class Runner:
         from . import history
 
         rows = []
+        root = str(self.lab_dir)
         for o in outcomes:
-            step = self.resolved[o.id]
             rec = self.state.steps.get(o.id) if o.status in ("ran", "fresh") else None
+            if o.status == "fresh" and rec is not None:
+                # a reference: the flusher copies its details from the run it last ran in
+                rows.append(history.StepRow(o.id, "fresh", fingerprint=rec.fingerprint, ran_in=rec.run_id))
+                continue
+            step = self.resolved[o.id]
             comps = rec.components if rec is not None else attempted.get(o.id)
             stage = stage_result(o.returned)
             spread = (stage or {}).get("partition_seconds") or {}
@@ -405,7 +414,7 @@ class Runner:
                     metrics=history.metrics_of(o.returned) if stage is None else {},
                     inputs=[{"path": p, "hash": h} for p, h in ((comps or {}).get("inputs") or {}).items()],
                     outputs=[
-                        {"path": p, "hash": h, "size": _size(self.lab_dir / p)}
+                        {"path": p, "hash": h, "size": _size(os.path.join(root, p))}
                         for p, h in (rec.outputs if rec is not None else {}).items()
                     ],
                     error=_error_text(o),
@@ -647,9 +656,6 @@ class _Machine:
     """
 
     def __init__(self, options: RunOptions, settings: Mapping[str, Any], reporter: Reporter) -> None:
-        from .backends import available_cores
-
-        self.cores = available_cores()
         self.share = max(1, self.cores // options.jobs) if options.jobs > 1 else None
         self.backend = options.backend  # --backend: every parallel step's
         cluster = settings.get("cluster") or {}
@@ -658,6 +664,12 @@ class _Machine:
         self.reporter = reporter
         self._local: Any = None
         self._lock = threading.Lock()
+
+    @functools.cached_property
+    def cores(self) -> int:
+        from .backends import available_cores  # only when shared (-j N) or a cluster is started
+
+        return available_cores()
 
     def thread_env(self) -> dict[str, str]:
         from .backends import thread_limits
@@ -738,9 +750,9 @@ def _error_text(outcome: StepOutcome) -> str | None:
     return f"{outcome.error}: {last}" if last and last not in outcome.error else outcome.error
 
 
-def _size(path: Path) -> int | None:
+def _size(path: str) -> int | None:
     try:
-        return path.stat().st_size
+        return os.stat(path).st_size
     except OSError:
         return None
 

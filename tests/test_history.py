@@ -289,3 +289,26 @@ def test_export_to_mlflow_is_idempotent(tmp_path: Path, capsys, monkeypatch) -> 
     assert all(
         r.data.tags["agilab.app"] == "exp" and r.data.tags["agilab.lab"] == str(tmp_path) for r in found
     )
+
+
+def test_a_fresh_step_row_carries_the_details_of_the_run_it_ran_in(tmp_path: Path, capsys) -> None:
+    path = lab(tmp_path, 4)
+    assert main([str(path)]) == 0
+    path.write_text(LAB.format(x=4).replace('metrics["double"]', 'metrics["twice"]'), encoding="utf-8")
+    assert main([str(path)]) == 0  # only `score` runs; `train` is fresh
+    capsys.readouterr()
+    code, runs = history(path, capsys, "--json", "--step", "train")
+    new, old = runs  # type: ignore[misc]
+    assert code == 0 and new["steps"][0]["status"] == "fresh" and new["steps"][0]["ran_in"] == old["run_id"]
+    for name in ("fingerprint", "code", "params", "settings", "inputs", "outputs"):
+        assert new["steps"][0][name] == old["steps"][0][name], name
+    assert new["steps"][0]["params"] == {"x": 4, "label": "a"}
+    code, diff = history(path, capsys, "--compare", old["run_id"], new["run_id"], "--json")
+    assert diff["steps"] == [  # type: ignore[index]
+        {
+            "step_id": "train",
+            "status": "ran → fresh",
+            "metrics": ["loss removed (was 0.25)", "score removed (was 40)"],
+        },
+        {"step_id": "score", "code": "changed", "metrics": ["double removed (was 8)", "twice added: 8"]},
+    ]
