@@ -147,7 +147,19 @@ class Runner:
             stage = step.placed.stage
             files += [os.path.join(root, p) for p in (*step.inputs, *step.outputs)]
             if step.contract is not None:
-                files.append(os.path.join(root, step.contract))
+                from .stale import contract_parts, glob_root
+
+                contract = os.path.join(root, step.contract)
+                files.append(contract)
+                pattern, function = contract_parts(contract)
+                if pattern:  # the folder its glob searches: a new matching file changes it
+                    files.append(glob_root(pattern, os.path.dirname(contract)))
+                if function:
+                    ref = expr.parse_funcref(function)
+                    source = function_source(ref.module, ref.is_path, Path(contract).parent)
+                    files.append(
+                        str(source) if source else os.path.join(os.path.dirname(contract), ref.module)
+                    )
             if stage.function:
                 ref = expr.parse_funcref(stage.function)
                 source = function_source(ref.module, ref.is_path, self.lab_dir)
@@ -158,9 +170,16 @@ class Runner:
     def data_files(self) -> list[str]:
         """Every input and output path (absolute), as the file-hash cache knows them."""
         root = str(self.lab_dir)
-        return [
+        files = [
             os.path.join(root, p) for step in self.resolved.values() for p in (*step.inputs, *step.outputs)
         ]
+        for step in self.resolved.values():
+            if step.contract is not None:  # what its glob finds: hashed like inputs
+                from .stale import contract_parts, resolve_glob
+
+                contract = os.path.join(root, step.contract)
+                files += resolve_glob(contract_parts(contract)[0], os.path.dirname(contract))
+        return files
 
     def hashed_signatures(self, paths: list[str]) -> dict[str, str] | None:
         """``size:mtime_ns`` of each file when its hash was last taken; None if one was never hashed."""

@@ -60,8 +60,59 @@ def components(
         "upstream": dict(upstream),
     }
     if step.contract is not None:
-        comps["contract"] = {step.contract: hashes.of(os.path.join(lab_dir, step.contract))}
+        path = os.path.join(lab_dir, step.contract)
+        comps["contract"] = {step.contract: hashes.of(path)}
+        stage_inputs, function = contract_parts(path)
+        # what the contract's glob finds now (a new matching file makes the stage stale) ...
+        comps["stage_inputs"] = {
+            os.path.relpath(f, lab_dir): hashes.of(f)
+            for f in resolve_glob(stage_inputs, os.path.dirname(path))
+        }
+        # ... and its partition function's own source
+        comps["stage_function"] = (
+            function_hash(expr.parse_funcref(function), Path(path).parent) if function else ""
+        )
     return comps
+
+
+def contract_parts(path: str) -> tuple[str, str]:
+    """A contract's ``input`` glob and ``function`` reference, read with the standard library (a
+    contract that cannot be read gives empty ones: the step's own load reports why)."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError):
+        return "", ""
+    pattern, function = data.get("input"), data.get("function")
+    return (pattern if isinstance(pattern, str) else ""), (
+        function if isinstance(function, str) and ":" in function else ""
+    )
+
+
+def resolve_glob(pattern: str, base: str) -> list[str]:
+    """Files matching ``pattern`` (relative to ``base``), absolute, sorted."""
+    import glob
+
+    if not pattern:
+        return []
+    full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
+    return sorted(p for p in glob.glob(full, recursive=True) if os.path.isfile(p))
+
+
+def glob_root(pattern: str, base: str) -> str:
+    """The folder a glob searches: its longest leading part without wildcards."""
+    import glob
+
+    full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
+    parts = full.split(os.sep)
+    fixed = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return os.sep.join(fixed) or os.sep
 
 
 def _show(value: Any) -> str:
@@ -138,6 +189,16 @@ def reasons(
         out.append(f"declared outputs changed: {_show(old.get('outputs'))} → {_show(comps['outputs'])}")
     if old.get("contract") != comps.get("contract"):
         out.append(f"parallel contract {next(iter(comps.get('contract') or {'': ''}))} changed")
+    old_stage, new_stage = old.get("stage_inputs", {}), comps.get("stage_inputs", {})
+    for path in sorted(set(old_stage) | set(new_stage)):
+        if path not in old_stage:
+            out.append(f"parallel input {path} added")
+        elif path not in new_stage:
+            out.append(f"parallel input {path} removed")
+        elif old_stage[path] != new_stage[path]:
+            out.append(f"parallel input {path} changed")
+    if old.get("stage_function") != comps.get("stage_function") and "stage_function" in old:
+        out.append("partition function changed")
     old_up, new_up = old.get("upstream", {}), comps["upstream"]
     for sid in sorted(set(old_up) | set(new_up)):
         if (will_run or {}).get(sid):

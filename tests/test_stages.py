@@ -151,3 +151,27 @@ def test_a_thread_limit_the_user_set_is_kept(tmp_path: Path, capsys, monkeypatch
     assert code == 0, err
     assert (tmp_path / "omp.txt").read_text() == "7"
     assert os.environ["OMP_NUM_THREADS"] == "7"
+
+
+def test_a_new_file_matching_the_contract_glob_or_an_edited_function_makes_the_stage_stale(
+    tmp_path: Path, capsys
+) -> None:
+    contract(tmp_path / "a", "local")
+    path = lab(tmp_path, {"a": ""})
+    assert run(path, capsys)[0] == 0
+    assert run(path, capsys)[1]["steps"][0]["status"] == "fresh"  # judged, and the judgment kept
+    (tmp_path / "a" / "data" / "3.txt").write_text("line 3\n", encoding="utf-8")
+    assert main(["status", str(path), "--json"]) == 0
+    (step,) = json.loads(capsys.readouterr().out)["steps"]
+    assert step["state"] == "stale" and step["reasons"] == ["parallel input a/data/3.txt added"]
+    code, payload, _ = run(path, capsys)
+    assert code == 0 and payload["steps"][0]["status"] == "ran"
+    assert len(json.loads((tmp_path / "a" / "out.json").read_text())) == 4
+    funcs = tmp_path / "a" / "funcs.py"
+    funcs.write_text(funcs.read_text().replace('"i": part.index', '"index": part.index'), encoding="utf-8")
+    assert main(["status", str(path), "--json"]) == 0
+    (step,) = json.loads(capsys.readouterr().out)["steps"]
+    assert step["reasons"] == ["partition function changed"]
+    funcs.write_text(funcs.read_text() + "\n# a comment\n", encoding="utf-8")  # cosmetic: no change
+    assert main(["status", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"][0]["reasons"] == ["partition function changed"]
