@@ -172,6 +172,11 @@ def build_run_parser() -> argparse.ArgumentParser:
     parser.add_argument("file", metavar="FILE")
     parser.add_argument("--dry-run", action="store_true", help="say what would run and why; run nothing")
     parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="run, then re-run the affected steps whenever a file they depend on changes (Ctrl-C stops)",
+    )
+    parser.add_argument(
         "--only", action="append", default=[], metavar="ID", help="run only this step (repeatable)"
     )
     parser.add_argument(
@@ -508,6 +513,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("agilab-run: error: -j must be at least 1", file=sys.stderr)
         return EXIT_INVALID
     request = _request(args)
+    if args.watch:
+        if args.dry_run or args.json:
+            print(
+                "agilab-run: error: --watch runs steps as files change: not with --dry-run or --json",
+                file=sys.stderr,
+            )
+            return EXIT_INVALID
+        return _watch(args, request)
     cached = None if args.force else session.cached_judgment(request)
     if cached is not None:
         statuses, conditional = cached
@@ -524,34 +537,103 @@ def cmd_run(args: argparse.Namespace) -> int:
             return judged
         _print_statuses(judged, args.json)
         return EXIT_OK
-    from .report import TextReporter
-
-    reporter: TextReporter | None = None
-
-    def reporter_for(runner: Any) -> TextReporter:
-        nonlocal reporter
-        _warn(runner)
-        width = max([len(i) for i in runner.lab.ids] + [4])
-        reporter = TextReporter(sys.stderr, width, color=_use_color(sys.stderr), verbose=args.verbose)
-        return reporter
-
-    import signal
-
-    def _terminated(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # the run ends as after Ctrl-C: recorded as interrupted
-
-    signal.signal(signal.SIGTERM, _terminated)
-    ran = session.run(request, options, reporter_for, say=sys.stderr)
+    reporting = _Reporting(args)
+    _terminate_as_interrupt()
+    ran = session.run(request, options, reporting.reporter_for, say=sys.stderr)
     if isinstance(ran, session.Refusal) and ran.kind == "contract":
         return _run_contract(args, ran.value)
     if isinstance(ran, session.Refusal):
         return _refused(ran)
     _, result = ran
-    assert reporter is not None
-    reporter.finished(result, args.file)
+    reporting.finished(result)
     if args.json:
         sys.stdout.write(to_json_text(result.to_json()) + "\n")
     return EXIT_OK if result.ok else EXIT_PROBLEMS
+
+
+class _Reporting:
+    """The run's text reporter, made once the lab is open (its column fits the step ids)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.reporter: Any = None
+
+    def reporter_for(self, runner: Any) -> Any:
+        from .report import TextReporter
+
+        _warn(runner)
+        width = max([len(i) for i in runner.lab.ids] + [4])
+        self.reporter = TextReporter(
+            sys.stderr, width, color=_use_color(sys.stderr), verbose=self.args.verbose
+        )
+        return self.reporter
+
+    def finished(self, result: Any) -> None:
+        assert self.reporter is not None
+        self.reporter.finished(result, self.args.file)
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM ends a run as Ctrl-C does: its steps are ended and it is recorded as interrupted."""
+    import signal
+
+    def _terminated(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminated)
+
+
+def _watch(args: argparse.Namespace, request: Any, source: Any = None) -> int:
+    """``--watch``: see :mod:`agilab_dsl.watch`. ``source`` replaces watchfiles (tests script it)."""
+    import dataclasses
+
+    from . import session
+    from .run import Warm
+    from .watch import Watcher, watchfiles_source
+
+    options = _options(args)
+    warm = Warm()
+    reporting = _Reporting(args)
+
+    def run_once(first: bool) -> Any:
+        ran = session.run(
+            request,
+            options if first else dataclasses.replace(options, force=False),
+            reporting.reporter_for,
+            sys.stderr,
+            warm,
+        )
+        if isinstance(ran, session.Refusal):
+            if ran.kind == "contract":
+                raise _NotALab
+            _refused(ran)
+            return None
+        runner, result = ran
+        reporting.finished(result)
+        return runner
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    _terminate_as_interrupt()
+    watcher = Watcher(run_once, args.settings, source or watchfiles_source(), say)
+    try:
+        return watcher.loop(args.file)
+    except KeyboardInterrupt:
+        say("watch: stopped")
+        return EXIT_OK
+    except _NotALab:
+        print(
+            f"agilab-run: error: {args.file} is a parallel contract; --watch follows a lab file",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    finally:
+        warm.close()
+
+
+class _NotALab(Exception):
+    """--watch was given a parallel contract."""
 
 
 def _run_contract(args: argparse.Namespace, contract: Any) -> int:

@@ -262,10 +262,17 @@ class Runner:
         reporter: Reporter | None = None,
         run_id: str | None = None,
         execute: Callable[[ResolvedStep, str, int], StepOutcome] | None = None,
+        warm: Warm | None = None,
     ) -> RunResult:
+        """Run the selected stale steps. ``warm`` (watch mode) keeps the step workers and a Dask
+        LocalCluster up between runs: this run neither starts nor ends them."""
         reporter = reporter or SilentReporter()
         run_id = run_id or new_run_id()
-        machine = _Machine(options, self.settings, reporter)
+        machine = (
+            warm.machine(options, self.settings, reporter)
+            if warm
+            else _Machine(options, self.settings, reporter)
+        )
         started = time.time()
         attempted: dict[str, dict[str, Any]] = {}  # what each started step ran with
         started_for: dict[str, list[str]] = {}  # and why it started
@@ -279,7 +286,7 @@ class Runner:
         stopped_by: str | None = None
         from .pool import WorkerPool
 
-        pool = WorkerPool(options.jobs)
+        pool = warm.pool(options.jobs) if warm else WorkerPool(options.jobs)
         execute_is_real = execute is None  # a test's stand-in executor leaves no history
         if execute is None:
             if order:
@@ -363,14 +370,15 @@ class Runner:
             raise
         finally:
             threads.shutdown(wait=True, cancel_futures=True)
-            if not interrupted:
+            if not interrupted and warm is None:
                 pool.release()  # the workers exit while the state is saved
             self.state.settle()
             self.state.hashes = self.hashes.cache
             if self.hashes.changed:
                 self.state.save_hashes()
-            pool.close(kill=interrupted)
-            machine.close()
+            if warm is None or interrupted:
+                pool.close(kill=interrupted)
+                machine.close()
             if execute_is_real and (interrupted or attempted):
                 try:
                     self._record(
@@ -716,6 +724,41 @@ class _Machine:
     def close(self) -> None:
         if self._local is not None:
             self._local.close()
+
+
+class Warm:
+    """What watch mode keeps up between runs (AGILAB's service mode): the step workers (forked
+    servers, so a re-run does not start an interpreter) and the Dask LocalCluster of dask steps."""
+
+    def __init__(self) -> None:
+        self._pool: Any = None
+        self._machine: _Machine | None = None
+
+    def pool(self, jobs: int) -> Any:
+        from .pool import WorkerPool
+
+        if self._pool is None or self._pool.size != max(1, jobs) or self._pool._closed:
+            if self._pool is not None:
+                self._pool.close()
+            self._pool = WorkerPool(jobs)
+        return self._pool
+
+    def machine(self, options: RunOptions, settings: Mapping[str, Any], reporter: Reporter) -> _Machine:
+        fresh = _Machine(options, settings, reporter)
+        old = self._machine
+        if old is not None and (old.share, old.scheduler) == (fresh.share, fresh.scheduler):
+            old.reporter, old.backend = reporter, fresh.backend  # its LocalCluster stays up
+            return old
+        if old is not None:
+            old.close()
+        self._machine = fresh
+        return fresh
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        if self._machine is not None:
+            self._machine.close()
 
 
 def _contract_backend(path: str) -> str | None:

@@ -220,6 +220,7 @@ def run(
     options: RunOptions,
     reporter_for: Callable[[Runner], Reporter],
     say: Any = None,
+    warm: Any = None,
 ) -> tuple[Runner, RunResult] | Refusal:
     """Run the lab under its lock; afterwards, when every selected step is fresh, keep that as the
     judgment. ``reporter_for`` makes the reporter once the lab is open (it may size columns to the
@@ -242,7 +243,7 @@ def run(
         files, env = runner.dependencies()
         data = set(runner.data_files())
         before |= judgment.signatures([f for f in files if f not in data and f not in state_files])
-        result = runner.run(options, reporter)
+        result = runner.run(options, reporter, warm=warm)
     selected = {o.id for o in result.outcomes}
     complete = all(o.status in ("ran", "fresh", "disabled") for o in result.outcomes)
     if _use_cache(request) and complete and not selected & set(runner.conditional()):

@@ -1,0 +1,249 @@
+"""Watch mode: run once, then re-run exactly the steps a file change affected (DESIGN §3.5).
+
+The loop takes change batches from a *change source*: a callable that, given the folders to
+watch, yields sets of changed paths. The real one is :func:`watchfiles_source`; tests give a
+scripted one, so the loop's logic is tested without sleeping.
+
+What is watched: the lab's folder (recursively: the lab file, the settings snapshot, inputs,
+function sources, contracts and whatever their globs may find later), plus the folders of any
+of those that live outside it. What is ignored: ``.agilab/``, the steps' declared outputs (the
+runner's own writes), version-control and cache folders, and editor swap / temporary files. A
+change to anything else re-judges the lab; only stale steps and their dependents run, so a change
+that affects no step runs nothing.
+
+Policy for a change that arrives during a run: the run finishes, then the change is evaluated
+(the watcher keeps collecting events while the run goes on, so none is lost).
+
+Between runs the step workers and a Dask LocalCluster stay up (:class:`~agilab_dsl.run.Warm`).
+Ctrl-C or SIGTERM ends a running step (the run is recorded as interrupted) and the watcher; the
+exit status is 0 — stopping is how watch mode ends.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ChangeSource = Callable[[list[str]], Iterable[set[str]]]
+
+IGNORED_FOLDERS = {
+    ".agilab",
+    ".git",
+    ".hg",
+    ".svn",
+    "__pycache__",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    "mlruns",
+    ".ipynb_checkpoints",
+    "node_modules",
+    ".venv",
+    ".idea",
+}
+IGNORED_SUFFIXES = (
+    ".swp",
+    ".swo",
+    ".swx",
+    ".swpx",
+    "~",
+    ".tmp",
+    ".temp",
+    ".part",
+    ".crdownload",
+    ".pyc",
+    "___jb_tmp___",
+    "___jb_old___",
+)
+IGNORED_PREFIXES = (".#", ".goutputstream-", "#")
+
+
+def is_noise(path: str) -> bool:
+    """Editor swap and backup files, temporary files, caches and version control."""
+    name = os.path.basename(path)
+    if name.startswith(IGNORED_PREFIXES) or name.endswith(IGNORED_SUFFIXES) or name == "4913":  # vim's probe
+        return True
+    return any(part in IGNORED_FOLDERS for part in Path(path).parts)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _own_output() -> set[tuple[int, int]]:
+    """The files this process's stdout and stderr are redirected to, if any (by device and inode)."""
+    import stat
+
+    out = set()
+    for fd in (1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            out.add((st.st_dev, st.st_ino))
+    return out
+
+
+@dataclass
+class Scope:
+    """What the last good lab says to watch and to ignore."""
+
+    lab_dir: str
+    roots: list[str]
+    outputs: set[str] = field(default_factory=set)
+    known: set[str] = field(default_factory=set)  # files the lab reads: their removal counts
+    own: set[tuple[int, int]] = field(default_factory=_own_output)  # where our output goes
+
+    def relevant(self, path: str) -> bool:
+        path = os.path.abspath(path)
+        if path in self.outputs or is_noise(path):
+            return False
+        if path not in self.known and not os.path.exists(path):
+            return False  # a file that came and went (an editor's or sed's temporary)
+        if os.path.isdir(path):
+            return False  # a folder made or touched: the files in it report for themselves
+        if self.own and _identity(path) in self.own:
+            return False  # the file our own stdout/stderr goes to (`--watch 2> watch.log`)
+        return path.startswith(self.lab_dir + os.sep) or any(
+            path.startswith(r + os.sep) or path == r for r in self.roots
+        )
+
+
+def scope_of(runner: Any, settings_file: str | None) -> Scope:
+    """The folders to watch and the outputs to ignore, from an opened lab."""
+    lab_dir = str(runner.lab_dir)
+    files, _ = runner.dependencies()
+    outputs = {os.path.abspath(os.path.join(lab_dir, p)) for s in runner.resolved.values() for p in s.outputs}
+    roots = {lab_dir}
+    for name in [*files, *([settings_file] if settings_file else [])]:
+        f = os.path.abspath(name)
+        if f.startswith(lab_dir + os.sep) or f in outputs or ".agilab" in Path(f).parts:
+            continue
+        roots.add(f if os.path.isdir(f) else os.path.dirname(f))
+    known = {os.path.abspath(f) for f in [*files, *runner.data_files()]} - outputs
+    return Scope(lab_dir, sorted(roots), outputs, known)
+
+
+def watchfiles_source(step_ms: int = 30, debounce_ms: int = 400) -> ChangeSource:
+    """Changes as watchfiles reports them: a batch is yielded ``step_ms`` after the last event
+    (bursts within ``debounce_ms`` are grouped). The watcher runs in a thread from the moment the
+    source is opened, so changes made while a run goes on are collected, not missed."""
+
+    def source(roots: list[str]) -> Iterator[set[str]]:
+        import queue
+        import threading
+
+        import watchfiles
+
+        batches: queue.SimpleQueue[set[str] | BaseException | None] = queue.SimpleQueue()
+        stop = threading.Event()
+
+        def pump() -> None:
+            try:
+                for changes in watchfiles.watch(
+                    *[r for r in roots if os.path.exists(r)],
+                    watch_filter=None,  # ours is applied with the lab's outputs in view
+                    step=step_ms,
+                    debounce=debounce_ms,
+                    stop_event=stop,
+                    raise_interrupt=False,
+                ):
+                    batches.put({path for _, path in changes})
+            except BaseException as exc:  # handed to the loop, which raises it
+                batches.put(exc)
+            finally:
+                batches.put(None)
+
+        threading.Thread(target=pump, name="watchfiles", daemon=True).start()
+
+        def take() -> Iterator[set[str]]:
+            try:
+                while True:
+                    try:
+                        item = batches.get(timeout=0.25)  # a timeout keeps Ctrl-C responsive
+                    except queue.Empty:
+                        continue
+                    if item is None:
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+            finally:
+                stop.set()
+
+        return take()
+
+    return source
+
+
+class Watcher:
+    """The watch loop. ``run_once(first)`` runs the lab (``first``: the initial run) and returns
+    the opened runner, or None when the lab is invalid (it has said why)."""
+
+    def __init__(
+        self,
+        run_once: Callable[[bool], Any],
+        settings_file: str | None,
+        source: ChangeSource,
+        say: Callable[[str], None],
+    ) -> None:
+        self.run_once = run_once
+        self.settings_file = settings_file
+        self.source = source
+        self.say = say
+        self.scope: Scope | None = None
+        self.runs = 0
+
+    def _rescope(self, runner: Any) -> None:
+        if runner is not None:
+            self.scope = scope_of(runner, self.settings_file)
+
+    def loop(self, lab_file: str) -> int:
+        folder = str(Path(lab_file).resolve().parent)
+        extra = {str(Path(self.settings_file).resolve().parent)} if self.settings_file else set()
+        roots = sorted({folder} | extra)
+        batches = iter(self.source(roots))  # opened first: changes during the first run count too
+        self._rescope(self.run_once(True))
+        self.runs += 1
+        if self.scope is None:  # invalid from the start: watch its folder until it is fixed
+            self.scope = Scope(folder, roots)
+        if self.scope.roots != roots and _restartable(self.source):
+            batches, roots = self._reopen(batches, self.scope.roots), self.scope.roots
+        self.say(f"watching {len(roots)} folder{'s' * (len(roots) != 1)} for changes (Ctrl-C to stop)")
+        while True:
+            batch = next(batches, None)
+            if batch is None:
+                return 0  # the source ended (a scripted one)
+            changed = sorted(p for p in batch if self.scope.relevant(p))
+            if not changed:
+                continue
+            shown = [os.path.relpath(p, self.scope.lab_dir) for p in changed]
+            more = f" (+{len(shown) - 5})" if len(shown) > 5 else ""
+            self.say(f"⟳ {', '.join(shown[:5])}{more} changed")
+            runner = self.run_once(False)
+            self.runs += 1
+            if runner is None:
+                self.say("  the lab is invalid: still watching (the last good definition stays in force)")
+                continue
+            self._rescope(runner)
+            if self.scope.roots != roots and _restartable(self.source):
+                # a new folder to watch (an input outside the lab, say)
+                batches, roots = self._reopen(batches, self.scope.roots), self.scope.roots
+
+    def _reopen(self, batches: Iterator[set[str]], roots: list[str]) -> Iterator[set[str]]:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+        return iter(self.source(roots))
+
+
+def _restartable(source: ChangeSource) -> bool:
+    return getattr(source, "restartable", True)
