@@ -244,3 +244,29 @@ def attempt(path: str | Path, contract: Any = None, **options: Any) -> StageResu
         return StageProblem(f"{type(exc).__name__}: {exc}")
     except StageFailed as exc:
         return StageProblem(str(exc), exc.failed.traceback)
+
+
+def serve(
+    req: dict[str, Any], say: Callable[[str], None], complain: Callable[[str], None]
+) -> tuple[int, dict[str, Any] | None]:
+    """Run a contract step's request (see :mod:`agilab_dsl.worker`): its exit status and what it
+    hands back. ``say`` hears progress and the summary line; ``complain`` the failure."""
+    result = attempt(
+        req["contract"],
+        backend=req.get("backend"),
+        retries=req.get("retries", 0),
+        scheduler=req.get("scheduler"),
+        fallback=req.get("fallback"),
+        compiled=req.get("cython", False),
+        cores=req.get("cores"),
+        limit=req.get("limit"),
+        say=say,
+    )
+    if isinstance(result, StageProblem):
+        complain(f"{result.message}\n{result.traceback}".rstrip("\n"))
+        return 1, None
+    say(
+        f"{result.name}: {result.partitions} partitions on {result.backend} → "
+        f"{os.path.relpath(result.output, req['cwd'])} ({result.seconds:.2f} s)"
+    )
+    return 0, {"returned": result.to_json()}

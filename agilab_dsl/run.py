@@ -570,6 +570,10 @@ class Runner:
             request["module"], request["function"] = module, function
         if (stage.engine or "").startswith("agi."):
             return self._execute_agi(step, request, log, result_file)
+        if machine.keeps_pools and request["kind"] == "contract" and stage.timeout is None:
+            backend = request["backend"] or _contract_backend(request["contract"])
+            if backend in ("pool", "dask"):  # the user's code runs in the pool's / cluster's workers
+                return self._outcome(step, machine.serve_here(request, log, result_file), log, result_file)
         from .pool import WorkerDied
 
         try:
@@ -691,6 +695,25 @@ class _Machine:
         self.reporter = reporter
         self._local: Any = None
         self._lock = threading.Lock()
+        # watch mode: pool and dask stages are served from this process, so that the joblib/loky
+        # workers they start stay up between runs (their partitions still run in other processes)
+        self.keeps_pools = False
+        self._serving = threading.Lock()
+
+    def serve_here(self, request: dict[str, Any], log: Path, result_file: Path) -> dict[str, Any]:
+        """Run a contract step in this process (one at a time); its log and result as a worker
+        would leave them, and a worker's reply."""
+        from .parallel import serve
+
+        lines: list[str] = []
+        started = time.perf_counter()
+        with self._serving:
+            status, payload = serve(request, lines.append, lines.append)
+        if lines:
+            log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if payload is not None:
+            result_file.write_text(json.dumps(payload), encoding="utf-8")
+        return {"exit": status, "signal": None, "timed_out": False, "seconds": time.perf_counter() - started}
 
     @functools.cached_property
     def cores(self) -> int:
@@ -751,6 +774,7 @@ class Warm:
             return old
         if old is not None:
             old.close()
+        fresh.keeps_pools = True
         self._machine = fresh
         return fresh
 

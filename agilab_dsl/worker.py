@@ -108,28 +108,15 @@ def _run_child(req: dict[str, Any]) -> int:
 
 def _run_contract(req: dict[str, Any]) -> int:
     """A parallel stage (only under this tool's own interpreter: it needs agilab_dsl)."""
-    from agilab_dsl.parallel import StageProblem, attempt
+    from agilab_dsl.parallel import serve
 
-    result = attempt(
-        req["contract"],
-        backend=req.get("backend"),
-        retries=req.get("retries", 0),
-        scheduler=req.get("scheduler"),
-        fallback=req.get("fallback"),
-        compiled=req.get("cython", False),
-        cores=req.get("cores"),
-        limit=req.get("limit"),
-        say=print,
-    )
-    if isinstance(result, StageProblem):
-        sys.stderr.write(f"{result.message}\n{result.traceback}")
-        return 1
-    print(
-        f"{result.name}: {result.partitions} partitions on {result.backend} → "
-        f"{os.path.relpath(result.output, req['cwd'])} ({result.seconds:.2f} s)"
-    )
-    _write_result(req["result"], {"returned": result.to_json()})
-    return 0
+    def complain(text: str) -> None:
+        print(text, file=sys.stderr)
+
+    status, payload = serve(req, print, complain)
+    if payload is not None:
+        _write_result(req["result"], payload)
+    return status
 
 
 def _write_result(path: str, payload: dict[str, Any]) -> None:

@@ -369,6 +369,11 @@ def test_an_edited_function_file_is_loaded_again(tmp_path: Path) -> None:
     assert ref.load()(None) == 1
     (tmp_path / "m.py").write_text("def f(part):\n    return 22\n", encoding="utf-8")
     assert ref.load()(None) == 22
+    (tmp_path / "dotted_mod_x.py").write_text("def f(part):\n    return 1\n", encoding="utf-8")
+    dotted = FunctionRef.parse("dotted_mod_x:f", str(tmp_path))
+    assert dotted.load()(None) == 1
+    (tmp_path / "dotted_mod_x.py").write_text("def f(part):\n    return 333\n", encoding="utf-8")
+    assert dotted.load()(None) == 333  # a dotted module is reloaded too
 
 
 def test_the_cython_bit_says_python_runs_when_nothing_is_compiled(tmp_path: Path) -> None:

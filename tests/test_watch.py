@@ -3,6 +3,7 @@ use real files, the real watchfiles watcher and real signals."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -311,3 +312,35 @@ def test_a_dask_local_cluster_stays_up_between_runs(tmp_path: Path, capsys) -> N
     assert err.count("LocalCluster for this run") == 1  # started once, for all three runs
     address = re.search(r"LocalCluster for this run at (\S+),", err).group(1)  # type: ignore[union-attr]
     assert err.count(f"dask: scheduler {address}") == 3 and err.count("partitions on dask") == 3
+
+
+def test_a_pool_stage_keeps_its_workers_between_runs(tmp_path: Path, capsys) -> None:
+    path = make_lab(tmp_path)
+    contract = tmp_path / "parallel_stage.toml"
+    contract.write_text(
+        CONTRACT.replace('backend = "local"', 'backend = "pool"')
+        .replace("workers = 1", "workers = 2")
+        .replace("helpers.py:size", "helpers.py:pid"),
+        encoding="utf-8",
+    )
+    helpers = tmp_path / "helpers.py"
+    helpers.write_text(helpers.read_text() + "\ndef pid(part):\n    import os\n    return os.getpid()\n")
+    (tmp_path / "parts" / "p1.txt").write_text("one\n", encoding="utf-8")
+    seen: list[set[int]] = []
+
+    def add(n: int) -> Callable[[], list[Path]]:
+        def do() -> list[Path]:
+            seen.append(set(json.loads((tmp_path / "out" / "par.json").read_text())))
+            new = tmp_path / "parts" / f"p{n}.txt"
+            new.write_text(f"{n}\n", encoding="utf-8")
+            return [new]
+
+        return do
+
+    runs = watch(path, scripted(add(2), add(3)), capsys)
+    seen.append(set(json.loads((tmp_path / "out" / "par.json").read_text())))
+    assert runs[1] == ["par"] and runs[2] == ["par"]
+    assert seen[1] <= seen[0] | seen[1] and seen[2] & (
+        seen[0] | seen[1]
+    )  # the same loky workers served again
+    assert os.getpid() not in seen[0]  # partitions ran in the pool's processes, not the watcher's

@@ -70,7 +70,7 @@ class FunctionRef:
             except OSError as exc:
                 raise ImportError(f"cannot load {path}: {exc.strerror}") from None
             return _load_path(path, self.name, st.st_mtime_ns, st.st_size)
-        return _load_module(self.module, self.name, self.base)
+        return _load_module(self.module, self.name, self.base, _stamp(_origin(self.module, self.base)))
 
 
 def compiled_twin(source: str) -> str | None:
@@ -110,12 +110,43 @@ def _load_path(path: str, name: str, mtime_ns: int, size: int) -> Any:
 
 
 @functools.cache
-def _load_module(module: str, name: str, base: str) -> Any:
+def _origin(module: str, base: str) -> str | None:
+    """The file a dotted module is loaded from (looked up once)."""
+    import importlib.util
+
+    if base not in sys.path:
+        sys.path.insert(0, base)
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.has_location else None
+
+
+def _stamp(path: str | None) -> tuple[int, int]:
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size) if st else (0, 0)
+
+
+_stamps: dict[str, tuple[int, int]] = {}  # module -> (mtime_ns, size) it was loaded at
+
+
+@functools.lru_cache(maxsize=64)
+def _load_module(module: str, name: str, base: str, stamp: tuple[int, int]) -> Any:
+    """A dotted module's function; the module is reloaded when its file changed since it was
+    loaded (a long-lived pool or Dask worker never runs an edited function's old code)."""
     import importlib
 
     if base not in sys.path:
         sys.path.insert(0, base)
-    return _function(importlib.import_module(module), module, name)
+    mod = importlib.import_module(module)
+    if _stamps.get(module, stamp) != stamp:
+        mod = importlib.reload(mod)
+    _stamps[module] = stamp
+    return _function(mod, module, name)
 
 
 def where_loaded(fn: Any) -> str:
