@@ -629,6 +629,9 @@ def _watch(args: argparse.Namespace, request: Any, source: Any = None) -> int:
         )
         return EXIT_INVALID
     finally:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut the clean-up short
         warm.close()
 
 
