@@ -8,13 +8,14 @@ file cannot be read, or the call is wrong. Every command imports what it needs w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from typing import TextIO
 
 EXIT_OK = 0
@@ -538,8 +539,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_statuses(judged, args.json)
         return EXIT_OK
     reporting = _Reporting(args)
-    _terminate_as_interrupt()
-    ran = session.run(request, options, reporting.reporter_for, say=sys.stderr)
+    with _sigterm_interrupts():
+        ran = session.run(request, options, reporting.reporter_for, say=sys.stderr)
     if isinstance(ran, session.Refusal) and ran.kind == "contract":
         return _run_contract(args, ran.value)
     if isinstance(ran, session.Refusal):
@@ -573,14 +574,32 @@ class _Reporting:
         self.reporter.finished(result, self.args.file)
 
 
-def _terminate_as_interrupt() -> None:
-    """SIGTERM ends a run as Ctrl-C does: its steps are ended and it is recorded as interrupted."""
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM ends a run as Ctrl-C does (its steps are ended; it is recorded as interrupted);
+    the previous handler is back afterwards (a caller in the same process keeps its own)."""
     import signal
 
     def _terminated(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _terminated)
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _no_interrupts() -> Iterator[None]:
+    """Ctrl-C ignored for the duration (a second one must not cut a clean-up short), then restored."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _watch(args: argparse.Namespace, request: Any, source: Any = None) -> int:
@@ -615,10 +634,10 @@ def _watch(args: argparse.Namespace, request: Any, source: Any = None) -> int:
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    _terminate_as_interrupt()
     watcher = Watcher(run_once, args.settings, source or watchfiles_source(), say)
     try:
-        return watcher.loop(args.file)
+        with _sigterm_interrupts():
+            return watcher.loop(args.file)
     except KeyboardInterrupt:
         say("watch: stopped")
         return EXIT_OK
@@ -629,10 +648,8 @@ def _watch(args: argparse.Namespace, request: Any, source: Any = None) -> int:
         )
         return EXIT_INVALID
     finally:
-        import signal
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut the clean-up short
-        warm.close()
+        with _no_interrupts():
+            warm.close()
 
 
 class _NotALab(Exception):

@@ -344,3 +344,11 @@ def test_a_pool_stage_keeps_its_workers_between_runs(tmp_path: Path, capsys) -> 
         seen[0] | seen[1]
     )  # the same loky workers served again
     assert os.getpid() not in seen[0]  # partitions ran in the pool's processes, not the watcher's
+
+
+def test_the_signal_handlers_are_restored_afterwards(tmp_path: Path, capsys) -> None:
+    """(A watcher left SIGINT ignored once: every process started after it inherited that.)"""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    path = make_lab(tmp_path)
+    watch(path, scripted(), capsys)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
