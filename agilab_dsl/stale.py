@@ -190,7 +190,7 @@ def reasons(
     if old.get("contract") != comps.get("contract"):
         out.append(f"parallel contract {next(iter(comps.get('contract') or {'': ''}))} changed")
     old_stage, new_stage = old.get("stage_inputs", {}), comps.get("stage_inputs", {})
-    for path in sorted(set(old_stage) | set(new_stage)):
+    for path in sorted((set(old_stage) | set(new_stage)) - set(old_inputs) - set(new_inputs)):  # said once
         if path not in old_stage:
             out.append(f"parallel input {path} added")
         elif path not in new_stage:

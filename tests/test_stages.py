@@ -175,3 +175,13 @@ def test_a_new_file_matching_the_contract_glob_or_an_edited_function_makes_the_s
     funcs.write_text(funcs.read_text() + "\n# a comment\n", encoding="utf-8")  # cosmetic: no change
     assert main(["status", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["steps"][0]["reasons"] == ["partition function changed"]
+
+
+def test_a_declared_input_found_by_the_glob_too_is_named_once(tmp_path: Path, capsys) -> None:
+    contract(tmp_path / "a", "local")
+    path = lab(tmp_path, {"a": 'consumes = ["a/data/0.txt"]'})
+    assert run(path, capsys)[0] == 0
+    (tmp_path / "a" / "data" / "0.txt").write_text("changed\n", encoding="utf-8")
+    assert main(["status", str(path), "--json"]) == 0
+    (step,) = json.loads(capsys.readouterr().out)["steps"]
+    assert step["reasons"] == ["input a/data/0.txt changed"]
