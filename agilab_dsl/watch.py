@@ -14,7 +14,8 @@ that affects no step runs nothing.
 Policy for a change that arrives during a run: the run finishes, then the change is evaluated
 (the watcher keeps collecting events while the run goes on, so none is lost).
 
-Between runs the step workers and a Dask LocalCluster stay up (:class:`~agilab_dsl.run.Warm`).
+Between runs the step workers, the joblib/loky workers of pool stages and a Dask LocalCluster
+stay up (:class:`~agilab_dsl.run.Warm`).
 Ctrl-C or SIGTERM ends a running step (the run is recorded as interrupted) and the watcher; the
 exit status is 0 — stopping is how watch mode ends.
 """
@@ -61,12 +62,14 @@ IGNORED_SUFFIXES = (
 IGNORED_PREFIXES = (".#", ".goutputstream-", "#")
 
 
-def is_noise(path: str) -> bool:
-    """Editor swap and backup files, temporary files, caches and version control."""
+def is_noise(path: str, root: str | None = None) -> bool:
+    """Editor swap and backup files, temporary files, caches and version control (folders are
+    looked for below ``root``: a lab may itself live under a folder of such a name)."""
     name = os.path.basename(path)
     if name.startswith(IGNORED_PREFIXES) or name.endswith(IGNORED_SUFFIXES) or name == "4913":  # vim's probe
         return True
-    return any(part in IGNORED_FOLDERS for part in Path(path).parts)
+    below = os.path.relpath(path, root) if root and path.startswith(root + os.sep) else path
+    return any(part in IGNORED_FOLDERS for part in Path(below).parts)
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -104,7 +107,7 @@ class Scope:
 
     def relevant(self, path: str) -> bool:
         path = os.path.abspath(path)
-        if path in self.outputs or is_noise(path):
+        if path in self.outputs or is_noise(path, self.lab_dir):
             return False
         if path not in self.known and not os.path.exists(path):
             return False  # a file that came and went (an editor's or sed's temporary)
