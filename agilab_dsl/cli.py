@@ -22,7 +22,7 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_INVALID = 2
 
-COMMANDS = ("check", "plan", "schema", "status", "graph", "doctor", "history")
+COMMANDS = ("check", "plan", "schema", "status", "graph", "doctor", "history", "diff")
 
 _DESCRIPTION = """\
 Read AGILAB pipeline files (lab_steps.toml / lab_stages.toml, parallel_stage.toml,
@@ -114,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print a JSON Schema for editors")
     schema.add_argument("name", choices=("lab-steps", "parallel-stage", "app-settings"))
+
+    diff = sub.add_parser(
+        "diff",
+        help="what a change to a lab, contract or settings file means",
+        description="Semantic diff: per step added / removed / renamed / reordered, code (normalised; "
+        "cosmetic edits called so), mode, params, settings, deps, artifacts; which steps would re-run. "
+        "OLD and NEW are files, or git revisions followed by `-- PATH` (one revision: against the "
+        "working tree).",
+    )
+    diff.add_argument("refs", nargs="+", metavar="OLD NEW", help="two files, or one or two git revisions")
+    diff.add_argument("--json", action="store_true")
+    diff.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    diff.add_argument("--cores", type=int, default=None, metavar="N", help="cores for contract plans")
 
     hist = sub.add_parser(
         "history",
@@ -226,6 +239,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("agilab-run: interrupted; every step that completed is recorded", file=sys.stderr)
             return 130
     parser = build_parser()
+    git_path: str | None = None
+    if args_list[:1] == ["diff"] and "--" in args_list:  # diff REV [REV] -- PATH
+        cut = args_list.index("--")
+        if len(args_list) != cut + 2:
+            print("agilab-run diff: error: give one path after --", file=sys.stderr)
+            return EXIT_INVALID
+        git_path, args_list = args_list[cut + 1], args_list[:cut]
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # --help, or a usage error already printed
@@ -251,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_doctor(args, sys.stdout)
         if args.command == "history":
             return cmd_history(args, sys.stdout)
+        if args.command == "diff":
+            return cmd_diff(args, git_path, sys.stdout)
         if args.command == "schema":
             from .schema import render
 
@@ -713,6 +735,109 @@ def _report_nothing_to_do(args: argparse.Namespace, statuses: Any) -> int:
             for s in statuses
         ]
         sys.stdout.write(to_json_text({"run_id": run_id, "steps": steps}) + "\n")
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace, git_path: str | None, out: TextIO) -> int:
+    """``agilab-run diff``: see :mod:`agilab_dsl.diff`."""
+    import tempfile
+
+    from . import diff as semantic
+
+    fmt = "json" if args.json else args.format
+    with tempfile.TemporaryDirectory(prefix="agilab-diff-") as tmp:
+        try:
+            if git_path is not None:
+                if len(args.refs) > 2:
+                    print("agilab-run diff: error: at most two revisions before --", file=sys.stderr)
+                    return EXIT_INVALID
+                old = semantic.materialize(args.refs[0], Path(git_path), Path(tmp) / "old")
+                new = (
+                    semantic.materialize(args.refs[1], Path(git_path), Path(tmp) / "new")
+                    if len(args.refs) == 2
+                    else Path(git_path)
+                )
+                labels = (
+                    f"{args.refs[0]}:{git_path}",
+                    f"{args.refs[1] if len(args.refs) == 2 else 'working tree'}:{git_path}",
+                )
+            else:
+                if len(args.refs) != 2:
+                    print(
+                        "agilab-run diff: error: give OLD and NEW files (or revisions and -- PATH)",
+                        file=sys.stderr,
+                    )
+                    return EXIT_INVALID
+                old, new = Path(args.refs[0]), Path(args.refs[1])
+                labels = (args.refs[0], args.refs[1])
+        except semantic.GitProblem as exc:
+            print(f"agilab-run diff: error: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        return _diff_files(old, new, labels, fmt, args.cores, out)
+
+
+def _diff_files(
+    old: Path, new: Path, labels: tuple[str, str], fmt: str, cores: int | None, out: TextIO
+) -> int:
+    import tomllib
+
+    from . import diff as semantic
+    from .check import load
+    from .errors import LoadError, render_text, to_json_text
+    from .parse import detect_kind
+
+    kinds = []
+    for path in (old, new):
+        if not path.is_file():
+            print(f"agilab-run diff: error: {path}: no such file", file=sys.stderr)
+            return EXIT_INVALID
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            data = {}  # the load below reports it, located
+        kinds.append(detect_kind(path, data))
+    if kinds[0] != kinds[1] or kinds[0] is None:
+        print(
+            f"agilab-run diff: error: cannot compare a {kinds[0] or 'unknown'} file with a {kinds[1] or 'unknown'} file",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    try:
+        if kinds[0] == "lab":
+            from .session import LabRequest, Refusal, open_lab
+
+            runners = []
+            for path in (old, new):
+                runner = open_lab(LabRequest(file=str(path), use_cache=False))
+                if isinstance(runner, Refusal):
+                    return _refused(runner)
+                runners.append(runner)
+            result = semantic.diff_labs(runners[0], runners[1], *labels)
+            if fmt == "json":
+                out.write(to_json_text(result.to_json()) + "\n")
+            else:
+                out.write(semantic.render_text(result, markdown=fmt == "markdown"))
+            return EXIT_OK
+        a, b = load(old, kinds[0]), load(new, kinds[0])
+    except LoadError as exc:
+        print("\n".join(render_text(d) for d in exc.diagnostics), file=sys.stderr)
+        return EXIT_INVALID
+    if kinds[0] == "contract":
+        from .backends import available_cores
+
+        payload = semantic.diff_contracts(a, b, old, new, cores or available_cores())
+        payload["old"], payload["new"] = labels
+        lines = payload["changes"] + ([payload["plan"]] if payload["plan"] else [])
+    else:
+        lines = semantic.diff_settings(a.model_dump(), b.model_dump())
+        payload = {"kind": "settings", "old": labels[0], "new": labels[1], "changes": lines}
+    if fmt == "json":
+        out.write(to_json_text(payload) + "\n")
+    else:
+        head = f"{labels[0]} → {labels[1]}"
+        out.write(f"### `{head}`\n" if fmt == "markdown" else head + "\n")
+        for line in lines or ["no change"]:
+            out.write(f"{'- ' if fmt == 'markdown' else '    '}{line}\n")
     return EXIT_OK
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .changes import key_changes
+
 SCHEMA_VERSION = 1
 HISTORY = Path(".agilab") / "history"
 PENDING = Path(".agilab") / "history-pending"
@@ -504,37 +506,12 @@ def resolve_run(lab_dir: Path, ref: str) -> Path:
 
 
 # -- comparing ---------------------------------------------------------------------------------
-def _changes(old: Any, new: Any, *, numbers: bool = False) -> list[str]:
-    """Keys added, removed or changed from ``old`` to ``new`` (mappings), in words; ``numbers``
-    shows values as numbers with the change's delta."""
-    old = old if isinstance(old, Mapping) else {}
-    new = new if isinstance(new, Mapping) else {}
-    show = _number if numbers else _show
-    out = []
-    for key in sorted(set(old) | set(new), key=str):
-        if key not in old:
-            out.append(f"{key} added: {show(new[key])}")
-        elif key not in new:
-            out.append(f"{key} removed (was {show(old[key])})")
-        elif old[key] != new[key]:
-            line = f"{key}: {show(old[key])} → {show(new[key])}"
-            if numbers:
-                delta = new[key] - old[key]
-                line += f" ({'+' if delta >= 0 else ''}{_number(delta)})"
-            out.append(line)
-    return out
-
-
-def _show(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-
-
-def _number(x: float) -> str:
-    return f"{x:.6g}"
+def _changes(old: Any, new: Any) -> list[str]:
+    return key_changes(old, new)
 
 
 def metric_changes(old: Mapping[str, float], new: Mapping[str, float]) -> list[str]:
-    return _changes(old, new, numbers=True)
+    return key_changes(old, new, numbers=True)
 
 
 def file_changes(

@@ -8,7 +8,6 @@ is still there, unchanged. Otherwise :func:`reasons` says why, one reason per di
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import expr
+from .changes import key_changes, show
 from .fingerprint import FileHashes, code_hash, digest, function_hash
 from .resolve import ResolvedStep
 from .state import StepRecord
@@ -115,20 +115,8 @@ def glob_root(pattern: str, base: str) -> str:
     return os.sep.join(fixed) or os.sep
 
 
-def _show(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-
-
 def _dict_changes(kind: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new), key=str):
-        if key not in old:
-            out.append(f"{kind} {key} added: {_show(new[key])}")
-        elif key not in new:
-            out.append(f"{kind} {key} removed (was {_show(old[key])})")
-        elif old[key] != new[key]:
-            out.append(f"{kind} {key} changed: {_show(old[key])} → {_show(new[key])}")
-    return out
+    return key_changes(old, new, prefix=f"{kind} ", verb=" changed")
 
 
 def reasons(
@@ -162,7 +150,7 @@ def reasons(
         if old.get(key) != comps.get(key) and not (
             key == "function" and out and old.get("code") != comps["code"]
         ):
-            out.append(f"{label} changed: {_show(old.get(key))} → {_show(comps.get(key))}")
+            out.append(f"{label} changed: {show(old.get(key))} → {show(comps.get(key))}")
     if old.get("mode") != comps.get("mode"):
 
         def flags(bits: Any) -> str:
@@ -186,7 +174,7 @@ def reasons(
         elif old_inputs[path] != new_inputs[path]:
             out.append(f"input {path} changed")
     if old.get("outputs") != comps["outputs"]:
-        out.append(f"declared outputs changed: {_show(old.get('outputs'))} → {_show(comps['outputs'])}")
+        out.append(f"declared outputs changed: {show(old.get('outputs'))} → {show(comps['outputs'])}")
     if old.get("contract") != comps.get("contract"):
         out.append(f"parallel contract {next(iter(comps.get('contract') or {'': ''}))} changed")
     old_stage, new_stage = old.get("stage_inputs", {}), comps.get("stage_inputs", {})

@@ -1,0 +1,175 @@
+"""`agilab-run diff`: golden outputs for paired files, renamed and cosmetic-only steps, corpus files
+against edited copies, contracts and their plans, settings, and git revisions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, corpus_files, needs_corpus
+
+from agilab_dsl.cli import main
+
+GOLDEN = ROOT / "tests" / "golden" / "diff"
+CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
+
+
+def diff(capsys, *args: str) -> tuple[int, str]:
+    code = main(["diff", *args])
+    return code, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
+def test_golden_diffs(case: str, fmt: str, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(GOLDEN / case)
+    code, out = diff(capsys, "old.toml", "new.toml", "--format", fmt)
+    assert code == 0
+    expected = GOLDEN / case / f"expected.{ {'text': 'txt', 'markdown': 'md', 'json': 'json'}[fmt] }"
+    if os.environ.get("AGILAB_REGEN") == "1":
+        expected.write_text(out, encoding="utf-8")
+    assert out == expected.read_text(encoding="utf-8")
+
+
+def test_a_rename_keeps_the_code_and_is_not_reported_as_remove_and_add(capsys, monkeypatch) -> None:
+    monkeypatch.chdir(GOLDEN / "edits")
+    _, out = diff(capsys, "old.toml", "new.toml", "--json")
+    steps = {s["id"]: s for s in json.loads(out)["steps"]}
+    assert steps["tidy"] == {
+        "id": "tidy",
+        "kind": "renamed",
+        "was": "clean",
+        "changes": ["mode 4 → 13: + pool, + rapids", "params threshold: 3 → 5"],
+    }
+    assert "clean" not in steps and steps["legacy"]["kind"] == "removed" and steps["plot"]["kind"] == "added"
+    assert steps["load"]["changes"] == ["code: cosmetic only (comments, docstrings or layout)"]
+    rerun = [r["id"] for r in json.loads(out)["would_rerun"]]
+    assert "load" not in rerun and set(rerun) == {"plot", "tidy", "summary"}
+
+
+def _edit_corpus_copy(text: str) -> str | None:
+    """A deterministic cosmetic edit of a real lab: a comment line put before its first code."""
+    import re
+
+    m = re.search(r'\bC\s*=\s*("""|\'\'\'|")', text)
+    if m is None:
+        return None
+    inserted = "# reviewed\n" if m.group(1) != '"' else "# reviewed\\n"
+    return text[: m.end()] + inserted + text[m.end() :]
+
+
+@needs_corpus
+@pytest.mark.parametrize(
+    "path", [p for p in corpus_files() if "lab_st" in p.name], ids=lambda p: p.name[-40:]
+)
+def test_corpus_labs_against_edited_copies(path: Path, tmp_path: Path, capsys) -> None:
+    old = tmp_path / "old" / "lab_steps.toml"
+    new = tmp_path / "new" / "lab_steps.toml"
+    old.parent.mkdir()
+    new.parent.mkdir()
+    text = path.read_text(encoding="utf-8")
+    shutil.copy(path, old)
+    edited = _edit_corpus_copy(text)
+    if edited is None:
+        pytest.skip("this lab has no code (C) to edit")
+    new.write_text(edited, encoding="utf-8")
+    code, out = diff(capsys, str(old), str(new), "--json")
+    assert code == 0, capsys.readouterr().err
+    payload = json.loads(out)
+    changed = [s for s in payload["steps"] if s["kind"] != "changed" or s["changes"]]
+    import ast
+
+    from agilab_dsl.check import load
+
+    first = next(st.stage.code for st in load(old, "lab").stages if st.stage.code)
+    try:
+        ast.parse(first)
+    except SyntaxError:  # prose, not Python (the corpus has such): a comment line is a change
+        assert len(changed) == 1 and changed[0]["changes"] == ["code changed"]
+        assert changed[0]["id"] in [r["id"] for r in payload["would_rerun"]]
+        return
+    cosmetic = ["code: cosmetic only (comments, docstrings or layout)"]
+    assert len(changed) == 1 and changed[0]["changes"] == cosmetic
+    assert payload["would_rerun"] == []
+    code, out = diff(capsys, str(old), str(old))
+    assert code == 0 and "no step changed" in out and "nothing would re-run" in out
+
+
+CONTRACT = """schema = "agilab.parallel_stage.v1"
+name = "p"
+function = "f.py:work"
+split = "files"
+input = "data/*.csv"
+workers = "auto"
+partition_strategy = "{strategy}"
+target_partitions = {target}
+min_partitions_per_worker = 2
+reducer = "concat-csv"
+backend = "pool"
+output = "out.csv"
+notes = "n"
+"""
+
+
+def test_a_contract_diff_says_what_the_plan_becomes(tmp_path: Path, capsys) -> None:
+    for side, strategy, target in (("a", "file-chunks", 64), ("b", "one-file-per-partition", 64)):
+        (tmp_path / side / "data").mkdir(parents=True)
+        for n in range(3):
+            (tmp_path / side / "data" / f"{n}.csv").write_text("x\n1\n")
+        (tmp_path / side / "parallel_stage.toml").write_text(
+            CONTRACT.format(strategy=strategy, target=target)
+        )
+    code, out = diff(
+        capsys,
+        str(tmp_path / "a" / "parallel_stage.toml"),
+        str(tmp_path / "b" / "parallel_stage.toml"),
+        "--cores",
+        "8",
+    )
+    assert code == 0
+    assert 'partition_strategy: "file-chunks" → "one-file-per-partition"' in out
+    assert (
+        "plan on 8 cores: 8 workers / 64 partitions → 3 workers / 3 partitions" in out
+    )  # DESIGN's worked example
+
+
+def test_a_settings_diff_lists_the_keys(tmp_path: Path, capsys) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "app_settings.toml").write_text('[args]\nn = 1\n[cluster.workers]\n"127.0.0.1" = 2\n')
+    (tmp_path / "b" / "app_settings.toml").write_text(
+        '[args]\nn = 2\nm = 1\n[cluster.workers]\n"127.0.0.1" = 4\n'
+    )
+    code, out = diff(
+        capsys, str(tmp_path / "a" / "app_settings.toml"), str(tmp_path / "b" / "app_settings.toml")
+    )
+    assert code == 0
+    assert "settings args.n: 1 → 2" in out and "settings args.m added: 1" in out
+    assert "settings cluster.workers.127.0.0.1: 2 → 4" in out
+
+
+def test_git_revisions_and_the_working_tree(tmp_path: Path, capsys, monkeypatch) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    lab = tmp_path / "lab_steps.toml"
+    shutil.copy(GOLDEN / "edits" / "old.toml", lab)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "old"], check=True)
+    shutil.copy(GOLDEN / "edits" / "new.toml", lab)
+    subprocess.run([*git, "commit", "-q", "-am", "new"], check=True)
+    monkeypatch.chdir(tmp_path)
+    code, out = diff(capsys, "HEAD~1", "HEAD", "--", "lab_steps.toml")
+    assert code == 0 and out.startswith("HEAD~1:lab_steps.toml → HEAD:lab_steps.toml\n")
+    assert out.splitlines()[1:] == (GOLDEN / "edits" / "expected.txt").read_text().splitlines()[1:]
+    lab.write_text(lab.read_text().replace("threshold = 5", "threshold = 6"))
+    code, out = diff(capsys, "HEAD", "--", "lab_steps.toml")
+    assert code == 0 and "HEAD:lab_steps.toml → working tree:lab_steps.toml" in out
+    assert "params threshold: 5 → 6" in out and "tidy  (changed: params)" in out
+    assert main(["diff", "nope", "--", "lab_steps.toml"]) == 2
+    assert "nope" in capsys.readouterr().err
