@@ -22,7 +22,19 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_INVALID = 2
 
-COMMANDS = ("check", "plan", "schema", "status", "graph", "doctor", "history", "diff")
+COMMANDS = (
+    "check",
+    "plan",
+    "schema",
+    "status",
+    "graph",
+    "doctor",
+    "history",
+    "diff",
+    "git-setup",
+    "git-diff-driver",
+    "textconv",
+)
 
 _DESCRIPTION = """\
 Read AGILAB pipeline files (lab_steps.toml / lab_stages.toml, parallel_stage.toml,
@@ -127,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--json", action="store_true")
     diff.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     diff.add_argument("--cores", type=int, default=None, metavar="N", help="cores for contract plans")
+
+    setup = sub.add_parser(
+        "git-setup",
+        help="make `git diff` / `git log -p` show semantic diffs of lab, contract and settings files",
+        description="Adds `diff=agilab` to .gitattributes for lab_steps.toml, lab_stages.toml, "
+        "parallel_stage.toml and app_settings.toml, and configures the driver in this repository "
+        "(`git diff` runs `agilab-run diff` on both versions; `git log -p` shows a canonical text).",
+    )
+    setup.add_argument(
+        "--global", dest="globally", action="store_true", help="configure the driver in ~/.gitconfig"
+    )
+    driver = sub.add_parser("git-diff-driver", help=argparse.SUPPRESS)
+    driver.add_argument("args", nargs="+")
+    conv = sub.add_parser("textconv", help=argparse.SUPPRESS)
+    conv.add_argument("file")
 
     hist = sub.add_parser(
         "history",
@@ -273,6 +300,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_history(args, sys.stdout)
         if args.command == "diff":
             return cmd_diff(args, git_path, sys.stdout)
+        if args.command == "git-setup":
+            return cmd_git_setup(args, sys.stdout)
+        if args.command == "git-diff-driver":
+            return cmd_git_diff_driver(args.args, sys.stdout)
+        if args.command == "textconv":
+            from .diff import textconv
+
+            sys.stdout.write(textconv(Path(args.file)))
+            return EXIT_OK
         if args.command == "schema":
             from .schema import render
 
@@ -839,6 +875,62 @@ def _diff_files(
         for line in lines or ["no change"]:
             out.write(f"{'- ' if fmt == 'markdown' else '    '}{line}\n")
     return EXIT_OK
+
+
+def cmd_git_setup(args: argparse.Namespace, out: TextIO) -> int:
+    import subprocess
+
+    from .diff import ATTRIBUTES
+
+    where = ["--global"] if args.globally else []
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for key, value in (
+            ("diff.agilab.command", "agilab-run git-diff-driver"),
+            ("diff.agilab.textconv", "agilab-run textconv"),
+        ):
+            subprocess.run(["git", "config", *where, key, value], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"agilab-run git-setup: error: not in a git repository, or git failed ({exc})", file=sys.stderr)
+        return EXIT_INVALID
+    attributes = Path(top) / ".gitattributes"
+    lines = attributes.read_text(encoding="utf-8").splitlines() if attributes.exists() else []
+    wanted = [f"{name} diff=agilab" for name in ATTRIBUTES if f"{name} diff=agilab" not in lines]
+    if wanted:
+        attributes.write_text("\n".join([*lines, *wanted]) + "\n", encoding="utf-8")
+    print(
+        f"git diff driver 'agilab' configured{' globally' if where else ''}; "
+        f"{attributes} {'gains ' + str(len(wanted)) + ' line(s)' if wanted else 'already has its lines'} "
+        "(commit it so collaborators get the same diffs)",
+        file=out,
+    )
+    return EXIT_OK
+
+
+def cmd_git_diff_driver(argv: list[str], out: TextIO) -> int:
+    """Git's external diff protocol: PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE."""
+    import tempfile
+
+    from .diff import beside
+
+    if len(argv) < 7:
+        print("agilab-run git-diff-driver: git passes 7 arguments (see git help diff)", file=sys.stderr)
+        return EXIT_INVALID
+    path, old_file, new_file = argv[0], argv[1], argv[4]
+    out.write(f"diff --agilab a/{path} b/{path}\n")
+    if old_file == "/dev/null" or new_file == "/dev/null":
+        out.write(f"{'new file' if old_file == '/dev/null' else 'deleted file'}: {path}\n")
+        return EXIT_OK
+    with tempfile.TemporaryDirectory(prefix="agilab-git-") as tmp:
+        real = Path(path).resolve()
+        (Path(tmp) / "a").mkdir()
+        (Path(tmp) / "b").mkdir()
+        old = beside(Path(old_file), real, Path(tmp) / "a")
+        new = beside(Path(new_file), real, Path(tmp) / "b")
+        code = _diff_files(old, new, (f"a/{path}", f"b/{path}"), "text", None, out)
+    return EXIT_OK if code in (EXIT_OK, EXIT_INVALID) else code  # git goes on with the next file
 
 
 def cmd_history(args: argparse.Namespace, out: TextIO) -> int:

@@ -386,3 +386,61 @@ def relative(path: Path, base: Path | None = None) -> str:
         return os.path.relpath(path, base or Path.cwd())
     except ValueError:
         return str(path)
+
+
+# -- git drivers ---------------------------------------------------------------------------------
+ATTRIBUTES = ("lab_steps.toml", "lab_stages.toml", "parallel_stage.toml", "app_settings.toml")
+
+
+def beside(blob: Path, real: Path, into: Path) -> Path:
+    """``blob`` (a temporary file git hands a driver) copied under ``real``'s name into ``into``,
+    with what lies beside ``real`` in the working tree (settings, modules, contracts): a lab is
+    read in its place."""
+    if real.parent.is_dir():
+        for item in real.parent.iterdir():
+            if item.name != real.name and item.is_file() and item.suffix in (".toml", ".py"):
+                (into / item.name).write_bytes(item.read_bytes())
+        src = real.parent / "src" / "app_settings.toml"
+        if src.is_file():
+            (into / "src").mkdir(exist_ok=True)
+            (into / "src" / "app_settings.toml").write_bytes(src.read_bytes())
+    target = into / real.name
+    target.write_bytes(blob.read_bytes())
+    return target
+
+
+def textconv(path: Path) -> str:
+    """One file as the semantic diff sees it — a canonical text of its steps (normalised code,
+    keys sorted) or of its keys — for ``git log -p`` through a textconv driver."""
+    import tomllib
+
+    from .parse import detect_kind
+
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return f"(not valid TOML: {exc})\n{text}"
+    if detect_kind(path, data) != "lab":
+        return "".join(f"{k} = {show(v)}\n" for k, v in sorted(flatten(data).items()))
+    from .check import load
+    from .errors import LoadError
+
+    try:
+        lab = load(path, "lab")
+    except LoadError:
+        return text  # invalid: its own text is the best view
+    from .spec import StepSpec
+
+    defaults = StepSpec()
+    out = []
+    for placed in lab.stages:
+        spec = StepSpec.of(placed.stage)
+        out.append(f"[{placed.id}]")
+        for key in ("mode", *STEP_KEYS):
+            value = getattr(spec, key)
+            if value != getattr(defaults, key):
+                out.append(f"  {key} = {show(value)}")
+        if spec.code:
+            out += ["  code:"] + [f"    {line}" for line in normalised_code(spec.code).splitlines()]
+    return "\n".join(out) + "\n"

@@ -173,3 +173,50 @@ def test_git_revisions_and_the_working_tree(tmp_path: Path, capsys, monkeypatch)
     assert "params threshold: 5 → 6" in out and "tidy  (changed: params)" in out
     assert main(["diff", "nope", "--", "lab_steps.toml"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_the_git_driver_shows_the_semantic_diff(tmp_path: Path, capsys, monkeypatch) -> None:
+    import sys
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    shutil.copy(GOLDEN / "edits" / "old.toml", tmp_path / "lab_steps.toml")
+    monkeypatch.chdir(tmp_path)
+    assert main(["git-setup"]) == 0
+    assert "lab_steps.toml diff=agilab" in (tmp_path / ".gitattributes").read_text().splitlines()
+    assert main(["git-setup"]) == 0 and "already has its lines" in capsys.readouterr().out  # idempotent
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "old"], check=True)
+    shutil.copy(GOLDEN / "edits" / "new.toml", tmp_path / "lab_steps.toml")
+    shown = subprocess.run([*git, "diff"], capture_output=True, text=True, env=env, check=True).stdout
+    assert shown.startswith("diff --agilab a/lab_steps.toml b/lab_steps.toml\n")
+    assert (
+        "~ tidy: renamed from clean" in shown and "code: cosmetic only" in shown and "would re-run:" in shown
+    )
+    subprocess.run([*git, "commit", "-q", "-am", "new"], check=True)
+    log = subprocess.run(
+        [*git, "log", "-p", "-1"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert "-[clean]" in log and "+[tidy]" in log and "+  mode = 13" in log  # textconv: canonical text
+    assert "# read the raw data" not in log  # comments are not part of it
+
+
+def test_the_pre_commit_hook_runs_check_on_the_right_files() -> None:
+    import re
+    import sys
+
+    yaml = pytest.importorskip("yaml", reason="PyYAML reads the hook file (it comes with the test extra)")
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    assert hook["id"] == "agilab-check" and hook["entry"] == "agilab-run check"
+    files = re.compile(hook["files"])
+    for path in ("lab_steps.toml", "a/lab_stages.toml", "x/parallel_stage.toml", "src/app_settings.toml"):
+        assert files.search(path), path
+    for path in ("pyproject.toml", "docs/lab_steps.md"):
+        assert not files.search(path), path
+    # what pre-commit runs: the entry with the staged files appended
+    examples = [str(ROOT / "examples" / "telemetry" / n) for n in ("lab_stages.toml", "parallel_stage.toml")]
+    argv = [sys.executable, "-m", "agilab_dsl", *hook["entry"].split()[1:], *examples]
+    assert subprocess.run(argv, capture_output=True, check=False).returncode == 0
