@@ -34,6 +34,7 @@ COMMANDS = (
     "git-setup",
     "git-diff-driver",
     "textconv",
+    "migrate",
 )
 
 _DESCRIPTION = """\
@@ -139,6 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--json", action="store_true")
     diff.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     diff.add_argument("--cores", type=int, default=None, metavar="N", help="cores for contract plans")
+
+    mig = sub.add_parser(
+        "migrate",
+        help="convert a stage list between lab_steps and lab_stages (name and schema stamp)",
+        description="Writes FILE under the other name (lab_steps.toml ↔ lab_stages.toml) with the other "
+        "schema stamp, edited with tomlkit: comments, order and unknown keys survive, and no stage is "
+        "dropped (both versions are loaded and compared first). The original file is left in place.",
+    )
+    mig.add_argument("file", metavar="FILE")
+    mig.add_argument("--to", required=True, choices=("lab_stages", "lab_steps"))
+    mig.add_argument(
+        "-o", "--output", metavar="PATH", help="where to write (default: FILE under the new name)"
+    )
+    mig.add_argument("--force", action="store_true", help="replace an existing, different target")
 
     setup = sub.add_parser(
         "git-setup",
@@ -300,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_history(args, sys.stdout)
         if args.command == "diff":
             return cmd_diff(args, git_path, sys.stdout)
+        if args.command == "migrate":
+            return cmd_migrate(args, sys.stdout)
         if args.command == "git-setup":
             return cmd_git_setup(args, sys.stdout)
         if args.command == "git-diff-driver":
@@ -874,6 +891,30 @@ def _diff_files(
         out.write(f"### `{head}`\n" if fmt == "markdown" else head + "\n")
         for line in lines or ["no change"]:
             out.write(f"{'- ' if fmt == 'markdown' else '    '}{line}\n")
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
+    from .errors import LoadError, render_text
+    from .migrate import MigrationProblem, migrate
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"agilab-run migrate: error: {args.file}: no such file", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        done = migrate(path, args.to, Path(args.output) if args.output else None, force=args.force)
+    except LoadError as exc:
+        print("\n".join(render_text(d) for d in exc.diagnostics), file=sys.stderr)
+        return EXIT_INVALID
+    except MigrationProblem as exc:
+        print(f"agilab-run migrate: error: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    stamp = "schema stamp changed" if done.stamp_changed else "no schema stamp to change"
+    where = "in place" if done.target.resolve() == path.resolve() else f"→ {done.target}"
+    print(f"{path} {where} ({stamp}; every stage kept)", file=out)
+    if done.target.resolve() != path.resolve():
+        print(f"  the original stays; with git: git rm {path} && git add {done.target}", file=out)
     return EXIT_OK
 
 
