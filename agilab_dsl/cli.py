@@ -35,6 +35,7 @@ COMMANDS = (
     "git-diff-driver",
     "textconv",
     "migrate",
+    "fmt",
 )
 
 _DESCRIPTION = """\
@@ -154,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="PATH", help="where to write (default: FILE under the new name)"
     )
     mig.add_argument("--force", action="store_true", help="replace an existing, different target")
+
+    fmt = sub.add_parser(
+        "fmt",
+        help="give lab files one canonical layout (stages as [[tables]], code in blocks)",
+        description="Rewrites lab files in a canonical, stable layout so that diffs stay small: stage "
+        "lists as arrays of tables, one key per line, multi-line code in a block starting on its own "
+        "line. Comments and key order are kept; the result must load to the same stages.",
+    )
+    fmt.add_argument("files", nargs="+", metavar="FILE")
+    fmt.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is not formatted")
 
     setup = sub.add_parser(
         "git-setup",
@@ -315,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_history(args, sys.stdout)
         if args.command == "diff":
             return cmd_diff(args, git_path, sys.stdout)
+        if args.command == "fmt":
+            return cmd_fmt(args, sys.stdout)
         if args.command == "migrate":
             return cmd_migrate(args, sys.stdout)
         if args.command == "git-setup":
@@ -892,6 +905,35 @@ def _diff_files(
         for line in lines or ["no change"]:
             out.write(f"{'- ' if fmt == 'markdown' else '    '}{line}\n")
     return EXIT_OK
+
+
+def cmd_fmt(args: argparse.Namespace, out: TextIO) -> int:
+    from .errors import LoadError, render_text
+    from .fmt import FormatProblem, format_file
+
+    status = EXIT_OK
+    changed = 0
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            print(f"agilab-run fmt: error: {name}: no such file", file=sys.stderr)
+            status = EXIT_INVALID
+            continue
+        try:
+            if format_file(path, check=args.check):
+                changed += 1
+                print(f"{'would reformat' if args.check else 'reformatted'} {name}", file=out)
+        except LoadError as exc:
+            print("\n".join(render_text(d) for d in exc.diagnostics), file=sys.stderr)
+            status = EXIT_INVALID
+        except FormatProblem as exc:
+            print(f"agilab-run fmt: error: {name}: {exc}", file=sys.stderr)
+            status = max(status, EXIT_PROBLEMS)
+    if status == EXIT_OK and args.check and changed:
+        return EXIT_PROBLEMS
+    if status == EXIT_OK and not changed:
+        print(f"{len(args.files)} file{'s' * (len(args.files) != 1)} already formatted", file=out)
+    return status
 
 
 def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:

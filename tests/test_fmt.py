@@ -1,0 +1,79 @@
+"""`agilab-run fmt`: one canonical layout, idempotent, every comment kept, same stages."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, corpus_files, needs_corpus
+
+from agilab_dsl.check import load
+from agilab_dsl.cli import main
+
+INLINE = """# a lab as AGILAB writes it
+demo = [
+  { D = "load", C = "import json\\nx = json.loads('{}')\\nprint(x)", R = "runpy" },
+  { D = "quoted", C = "s = 'a'\\nt = 1 # it ends with a quote: '", R = "runpy" },
+]
+
+[__meta__]
+schema = "agilab.lab_stages.v1"   # the stamp
+version = 1
+# a closing comment
+"""
+
+
+def stages(path: Path) -> list[tuple[str, dict]]:
+    return [(s.id, s.stage.model_dump()) for s in load(path, "lab").stages]
+
+
+def test_inline_stages_become_tables_with_code_blocks(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "lab_stages.toml"
+    path.write_text(INLINE, encoding="utf-8")
+    before = stages(path)
+    assert main(["fmt", str(path), "--check"]) == 1 and "would reformat" in capsys.readouterr().out
+    assert path.read_text() == INLINE  # --check changes nothing
+    assert main(["fmt", str(path)]) == 0
+    text = path.read_text()
+    assert "[[demo]]\nD = \"load\"\nC = '''\nimport json\nx = json.loads('{}')\nprint(x)'''\n" in text
+    assert (
+        'C = """\ns = \'a\'\nt = 1 # it ends with a quote: \'"""\n' in text
+    )  # ends in a quote: a basic block
+    assert stages(path) == before
+    for comment in ("# a lab as AGILAB writes it", "# the stamp", "# a closing comment"):
+        assert comment in text
+    assert main(["fmt", str(path), "--check"]) == 0  # idempotent
+    assert "already formatted" in capsys.readouterr().out
+
+
+def test_an_invalid_lab_is_not_formatted(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "lab_steps.toml"
+    path.write_text('[[demo]]\nid = "a\n', encoding="utf-8")
+    assert main(["fmt", str(path)]) == 2
+    assert "lab_steps.toml:2:" in capsys.readouterr().err and path.read_text() == '[[demo]]\nid = "a\n'
+
+
+LABS = [p for p in corpus_files() if "lab_st" in p.name]
+
+
+@needs_corpus
+@pytest.mark.parametrize("path", LABS, ids=lambda p: p.name[-40:])
+def test_every_corpus_lab_formats_idempotently_keeping_comments_and_stages(
+    path: Path, tmp_path: Path
+) -> None:
+    name = "lab_stages.toml" if "lab_stages" in path.name else "lab_steps.toml"
+    copy = tmp_path / name
+    shutil.copy(path, copy)
+    original = copy.read_text(encoding="utf-8")
+    assert main(["fmt", str(copy)]) == 0
+    once = copy.read_text(encoding="utf-8")
+    assert main(["fmt", str(copy), "--check"]) == 0 and copy.read_text(encoding="utf-8") == once
+    assert stages(copy) == stages(path)
+    comments = [line.strip() for line in original.splitlines() if line.strip().startswith("#")]
+    assert all(c in once for c in comments)
+
+
+@pytest.mark.parametrize("example", ["telemetry", "table", "sweep"])
+def test_the_examples_are_formatted(example: str) -> None:
+    assert main(["fmt", "--check", str(ROOT / "examples" / example / "lab_stages.toml")]) == 0
