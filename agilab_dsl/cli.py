@@ -121,9 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lab_options(status)
     status.add_argument("--json", action="store_true")
 
-    graph = sub.add_parser("graph", help="the step graph, coloured by state")
+    graph = sub.add_parser("graph", help="the step graph, coloured by state (or by change)")
     graph.add_argument("file", metavar="FILE")
     graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    change = graph.add_mutually_exclusive_group()
+    change.add_argument(
+        "--diff", metavar="OLD", help="colour by change against an older version of the lab (a file)"
+    )
+    change.add_argument(
+        "--since", metavar="REV", help="colour by change against the lab at a git revision (Mermaid)"
+    )
     _add_lab_options(graph)
 
     schema = sub.add_parser("schema", help="print a JSON Schema for editors")
@@ -1107,7 +1114,30 @@ def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
     if isinstance(runner, int):
         return runner
     edges = [(e.upstream, e.downstream) for e in runner.full_graph.edges]
-    out.write(graph_text(runner.statuses(), edges, args.format))
+    if args.diff is None and args.since is None:
+        out.write(graph_text(runner.statuses(), edges, args.format))
+        return EXIT_OK
+    import tempfile
+
+    from . import diff as semantic
+    from .report import change_graph
+    from .session import LabRequest, Refusal, open_lab
+
+    with tempfile.TemporaryDirectory(prefix="agilab-graph-") as tmp:
+        try:
+            old_path = (
+                semantic.materialize(args.since, Path(args.file), Path(tmp))
+                if args.since
+                else Path(args.diff)
+            )
+        except semantic.GitProblem as exc:
+            print(f"agilab-run graph: error: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        old = open_lab(LabRequest(file=str(old_path), use_cache=False))
+        if isinstance(old, Refusal):
+            return _refused(old)
+        change = semantic.diff_labs(old, runner, args.since or args.diff, args.file)
+    out.write(change_graph(list(runner.lab.ids), edges, change))
     return EXIT_OK
 
 

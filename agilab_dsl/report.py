@@ -204,3 +204,46 @@ def print_comparison(a: Any, b: Any, diffs: list[dict[str, Any]], out: TextIO) -
             value = diff[kind]
             for n, line in enumerate(value if isinstance(value, list) else [value]):
                 print(f"  {kind if n == 0 else '':<9} {line}", file=out)
+
+
+CHANGE_COLORS = {  # fill, stroke
+    "added": ("#d4edda", "#28a745"),
+    "changed": ("#fff3cd", "#d39e00"),
+    "renamed": ("#fff3cd", "#d39e00"),
+    "removed": ("#e2e3e5", "#6c757d"),
+    "rerun": ("#cce5ff", "#004085"),
+    "same": ("#ffffff", "#adb5bd"),
+}
+
+
+def change_graph(ids: list[str], edges: list[tuple[str, str]], change: Any) -> str:
+    """The new lab's graph in Mermaid, each step coloured by what the change does to it (added,
+    changed or renamed, removed — drawn too —, re-run only because of an upstream change, or the
+    same), for a pull request."""
+    kinds = {s.id: s.kind for s in change.steps}
+    cosmetic = {
+        s.id
+        for s in change.steps
+        if s.kind == "changed" and all(c.startswith("code: cosmetic") for c in s.changes)
+    }
+    was = {s.id: s.was for s in change.steps if s.was}
+    removed = [s.id for s in change.steps if s.kind == "removed"]
+    node = {sid: f"s{n}" for n, sid in enumerate([*ids, *removed])}
+    lines = ["flowchart LR"]
+    for sid in [*ids, *removed]:
+        kind = kinds.get(sid) or ("rerun" if sid in change.why else "same")
+        label = sid + (f" (was {was[sid]})" if sid in was else "")
+        note = {"same": "unchanged", "rerun": "re-runs (upstream)"}.get(kind, kind)
+        if sid in cosmetic:
+            kind, note = "same", "cosmetic edit"
+        if sid in change.why and kind not in ("rerun", "removed", "same"):
+            note += ", re-runs"
+        label = label.replace('"', "#quot;")
+        lines.append(f'  {node[sid]}["{label}<br/><small>{note}</small>"]:::{kind}')
+    for a, b in edges:
+        if a in node and b in node:
+            lines.append(f"  {node[a]} --> {node[b]}")
+    for kind, (fill, stroke) in CHANGE_COLORS.items():
+        dash = ",stroke-dasharray: 4 4" if kind == "removed" else ""
+        lines.append(f"  classDef {kind} fill:{fill},stroke:{stroke}{dash}")
+    return "\n".join(lines) + "\n"

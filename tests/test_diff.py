@@ -220,3 +220,26 @@ def test_the_pre_commit_hook_runs_check_on_the_right_files() -> None:
     examples = [str(ROOT / "examples" / "telemetry" / n) for n in ("lab_stages.toml", "parallel_stage.toml")]
     argv = [sys.executable, "-m", "agilab_dsl", *hook["entry"].split()[1:], *examples]
     assert subprocess.run(argv, capture_output=True, check=False).returncode == 0
+
+
+def test_graph_diff_colours_each_step_by_its_change(capsys, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(GOLDEN / "edits")
+    assert main(["graph", "new.toml", "--diff", "old.toml"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("flowchart LR\n")
+    assert '["load<br/><small>cosmetic edit</small>"]:::same' in out
+    assert '["tidy (was clean)<br/><small>renamed, re-runs</small>"]:::renamed' in out
+    assert '["plot<br/><small>added, re-runs</small>"]:::added' in out
+    assert '["legacy<br/><small>removed</small>"]:::removed' in out  # drawn, dashed
+    assert "stroke-dasharray" in out
+    if shutil.which("git") is None:
+        return
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    shutil.copy(GOLDEN / "edits" / "old.toml", tmp_path / "lab_steps.toml")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "old"], check=True)
+    shutil.copy(GOLDEN / "edits" / "new.toml", tmp_path / "lab_steps.toml")
+    monkeypatch.chdir(tmp_path)
+    assert main(["graph", "lab_steps.toml", "--since", "HEAD"]) == 0
+    assert capsys.readouterr().out == out  # the same picture from git
