@@ -904,6 +904,17 @@ def _diff_files(
     else:
         lines = semantic.diff_settings(a.model_dump(), b.model_dump())
         payload = {"kind": "settings", "old": labels[0], "new": labels[1], "changes": lines}
+        lab = semantic.lab_beside(new)
+        effect = semantic.settings_effect(old, new, lab) if lab is not None and lines else None
+        if effect is not None and lab is not None:
+            rerun, why = effect
+            payload["lab"] = str(lab)
+            payload["would_rerun"] = [{"id": sid, "because": why[sid]} for sid in rerun]
+            lines = lines + (
+                [f"makes stale in {lab.name}: " + ", ".join(f"{sid} ({why[sid]})" for sid in rerun)]
+                if rerun
+                else [f"makes no step of {lab.name} stale"]
+            )
     if fmt == "json":
         out.write(to_json_text(payload) + "\n")
     else:

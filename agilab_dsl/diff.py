@@ -444,3 +444,25 @@ def textconv(path: Path) -> str:
         if spec.code:
             out += ["  code:"] + [f"    {line}" for line in normalised_code(spec.code).splitlines()]
     return "\n".join(out) + "\n"
+
+
+def lab_beside(settings: Path) -> Path | None:
+    """The lab a settings snapshot belongs to: a lab file beside it, or beside its ``src/`` folder."""
+    for folder in (settings.parent, settings.parent.parent if settings.parent.name == "src" else None):
+        if folder is None:
+            continue
+        for name in ("lab_stages.toml", "lab_steps.toml"):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def settings_effect(old: Path, new: Path, lab: Path) -> tuple[list[str], dict[str, str]] | None:
+    """Which steps of ``lab`` a settings change makes stale (and why), or None when the lab
+    cannot be opened with one of the two snapshots."""
+    from .session import LabRequest, Refusal, open_lab
+
+    runners = [open_lab(LabRequest(file=str(lab), settings=str(s), use_cache=False)) for s in (old, new)]
+    if any(isinstance(r, Refusal) for r in runners):
+        return None
+    return would_rerun(runners[0], runners[1], {})

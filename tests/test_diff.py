@@ -243,3 +243,26 @@ def test_graph_diff_colours_each_step_by_its_change(capsys, monkeypatch, tmp_pat
     monkeypatch.chdir(tmp_path)
     assert main(["graph", "lab_steps.toml", "--since", "HEAD"]) == 0
     assert capsys.readouterr().out == out  # the same picture from git
+
+
+def test_a_settings_diff_names_the_steps_it_makes_stale(tmp_path: Path, capsys) -> None:
+    lab = '[[m]]\nid = "uses_n"\nC = "x = settings[\'args\'][\'n\']"\nsettings = ["args.n"]\n\n'
+    lab += '[[m]]\nid = "after"\nC = "y = 1"\ndeps = ["uses_n"]\n\n[[m]]\nid = "other"\nC = "z = 2"\n'
+    for side, n in (("a", 1), ("b", 2)):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "lab_steps.toml").write_text(lab, encoding="utf-8")
+        (tmp_path / side / "app_settings.toml").write_text(f"[args]\nn = {n}\nunused = 0\n", encoding="utf-8")
+    code, out = diff(
+        capsys, str(tmp_path / "a" / "app_settings.toml"), str(tmp_path / "b" / "app_settings.toml"), "--json"
+    )
+    payload = json.loads(out)
+    assert code == 0 and payload["changes"][0] == "settings args.n: 1 → 2"
+    assert payload["would_rerun"] == [
+        {"id": "uses_n", "because": "changed: settings"},
+        {"id": "after", "because": "upstream uses_n re-runs"},
+    ]
+    (tmp_path / "b" / "app_settings.toml").write_text("[args]\nn = 1\nunused = 5\n", encoding="utf-8")
+    code, out = diff(
+        capsys, str(tmp_path / "a" / "app_settings.toml"), str(tmp_path / "b" / "app_settings.toml")
+    )
+    assert "settings args.unused: 0 → 5" in out and "makes no step of lab_steps.toml stale" in out
