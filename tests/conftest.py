@@ -136,3 +136,17 @@ def backend_options(request: pytest.FixtureRequest, name: str) -> dict[str, obje
         if lacking is not None:
             pytest.skip(f"no GPU here: {lacking}")
     return {"backend": "dask" if name == "dask-local" else name}
+
+
+def interruptible_cli(*args: str) -> list[str]:
+    """argv running ``agilab-run *args`` with Ctrl-C's default behaviour restored first: a shell
+    that starts jobs in the background (``cmd &``, nohup) has them ignore SIGINT, and Python then
+    never raises KeyboardInterrupt — tests that interrupt a child must not depend on how pytest
+    itself was started. (Not preexec_fn: unsafe once this process has threads.)"""
+    import sys
+
+    code = (
+        "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "runpy.run_module('agilab_dsl', run_name='__main__', alter_sys=True)"
+    )
+    return [sys.executable, "-c", code, *args]

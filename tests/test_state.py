@@ -82,7 +82,9 @@ def _runner_in_slow_step(tmp_path: Path, **popen: object) -> tuple[Path, subproc
     """A real runner on SLOW_LAB, caught while step s3 sleeps (s0-s2 have completed)."""
     lab = tmp_path / "lab_steps.toml"
     lab.write_text(SLOW_LAB, encoding="utf-8")
-    runner = subprocess.Popen([sys.executable, "-m", "agilab_dsl", str(lab)], text=True, **popen)  # type: ignore[call-overload]
+    from conftest import interruptible_cli
+
+    runner = subprocess.Popen(interruptible_cli(str(lab)), text=True, **popen)  # type: ignore[call-overload]
     _wait_for(tmp_path / "out" / "2.txt")
     time.sleep(0.3)
     return lab, runner

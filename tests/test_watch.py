@@ -8,10 +8,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from conftest import interruptible_cli
 
 from agilab_dsl.cli import _request, _watch, build_run_parser
 from agilab_dsl.watch import Scope, is_noise
@@ -193,7 +194,7 @@ def test_outputs_state_and_editor_files_never_trigger(tmp_path: Path) -> None:
 def start_watching(path: Path) -> tuple[subprocess.Popen[bytes], Path]:
     log = path.parent / "watch.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agilab_dsl", str(path), "--watch"],
+        interruptible_cli(str(path), "--watch"),
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
         start_new_session=True,
