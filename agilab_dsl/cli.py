@@ -42,19 +42,26 @@ _DESCRIPTION = """\
 Read AGILAB pipeline files (lab_steps.toml / lab_stages.toml, parallel_stage.toml,
 app_settings.toml) as code.
 
-usage: agilab-run FILE [--dry-run] [--only ID]... [--from ID] [--force] [-j N] [--keep-going]
-                       [--settings PATH] [--profile NAME] [--json]
-       run the stale steps of a lab (and say why each runs)
+usage: agilab-run FILE [--watch] [--dry-run] [--only ID]... [--from ID] [--force] [-j N]
+                       [--keep-going] [--backend NAME] [--scheduler ADDR] [--settings PATH]
+                       [--profile NAME] [-v] [--json]
+       run the stale steps of a lab (and say why each runs); FILE may be a parallel_stage.toml
 
 commands:
   status FILE             every step: fresh, stale, never-ran or disabled, and why
-  graph FILE              the step graph in Mermaid or dot, coloured by state
+  graph FILE              the step graph in Mermaid or dot, coloured by state (--diff / --since: by change)
   check FILE...           validate files; every problem located (file:line:col)
   plan FILE               partition plan of a parallel stage (or of every stage of a lab)
+  history FILE            recorded runs; --compare RUN RUN; --export-mlflow
+  diff OLD NEW            what a change means (files, or REV [REV] -- PATH)
+  fmt FILE...             one canonical layout for lab files (--check)
+  migrate FILE --to NAME  lab_steps <-> lab_stages
+  git-setup               semantic diffs in git diff / git log -p
+  doctor                  do all Dask workers read the cluster share?
   schema NAME             JSON Schema for editors: lab-steps, parallel-stage, app-settings
 
 exit codes: 0 ok, 1 a step failed or problems found, 2 invalid definition or wrong call,
-            130 interrupted
+            130 interrupted (watch mode: 0)
 """
 
 
