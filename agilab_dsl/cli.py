@@ -494,7 +494,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
         try:
             plan = plan_contract(contract, path, cores)
         except (OSError, ValueError) as exc:
-            print(f"{path}: error: cannot read the parameter grid: {exc}", file=sys.stderr)
+            print(f"{path}: error: {exc}", file=sys.stderr)
             return EXIT_INVALID
         plans.append((step_id, contract, path, plan))
     if args.json:
@@ -873,7 +873,7 @@ def _diff_files(
             return EXIT_INVALID
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):
             data = {}  # the load below reports it, located
         kinds.append(detect_kind(path, data))
     if kinds[0] != kinds[1] or kinds[0] is None:

@@ -419,7 +419,7 @@ def textconv(path: Path) -> str:
     text = path.read_text(encoding="utf-8", errors="replace")
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         return f"(not valid TOML: {exc})\n{text}"
     if detect_kind(path, data) != "lab":
         return "".join(f"{k} = {show(v)}\n" for k, v in sorted(flatten(data).items()))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import Failed, FunctionRef, PartitionCall, Placement, available_cores, get
-from .partition import PartitionPlan, load_grid, plan_partitions, resolve_inputs
+from .partition import GridError, PartitionPlan, load_grid, plan_partitions, resolve_inputs
 from .reducers import REDUCERS, ReduceError, custom
 from .splits import Partition, make_partitions
 
@@ -238,7 +238,7 @@ def attempt(path: str | Path, contract: Any = None, **options: Any) -> StageResu
         return run_contract(contract, path, **options)
     except LoadError as exc:
         return StageProblem("\n".join(render_text(d) for d in exc.diagnostics))
-    except (BackendUnavailable, ReduceError) as exc:
+    except (BackendUnavailable, ReduceError, GridError) as exc:
         return StageProblem(str(exc))
     except (ImportError, AttributeError) as exc:  # a custom reducer that cannot be loaded
         return StageProblem(f"{type(exc).__name__}: {exc}")

@@ -271,6 +271,21 @@ def read_toml(
         text = text[1:]
     try:
         data = tomllib.loads(text)
+    except RecursionError:  # arrays or inline tables nested thousands deep: tomllib recurses
+        partial = SourceMap(text)
+        line, col = _deepest_opening(text, partial)
+        loc.diagnostics.append(
+            make(
+                "toml-syntax",
+                "arrays or inline tables are nested too deeply to read",
+                name,
+                line,
+                col,
+                source_line=partial.line_text(line),
+                hint="a lab file needs a few levels of nesting, not hundreds",
+            )
+        )
+        return None, None, loc
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = _TOML_POS.search(msg)
@@ -312,6 +327,27 @@ def _toml_hint(reason: str, line: str) -> str | None:
     if "unclosed" in reason.lower() or ("expected" in reason.lower() and "]" in reason):
         return "check that every bracket, brace and quote is closed"
     return None
+
+
+def _deepest_opening(text: str, source: SourceMap) -> tuple[int, int]:
+    """Line and column of the bracket or brace that opens the deepest nesting (outside strings,
+    roughly: quotes toggle a flag), for a file too deeply nested to parse."""
+    depth, best, best_at, quote = 0, 0, 0, ""
+    for at, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            if depth > best:
+                best, best_at = depth, at
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "\n":
+            quote = ""
+    return source.line_col(best_at)
 
 
 def detect_kind(path: str | Path, data: Mapping[str, Any]) -> FileKind | None:

@@ -115,27 +115,35 @@ def resolve_inputs(contract: ParallelContract, base_dir: Path) -> list[str]:
     return [os.path.relpath(p, base_dir) if not os.path.isabs(contract.input) else p for p in found]
 
 
+class GridError(ValueError):
+    """A parameter grid that cannot be read or has the wrong shape; the message names the file."""
+
+
 def load_grid(path: Path) -> list[dict[str, Any]]:
     """The points of a parameter grid.
 
     TOML: a table of axes (arrays; their product is taken) and scalars (held fixed), or
     ``[[points]]``. JSON: a list of objects, or an object of axes. CSV: one point per row."""
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            return [dict(row) for row in csv.DictReader(fh)]
-    if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-    else:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    try:
+        if suffix == ".csv":
+            with path.open(newline="", encoding="utf-8") as fh:
+                return [dict(row) for row in csv.DictReader(fh)]
+        if suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, csv.Error) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise GridError(f"parameter grid {path} cannot be read: {reason}") from None
     if isinstance(data, dict) and isinstance(data.get("points"), list):
         data = data["points"]
     if isinstance(data, list):
         if not all(isinstance(p, dict) for p in data):
-            raise ValueError("a grid given as a list must hold tables (one per point)")
+            raise GridError(f"parameter grid {path}: a grid given as a list must hold tables (one per point)")
         return [dict(p) for p in data]
     if not isinstance(data, dict):
-        raise ValueError("a grid is a table of axes or a list of points")
+        raise GridError(f"parameter grid {path}: a grid is a table of axes or a list of points")
     axes = {k: v for k, v in data.items() if isinstance(v, list)}
     fixed = {k: v for k, v in data.items() if not isinstance(v, list)}
     names = list(axes)

@@ -793,7 +793,7 @@ def _contract_backend(path: str) -> str | None:
     try:
         with open(path, "rb") as fh:
             backend = tomllib.load(fh).get("backend")
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, tomllib.TOMLDecodeError, RecursionError):
         return None
     return backend if isinstance(backend, str) else None
 

@@ -83,7 +83,7 @@ def contract_parts(path: str) -> tuple[str, str]:
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, tomllib.TOMLDecodeError, RecursionError):
         return "", ""
     pattern, function = data.get("input"), data.get("function")
     return (pattern if isinstance(pattern, str) else ""), (
