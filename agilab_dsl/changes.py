@@ -43,3 +43,19 @@ def key_changes(
                 line += f" ({'+' if delta >= 0 else ''}{number(delta)})"
             out.append(line)
     return out
+
+
+def path_changes(old: dict[str, Any], new: dict[str, Any], *, missing: Any = None) -> list[tuple[str, str]]:
+    """``(path, "added" | "removed" | "missing" | "changed")`` for each path whose content hash
+    differs, sorted; ``missing`` is the hash that marks a path gone from disk (said as such)."""
+    out = []
+    for path in sorted(set(old) | set(new)):
+        if path not in old:
+            out.append((path, "added"))
+        elif path not in new:
+            out.append((path, "removed"))
+        elif missing is not None and new[path] == missing:
+            out.append((path, "missing"))
+        elif old[path] != new[path]:
+            out.append((path, "changed"))
+    return out

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 
 from . import expr
 from .changes import key_changes, show
+from .fingerprint import code_hash
+from .locate import SETTINGS_NAMES, settings_candidates
 
 STEP_KEYS = (  # compared key by key, in this order (code and mode are shown specially)
     "function",
@@ -88,7 +89,8 @@ class LabDiff:
 
 # -- labs ----------------------------------------------------------------------------------------
 def normalised_code(code: str) -> str:
-    """The code as the fingerprint sees it: comments, docstrings and layout gone."""
+    """The code as the fingerprint sees it, as text to show: comments, docstrings and layout gone
+    (whether two codes differ is :func:`~agilab_dsl.fingerprint.code_hash`'s to say)."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -139,11 +141,11 @@ def compare_steps(old: Any, new: Any) -> tuple[list[str], list[str]]:
     changes: list[str] = []
     code_diff: list[str] = []
     if (old.code or "") != (new.code or ""):
-        a, b = normalised_code(old.code or ""), normalised_code(new.code or "")
-        if a == b:
+        if code_hash(old.code or "") == code_hash(new.code or ""):  # the fingerprint's own rule
             changes.append("code: cosmetic only (comments, docstrings or layout)")
         else:
             changes.append("code changed")
+            a, b = normalised_code(old.code or ""), normalised_code(new.code or "")
             code_diff = list(
                 difflib.unified_diff(a.splitlines(), b.splitlines(), "old", "new", lineterm="", n=2)
             )
@@ -157,7 +159,7 @@ def compare_steps(old: Any, new: Any) -> tuple[list[str], list[str]]:
 
 
 def _code_key(step: Any) -> tuple[str, str]:
-    return normalised_code(step.code or ""), step.function or ""
+    return (code_hash(step.code) if step.code else ""), step.function or ""
 
 
 def diff_labs(old_runner: Any, new_runner: Any, old_label: str, new_label: str) -> LabDiff:
@@ -322,8 +324,8 @@ def materialize(rev: str, path: Path, into: Path) -> Path:
 
     if not fetch(rel):
         raise GitProblem(f"{rel} does not exist at {rev}")
-    for candidate in ("app_settings.toml", "src/app_settings.toml"):
-        fetch(rel.parent / candidate)
+    for candidate in settings_candidates(rel):
+        fetch(candidate)
     text = (into / rel).read_text(encoding="utf-8", errors="replace")
     for name in _referenced_files(text):
         fetch(rel.parent / name)
@@ -381,13 +383,6 @@ def render_text(diff: LabDiff, *, markdown: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def relative(path: Path, base: Path | None = None) -> str:
-    try:
-        return os.path.relpath(path, base or Path.cwd())
-    except ValueError:
-        return str(path)
-
-
 # -- git drivers ---------------------------------------------------------------------------------
 ATTRIBUTES = ("lab_steps.toml", "lab_stages.toml", "parallel_stage.toml", "app_settings.toml")
 
@@ -400,10 +395,11 @@ def beside(blob: Path, real: Path, into: Path) -> Path:
         for item in real.parent.iterdir():
             if item.name != real.name and item.is_file() and item.suffix in (".toml", ".py"):
                 (into / item.name).write_bytes(item.read_bytes())
-        src = real.parent / "src" / "app_settings.toml"
-        if src.is_file():
-            (into / "src").mkdir(exist_ok=True)
-            (into / "src" / "app_settings.toml").write_bytes(src.read_bytes())
+        for name in SETTINGS_NAMES:  # the settings snapshot may be in a subfolder (src/)
+            found = real.parent / name
+            if found.is_file() and not (into / name).exists():
+                (into / name).parent.mkdir(parents=True, exist_ok=True)
+                (into / name).write_bytes(found.read_bytes())
     target = into / real.name
     target.write_bytes(blob.read_bytes())
     return target

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .changes import key_changes
+from .changes import key_changes, path_changes
 
 SCHEMA_VERSION = 1
 HISTORY = Path(".agilab") / "history"
@@ -318,7 +318,7 @@ def _fill_fresh(lab_dir: Path, run: RunRecord, sources: dict[str, dict[str, dict
             continue  # that run is not recorded (history began later): the details stay empty
         for name in FROM_RAN_IN:
             setattr(row, name, earlier.get(name))
-        row.outputs = [dict(o) | {"size": _size(lab_dir / o["path"])} for o in row.outputs or ()]
+        row.outputs = [dict(o) | {"size": size_of(lab_dir / o["path"])} for o in row.outputs or ()]
 
 
 def _steps_of(lab_dir: Path, run_id: str) -> dict[str, dict[str, Any]]:
@@ -335,9 +335,9 @@ def _steps_of(lab_dir: Path, run_id: str) -> dict[str, dict[str, Any]]:
     return {r["step_id"]: r for r in rows}
 
 
-def _size(path: Path) -> int | None:
+def size_of(path: str | Path) -> int | None:
     try:
-        return path.stat().st_size
+        return os.stat(path).st_size
     except OSError:
         return None
 
@@ -520,15 +520,7 @@ def file_changes(
     """``path changed`` / ``path added`` / ``path removed``, by content hash."""
     before = {i["path"]: i["hash"] for i in old or ()}
     after = {i["path"]: i["hash"] for i in new or ()}
-    out = []
-    for path in sorted(set(before) | set(after)):
-        if path not in before:
-            out.append(f"{path} added")
-        elif path not in after:
-            out.append(f"{path} removed")
-        elif before[path] != after[path]:
-            out.append(f"{path} changed")
-    return out
+    return [f"{path} {what}" for path, what in path_changes(before, after)]
 
 
 def compare(a: Run, b: Run) -> list[dict[str, Any]]:

@@ -441,7 +441,7 @@ class Runner:
                     metrics=history.metrics_of(o.returned) if stage is None else {},
                     inputs=[{"path": p, "hash": h} for p, h in ((comps or {}).get("inputs") or {}).items()],
                     outputs=[
-                        {"path": p, "hash": h, "size": _size(os.path.join(root, p))}
+                        {"path": p, "hash": h, "size": history.size_of(os.path.join(root, p))}
                         for p, h in (rec.outputs if rec is not None else {}).items()
                     ],
                     error=_error_text(o),
@@ -552,9 +552,11 @@ class Runner:
         }
         if machine.share is not None:
             request["env"] = machine.thread_env()
+        served_by: str | None = None  # a contract step's backend, its own or the contract's
         if step.contract is not None:
             contract = os.path.join(self.lab_dir, step.contract)
             backend = self._backend(step, machine.backend)
+            served_by = backend or _contract_backend(contract)
             request.update(
                 kind="contract",
                 contract=contract,
@@ -563,17 +565,16 @@ class Runner:
                 fallback=stage.fallback,
                 cython=self._cython(step),
                 limit=machine.share,
-                scheduler=machine.scheduler_for(backend or _contract_backend(contract)),
+                scheduler=machine.scheduler_for(served_by),
             )
         elif stage.function:
             module, _, function = stage.function.rpartition(":")
             request["module"], request["function"] = module, function
         if (stage.engine or "").startswith("agi."):
             return self._execute_agi(step, request, log, result_file)
-        if machine.keeps_pools and request["kind"] == "contract" and stage.timeout is None:
-            backend = request["backend"] or _contract_backend(request["contract"])
-            if backend in ("pool", "dask"):  # the user's code runs in the pool's / cluster's workers
-                return self._outcome(step, machine.serve_here(request, log, result_file), log, result_file)
+        if machine.keeps_pools and served_by in ("pool", "dask") and stage.timeout is None:
+            # watch mode: the user's code runs in the pool's / cluster's workers, kept warm
+            return self._outcome(step, machine.serve_here(request, log, result_file), log, result_file)
         from .pool import WorkerDied
 
         try:
@@ -834,13 +835,6 @@ def _error_text(outcome: StepOutcome) -> str | None:
 
     last = next((line.strip() for line in reversed(log_tail(outcome.log, 5)) if line.strip()), "")
     return f"{outcome.error}: {last}" if last and last not in outcome.error else outcome.error
-
-
-def _size(path: str) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None
 
 
 def _existing(log: Path) -> str | None:

@@ -8,6 +8,7 @@ is still there, unchanged. Otherwise :func:`reasons` says why, one reason per di
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import expr
-from .changes import key_changes, show
+from .changes import key_changes, path_changes, show
 from .fingerprint import FileHashes, code_hash, digest, function_hash
 from .resolve import ResolvedStep
 from .state import StepRecord
@@ -77,7 +78,17 @@ def components(
 
 def contract_parts(path: str) -> tuple[str, str]:
     """A contract's ``input`` glob and ``function`` reference, read with the standard library (a
-    contract that cannot be read gives empty ones: the step's own load reports why)."""
+    contract that cannot be read gives empty ones: the step's own load reports why). Read once
+    while the file is unchanged: judging, the judgment cache and the run each ask."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "", ""
+    return _contract_parts(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _contract_parts(path: str, mtime_ns: int, size: int) -> tuple[str, str]:
     import tomllib
 
     try:
@@ -164,27 +175,15 @@ def reasons(
     out += _dict_changes("param", old.get("params", {}), comps["params"])
     out += _dict_changes("settings", old.get("settings", {}), comps["settings"])
     old_inputs, new_inputs = old.get("inputs", {}), comps["inputs"]
-    for path in sorted(set(old_inputs) | set(new_inputs)):
-        if path not in old_inputs:
-            out.append(f"input {path} added")
-        elif path not in new_inputs:
-            out.append(f"input {path} removed")
-        elif new_inputs[path] == "missing":
-            out.append(f"input {path} missing")
-        elif old_inputs[path] != new_inputs[path]:
-            out.append(f"input {path} changed")
+    out += [f"input {path} {what}" for path, what in path_changes(old_inputs, new_inputs, missing="missing")]
     if old.get("outputs") != comps["outputs"]:
         out.append(f"declared outputs changed: {show(old.get('outputs'))} → {show(comps['outputs'])}")
     if old.get("contract") != comps.get("contract"):
         out.append(f"parallel contract {next(iter(comps.get('contract') or {'': ''}))} changed")
-    old_stage, new_stage = old.get("stage_inputs", {}), comps.get("stage_inputs", {})
-    for path in sorted((set(old_stage) | set(new_stage)) - set(old_inputs) - set(new_inputs)):  # said once
-        if path not in old_stage:
-            out.append(f"parallel input {path} added")
-        elif path not in new_stage:
-            out.append(f"parallel input {path} removed")
-        elif old_stage[path] != new_stage[path]:
-            out.append(f"parallel input {path} changed")
+    declared = set(old_inputs) | set(new_inputs)  # a declared input its glob finds too is said once
+    old_stage = {p: h for p, h in old.get("stage_inputs", {}).items() if p not in declared}
+    new_stage = {p: h for p, h in comps.get("stage_inputs", {}).items() if p not in declared}
+    out += [f"parallel input {path} {what}" for path, what in path_changes(old_stage, new_stage)]
     if old.get("stage_function") != comps.get("stage_function") and "stage_function" in old:
         out.append("partition function changed")
     old_up, new_up = old.get("upstream", {}), comps["upstream"]

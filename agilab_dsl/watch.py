@@ -115,9 +115,7 @@ class Scope:
             return False  # a folder made or touched: the files in it report for themselves
         if self.own and _identity(path) in self.own:
             return False  # the file our own stdout/stderr goes to (`--watch 2> watch.log`)
-        return path.startswith(self.lab_dir + os.sep) or any(
-            path.startswith(r + os.sep) or path == r for r in self.roots
-        )
+        return any(path.startswith(r + os.sep) or path == r for r in self.roots)  # the lab's folder is one
 
 
 def scope_of(runner: Any, settings_file: str | None) -> Scope:

@@ -106,7 +106,8 @@ class DaskBackend:
 
         # Tiny tasks cost the scheduler more than they do: consecutive partitions travel in batches,
         # about 32 per worker (a batch is one task; its results keep partition order).
-        size = max(1, len(parts) // (self._workers() * 32))
+        workers = self._workers()  # (an external scheduler is asked once)
+        size = max(1, len(parts) // (workers * 32))
         batches = [parts[n : n + size] for n in range(0, len(parts), size)]
         stage = uuid.uuid4().hex[:12]
         keys = [f"partitions-{n * size}-{stage}" for n in range(len(batches))]
@@ -116,7 +117,7 @@ class DaskBackend:
         try:
             # gathered in order, a few tasks at a time: results stream to the reducer, and at most
             # that many tasks' results wait in this process
-            step = 4 * self._workers()
+            step = 4 * workers
             for first in range(0, len(futures), step):
                 chunk = futures[first : first + step]
                 outcomes = self.client.gather(chunk, errors="skip")
