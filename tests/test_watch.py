@@ -239,7 +239,7 @@ def test_real_watcher_runs_the_affected_steps_and_stops_on_ctrl_c(tmp_path: Path
 
 SLOW = """[[w]]
 id = "slow"
-C = "import time; open('slow-started', 'w').close(); time.sleep({sleep}); open(outputs[0], 'w').write(open(inputs[0]).read())"
+C = "import time; open({marker!r}, 'w').close(); time.sleep({sleep}); open(outputs[0], 'w').write(open(inputs[0]).read())"
 consumes = ["a.txt"]
 produces = ["slow.txt"]
 
@@ -252,15 +252,16 @@ produces = ["quick.txt"]
 
 
 def watching_a_slow_step(tmp_path: Path, sleep: float) -> tuple[subprocess.Popen[bytes], Path]:
-    """A watcher whose `slow` step has just started a run that lasts ``sleep`` seconds."""
+    """A watcher whose `slow` step has just started a run that lasts ``sleep`` seconds. The step's
+    start marker is written outside the lab's folder, so the watcher never sees it."""
     (tmp_path / "a.txt").write_text("a", encoding="utf-8")
     (tmp_path / "b.txt").write_text("b", encoding="utf-8")
+    marker = tmp_path.parent / f"{tmp_path.name}-slow-started"
     path = tmp_path / "lab_steps.toml"
-    path.write_text(SLOW.format(sleep=0), encoding="utf-8")
+    path.write_text(SLOW.format(sleep=0, marker=str(marker)), encoding="utf-8")
     proc, log = start_watching(path)
-    marker = tmp_path / "slow-started"
     marker.unlink()
-    path.write_text(SLOW.format(sleep=sleep), encoding="utf-8")  # slow runs again, for `sleep` s
+    path.write_text(SLOW.format(sleep=sleep, marker=str(marker)), encoding="utf-8")  # slow runs for `sleep` s
     deadline = time.monotonic() + 30
     while not marker.exists():
         assert time.monotonic() < deadline, log.read_text()
