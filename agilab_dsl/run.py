@@ -27,7 +27,7 @@ from .report import stage_result
 from .resolve import ResolvedStep, resolve_step
 from .spec import LabSpec
 from .stale import StepStatus, components, reasons
-from .state import LabState, StepRecord, new_run_id
+from .state import STEPS_LOCK, LabState, StepRecord, new_run_id
 
 Status = Literal["ran", "fresh", "skipped", "disabled", "failed", "blocked"]
 
@@ -540,6 +540,7 @@ class Runner:
             "kind": "function" if stage.function else "code",
             "code": stage.code or "",
             "cwd": str(self.lab_dir),
+            "hold": str(self.lab_dir / ".agilab" / STEPS_LOCK),
             "log": str(log),
             "result": str(result_file),
             "timeout": stage.timeout,

@@ -7,7 +7,8 @@ replays the journal over ``state.json``, ignoring a torn last line. At the end o
 compacted: ``state.json`` is replaced atomically (temporary file, fsync, rename) and the journal
 removed. Replaying a journal twice is harmless, so a crash between those two steps loses nothing.
 A lock (``fcntl.flock`` on ``.agilab/lock``, which names its holder) keeps two runners from
-working on one lab at once: the second waits, saying who holds it.
+working on one lab at once: the second waits, saying who holds it; one that finds the lock left by
+a killed runner says so and waits for that runner's step processes to end (see :func:`lab_lock`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -162,28 +163,39 @@ class LabState:
         write_json_atomic(self.path.with_name("hashes.json"), self.hashes, durable=False)  # a cache
 
 
-class LockBusy(Exception):
-    def __init__(self, holder: str) -> None:
-        super().__init__(holder)
-        self.holder = holder
+STEPS_LOCK = "steps.lock"  # held (shared) by every step process a runner starts, while it lives
 
 
 @contextlib.contextmanager
-def lab_lock(lab_path: str | Path, *, wait: bool = True, say: TextIO | None = None) -> Iterator[None]:
-    """Hold the lab's lock. A lock left by a killed runner is released by the OS with its process."""
+def lab_lock(lab_path: str | Path, *, say: TextIO | None = None) -> Iterator[None]:
+    """Hold the lab's lock; a second runner waits, saying who holds it.
+
+    The OS releases a ``flock`` with its process, so a runner killed with SIGKILL leaves no lock
+    behind, only its name in the lock file (a clean exit empties it). Finding a name there on
+    taking the lock means the last runner was killed: say so, and wait until the step processes
+    it left (each holds ``steps.lock`` shared for as long as it lives; the runner's workers end
+    them once they see the runner gone) have exited, so that none of them writes an output while
+    this run uses it."""
     folder = state_dir(lab_path)
     folder.mkdir(parents=True, exist_ok=True)
+
+    def tell(text: str) -> None:
+        if say is not None:
+            print(f"agilab-run: {text}", file=say, flush=True)
+
     fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            if not wait:
-                raise LockBusy(holder) from None
-            if say is not None:
-                print(f"agilab-run: waiting for the lab's lock, held by {holder}", file=say, flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        _exclusive(fd, lambda: tell(f"waiting for the lab's lock, held by {_read_holder(fd)}"))
+        if os.fstat(fd).st_size:  # a name left behind: its runner never released the lock
+            tell(
+                f"{_read_holder(fd)} was killed before it finished; taking over its lock "
+                "(the steps it completed are kept, the rest run again)"
+            )
+            steps = os.open(folder / STEPS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            try:  # every step process of that runner has exited once this is ours
+                _exclusive(steps, lambda: tell("waiting for the steps the killed runner left running to end"))
+            finally:
+                os.close(steps)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": time.time()}).encode(), 0)
         yield
@@ -191,6 +203,15 @@ def lab_lock(lab_path: str | Path, *, wait: bool = True, say: TextIO | None = No
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
         os.close(fd)  # closing releases the flock
+
+
+def _exclusive(fd: int, on_wait: Callable[[], None]) -> None:
+    """Take an exclusive ``flock``; when another holds it, call ``on_wait`` and then wait."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        on_wait()
+        fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def _read_holder(fd: int) -> str:

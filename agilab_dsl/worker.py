@@ -44,6 +44,7 @@ class _Running:
     spare: int | None = None  # the pre-forked child waiting for the next request
     scratch: int | None = None  # the running child's output file, and its log path
     log: str | None = None
+    runner: int | None = None  # the pipe the runner's requests come on: its hang-up ends the step
 
 
 def _jsonable(value: Any) -> Any:
@@ -57,6 +58,8 @@ def _jsonable(value: Any) -> Any:
 def _run_child(req: dict[str, Any]) -> int:
     """In the forked child: run the step, write its result, return the exit status. Its output
     goes to the scratch file the worker gave it (see :func:`_keep_log`)."""
+    if req.get("hold"):
+        _hold(req["hold"])
     os.chdir(req["cwd"])
     sys.path.insert(0, req["cwd"])
     for name, value in req.get("env", {}).items():
@@ -104,6 +107,16 @@ def _run_child(req: dict[str, Any]) -> int:
         return 1
     _write_result(req["result"], payload)
     return 0
+
+
+def _hold(path: str) -> None:
+    """Hold the lab's ``steps.lock`` shared for as long as this step's process lives (the
+    descriptor is never closed: the OS releases the lock with the process). A runner taking over
+    from a killed one waits on it, so no step of the old run still writes while the new one runs."""
+    import fcntl
+
+    with contextlib.suppress(OSError):
+        fcntl.flock(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), fcntl.LOCK_SH)
 
 
 def _run_contract(req: dict[str, Any]) -> int:
@@ -160,10 +173,17 @@ def _wait(pid: int, done: int, timeout: float | None) -> tuple[int, int | None, 
     process group ended. Returns (exit code, signal, timed out, reaped)."""
     import select
 
+    poll = select.poll()
+    poll.register(done, select.POLLIN)
+    if _Running.runner is not None:
+        poll.register(_Running.runner, 0)  # reports only a hang-up: the runner is gone
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         left = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
-        if select.select([done], [], [], left)[0]:
+        ready = dict(poll.poll(left * 1000))
+        if _Running.runner in ready:  # killed (SIGKILL: no SIGTERM came): end its step, then go
+            _on_term(signal.SIGHUP, None)
+        if ready.get(done):
             status = os.read(done, 1)
             if status:
                 return status[0], None, False, False
@@ -344,6 +364,7 @@ def main() -> int:
     import gc
 
     gc.freeze()  # children's collections skip (and so do not copy) everything inherited
+    _Running.runner = sys.stdin.fileno()
     out = sys.stdout
     first = prefork()
     _Running.spare = first[0]

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from agilab_dsl.state import LabState, StepRecord
 
+HANG = "import os\nPath('s3.pid').write_text(str(os.getpid()))\ntime.sleep(30)"
 SLOW_LAB = "".join(
-    f'[[m]]\nid = "s{i}"\nC = """\nimport time\nfrom pathlib import Path\n'
-    f'{"time.sleep(30)" if i == 3 else "pass"}\nPath(outputs[0]).write_text("{i}")\n"""\n'
-    f'produces = ["out/{i}.txt"]\n\n'
+    f'[[m]]\nid = "s{i}"\nC = """\nimport time\nfrom pathlib import Path\n{HANG if i == 3 else "pass"}\n'
+    f'Path(outputs[0]).write_text("{i}")\n"""\nproduces = ["out/{i}.txt"]\n\n'
     for i in range(5)
-)  # no deps: runs in order; s3 hangs
+)  # no deps: runs in order; s3 writes its pid and hangs
 
 
 def record(n: int) -> StepRecord:
@@ -67,14 +67,18 @@ def _wait_for(path: Path, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
-def _ran(lab: Path) -> list[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "agilab_dsl", str(lab), "--json"],
+def _run(lab: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agilab_dsl", str(lab), *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def _ran(lab: Path) -> list[str]:
+    proc = _run(lab, "--json")
     return [s["id"] for s in json.loads(proc.stdout)["steps"] if s["status"] == "ran"]
 
 
@@ -85,9 +89,21 @@ def _runner_in_slow_step(tmp_path: Path, **popen: object) -> tuple[Path, subproc
     from conftest import interruptible_cli
 
     runner = subprocess.Popen(interruptible_cli(str(lab)), text=True, **popen)  # type: ignore[call-overload]
-    _wait_for(tmp_path / "out" / "2.txt")
-    time.sleep(0.3)
+    _wait_for(tmp_path / "s3.pid")
+    time.sleep(0.05)  # the pid is written whole
     return lab, runner
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _step_pid(lab: Path) -> int:
+    return int((lab.parent / "s3.pid").read_text())
 
 
 def test_sigkill_mid_run_keeps_what_completed(tmp_path: Path) -> None:
@@ -112,5 +128,56 @@ def test_ctrl_c_ends_the_running_step_and_exits_130(tmp_path: Path) -> None:
     state = LabState.load(lab)
     assert set(state.steps) == {"s0", "s1", "s2"}
     assert state.journal_path.exists()  # 3 records stay journalled until the journal grows (settle)
-    out = subprocess.run(["pgrep", "-f", "time.sleep(30)"], capture_output=True, text=True, check=False)
-    assert out.stdout.strip() == ""
+    assert not _alive(_step_pid(lab))
+
+
+def test_a_runner_killed_alone_leaves_no_step_running_and_its_lock_is_taken_over(tmp_path: Path) -> None:
+    lab, runner = _runner_in_slow_step(tmp_path, stderr=subprocess.DEVNULL, start_new_session=True)
+    step = _step_pid(lab)
+    assert _alive(step)  # s3 runs in a worker's child, in a process group of its own
+    runner.send_signal(signal.SIGKILL)  # the runner only: no SIGTERM reaches its workers
+    runner.wait()
+    deadline = time.monotonic() + 10
+    while _alive(step):  # its worker saw the runner's pipe close and ended the step
+        assert time.monotonic() < deadline, "the killed runner's step kept running"
+        time.sleep(0.05)
+    holder = json.loads((tmp_path / ".agilab" / "lock").read_text())
+    assert holder["pid"] == runner.pid  # the dead runner's name is still in the lock file
+    lab.write_text(SLOW_LAB.replace("time.sleep(30)", "pass"), encoding="utf-8")
+    second = _run(lab)
+    assert second.returncode == 0, second.stderr
+    assert (
+        f"agilab-run pid {runner.pid} (started " in second.stderr
+        and "was killed before it finished" in second.stderr
+    )
+    assert "2 ran, 3 fresh" in second.stderr  # s3 (its code changed too) and s4
+    assert (tmp_path / ".agilab" / "lock").read_text() == ""  # released cleanly this time
+
+
+def test_taking_over_waits_for_the_killed_runners_step_processes(tmp_path: Path) -> None:
+    lab = tmp_path / "lab_steps.toml"
+    lab.write_text('[[m]]\nid = "a"\nC = "pass"\n', encoding="utf-8")
+    folder = tmp_path / ".agilab"
+    folder.mkdir()
+    (folder / "lock").write_text(json.dumps({"pid": 999999, "started": time.time() - 60}), encoding="utf-8")
+    # a leftover step process of that runner: it holds steps.lock shared, as every step does
+    leftover = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+            "fcntl.flock(fd, fcntl.LOCK_SH); print('held', flush=True); time.sleep(1.5)",
+            str(folder / "steps.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert leftover.stdout is not None and leftover.stdout.readline() == "held\n"
+    started = time.monotonic()
+    second = _run(lab)
+    assert leftover.wait(timeout=10) == 0
+    assert second.returncode == 0 and time.monotonic() - started >= 1.0, second.stderr
+    assert (
+        "agilab-run pid 999999" in second.stderr
+        and "waiting for the steps the killed runner" in second.stderr
+    )
