@@ -13,12 +13,14 @@ import ast
 from pathlib import Path
 from typing import Any
 
-from . import expr
+from . import expr, risky
 from .cache import Observations
 from .errors import Severity, did_you_mean
-from .graph import Edge, StepGraph, normalize_artifact
+from .graph import Edge, StepGraph, escapes, normalize_artifact
 from .locate import function_source, settings_candidates
 from .parse import FileKind, LoadResult, Locator, load_any, load_settings, toml_repr
+
+OUTSIDE_HINT = "write inside the folder, or set allow_outside = true {where} to let it write there"
 
 
 def find_settings(
@@ -152,6 +154,13 @@ def check_lab(
                 )
             else:
                 producer.setdefault(norm, (s, j))
+            if "${" not in out and escapes(out) and not s.stage.allow_outside:
+                loc.at_value(
+                    "output-outside-lab",
+                    f"stage {s.id!r} would write {out!r}, outside the lab's folder",
+                    (s.module, s.index, key or "produces", j),
+                    hint=OUTSIDE_HINT.format(where="on this stage"),
+                )
 
     # references in strings
     snapshot = settings.value.as_dict() if settings is not None and settings.value is not None else None
@@ -241,8 +250,19 @@ def check_lab(
             if problem is not None:
                 loc.at_value("settings-reference-unknown", problem[0], path, hint=problem[1])
 
-    # stage contracts and function references
+    # stage contracts, function references and risky calls in code
     for s in lab.stages:
+        if s.stage.code:
+            code_path = (s.module, s.index, written(s, "code") or "C")
+            for call in risky.find(s.stage.code):
+                loc.in_string(
+                    "risky-call",
+                    f"stage {s.id!r} calls {call.name}: {risky.why(call)}",
+                    code_path,
+                    call.index,
+                    width=call.width,
+                    hint="review what it runs before running a lab you did not write",
+                )
         if s.stage.stage:
             target = base_dir / s.stage.stage
             if "${" not in s.stage.stage and not obs.is_file(target):
@@ -278,6 +298,13 @@ def check_contract(result: LoadResult[Any], obs: Observations | None = None) -> 
     loc = result.locator()
     base_dir = Path(result.path).parent
     _check_function(loc, contract.function, base_dir, ("function",), obs)
+    if escapes(contract.output) and not contract.allow_outside:
+        loc.at_value(
+            "output-outside-lab",
+            f"output {contract.output!r} is outside the contract's folder",
+            ("output",),
+            hint=OUTSIDE_HINT.format(where="in this contract"),
+        )
     if contract.reducer_function:
         _check_function(loc, contract.reducer_function, base_dir, ("reducer_function",), obs)
 

@@ -71,6 +71,14 @@ CODES: dict[str, tuple[Severity, str]] = {
     "dependency-missing": (Severity.ERROR, "a stage depends on an id no stage has"),
     "dependency-cycle": (Severity.ERROR, "stages depend on each other in a cycle"),
     "artifact-produced-twice": (Severity.ERROR, "two stages produce the same artifact"),
+    "risky-call": (
+        Severity.WARNING,
+        "stage code calls eval, exec, os.system, subprocess or the like (as AGILAB's validator flags)",
+    ),
+    "output-outside-lab": (
+        Severity.ERROR,
+        "an output path leads out of the lab's folder (../, absolute) without allow_outside = true",
+    ),
     "settings-reference-unknown": (
         Severity.ERROR,
         "a settings key referenced by a stage is not in the snapshot",

@@ -35,6 +35,13 @@ def normalize_artifact(path: str) -> str:
     return posixpath.normpath(path.replace("\\", "/"))
 
 
+def escapes(path: str) -> bool:
+    """Whether a path written relative to a folder leads out of it: absolute, ``~``, or climbing
+    above it with ``..`` (judged on the text, as written: a symlink the user made is theirs)."""
+    norm = normalize_artifact(path)
+    return norm.startswith(("/", "~", "../")) or norm == ".." or norm[1:3] == ":/"
+
+
 @dataclass(frozen=True)
 class StepGraph:
     """Step ids in lab order and the edges between them."""

@@ -121,6 +121,9 @@ class Stage(_Frozen):
     fallback: Literal["cpu"] | None = Field(
         None, description='"cpu": run on the CPU when the GPU backend is unavailable'
     )
+    allow_outside: StrictBool = Field(
+        False, description="true lets the stage write outputs outside the lab's folder (../, absolute paths)"
+    )
     # -- notebook provenance (NB_*), preserved as written ------------------------------------
     notebook: dict[str, Any] = Field(default_factory=dict, description="NB_* keys, preserved")
 
@@ -197,6 +200,9 @@ class ParallelContract(_Frozen):
     notes: str | None = None
     next_steps: dict[str, Any] | None = None
     reducer_function: str | None = Field(None, pattern=r"^[A-Za-z0-9_./:-]+:[A-Za-z_][A-Za-z0-9_]*$")
+    allow_outside: StrictBool = Field(
+        False, description="true lets output lie outside the contract's folder (../, absolute paths)"
+    )
 
     @field_validator("split", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import expr
+from .graph import escapes
 from .spec import PlacedSpec
 
 AGI_SETTINGS = ("args", "cluster")  # what an agi.* engine's generated snippet depends on
@@ -107,6 +108,15 @@ def resolve_step(
     except expr.EvalError as exc:
         return ResolvedStep(
             placed.id, placed, {}, [], list(stage.produces), None, None, used, None, str(exc), env_names
+        )
+    outside = [p for p in outputs if escapes(p)] if not stage.allow_outside else []
+    if outside:  # a rendered path (a literal one is refused by check, with its line)
+        problem = (
+            f"output {outside[0]!r} (from {stage.produces[outputs.index(outside[0])]!r}) is outside the "
+            "lab's folder; set allow_outside = true on the stage to let it write there"
+        )
+        return ResolvedStep(
+            placed.id, placed, params, inputs, outputs, env, contract, used, when, problem, env_names
         )
     return ResolvedStep(
         placed.id, placed, params, inputs, outputs, env, contract, used, when, None, env_names

@@ -40,6 +40,7 @@ class StepSpec:
     enabled: bool = True
     skip: bool = False
     fallback: str | None = None
+    allow_outside: bool = False
 
     @property
     def disabled(self) -> bool:

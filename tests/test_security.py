@@ -46,3 +46,91 @@ def test_the_runs_local_cluster_listens_on_loopback_only() -> None:
         assert cluster.dashboard_link.startswith("http://127.0.0.1:")
     finally:
         cluster.close()
+
+
+def test_an_output_outside_the_lab_is_refused_before_anything_runs(tmp_path: Path, capsys) -> None:
+    lab_dir = tmp_path / "lab"
+    lab_dir.mkdir()
+    lab = lab_dir / "lab_steps.toml"
+    lab.write_text(
+        "[[m]]\nid = \"first\"\nC = \"open('ran', 'w').close()\"\n\n"
+        '[[m]]\nid = "escape"\nC = "open(outputs[0], \'w\').write(\'x\')"\nproduces = ["../victim.txt"]\n',
+        encoding="utf-8",
+    )
+    assert main([str(lab)]) == 2
+    err = capsys.readouterr().err
+    assert "lab_steps.toml:8:13: error[output-outside-lab]" in err and "allow_outside = true" in err
+    assert not (lab_dir / "ran").exists() and not (tmp_path / "victim.txt").exists()
+    # the documented opt-in lets it write there
+    lab.write_text(lab.read_text(encoding="utf-8") + "allow_outside = true\n", encoding="utf-8")
+    assert main([str(lab)]) == 0
+    assert (tmp_path / "victim.txt").read_text(encoding="utf-8") == "x"
+
+
+def test_an_output_rendered_outside_the_lab_fails_its_step_only(tmp_path: Path, capsys) -> None:
+    (tmp_path / "app_settings.toml").write_text('[args]\nout = "/tmp"\n', encoding="utf-8")
+    lab = tmp_path / "lab_steps.toml"
+    lab.write_text(
+        '[[m]]\nid = "ok"\nC = "pass"\n\n'
+        "[[m]]\nid = \"escape\"\nC = \"open(outputs[0], 'w').write('x')\"\n"
+        'produces = ["${settings.args.out}/agilab-victim.txt"]\n',
+        encoding="utf-8",
+    )
+    assert main([str(lab), "--keep-going"]) == 1
+    err = capsys.readouterr().err
+    assert "output '/tmp/agilab-victim.txt' (from '${settings.args.out}/agilab-victim.txt')" in err
+    assert "allow_outside = true" in err and not Path("/tmp/agilab-victim.txt").exists()
+
+
+def test_a_contract_writing_outside_its_folder_is_refused(tmp_path: Path, capsys) -> None:
+    (tmp_path / "fn.py").write_text("def f(partition):\n    return 1\n", encoding="utf-8")
+    contract = tmp_path / "parallel_stage.toml"
+    contract.write_text(
+        'schema = "agilab.parallel_stage.v1"\nname = "p"\nfunction = "fn.py:f"\nsplit = "files"\n'
+        'input = "*.py"\nworkers = 1\npartition_strategy = "one-file-per-partition"\n'
+        'target_partitions = 0\nmin_partitions_per_worker = 1\nreducer = "collect-json"\n'
+        'backend = "local"\noutput = "../escaped.json"\n',
+        encoding="utf-8",
+    )
+    assert main([str(contract)]) == 2
+    assert "parallel_stage.toml:12:10: error[output-outside-lab]" in capsys.readouterr().err
+    assert not (tmp_path.parent / "escaped.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("code", "calls"),
+    [
+        ("import os\nos.system('ls')", ["os.system"]),
+        ("import os.path\nos.execvp('ls', ['ls'])", ["os.execvp"]),
+        ("import subprocess as sp\nsp.check_output(['id'])", ["subprocess.check_output"]),
+        ("from subprocess import Popen as P\nP(['id'])", ["subprocess.Popen"]),
+        ("from os import system, path\nsystem('id'); path.join('a')", ["os.system"]),
+        ("x = eval('1')\nexec('y = 2')\n__import__('os')", ["eval", "exec", "__import__"]),
+        ("import pty\npty.spawn('sh')", ["pty.spawn"]),
+        ("model.eval()\ndf.eval('a + b')\nos.system('x')", []),  # methods, and an os never imported
+        ("import os\nos.path.join('a', 'b')\nos.getpid()", []),
+        ("evaluate = 1\nsystem = 'not a call'", []),
+        ("eval(", []),  # does not parse: left to the step
+    ],
+)
+def test_risky_calls_are_found_in_the_syntax_tree(code: str, calls: list[str]) -> None:
+    from agilab_dsl import risky
+
+    found = risky.find(code)
+    assert [c.name for c in found] == calls
+    for call in found:  # each points at its callee in the text
+        assert code[call.index : call.index + call.width].split(".")[-1] in call.name
+
+
+def test_check_warns_on_risky_calls_with_their_line_and_run_still_runs(tmp_path: Path, capsys) -> None:
+    lab = tmp_path / "lab_steps.toml"
+    lab.write_text(
+        '[[m]]\nid = "a"\nC = """\nimport subprocess\nsubprocess.run(["true"], check=True)\n"""\n',
+        encoding="utf-8",
+    )
+    assert main(["check", str(lab)]) == 0  # a warning: the lab is the user's to trust
+    out = capsys.readouterr().out
+    assert "lab_steps.toml:5:1: warning[risky-call]: stage 'a' calls subprocess.run" in out
+    assert main(["check", str(lab), "--strict"]) == 1
+    capsys.readouterr()
+    assert main([str(lab)]) == 0
