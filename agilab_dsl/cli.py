@@ -293,6 +293,20 @@ def build_run_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_failure(exc: OSError) -> int:
+    """A file this tool itself had to write or read could not be: say which, and why."""
+    from .errors import os_error
+    from .state import FOLDER
+
+    print(f"agilab-run: error: {os_error(exc)}", file=sys.stderr)
+    if exc.filename and FOLDER in Path(str(exc.filename)).parts:
+        print(
+            f"  hint: a lab's state lives in {FOLDER}/ beside its file; that folder must be writable",
+            file=sys.stderr,
+        )
+    return EXIT_INVALID
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and not args_list[0].startswith("-") and args_list[0] not in COMMANDS:
@@ -305,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("agilab-run: interrupted; every step that completed is recorded", file=sys.stderr)
             return 130
+        except OSError as exc:  # the lab's folder cannot be written (read-only, no permission, full)
+            return _os_failure(exc)
     parser = build_parser()
     git_path: str | None = None
     if args_list[:1] == ["diff"] and "--" in args_list:  # diff REV [REV] -- PATH
@@ -364,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `agilab-run schema lab-steps | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except OSError as exc:
+        return _os_failure(exc)
     raise AssertionError(args.command)  # pragma: no cover
 
 

@@ -289,3 +289,9 @@ def render_github(diag: Diagnostic) -> str:
 
 def to_json_text(payload: object) -> str:
     return json.dumps(payload, indent=2, ensure_ascii=False)
+
+
+def os_error(exc: OSError) -> str:
+    """``/lab/out: Read-only file system``: the path first, then what the OS said."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"

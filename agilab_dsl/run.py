@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from .errors import os_error
 from .fingerprint import FileHashes, digest
 from .graph import StepGraph
 from .report import stage_result
@@ -354,9 +355,21 @@ class Runner:
                             p: self.hashes.of(os.path.join(self.lab_dir, p))
                             for p in self.resolved[sid].outputs
                         }
-                        self.state.record(
-                            sid, StepRecord(fp, comps, outputs, time.time(), outcome.seconds, run_id)
-                        )
+                        try:
+                            self.state.record(
+                                sid, StepRecord(fp, comps, outputs, time.time(), outcome.seconds, run_id)
+                            )
+                        except OSError as exc:  # a full disk: nothing more can be kept; stop here
+                            del fingerprints[sid], ran[sid]
+                            outcome = StepOutcome(
+                                sid,
+                                "failed",
+                                seconds=outcome.seconds,
+                                log=outcome.log,
+                                error=f"it ran, but its record could not be written ({os_error(exc)}); "
+                                "it will run again",
+                            )
+                            stopped_by = stopped_by or sid
                     elif outcome.status == "failed" and not options.keep_going and stopped_by is None:
                         stopped_by = sid
                     settle(sid, outcome)
@@ -372,10 +385,15 @@ class Runner:
             threads.shutdown(wait=True, cancel_futures=True)
             if not interrupted and warm is None:
                 pool.release()  # the workers exit while the state is saved
-            self.state.settle()
-            self.state.hashes = self.hashes.cache
-            if self.hashes.changed:
-                self.state.save_hashes()
+            try:
+                self.state.settle()
+                self.state.hashes = self.hashes.cache
+                if self.hashes.changed:
+                    self.state.save_hashes()
+            except OSError as exc:  # the journal still holds every step recorded
+                reporter.note(
+                    f"state: could not be saved ({os_error(exc)}); the journal keeps what completed"
+                )
             if warm is None or interrupted:
                 pool.close(kill=interrupted)
                 machine.close()
@@ -390,7 +408,7 @@ class Runner:
                         git,
                     )
                 except OSError as exc:  # the run itself is complete and saved; only its record is not
-                    reporter.note(f"history: this run is not recorded ({exc})")
+                    reporter.note(f"history: this run is not recorded ({os_error(exc)})")
         lab_order = [sid for sid in self.lab.ids if sid in settled]
         return RunResult(run_id, [settled[sid] for sid in lab_order], interrupted)
 
@@ -524,17 +542,16 @@ class Runner:
     ) -> StepOutcome:
         stage = step.placed.stage
         run_dir = self.lab_dir / ".agilab" / "runs" / run_id
-        if run_dir not in self._made:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            self._made.add(run_dir)
         suffix = f".{attempt}" if attempt > 1 else ""
         log = run_dir / f"{step.id}{suffix}.log"
         result_file = run_dir / f"{step.id}{suffix}.json"
-        for out in step.outputs:
-            parent = (self.lab_dir / out).parent
-            if parent not in self._made:
-                parent.mkdir(parents=True, exist_ok=True)
-                self._made.add(parent)
+        for folder in [run_dir, *((self.lab_dir / out).parent for out in step.outputs)]:
+            if folder not in self._made:
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:  # read-only, no permission, a file in the way, a full disk
+                    return StepOutcome(step.id, "failed", error=f"cannot create the folder {os_error(exc)}")
+                self._made.add(folder)
         request: dict[str, Any] = {
             "step_id": step.id,
             "kind": "function" if stage.function else "code",
@@ -659,6 +676,8 @@ class Runner:
         elif missing:
             error = f"declared output {missing[0]} was not written"
         if error is not None:
+            if reply.get("log_error"):
+                error += f"; its log could not be written ({reply['log_error']})"
             return StepOutcome(step.id, "failed", seconds=seconds, log=_existing(log), error=error)
         returned = None
         with contextlib.suppress(OSError, ValueError):  # a step that called sys.exit(0) returned nothing

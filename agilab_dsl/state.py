@@ -47,12 +47,19 @@ def write_json_atomic(path: Path, payload: Any, *, durable: bool = True) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     text = json.dumps(payload, sort_keys=True)  # json.dump and indent= take the pure-Python encoder
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(text)
-        if durable:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:  # a full disk, say: the old file stands, and no half-written twin is left
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError) and not exc.filename:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     if not durable:
         return
     with contextlib.suppress(OSError):  # make the rename itself durable
@@ -61,6 +68,12 @@ def write_json_atomic(path: Path, payload: Any, *, durable: bool = True) -> None
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
 
 
 @dataclass
@@ -129,13 +142,25 @@ class LabState:
         return self.path.with_name("journal.jsonl")
 
     def record(self, step_id: str, record: StepRecord) -> None:
-        """Keep one step's new record: in memory, and as one appended journal line."""
+        """Keep one step's new record: as one appended journal line, then in memory. A write that
+        fails (a full disk) raises, leaving the step unrecorded: at worst a torn line, which loading
+        skips and the next append starts after."""
+        line = json.dumps({"id": step_id, "record": record.to_json()}, sort_keys=True) + "\n"
+        try:
+            if self._journal is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._journal = self.journal_path.open("a", encoding="utf-8")
+                if self._journal.tell() and not _ends_with_newline(self.journal_path):
+                    line = "\n" + line  # after a line torn by a kill or a full disk
+            self._journal.write(line)
+            self._journal.flush()
+        except OSError as exc:
+            if self._journal is not None:
+                with contextlib.suppress(OSError):
+                    self._journal.close()  # drops what it could not write
+                self._journal = None
+            raise OSError(exc.errno, exc.strerror, exc.filename or str(self.journal_path)) from exc
         self.steps[step_id] = record
-        if self._journal is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._journal = self.journal_path.open("a", encoding="utf-8")
-        self._journal.write(json.dumps({"id": step_id, "record": record.to_json()}, sort_keys=True) + "\n")
-        self._journal.flush()
         self.journal_lines += 1
 
     def settle(self) -> None:

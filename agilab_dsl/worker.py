@@ -11,7 +11,8 @@ request  {"step_id", "kind": "code"|"function"|"contract", "code", "module", "fu
           (a contract step adds "contract", "backend", "retries", "scheduler", "fallback",
           "cython", "cores", "limit"; a step sharing the machine (-j N) carries "env": the thread-pool
           limits of BLAS, OpenMP, … that its process inherits unless the user set them)
-reply    {"exit": int, "signal": int|null, "timed_out": bool, "seconds": float}
+reply    {"exit": int, "signal": int|null, "timed_out": bool, "seconds": float} (+ "log_error": str
+         when the step's log could not be written)
 
 The child writes what the step returned to ``result`` (JSON); its stdout/stderr (and a traceback
 on failure) go to an anonymous scratch file that is copied to ``log`` when the step printed
@@ -100,10 +101,12 @@ def _run_child(req: dict[str, Any]) -> int:
         else:
             _write_result(req["result"], {"exited": 0})
         return status
-    except BaseException:
+    except BaseException as exc:
         import traceback
 
-        traceback.print_exc()
+        tb = exc.__traceback__
+        # from the step's own frame on: this function's frame is the runner's, not the user's
+        traceback.print_exception(type(exc), exc, tb.tb_next if tb is not None else None)
         return 1
     _write_result(req["result"], payload)
     return 0
@@ -316,6 +319,7 @@ def handle(
     pid, pipe, done, scratch = spare or prefork()
     _Running.child, _Running.scratch, _Running.log = pid, scratch, req["log"]
     following = None
+    log_error = None
     try:
         payload = pickle.dumps(req, protocol=4)
         view = memoryview(payload)
@@ -326,12 +330,22 @@ def handle(
             following = prefork(inherited=(done, scratch))
             _Running.spare = following[0]
         code, sig, timed_out, reaped = _wait(pid, done, req.get("timeout"))
-        _keep_log(scratch, req["log"])
+        try:
+            _keep_log(scratch, req["log"])
+        except OSError as exc:  # a full disk, say: the step's outcome stands, its output is lost
+            log_error = f"{exc.filename or req['log']}: {exc.strerror or exc}"
     finally:
         _Running.scratch = _Running.log = None
         os.close(done)
         os.close(scratch)
-    reply = {"exit": code, "signal": sig, "timed_out": timed_out, "seconds": time.perf_counter() - start}
+    reply: dict[str, Any] = {
+        "exit": code,
+        "signal": sig,
+        "timed_out": timed_out,
+        "seconds": time.perf_counter() - start,
+    }
+    if log_error is not None:
+        reply["log_error"] = log_error
     return reply, None if reaped else pid, following
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -35,7 +37,6 @@ class DaskProcesses:
     def __init__(self, folder: Path, wrappers: tuple[list[str], ...] = ([], [])) -> None:
         """One worker per entry of ``wrappers``: a command prefix its process starts under."""
         import json
-        import subprocess
         import sys
         import time
 
@@ -150,3 +151,13 @@ def interruptible_cli(*args: str) -> list[str]:
         "runpy.run_module('agilab_dsl', run_name='__main__', alter_sys=True)"
     )
     return [sys.executable, "-c", code, *args]
+
+
+def private_mounts() -> str | None:
+    """Why a process cannot be given its own mount namespace here (``unshare -m``), or None."""
+    if shutil.which("unshare") is None:
+        return "no `unshare` command"
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        return f"`unshare -m` is not permitted here ({probe.stderr.decode().strip()})"
+    return None

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import DaskProcesses
+from conftest import DaskProcesses, private_mounts
 
 from agilab_dsl.cli import main
 
@@ -23,18 +21,8 @@ def test_every_worker_reads_the_share(tmp_path: Path, capsys, dask_processes: Da
     assert list(tmp_path.iterdir()) == []
 
 
-def _private_mounts() -> str | None:
-    """Why a worker cannot be given its own view of the share here, or None."""
-    if shutil.which("unshare") is None:
-        return "no `unshare` command"
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        return f"`unshare -m` is not permitted here ({probe.stderr.decode().strip()})"
-    return None
-
-
 def test_a_worker_that_does_not_see_the_share_is_named(tmp_path: Path, capsys) -> None:
-    why = _private_mounts()
+    why = private_mounts()
     if why is not None:
         pytest.skip(f"needs a worker in its own mount namespace: {why}")
     share = tmp_path / "share"

@@ -37,9 +37,13 @@ def test_journal_replays_over_state_and_ignores_a_torn_line(tmp_path: Path) -> N
         fh.write('{"id": "c", "record": {"fingerp')  # a kill in the middle of a write
     again = LabState.load(lab)
     assert {k: v.fingerprint for k, v in again.steps.items()} == {"a": "fp3", "b": "fp2"}
+    again.record("d", record(4))  # appended on a line of its own, not glued to the torn one
+    again.settle()
+    again = LabState.load(lab)
+    assert {k: v.fingerprint for k, v in again.steps.items()} == {"a": "fp3", "b": "fp2", "d": "fp4"}
     again.save()
     assert not again.journal_path.exists()
-    assert set(json.loads(again.path.read_text())["steps"]) == {"a", "b"}
+    assert set(json.loads(again.path.read_text())["steps"]) == {"a", "b", "d"}
 
 
 def test_settle_compacts_only_a_journal_that_grew(tmp_path: Path) -> None:
