@@ -124,12 +124,16 @@ def _hold(path: str) -> None:
 
 def _run_contract(req: dict[str, Any]) -> int:
     """A parallel stage (only under this tool's own interpreter: it needs agilab_dsl)."""
+    from agilab_dsl.backends.pool import shutdown
     from agilab_dsl.parallel import serve
 
     def complain(text: str) -> None:
         print(text, file=sys.stderr)
 
-    status, payload = serve(req, print, complain)
+    try:
+        status, payload = serve(req, print, complain)
+    finally:
+        shutdown()  # this process ends with os._exit: its pool's workers must not outlive it
     if payload is not None:
         _write_result(req["result"], payload)
     return status

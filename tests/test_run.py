@@ -484,3 +484,45 @@ def test_a_parallel_step_failure_names_the_partition(tmp_path: Path, capsys) -> 
         "partition 1 (" in captured.err and "1.txt" in captured.err and "KeyError: 'bad key'" in captured.err
     )
     assert not (tmp_path / "out.json").exists()
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Processes whose environment holds ``marker`` (descendants inherit it, whatever their session)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find processes")
+def test_a_run_with_a_pool_stage_leaves_no_process_behind(tmp_path: Path) -> None:
+    import shutil
+    import uuid
+
+    from conftest import ROOT
+
+    folder = tmp_path / "ex"
+    shutil.copytree(
+        ROOT / "examples" / "telemetry", folder, ignore=shutil.ignore_patterns(".agilab", "artifacts", "data")
+    )
+    marker = f"AGILAB_TEST_RUN={uuid.uuid4().hex}"
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    proc = subprocess.run(
+        [sys.executable, "-m", "agilab_dsl", str(folder / "lab_stages.toml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0 and "on pool" in proc.stderr, proc.stderr
+    deadline = time.monotonic() + 10  # the history flusher may take a moment to finish
+    while (left := _processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120] for pid in left]
+    assert left == [], commands  # no loky worker or resource tracker idles on, orphaned

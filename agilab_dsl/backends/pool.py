@@ -53,3 +53,15 @@ class PoolBackend:
 
     def close(self) -> None:
         return None
+
+
+def shutdown() -> None:
+    """End the loky worker processes this process started, if any. A step's process calls it before
+    it exits with ``os._exit`` (which skips the interpreter's exit hooks, loky's among them): else
+    its workers would idle on, orphaned, for joblib's idle timeout (300 s)."""
+    import sys
+
+    module = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(module, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
