@@ -34,8 +34,13 @@ class DaskProcesses:
     """A real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1 (one single-threaded
     process each, under a nanny that restarts a worker that dies)."""
 
-    def __init__(self, folder: Path, wrappers: tuple[list[str], ...] = ([], [])) -> None:
-        """One worker per entry of ``wrappers``: a command prefix its process starts under."""
+    def __init__(
+        self, folder: Path, wrappers: tuple[list[str], ...] = ([], []), tls: list[str] | None = None
+    ) -> None:
+        """One worker per entry of ``wrappers``: a command prefix its process starts under. ``tls``:
+        the ``--tls-ca-file … --tls-cert … --tls-key …`` options of every process (the scheduler then
+        speaks ``tls://``)."""
+        self.security = None
         import json
         import sys
         import time
@@ -56,9 +61,19 @@ class DaskProcesses:
                 "--no-dashboard",
                 "--scheduler-file",
                 str(info),
+                *(["--protocol", "tls", *tls] if tls else []),
             ],
             logs / "scheduler.log",
         )
+        if tls:
+            from distributed.security import Security
+
+            ca, cert, key = (
+                tls[tls.index(flag) + 1] for flag in ("--tls-ca-file", "--tls-cert", "--tls-key")
+            )
+            self.security = Security(
+                tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, require_encryption=True
+            )
         deadline = time.monotonic() + 60
         while not info.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -82,6 +97,7 @@ class DaskProcesses:
                     "--no-dashboard",
                     "--name",
                     f"w{n}",
+                    *(tls or []),
                 ],
                 logs / f"worker{n}.log",
             )
@@ -96,7 +112,7 @@ class DaskProcesses:
     def wait_for_workers(self, n: int) -> None:
         from distributed import Client
 
-        with Client(self.address, timeout="30s") as client:
+        with Client(self.address, timeout="30s", security=self.security) as client:
             client.wait_for_workers(n, timeout=90)
 
     def close(self) -> None:

@@ -3,6 +3,7 @@ diagnostics, never code that runs. A LocalCluster the runner starts listens on 1
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,57 @@ def test_check_warns_on_risky_calls_with_their_line_and_run_still_runs(tmp_path:
     assert main(["check", str(lab), "--strict"]) == 1
     capsys.readouterr()
     assert main([str(lab)]) == 0
+
+
+def test_a_tls_scheduler_is_reached_through_dasks_security_configuration(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import DaskProcesses
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    cert, key = certs / "cert.pem", certs / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=agilab-test"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # one self-signed certificate: the CA, and every endpoint's certificate
+    tls = ["--tls-ca-file", str(cert), "--tls-cert", str(cert), "--tls-key", str(key)]
+    cluster = DaskProcesses(tmp_path / "dask", ([],), tls=tls)
+    try:
+        assert cluster.address.startswith("tls://127.0.0.1:")
+        lab = tmp_path / "lab"
+        lab.mkdir()
+        (lab / "data").mkdir()
+        for n in range(3):
+            (lab / "data" / f"{n}.txt").write_text("x" * (n + 1), encoding="utf-8")
+        (lab / "fn.py").write_text("def size(part):\n    return len(part.read_text())\n", encoding="utf-8")
+        contract = lab / "parallel_stage.toml"
+        contract.write_text(
+            'schema = "agilab.parallel_stage.v1"\nname = "p"\nfunction = "fn.py:size"\nsplit = "files"\n'
+            'input = "data/*.txt"\nworkers = 2\npartition_strategy = "one-file-per-partition"\n'
+            'target_partitions = 0\nmin_partitions_per_worker = 1\nreducer = "collect-json"\n'
+            'backend = "dask"\noutput = "out.json"\n',
+            encoding="utf-8",
+        )
+        cmd = [sys.executable, "-m", "agilab_dsl", str(contract), "--scheduler", cluster.address]
+        plain = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+        refused = subprocess.run(cmd, capture_output=True, text=True, env=plain, timeout=120, check=False)
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        assert "speaks TLS" in refused.stderr and "distributed.comm.tls.ca-file" in refused.stderr
+        configured = plain | {
+            "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(cert),
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(cert),
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(key),
+        }
+        ran = subprocess.run(cmd, capture_output=True, text=True, env=configured, timeout=120, check=False)
+        assert ran.returncode == 0, ran.stderr
+        assert json.loads((lab / "out.json").read_text(encoding="utf-8")) == [1, 2, 3]
+    finally:
+        cluster.close()

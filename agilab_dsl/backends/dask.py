@@ -50,6 +50,15 @@ def connect(scheduler: str) -> Any:
 
     try:
         return Client(address(scheduler), timeout=CONNECT_TIMEOUT)
+    except (TypeError, ValueError) as exc:  # distributed's word for a tls:// address with no TLS set up
+        if not address(scheduler).startswith("tls://"):
+            raise
+        raise BackendUnavailable(
+            f"the scheduler at {scheduler} speaks TLS, and Dask's TLS settings are missing or unusable "
+            f"({exc}); set distributed.comm.tls.ca-file, .client.cert and .client.key in Dask's "
+            "configuration (~/.config/dask/distributed.yaml, or DASK_DISTRIBUTED__COMM__TLS__CA_FILE, "
+            "…__CLIENT__CERT, …__CLIENT__KEY)"
+        ) from None
     except (OSError, TimeoutError) as exc:
         raise BackendUnavailable(
             f"no Dask scheduler answers at {scheduler} ({type(exc).__name__}: {exc}); is `dask scheduler` "
