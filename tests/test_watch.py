@@ -354,3 +354,14 @@ def test_the_signal_handlers_are_restored_afterwards(tmp_path: Path, capsys) -> 
     path = make_lab(tmp_path)
     watch(path, scripted(), capsys)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_watcher_survives_100_broken_saves_and_a_burst_of_1000_events(tmp_path: Path) -> None:
+    from fault.watch_abuse import abuse
+
+    f = abuse(tmp_path / "lab", broken=100, burst=1000)
+    assert f.alive and f.broken_handled == 100, f.log[-3000:]
+    assert 1 <= f.burst_runs <= 20  # a burst is coalesced into few reloads, not 1,000
+    assert f.growth() < 4, f.rss_mib  # flat: no memory kept per broken save or per event
+    assert f.good_ran == ["a", "b"], f.log[-3000:]  # the first good save runs what is stale, only that
+    assert "Traceback" not in f.log
