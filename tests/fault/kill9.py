@@ -152,15 +152,31 @@ def ended(err: str) -> int:
     return sum(1 for line in err.splitlines() if line.startswith(("✓", "✗")))
 
 
-def where_killed(err: str, steps: int) -> str:
+def contract_steps(lab: Path) -> set[str]:
+    """The ids of the lab's parallel stages (stages with a ``stage`` contract)."""
+    import tomllib
+
+    data = tomllib.loads(lab.read_text(encoding="utf-8"))
+    return {
+        str(stage.get("id"))
+        for key, value in data.items()
+        if key != "__meta__" and isinstance(value, list)
+        for stage in value
+        if isinstance(stage, dict) and "stage" in stage
+    }
+
+
+def where_killed(err: str, steps: int, parallel: set[str]) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     if not lines:
         return "while starting"
     if ended(err) >= steps:
         return "after the last step, while writing state and history"
-    if lines[-1].startswith("▶"):
-        return "during a step"
-    return "between steps"
+    marks = [line for line in lines if line.startswith(("▶", "✓", "✗"))]
+    if marks and marks[-1].startswith("▶"):  # (notes may follow a step's ▶ line)
+        step = marks[-1].split()[1]
+        return "during a parallel stage" if step in parallel else "during a snippet step"
+    return "between steps, while recording one"
 
 
 def wait_for_last_step(err_path: Path, runner: subprocess.Popen[bytes], steps: int) -> None:
@@ -238,7 +254,8 @@ def main() -> int:
             runner.wait()
         kills += 1
         modes[f"{mode}{' + dask' if backend else ''}"] += 1
-        landed[where_killed(err_path.read_text(encoding="utf-8", errors="replace"), len(needed))] += 1
+        err_text = err_path.read_text(encoding="utf-8", errors="replace")
+        landed[where_killed(err_text, len(needed), contract_steps(lab))] += 1
         label = f"kill {kills} ({name}, {mode}{', dask' if backend else ''})"
         _gone, alive = psutil.wait_procs(family, timeout=15)
         for proc in alive:
