@@ -807,10 +807,8 @@ def _report_nothing_to_do(args: argparse.Namespace, statuses: Any) -> int:
     import time
 
     from .errors import to_json_text
-    from .state import new_run_id
 
     started = time.perf_counter()
-    run_id = new_run_id()
     width = max([len(s.id) for s in statuses] + [4])
     for s in statuses:
         if s.state == "fresh" and not args.verbose:
@@ -824,7 +822,7 @@ def _report_nothing_to_do(args: argparse.Namespace, statuses: Any) -> int:
         p for p in (f"{fresh} fresh" if fresh else "", f"{disabled} disabled" if disabled else "") if p
     )
     print(
-        f"done: {summary or 'nothing to do'} — {time.perf_counter() - started:.2f} s (run {run_id})",
+        f"done: {summary or 'nothing to do'} — {time.perf_counter() - started:.2f} s",  # nothing recorded
         file=sys.stderr,
     )
     if args.json:
@@ -832,7 +830,7 @@ def _report_nothing_to_do(args: argparse.Namespace, statuses: Any) -> int:
             {"id": s.id, "status": "fresh" if s.state == "fresh" else "disabled", "reasons": list(s.reasons)}
             for s in statuses
         ]
-        sys.stdout.write(to_json_text({"run_id": run_id, "steps": steps}) + "\n")
+        sys.stdout.write(to_json_text({"run_id": None, "steps": steps}) + "\n")  # not recorded
     return EXIT_OK
 
 

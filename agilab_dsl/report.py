@@ -101,8 +101,9 @@ class TextReporter:
         order = ("ran", "fresh", "skipped", "disabled", "failed", "blocked")
         summary = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k)) or "nothing to do"
         elapsed = time.perf_counter() - self.started
+        recorded = f" (run {result.run_id})" if result.recorded else ""  # an id `history` knows
         self._line(
-            f"{'interrupted' if result.interrupted else 'done'}: {summary} — {elapsed:.2f} s (run {result.run_id})"
+            f"{'interrupted' if result.interrupted else 'done'}: {summary} — {elapsed:.2f} s{recorded}"
         )
         if result.failed:
             first = result.failed[0].id

@@ -71,6 +71,7 @@ class RunResult:
     run_id: str
     outcomes: list[StepOutcome]
     interrupted: bool = False
+    recorded: bool = False  # in the experiment history (a run in which no step started is not)
 
     @property
     def failed(self) -> list[StepOutcome]:
@@ -81,7 +82,11 @@ class RunResult:
         return not self.failed and not self.interrupted
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "steps": [o.to_json() for o in self.outcomes]}
+        # null when the run is not in the history (no step started): an id `history` cannot find
+        return {
+            "run_id": self.run_id if self.recorded else None,
+            "steps": [o.to_json() for o in self.outcomes],
+        }
 
 
 class Reporter(Protocol):
@@ -293,7 +298,7 @@ class Runner:
             if order:
                 pool.prestart()  # its interpreter starts while the steps are judged
             execute = lambda step, rid, attempt: self._execute(step, rid, attempt, pool, machine)  # noqa: E731
-        interrupted = False
+        interrupted = recorded = False
         running: dict[Any, tuple[str, dict[str, Any], list[str]]] = {}  # future -> (id, comps, why)
         # -j 1 runs each step from this thread: no hand-off to a thread and back per step (and no
         # import of concurrent.futures)
@@ -407,10 +412,11 @@ class Runner:
                         interrupted,
                         git,
                     )
+                    recorded = True
                 except OSError as exc:  # the run itself is complete and saved; only its record is not
                     reporter.note(f"history: this run is not recorded ({os_error(exc)})")
         lab_order = [sid for sid in self.lab.ids if sid in settled]
-        return RunResult(run_id, [settled[sid] for sid in lab_order], interrupted)
+        return RunResult(run_id, [settled[sid] for sid in lab_order], interrupted, recorded)
 
     def _record(
         self,

@@ -312,3 +312,16 @@ def test_a_fresh_step_row_carries_the_details_of_the_run_it_ran_in(tmp_path: Pat
         },
         {"step_id": "score", "code": "changed", "metrics": ["double removed (was 8)", "twice added: 8"]},
     ]
+
+
+def test_the_run_id_shown_is_one_the_history_knows(tmp_path: Path, capsys) -> None:
+    path = lab(tmp_path, 1)
+    assert main([str(path), "--json"]) == 0
+    ran = capsys.readouterr()
+    first = json.loads(ran.out)["run_id"]
+    assert f"(run {first})" in ran.err and run_ids(path, capsys) == [first]
+    for extra in ([], ["--no-cache"]):  # the judgment cache's fast path, and a full judgment
+        assert main([str(path), "--json", *extra]) == 0
+        noop = capsys.readouterr()
+        assert json.loads(noop.out)["run_id"] is None and "(run " not in noop.err  # nothing started
+        assert run_ids(path, capsys) == [first]
