@@ -4,7 +4,8 @@ For labs: duplicate ids, unknown deps, dependency cycles (with their path), an a
 twice, ``${steps.…}`` / ``${params.…}`` / ``${settings.…}`` references that name nothing,
 declared ``settings`` keys absent from the snapshot, ``stage`` files that do not exist, and function
 references whose module, file or function cannot be found (found by reading source, never by
-importing user code). For contracts: the function and reducer references.
+importing user code). For contracts: the function and reducer references. Risky calls (``eval``,
+``os.system``, ``subprocess``…) in stage code and in the lab's own function modules are warnings.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from .graph import Edge, StepGraph, escapes, normalize_artifact
 from .locate import function_source, settings_candidates
 from .parse import FileKind, LoadResult, Locator, load_any, load_settings, toml_repr
 
+MAX_RISKY_PER_MODULE = 5
+RISKY_HINT = "review what it runs before running a lab you did not write"
 OUTSIDE_HINT = "write inside the folder, or set allow_outside = true {where} to let it write there"
 
 
@@ -261,7 +264,7 @@ def check_lab(
                     code_path,
                     call.index,
                     width=call.width,
-                    hint="review what it runs before running a lab you did not write",
+                    hint=RISKY_HINT,
                 )
         if s.stage.stage:
             target = base_dir / s.stage.stage
@@ -352,6 +355,26 @@ def _check_function(
     problem = locate_function(ref, base_dir, obs)
     if problem is not None:
         loc.at_value("function-not-found", problem[0], key, hint=problem[1], severity=Severity.WARNING)
+        return
+    source = function_source(ref.module, ref.is_path, base_dir, obs.is_file, obs.note)
+    if source is None or source.suffix != ".py" or not source.resolve().is_relative_to(base_dir.resolve()):
+        return  # an installed library's module is not the lab's code to review
+    try:
+        code = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return
+    calls = risky.find(code)
+    shown = calls[:MAX_RISKY_PER_MODULE]
+    for n, call in enumerate(shown, 1):
+        line = code.count("\n", 0, call.index) + 1
+        rest = len(calls) - len(shown) if n == len(shown) else 0
+        loc.at_value(
+            "risky-call",
+            f"{source.name}, the module of {ref}, calls {call.name} at line {line}: {risky.why(call)}"
+            + (f" (and {rest} more such calls)" if rest else ""),
+            key,
+            hint=RISKY_HINT,
+        )
 
 
 def locate_function(

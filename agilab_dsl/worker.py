@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl  # imported before the fork: each step's process would pay for it
 import json
 import marshal
 import os
@@ -116,8 +117,6 @@ def _hold(path: str) -> None:
     """Hold the lab's ``steps.lock`` shared for as long as this step's process lives (the
     descriptor is never closed: the OS releases the lock with the process). A runner taking over
     from a killed one waits on it, so no step of the old run still writes while the new one runs."""
-    import fcntl
-
     with contextlib.suppress(OSError):
         fcntl.flock(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), fcntl.LOCK_SH)
 

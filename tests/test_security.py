@@ -189,3 +189,22 @@ def test_a_tls_scheduler_is_reached_through_dasks_security_configuration(tmp_pat
         assert json.loads((lab / "out.json").read_text(encoding="utf-8")) == [1, 2, 3]
     finally:
         cluster.close()
+
+
+def test_risky_calls_in_the_labs_own_function_modules_are_named_not_in_libraries(
+    tmp_path: Path, capsys
+) -> None:
+    (tmp_path / "mine.py").write_text(
+        "import os\n\n\ndef go():\n" + "".join(f"    os.system('echo {n}')\n" for n in range(7)),
+        encoding="utf-8",
+    )
+    lab = tmp_path / "lab_steps.toml"
+    lab.write_text(
+        '[[m]]\nid = "a"\nfunction = "mine.py:go"\n\n[[m]]\nid = "b"\nfunction = "subprocess:run"\n',
+        encoding="utf-8",
+    )
+    assert main(["check", str(lab), "--json"]) == 0
+    issues = json.loads(capsys.readouterr().out)["issues"]
+    assert [(i["code"], i["line"]) for i in issues] == [("risky-call", 3)] * 5  # five shown, at `function`
+    assert "mine.py, the module of mine.py:go, calls os.system at line 5" in issues[0]["message"]
+    assert issues[-1]["message"].endswith("(and 2 more such calls)")  # the stdlib's subprocess: not flagged
