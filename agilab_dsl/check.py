@@ -352,17 +352,12 @@ def _check_function(
         ref = expr.parse_funcref(text)
     except expr.ExprSyntaxError:
         return  # reported by the loader
-    problem = locate_function(ref, base_dir, obs)
+    problem, source, code = _locate(ref, base_dir, obs)
     if problem is not None:
         loc.at_value("function-not-found", problem[0], key, hint=problem[1], severity=Severity.WARNING)
         return
-    source = function_source(ref.module, ref.is_path, base_dir, obs.is_file, obs.note)
-    if source is None or source.suffix != ".py" or not source.resolve().is_relative_to(base_dir.resolve()):
-        return  # an installed library's module is not the lab's code to review
-    try:
-        code = source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return
+    if source is None or code is None or not source.resolve().is_relative_to(base_dir.resolve()):
+        return  # no Python source, or an installed library's: not the lab's code to review
     calls = risky.find(code)
     shown = calls[:MAX_RISKY_PER_MODULE]
     for n, call in enumerate(shown, 1):
@@ -383,28 +378,48 @@ def locate_function(
     """Find a function's source without importing anything: None when found, else (message, hint).
 
     A module that exists but has no Python source (an extension) is accepted unread."""
-    obs = obs or Observations()
+    return _locate(ref, base_dir, obs or Observations())[0]
+
+
+def _locate(
+    ref: expr.FuncRef, base_dir: Path, obs: Observations
+) -> tuple[tuple[str, str | None] | None, Path | None, str | None]:
+    """(the problem or None, the module's file, its Python source when it was read)."""
     source_file = function_source(ref.module, ref.is_path, base_dir, obs.is_file, obs.note)
     if source_file is None and ref.is_path:
         file = (base_dir / ref.module).resolve()
-        return f"file {ref.module!r} does not exist beside the file that names it", did_you_mean(
-            Path(ref.module).name, _siblings(file, obs)
+        return (
+            (
+                f"file {ref.module!r} does not exist beside the file that names it",
+                did_you_mean(Path(ref.module).name, _siblings(file, obs)),
+            ),
+            None,
+            None,
         )
     if source_file is None:
         return (
-            f"module {ref.module!r} is not found beside the file or on the Python path",
-            "run check in the environment the lab runs in, or use a path: file.py:function",
+            (
+                f"module {ref.module!r} is not found beside the file or on the Python path",
+                "run check in the environment the lab runs in, or use a path: file.py:function",
+            ),
+            None,
+            None,
         )
     if source_file.suffix != ".py":
-        return None  # a module with no Python source (built in, or compiled) is accepted unread
+        return None, source_file, None  # no Python source (built in, or compiled): accepted unread
     try:
-        tree = ast.parse(source_file.read_text(encoding="utf-8"))
+        code = source_file.read_text(encoding="utf-8")
+        tree = ast.parse(code)
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError) as exc:
-        return f"cannot read {source_file}: {exc}", None
+        return (f"cannot read {source_file}: {exc}", None), source_file, None
     names = _top_level_names(tree)
     if ref.function not in names:
-        return f"{ref.module!r} defines no {ref.function!r}", did_you_mean(ref.function, names)
-    return None
+        return (
+            (f"{ref.module!r} defines no {ref.function!r}", did_you_mean(ref.function, names)),
+            source_file,
+            code,
+        )
+    return None, source_file, code
 
 
 def _top_level_names(tree: ast.Module) -> list[str]:

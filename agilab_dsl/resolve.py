@@ -109,15 +109,13 @@ def resolve_step(
         return ResolvedStep(
             placed.id, placed, {}, [], list(stage.produces), None, None, used, None, str(exc), env_names
         )
-    outside = [p for p in outputs if escapes(p)] if not stage.allow_outside else []
+    problem = None
+    outside = [n for n, p in enumerate(outputs) if escapes(p)] if not stage.allow_outside else []
     if outside:  # a rendered path (a literal one is refused by check, with its line)
         problem = (
-            f"output {outside[0]!r} (from {stage.produces[outputs.index(outside[0])]!r}) is outside the "
+            f"output {outputs[outside[0]]!r} (from {stage.produces[outside[0]]!r}) is outside the "
             "lab's folder; set allow_outside = true on the stage to let it write there"
         )
-        return ResolvedStep(
-            placed.id, placed, params, inputs, outputs, env, contract, used, when, problem, env_names
-        )
     return ResolvedStep(
-        placed.id, placed, params, inputs, outputs, env, contract, used, when, None, env_names
+        placed.id, placed, params, inputs, outputs, env, contract, used, when, problem, env_names
     )

@@ -125,8 +125,7 @@ def corrupt_files(lab: Path) -> list[str]:
 
 def forget_state(lab: Path) -> None:
     for name in ("state.json", "journal.jsonl", "hashes.json", "judgment.json"):
-        with_path = lab.parent / ".agilab" / name
-        with_path.unlink(missing_ok=True)
+        (lab.parent / ".agilab" / name).unlink(missing_ok=True)
 
 
 def edit_code(lab: Path, rng: random.Random, n: int) -> bool:
@@ -259,8 +258,8 @@ def main() -> int:
         label = f"kill {kills} ({name}, {mode}{', dask' if backend else ''})"
         _gone, alive = psutil.wait_procs(family, timeout=15)
         for proc in alive:
-            with_name = " ".join(proc.cmdline()[:4]) if proc.is_running() else "?"
-            orphans.append(f"{label}: pid {proc.pid} {with_name}")
+            command = " ".join(proc.cmdline()[:4]) if proc.is_running() else "?"
+            orphans.append(f"{label}: pid {proc.pid} {command}")
             with contextlib.suppress(psutil.Error):
                 proc.kill()
         corrupt += [f"{label}: {problem}" for problem in corrupt_files(lab)]
