@@ -13,21 +13,21 @@ if TYPE_CHECKING:  # pragma: no cover
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_lab": "parse",
-    "load_contract": "parse",
-    "load_settings": "parse",
-    "load_any": "parse",
-    "check_file": "check",
-    "load": "check",
-    "StepGraph": "graph",
-    "Diagnostic": "errors",
-    "LoadError": "errors",
-    "Lab": "model",
-    "Stage": "model",
-    "ParallelContract": "model",
-    "AppSettings": "model",
-    "plan_partitions": "partition",
-    "PartitionPlan": "partition",
+    "load_lab": "load.parse",
+    "load_contract": "load.parse",
+    "load_settings": "load.parse",
+    "load_any": "load.parse",
+    "check_file": "check.rules",
+    "load": "check.rules",
+    "StepGraph": "plan.graph",
+    "Diagnostic": "load.errors",
+    "LoadError": "load.errors",
+    "Lab": "load.model",
+    "Stage": "load.model",
+    "ParallelContract": "load.model",
+    "AppSettings": "load.model",
+    "plan_partitions": "stages.partition",
+    "PartitionPlan": "stages.partition",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in _EXPORTS

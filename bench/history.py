@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def record_runs(lab_dir: Path, runs: int, steps: int) -> float:
-    from agilab_dsl import history
+    from agilab_dsl.record import history
 
     start = time.perf_counter()
     t0 = time.time() - runs * 60
@@ -71,7 +71,7 @@ def main() -> None:
     import pyarrow.dataset as ds
     from parallel import median_time  # the same warm-then-median timing as the other benchmark
 
-    from agilab_dsl.history import listing
+    from agilab_dsl.record.history import listing
 
     with tempfile.TemporaryDirectory(prefix="agilab-history-") as tmp:
         lab_dir = Path(tmp)

@@ -79,11 +79,11 @@ def dispatch(folder: Path, n: int, repeat: int) -> None:
     from distributed import Client
     from joblib import Parallel, delayed
 
-    from agilab_dsl.backends import FunctionRef, PartitionCall
-    from agilab_dsl.backends.dask import DaskBackend, start_local_cluster
-    from agilab_dsl.backends.pool import PoolBackend
-    from agilab_dsl.check import load
-    from agilab_dsl.parallel import planned, run_contract
+    from agilab_dsl.check.rules import load
+    from agilab_dsl.stages.backends import FunctionRef, PartitionCall
+    from agilab_dsl.stages.backends.dask import DaskBackend, start_local_cluster
+    from agilab_dsl.stages.backends.pool import PoolBackend
+    from agilab_dsl.stages.parallel import planned, run_contract
 
     path = sweep(folder, "tiny", "_work:tiny", "concat-jsonl", [{"k": k} for k in range(n)])
     contract = load(path, "contract")
@@ -133,9 +133,9 @@ def speedup(folder: Path, n: int, repeat: int) -> None:
     from distributed import Client
     from joblib import Parallel, delayed
 
-    from agilab_dsl.backends.dask import start_local_cluster
-    from agilab_dsl.check import load
-    from agilab_dsl.parallel import planned, run_contract
+    from agilab_dsl.check.rules import load
+    from agilab_dsl.stages.backends.dask import start_local_cluster
+    from agilab_dsl.stages.parallel import planned, run_contract
 
     path = sweep(folder, "busy", "_work:busy", "collect-json", [{"k": k} for k in range(n)])
     contract = load(path, "contract")
@@ -178,8 +178,8 @@ def speedup(folder: Path, n: int, repeat: int) -> None:
 MEMORY_CHILD = """
 import resource, sys, time
 sys.path[:0] = [{bench!r}, {root!r}]
-from agilab_dsl.check import load
-from agilab_dsl.parallel import run_contract
+from agilab_dsl.check.rules import load
+from agilab_dsl.stages.parallel import run_contract
 path = {path!r}
 start = time.perf_counter()
 result = run_contract(load(path, "contract"), path, backend={backend!r}, cores=2)

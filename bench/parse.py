@@ -60,9 +60,9 @@ def main() -> int:
 
     import tomlkit
 
-    from agilab_dsl.check import check_file
-    from agilab_dsl.parse import load_lab
-    from agilab_dsl.source import SourceMap
+    from agilab_dsl.check.rules import check_file
+    from agilab_dsl.load.parse import load_lab
+    from agilab_dsl.load.source import SourceMap
 
     text = make_lab(args.steps)
     with tempfile.TemporaryDirectory() as tmp:

@@ -47,7 +47,7 @@ def raw_latency(folder: Path, edits: int) -> list[float]:
     seen: list[float] = []
     stop = threading.Event()
 
-    def watch() -> None:  # step and debounce as agilab_dsl.watch.watchfiles_source uses them
+    def watch() -> None:  # step and debounce as agilab_dsl.execute.watch.watchfiles_source uses them
         for _ in watchfiles.watch(
             folder, watch_filter=None, step=30, debounce=400, stop_event=stop, raise_interrupt=False
         ):

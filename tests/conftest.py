@@ -147,7 +147,7 @@ def backend_options(request: pytest.FixtureRequest, name: str) -> dict[str, obje
     if name == "dask-external":
         return {"backend": "dask", "scheduler": request.getfixturevalue("dask_processes").address}
     if name == "gpu":
-        from agilab_dsl.backends.gpu import missing
+        from agilab_dsl.stages.backends.gpu import missing
 
         lacking = missing()
         if lacking is not None:

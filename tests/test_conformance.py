@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import CONFORMANCE
 
-from agilab_dsl.check import check_file
-from agilab_dsl.errors import CODES
+from agilab_dsl.check.rules import check_file
+from agilab_dsl.load.errors import CODES
 
 INVALID = sorted(
     p

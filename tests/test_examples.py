@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import BACKENDS, ROOT, backend_options
 
-from agilab_dsl.check import load
+from agilab_dsl.check.rules import load
 from agilab_dsl.cli import main
-from agilab_dsl.parallel import run_contract
+from agilab_dsl.stages.parallel import run_contract
 
 EXAMPLES = {  # folder → (lab file, what the parallel stage writes)
     "telemetry": ("lab_stages.toml", "artifacts/altitude_stats.csv"),
@@ -75,8 +75,8 @@ def test_every_backend_writes_the_same_bytes(
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 def test_a_run_uses_the_plan_that_plan_prints(labs: dict[str, Path], example: str) -> None:
-    from agilab_dsl.parallel import planned
-    from agilab_dsl.partition import plan_contract
+    from agilab_dsl.stages.parallel import planned
+    from agilab_dsl.stages.partition import plan_contract
 
     contract = labs[example] / "parallel_stage.toml"
     loaded = load(contract, "contract")

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agilab_dsl import expr
-from agilab_dsl.expr import And, Compare, ExprSyntaxError, ListLit, Literal, Not, Or, Ref
+from agilab_dsl.load import expr
+from agilab_dsl.load.expr import And, Compare, ExprSyntaxError, ListLit, Literal, Not, Or, Ref
 
 CTX = {
     "settings": {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agilab_dsl.check import locate_function
-from agilab_dsl.expr import parse_funcref
-from agilab_dsl.fingerprint import function_hash
+from agilab_dsl.check.rules import locate_function
+from agilab_dsl.load.expr import parse_funcref
+from agilab_dsl.plan.fingerprint import function_hash
 
 
 def test_check_and_fingerprint_agree_on_every_kind_of_module(tmp_path: Path) -> None:

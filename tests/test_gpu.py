@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from agilab_dsl.backends import BackendUnavailable
-from agilab_dsl.backends.gpu import missing
-from agilab_dsl.check import load
-from agilab_dsl.parallel import StageProblem, attempt, run_contract
+from agilab_dsl.check.rules import load
+from agilab_dsl.stages.backends import BackendUnavailable
+from agilab_dsl.stages.backends.gpu import missing
+from agilab_dsl.stages.parallel import StageProblem, attempt, run_contract
 
 LACKING = missing()
 needs_gpu = pytest.mark.skipif(LACKING is not None, reason=f"no GPU here: {LACKING}")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agilab_dsl.check import load
-from agilab_dsl.graph import StepGraph
+from agilab_dsl.check.rules import load
+from agilab_dsl.plan.graph import StepGraph
 
 
 def lab_of(tmp_path: Path, body: str) -> StepGraph:
@@ -80,7 +80,7 @@ def test_artifacts_and_step_references_make_edges(tmp_path: Path) -> None:
     )
     path = tmp_path / "lab_steps.toml"
     path.write_text(body, encoding="utf-8")
-    from agilab_dsl.check import check_file
+    from agilab_dsl.check.rules import check_file
 
     result, _ = check_file(path)
     codes = [d.code for d in result.diagnostics]
@@ -89,7 +89,7 @@ def test_artifacts_and_step_references_make_edges(tmp_path: Path) -> None:
     path.write_text(body, encoding="utf-8")
     result, _ = check_file(path)
     assert result.ok, result.diagnostics
-    from agilab_dsl.check import check_lab
+    from agilab_dsl.check.rules import check_lab
 
     g = check_lab(result, None)
     assert g is not None
@@ -100,7 +100,7 @@ def test_artifacts_and_step_references_make_edges(tmp_path: Path) -> None:
 def test_cycle_is_reported_with_its_path(tmp_path: Path) -> None:
     path = tmp_path / "lab_steps.toml"
     path.write_text(stages(("a", ["c"]), ("b", ["a"]), ("c", ["b"])), encoding="utf-8")
-    from agilab_dsl.check import check_file
+    from agilab_dsl.check.rules import check_file
 
     result, _ = check_file(path)
     (cycle,) = [d for d in result.diagnostics if d.code == "dependency-cycle"]

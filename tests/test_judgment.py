@@ -18,7 +18,7 @@ PROBE = """
 import json, sys
 from agilab_dsl.cli import main
 code = main(sys.argv[1:])
-print(json.dumps({"code": code, "judged": "agilab_dsl.stale" in sys.modules,
+print(json.dumps({"code": code, "judged": "agilab_dsl.plan.stale" in sys.modules,
                   "pydantic": "pydantic" in sys.modules}), file=sys.stderr)
 """
 

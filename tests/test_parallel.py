@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agilab_dsl.check import load
-from agilab_dsl.parallel import StageFailed, run_contract
-from agilab_dsl.splits import Partition, make_partitions
+from agilab_dsl.check.rules import load
+from agilab_dsl.stages.parallel import StageFailed, run_contract
+from agilab_dsl.stages.splits import Partition, make_partitions
 
 FUNCS = """
 import json, os
@@ -224,7 +224,7 @@ def test_a_killed_pool_worker_fails_its_partition(tmp_path: Path) -> None:
 def test_concat_csv_schema_mismatch_names_the_partition(tmp_path: Path) -> None:
     csv_files(tmp_path, (5, 5))
     path = contract(tmp_path, function="funcs.py:wrong_columns", partition_strategy="one-file-per-partition")
-    from agilab_dsl.reducers import ReduceError
+    from agilab_dsl.stages.reducers import ReduceError
 
     with pytest.raises(ReduceError, match=r"partition 1 \(.*f1.csv\) returned columns \['y'\]"):
         run(path, "local")
@@ -257,7 +257,7 @@ def test_a_contract_runs_directly_from_the_command_line(tmp_path: Path) -> None:
         timeout=120,
         check=False,
     )
-    from agilab_dsl.backends.gpu import missing
+    from agilab_dsl.stages.backends.gpu import missing
 
     lacking = missing()
     if lacking is None:  # a GPU machine: the contract runs there
@@ -299,7 +299,7 @@ def test_a_killed_worker_process(tmp_path: Path, on: dict[str, object]) -> None:
     assert [r["i"] for r in json.loads(got)] == [0, 1, 2, 3]
     if "scheduler" in on:
         on_cluster = on["scheduler"]
-        from agilab_dsl.backends.dask import connect
+        from agilab_dsl.stages.backends.dask import connect
 
         client = connect(str(on_cluster))
         try:  # the nanny restarted the dead worker
@@ -319,7 +319,7 @@ def test_inner_threads_are_limited_to_the_stage_share(tmp_path: Path) -> None:
 
 
 def test_auto_picks_local_for_small_work_and_pool_for_large(tmp_path: Path) -> None:
-    from agilab_dsl.parallel import AUTO_SMALL_BYTES
+    from agilab_dsl.stages.parallel import AUTO_SMALL_BYTES
 
     csv_files(tmp_path, (20, 20))
     path = contract(tmp_path, partition_strategy="one-file-per-partition", backend="pool")
@@ -344,7 +344,7 @@ def test_a_dask_scheduler_that_does_not_answer_is_a_clear_failure(tmp_path: Path
         port = sock.getsockname()[1]
     csv_files(tmp_path)
     path = contract(tmp_path)
-    from agilab_dsl.parallel import StageProblem, attempt
+    from agilab_dsl.stages.parallel import StageProblem, attempt
 
     got = attempt(path, backend="dask", scheduler=f"127.0.0.1:{port}")
     assert isinstance(got, StageProblem)
@@ -362,7 +362,7 @@ def test_a_local_cluster_says_its_dashboard(tmp_path: Path) -> None:
 
 
 def test_an_edited_function_file_is_loaded_again(tmp_path: Path) -> None:
-    from agilab_dsl.backends import FunctionRef
+    from agilab_dsl.stages.backends import FunctionRef
 
     (tmp_path / "m.py").write_text("def f(part):\n    return 1\n", encoding="utf-8")
     ref = FunctionRef.parse("m.py:f", str(tmp_path))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agilab_dsl.cli import main
-from agilab_dsl.partition import load_grid
+from agilab_dsl.stages.partition import load_grid
 
 CONTRACT = """schema = "agilab.parallel_stage.v1"
 name = "process_csv_files"

@@ -10,7 +10,7 @@ import pytest
 from conftest import CONFORMANCE, ROOT
 
 from agilab_dsl.cli import main
-from agilab_dsl.schema import SCHEMA_NAMES, generate, render
+from agilab_dsl.load.schema import SCHEMA_NAMES, generate, render
 
 SCHEMA_DIR = ROOT / "lab_steps" / "schema"
 

@@ -38,7 +38,7 @@ def test_injection_attempts_are_located_errors_and_run_nothing(attempt: str, tmp
 
 
 def test_the_runs_local_cluster_listens_on_loopback_only() -> None:
-    from agilab_dsl.backends.dask import start_local_cluster
+    from agilab_dsl.stages.backends.dask import start_local_cluster
 
     cluster = start_local_cluster(1, 1)
     try:
@@ -115,7 +115,7 @@ def test_a_contract_writing_outside_its_folder_is_refused(tmp_path: Path, capsys
     ],
 )
 def test_risky_calls_are_found_in_the_syntax_tree(code: str, calls: list[str]) -> None:
-    from agilab_dsl import risky
+    from agilab_dsl.check import risky
 
     found = risky.find(code)
     assert [c.name for c in found] == calls

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agilab_dsl.backends import available_cores
 from agilab_dsl.cli import main
+from agilab_dsl.stages.backends import available_cores
 
 FUNCS = """
 import os
@@ -104,7 +104,7 @@ def test_mode_bits_choose_the_backend_and_the_cython_bit_says_what_ran(tmp_path:
 
 
 def test_a_gpu_step_with_fallback_cpu_runs_on_the_cpu(tmp_path: Path, capsys) -> None:
-    from agilab_dsl.backends.gpu import missing
+    from agilab_dsl.stages.backends.gpu import missing
 
     lacking = missing()
     contract(tmp_path / "a", "local", "arrays")

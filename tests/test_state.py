@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from agilab_dsl.state import LabState, StepRecord
+from agilab_dsl.plan.state import LabState, StepRecord
 
 HANG = "import os\nPath('s3.pid').write_text(str(os.getpid()))\ntime.sleep(30)"
 SLOW_LAB = "".join(

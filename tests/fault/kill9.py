@@ -63,7 +63,7 @@ def judged(lab: Path) -> dict[str, str]:
 
 def recorded(lab: Path) -> dict[str, str]:
     """step id -> the run that last recorded it (state.json and the journal, as the runner loads them)."""
-    from agilab_dsl.state import LabState
+    from agilab_dsl.plan.state import LabState
 
     return {sid: rec.run_id for sid, rec in LabState.load(lab).steps.items()}
 
@@ -81,7 +81,7 @@ def corrupt_files(lab: Path) -> list[str]:
     """Files under .agilab/ that do not load (a torn last journal line is by design, not damage)."""
     import pyarrow.parquet as pq
 
-    from agilab_dsl.state import LabState
+    from agilab_dsl.plan.state import LabState
 
     state_dir = lab.parent / ".agilab"
     bad = []

@@ -115,7 +115,7 @@ def run_contract(
     compiled: bool = False,
     say: Callable[[str], None] | None = None,
 ) -> StageResult:
-    """Run a validated contract (a :class:`~agilab_dsl.model.ParallelContract`).
+    """Run a validated contract (a :class:`~agilab_dsl.load.model.ParallelContract`).
 
     ``cores`` is what the plan assumes (this machine's by default); ``limit`` caps the processes a
     stage starts when it shares the machine with other stages (``-j N``); inner thread pools get
@@ -227,12 +227,12 @@ class StageProblem:
 
 def attempt(path: str | Path, contract: Any = None, **options: Any) -> StageResult | StageProblem:
     """Run a contract (loaded and checked from ``path`` unless given); its problems are values."""
+    from ..load.errors import LoadError, render_text
     from .backends import BackendUnavailable
-    from .errors import LoadError, render_text
 
     try:
         if contract is None:
-            from .check import load
+            from ..check.rules import load
 
             contract = load(path, "contract")
         return run_contract(contract, path, **options)
@@ -249,7 +249,7 @@ def attempt(path: str | Path, contract: Any = None, **options: Any) -> StageResu
 def serve(
     req: dict[str, Any], say: Callable[[str], None], complain: Callable[[str], None]
 ) -> tuple[int, dict[str, Any] | None]:
-    """Run a contract step's request (see :mod:`agilab_dsl.worker`): its exit status and what it
+    """Run a contract step's request (see :mod:`agilab_dsl.execute.worker`): its exit status and what it
     hands back. ``say`` hears progress and the summary line; ``complain`` the failure."""
     result = attempt(
         req["contract"],

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from .errors import os_error
-from .fingerprint import FileHashes, digest
-from .graph import StepGraph
-from .report import stage_result
-from .resolve import ResolvedStep, resolve_step
-from .spec import LabSpec
-from .stale import StepStatus, components, reasons
-from .state import STEPS_LOCK, LabState, StepRecord, new_run_id
+from ..cli.show import stage_result
+from ..load.errors import os_error
+from ..plan.fingerprint import FileHashes, digest
+from ..plan.graph import StepGraph
+from ..plan.resolve import ResolvedStep, resolve_step
+from ..plan.spec import LabSpec
+from ..plan.stale import StepStatus, components, reasons
+from ..plan.state import STEPS_LOCK, LabState, StepRecord, new_run_id
 
 Status = Literal["ran", "fresh", "skipped", "disabled", "failed", "blocked"]
 
@@ -143,8 +143,8 @@ class Runner:
     def dependencies(self) -> tuple[list[str], list[str]]:
         """What a judgment of this lab read: files (lab, function sources, inputs, outputs,
         contracts, state) and the names of environment variables its ``${env.…}`` holes use."""
-        from . import expr
-        from .locate import function_source
+        from ..load import expr
+        from ..load.locate import function_source
 
         root = str(self.lab_dir)
         files = [self.lab.path, str(self.state.path), str(self.state.journal_path)]
@@ -153,7 +153,7 @@ class Runner:
             stage = step.placed.stage
             files += [os.path.join(root, p) for p in (*step.inputs, *step.outputs)]
             if step.contract is not None:
-                from .stale import contract_parts, glob_root
+                from ..plan.stale import contract_parts, glob_root
 
                 contract = os.path.join(root, step.contract)
                 files.append(contract)
@@ -181,7 +181,7 @@ class Runner:
         ]
         for step in self.resolved.values():
             if step.contract is not None:  # what its glob finds: hashed like inputs
-                from .stale import contract_parts, resolve_glob
+                from ..plan.stale import contract_parts, resolve_glob
 
                 contract = os.path.join(root, step.contract)
                 files += resolve_glob(contract_parts(contract)[0], os.path.dirname(contract))
@@ -338,7 +338,7 @@ class Runner:
                         settle(sid, StepOutcome(sid, "blocked", [_stopped(stopped_by)]))
                         continue
                     if git is None and execute_is_real:
-                        from .history import GitProbe
+                        from ..record.history import GitProbe
 
                         git = GitProbe(self.lab_dir)
                     attempted[sid] = comps
@@ -427,10 +427,10 @@ class Runner:
         interrupted: bool,
         git: Any,
     ) -> None:
-        """Append this run to the experiment history (see :mod:`agilab_dsl.history`)."""
+        """Append this run to the experiment history (see :mod:`agilab_dsl.record.history`)."""
         import hashlib
 
-        from . import history
+        from ..record import history
 
         rows = []
         root = str(self.lab_dir)
@@ -626,7 +626,7 @@ class Runner:
         """``pool + 2*cython + 4*cluster_enabled + 8*rapids``: the step's ``mode``, else the settings'."""
         stage = step.placed.stage
         if stage.mode is not None:
-            from .expr import parse_mode
+            from ..load.expr import parse_mode
 
             return parse_mode(stage.mode)
         cluster = self.settings.get("cluster") or {}
@@ -730,7 +730,7 @@ class _Machine:
     def serve_here(self, request: dict[str, Any], log: Path, result_file: Path) -> dict[str, Any]:
         """Run a contract step in this process (one at a time); its log and result as a worker
         would leave them, and a worker's reply."""
-        from .parallel import serve
+        from ..stages.parallel import serve
 
         lines: list[str] = []
         started = time.perf_counter()
@@ -744,12 +744,12 @@ class _Machine:
 
     @functools.cached_property
     def cores(self) -> int:
-        from .backends import available_cores  # only when shared (-j N) or a cluster is started
+        from ..stages.backends import available_cores  # only when shared (-j N) or a cluster is started
 
         return available_cores()
 
     def thread_env(self) -> dict[str, str]:
-        from .backends import thread_limits
+        from ..stages.backends import thread_limits
 
         return thread_limits(self.share or self.cores)
 
@@ -758,7 +758,7 @@ class _Machine:
             return self.scheduler
         with self._lock:
             if self._local is None:
-                from .backends.dask import start_local_cluster
+                from ..stages.backends.dask import start_local_cluster
 
                 try:
                     self._local = start_local_cluster(self.share or self.cores, 1)
@@ -857,7 +857,7 @@ def _error_text(outcome: StepOutcome) -> str | None:
     """The outcome's error and, from its log, the last line of the traceback (``KeyError: 'x'``)."""
     if outcome.error is None:
         return None
-    from .report import log_tail
+    from ..cli.show import log_tail
 
     last = next((line.strip() for line in reversed(log_tail(outcome.log, 5)) if line.strip()), "")
     return f"{outcome.error}: {last}" if last and last not in outcome.error else outcome.error

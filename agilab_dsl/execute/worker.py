@@ -3,7 +3,7 @@
 Starting a fresh interpreter per step costs ~30 ms; forking an already-started one costs ~1-2 ms
 and keeps the same isolation: the child has its own memory and process, so a crash, ``sys.exit``
 or a segfault in a step ends the child only. The runner starts one worker per parallel slot
-(``python -m agilab_dsl.worker``) and talks to it over its stdin/stdout, one object per line (a
+(``python -m agilab_dsl.execute.worker``) and talks to it over its stdin/stdout, one object per line (a
 request is a base64 pickle, so that settings keep TOML's dates and times; a reply is JSON):
 
 request  {"step_id", "kind": "code"|"function"|"contract", "code", "module", "function", "cwd",
@@ -123,8 +123,8 @@ def _hold(path: str) -> None:
 
 def _run_contract(req: dict[str, Any]) -> int:
     """A parallel stage (only under this tool's own interpreter: it needs agilab_dsl)."""
-    from agilab_dsl.backends.pool import shutdown
-    from agilab_dsl.parallel import serve
+    from agilab_dsl.stages.backends.pool import shutdown
+    from agilab_dsl.stages.parallel import serve
 
     def complain(text: str) -> None:
         print(text, file=sys.stderr)

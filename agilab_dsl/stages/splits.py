@@ -8,7 +8,7 @@
   ``stop`` are then row numbers);
 * ``parameter-sweep`` / ``parameter-items``: one partition per point of the grid.
 
-The planned partition count (:mod:`agilab_dsl.partition`) is spread over the input files in
+The planned partition count (:mod:`agilab_dsl.stages.partition`) is spread over the input files in
 proportion to their sizes, at least one per file; a range that would be empty is dropped, so a tiny
 file yields fewer chunks than planned. Partitions are small picklable values: a process or a Dask
 worker reads its own range.

@@ -24,7 +24,7 @@ import os
 import sys
 from typing import Any
 
-from .errors import Diagnostic, Severity
+from ..load.errors import Diagnostic, Severity
 
 FORMAT = 2  # 2: entries are {"seen", "payload"}
 
@@ -75,13 +75,14 @@ class Observations:
 
 
 def tool_signature() -> str:
-    package = os.path.dirname(os.path.abspath(__file__))
+    """Every source file of the tool (its sub-packages and grammars included), by size and mtime."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folders = [os.path.join(os.path.dirname(package), "grammar")]
+    for folder, dirs, _files in os.walk(package):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        folders.append(folder)
     parts = []
-    for folder in (
-        package,
-        os.path.join(package, "grammar"),
-        os.path.join(os.path.dirname(package), "grammar"),
-    ):
+    for folder in folders:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
@@ -94,7 +95,7 @@ def tool_signature() -> str:
 
 
 def _key(path: str, options: dict[str, Any]) -> str:
-    from . import __version__
+    from .. import __version__
 
     material = json.dumps(
         {

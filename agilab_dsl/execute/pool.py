@@ -1,4 +1,4 @@
-"""A pool of step workers (``agilab_dsl.worker`` processes), started on first use.
+"""A pool of step workers (``agilab_dsl.execute.worker`` processes), started on first use.
 
 Each worker runs one step at a time in a forked child; ``run`` takes an idle worker, sends it the
 request and waits for its reply. A worker that dies is replaced, and the step it was running is
@@ -23,10 +23,10 @@ from typing import Any
 class Worker:
     def __init__(self, python: str = sys.executable, *, source_code: str | None = None) -> None:
         # A foreign interpreter (an AGILAB runtime) gets the worker's source, which is stdlib-only.
-        cmd = [python, "-c", source_code] if source_code else [python, "-m", "agilab_dsl.worker"]
+        cmd = [python, "-c", source_code] if source_code else [python, "-m", "agilab_dsl.execute.worker"]
         env = dict(os.environ)
         if not source_code:
-            package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
             env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True

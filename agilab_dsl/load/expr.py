@@ -141,10 +141,11 @@ class EvalError(AgilabError):
 
 def grammar_dir() -> Path:
     """The folder of the ``.lark`` files: inside the installed package, or the source checkout."""
-    packaged = Path(__file__).with_name("grammar")
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "grammar"
     if (packaged / "expressions.lark").is_file():
         return packaged
-    return Path(__file__).resolve().parent.parent / "grammar"
+    return package.parent / "grammar"
 
 
 @cache

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .expr import FuncRef
-from .locate import function_source
+from ..load.expr import FuncRef
+from ..load.locate import function_source
 
 CHUNK = 1 << 20
 

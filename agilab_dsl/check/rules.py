@@ -14,12 +14,13 @@ import ast
 from pathlib import Path
 from typing import Any
 
-from . import expr, risky
-from .cache import Observations
-from .errors import Severity, did_you_mean
-from .graph import Edge, StepGraph, escapes, normalize_artifact
-from .locate import function_source, settings_candidates
-from .parse import FileKind, LoadResult, Locator, load_any, load_settings, toml_repr
+from ..load import expr
+from ..load.errors import Severity, did_you_mean
+from ..load.locate import function_source, settings_candidates
+from ..load.parse import FileKind, LoadResult, Locator, load_any, load_settings, toml_repr
+from ..plan.cache import Observations
+from ..plan.graph import Edge, StepGraph, escapes, normalize_artifact
+from . import risky
 
 MAX_RISKY_PER_MODULE = 5
 RISKY_HINT = "review what it runs before running a lab you did not write"
@@ -76,7 +77,7 @@ def load(
 ) -> Any:
     """Load and check a file of any kind; return its model, or raise :class:`LoadError` carrying
     every diagnostic (warnings included) when it has errors. ``profile`` selects a stage profile."""
-    from .errors import LoadError
+    from ..load.errors import LoadError
 
     result, _ = check_file(path, kind=kind, settings_path=settings_path, profile=profile)
     if not result.ok:
@@ -95,7 +96,7 @@ def check_lab(
     base_dir = Path(result.path).parent
 
     def written(stage: Any, field: str) -> str | None:
-        from .model import stage_key_aliases
+        from ..load.model import stage_key_aliases
 
         aliases = stage_key_aliases()
         for key in raw[stage.module][stage.index]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # pragma: no cover - the graph builds from a model or from a plain spec
-    from .model import Lab
+    from ..load.model import Lab
     from .spec import LabSpec
 
 EdgeKind = Literal["deps", "artifact", "reference", "sequence"]

@@ -5,7 +5,7 @@ Phase 2 — the schema: keys, aliases, types and enum values, per stage (pydanti
 strings (``mode``, ``when``, ``function``, ``${…}`` holes) parse.
 Semantic checks across stages and files (ids, deps, cycles, settings references) are in ``check``.
 
-Every problem becomes a located :class:`~agilab_dsl.errors.Diagnostic`; foreign exceptions
+Every problem becomes a located :class:`~agilab_dsl.load.errors.Diagnostic`; foreign exceptions
 (tomllib, pydantic, lark) never escape.
 """
 

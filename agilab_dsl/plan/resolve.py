@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import expr
+from ..load import expr
 from .graph import escapes
 from .spec import PlacedSpec
 

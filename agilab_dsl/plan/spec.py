@@ -1,9 +1,9 @@
 """What judging and running a lab read of it, as plain data: no pydantic, no TOML.
 
-A validated :class:`~agilab_dsl.model.Lab` is turned into a :class:`LabSpec` once; the resolver,
+A validated :class:`~agilab_dsl.load.model.Lab` is turned into a :class:`LabSpec` once; the resolver,
 the staleness judge and the runner read only these. Being plain data, a spec round-trips through
 JSON, so a run whose lab and settings did not change can start from the stored spec without
-importing pydantic or parsing the TOML again (see :mod:`agilab_dsl.session`).
+importing pydantic or parsing the TOML again (see :mod:`agilab_dsl.execute.session`).
 
 Attribute names mirror the models' (``placed.stage.code``, ``lab.stages``, ``lab.module_keys``)
 so the graph builds from either.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .model import Lab, Stage
+    from ..load.model import Lab, Stage
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,13 @@
 
 Three layers, each used only while everything it was computed from is unchanged:
 
-1. the **judgment cache** (:mod:`agilab_dsl.judgment`): a whole answer — every step's state — for
+1. the **judgment cache** (:mod:`agilab_dsl.plan.judgment`): a whole answer — every step's state — for
    ``status`` and for a run with nothing to do;
-2. the **spec cache** (here, stored by :mod:`agilab_dsl.cache`): the lab validated, its graph and
-   the settings snapshot, as plain data (:class:`~agilab_dsl.spec.LabSpec`), keyed by the content
+2. the **spec cache** (here, stored by :mod:`agilab_dsl.plan.cache`): the lab validated, its graph and
+   the settings snapshot, as plain data (:class:`~agilab_dsl.plan.spec.LabSpec`), keyed by the content
    of every file the check consulted. A run after an input changed starts from it, without pydantic
    or a TOML parse;
-3. the full load: parse, validate, check (:func:`agilab_dsl.check.check_file`).
+3. the full load: parse, validate, check (:func:`agilab_dsl.check.rules.check_file`).
 
 Nothing here prints; refusals are values (:class:`Refusal`) the CLI renders.
 """
@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .errors import Diagnostic
-    from .graph import StepGraph
-    from .judgment import CachedStatus
+    from ..load.errors import Diagnostic
+    from ..plan.graph import StepGraph
+    from ..plan.judgment import CachedStatus
+    from ..plan.spec import LabSpec
+    from ..plan.stale import StepStatus
     from .run import Reporter, Runner, RunOptions, RunResult
-    from .spec import LabSpec
-    from .stale import StepStatus
 
 SPEC_CACHE = "spec"
 
@@ -62,7 +62,7 @@ class Opened:
 
 
 def _use_cache(request: LabRequest) -> bool:
-    from . import cache
+    from ..plan import cache
 
     return request.use_cache and cache.enabled()
 
@@ -72,13 +72,13 @@ def _spec_options(request: LabRequest) -> dict[str, Any]:
 
 
 def _cached_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]] | None:
-    from . import cache
+    from ..plan import cache
 
     payload = cache.load_entry(SPEC_CACHE, request.file, _spec_options(request))
     if payload is None:
         return None
-    from .graph import StepGraph
-    from .spec import LabSpec
+    from ..plan.graph import StepGraph
+    from ..plan.spec import LabSpec
 
     try:
         return (
@@ -92,9 +92,9 @@ def _cached_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any
 
 def _load_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]] | Refusal:
     """Parse, validate and check the lab; keep the result as plain data when it has no errors."""
-    from . import cache
-    from .check import check_file
-    from .spec import LabSpec
+    from ..check.rules import check_file
+    from ..plan import cache
+    from ..plan.spec import LabSpec
 
     obs = cache.Observations()
     result, settings = check_file(
@@ -132,9 +132,9 @@ def _load_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]]
 def open_lab(request: LabRequest, *, load_state: bool = True) -> Runner | Refusal:
     """A runner for the lab, ready to judge or run it; or why there is none. Without
     ``load_state`` its state is empty until the caller loads it (a run does, under the lock)."""
-    from .errors import did_you_mean
+    from ..load.errors import did_you_mean
+    from ..plan.state import LabState, state_dir
     from .run import Runner
-    from .state import LabState, state_dir
 
     loaded = _cached_spec(request) if _use_cache(request) else None
     if loaded is None:
@@ -168,7 +168,7 @@ def _judgment_key(request: LabRequest) -> dict[str, Any]:
 def _definition_files(request: LabRequest) -> list[str]:
     """What loading a lab reads or looks for, before the lab itself says more; the last two are
     the state files a run rewrites."""
-    from .locate import settings_candidates
+    from ..load.locate import settings_candidates
 
     folder = os.path.dirname(os.path.abspath(request.file))
     settings = [request.settings] if request.settings else [str(p) for p in settings_candidates(request.file)]
@@ -184,7 +184,7 @@ def _definition_files(request: LabRequest) -> list[str]:
 def cached_judgment(request: LabRequest) -> tuple[list[CachedStatus], list[str]] | None:
     """Every step's stored state (and the ids of selected steps with a ``when``), while nothing the
     judgment read has changed."""
-    from . import judgment
+    from ..plan import judgment
 
     if not _use_cache(request):
         return None
@@ -193,7 +193,7 @@ def cached_judgment(request: LabRequest) -> tuple[list[CachedStatus], list[str]]
 
 def judge(request: LabRequest, options: RunOptions | None) -> tuple[Runner, list[StepStatus]] | Refusal:
     """A full judgment, kept in the judgment cache."""
-    from . import judgment
+    from ..plan import judgment
 
     before = judgment.signatures(_definition_files(request))
     runner = open_lab(request)
@@ -225,8 +225,8 @@ def run(
     """Run the lab under its lock; afterwards, when every selected step is fresh, keep that as the
     judgment. ``reporter_for`` makes the reporter once the lab is open (it may size columns to the
     ids); ``say`` is where waiting for the lock is announced."""
-    from . import judgment
-    from .state import LabState, lab_lock
+    from ..plan import judgment
+    from ..plan.state import LabState, lab_lock
 
     definition = _definition_files(request)
     state_files = set(definition[-2:])  # the run itself rewrites these

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import expr
-from .changes import key_changes, show
-from .fingerprint import code_hash
-from .locate import SETTINGS_NAMES, settings_candidates
+from ..load import expr
+from ..load.locate import SETTINGS_NAMES, settings_candidates
+from ..plan.changes import key_changes, show
+from ..plan.fingerprint import code_hash
 
 STEP_KEYS = (  # compared key by key, in this order (code and mode are shown specially)
     "function",
@@ -90,12 +90,12 @@ class LabDiff:
 # -- labs ----------------------------------------------------------------------------------------
 def normalised_code(code: str) -> str:
     """The code as the fingerprint sees it, as text to show: comments, docstrings and layout gone
-    (whether two codes differ is :func:`~agilab_dsl.fingerprint.code_hash`'s to say)."""
+    (whether two codes differ is :func:`~agilab_dsl.plan.fingerprint.code_hash`'s to say)."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return code.strip()
-    from .fingerprint import _strip_docstrings
+    from ..plan.fingerprint import _strip_docstrings
 
     return ast.unparse(_strip_docstrings(tree))
 
@@ -212,8 +212,8 @@ class _SameData:
 
 def definition(runner: Any) -> dict[str, dict[str, Any]]:
     """Each step's fingerprint components with data taken as unchanged (and contracts by content)."""
-    from .fingerprint import file_hash_uncached
-    from .stale import components
+    from ..plan.fingerprint import file_hash_uncached
+    from ..plan.stale import components
 
     same = _SameData()
     out = {}
@@ -256,7 +256,7 @@ def would_rerun(
 
 # -- contracts and settings ----------------------------------------------------------------------
 def diff_contracts(old: Any, new: Any, old_path: Path, new_path: Path, cores: int) -> dict[str, Any]:
-    from .partition import plan_contract
+    from ..stages.partition import plan_contract
 
     fields = [name for name in type(new).model_fields if getattr(old, name, None) != getattr(new, name, None)]
     changes = [
@@ -410,7 +410,7 @@ def textconv(path: Path) -> str:
     keys sorted) or of its keys — for ``git log -p`` through a textconv driver."""
     import tomllib
 
-    from .parse import detect_kind
+    from ..load.parse import detect_kind
 
     text = path.read_text(encoding="utf-8", errors="replace")
     try:
@@ -419,14 +419,14 @@ def textconv(path: Path) -> str:
         return f"(not valid TOML: {exc})\n{text}"
     if detect_kind(path, data) != "lab":
         return "".join(f"{k} = {show(v)}\n" for k, v in sorted(flatten(data).items()))
-    from .check import load
-    from .errors import LoadError
+    from ..check.rules import load
+    from ..load.errors import LoadError
 
     try:
         lab = load(path, "lab")
     except LoadError:
         return text  # invalid: its own text is the best view
-    from .spec import StepSpec
+    from ..plan.spec import StepSpec
 
     defaults = StepSpec()
     out = []
@@ -456,7 +456,7 @@ def lab_beside(settings: Path) -> Path | None:
 def settings_effect(old: Path, new: Path, lab: Path) -> tuple[list[str], dict[str, str]] | None:
     """Which steps of ``lab`` a settings change makes stale (and why), or None when the lab
     cannot be opened with one of the two snapshots."""
-    from .session import LabRequest, Refusal, open_lab
+    from ..execute.session import LabRequest, Refusal, open_lab
 
     runners = [open_lab(LabRequest(file=str(lab), settings=str(s), use_cache=False)) for s in (old, new)]
     if any(isinstance(r, Refusal) for r in runners):

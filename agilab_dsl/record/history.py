@@ -7,7 +7,7 @@ Layout, beside the lab::
 
 A run must not pay for importing pyarrow (~0.2 s: more than a whole run after a small change), so
 the runner writes its record as JSON (temporary name, then rename) and starts a detached
-``python -m agilab_dsl.history LAB_DIR`` that turns pending records into Parquet files (again
+``python -m agilab_dsl.record.history LAB_DIR`` that turns pending records into Parquet files (again
 temporary name, then rename; the JSON goes only after the Parquet file is in place). Anything that
 reads the history flushes pending records first. A crash at any moment therefore never damages a
 run already recorded, and at worst leaves a record pending until the next reader converts it.
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .changes import key_changes, path_changes
+from ..plan.changes import key_changes, path_changes
 
 SCHEMA_VERSION = 1
 HISTORY = Path(".agilab") / "history"
@@ -178,7 +178,7 @@ def _spawn_flusher(lab_dir: Path) -> None:
         _flushers.append(
             os.posix_spawn(
                 sys.executable,
-                [sys.executable, "-m", "agilab_dsl.history", str(lab_dir)],
+                [sys.executable, "-m", "agilab_dsl.record.history", str(lab_dir)],
                 os.environ,
                 file_actions=null,
                 setsid=True,
@@ -554,7 +554,7 @@ def compare(a: Run, b: Run) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m agilab_dsl.history LAB_DIR``: turn the pending records into Parquet files."""
+    """``python -m agilab_dsl.record.history LAB_DIR``: turn the pending records into Parquet files."""
     args = sys.argv[1:] if argv is None else argv
     with contextlib.suppress(OSError):
         os.nice(10)  # after the run it belongs to, and never before the user's next one

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:  # pragma: no cover - this module stays light: the judgment cache prints through it
-    from .run import RunResult, StepOutcome
-    from .stale import StepStatus
+    from ..execute.run import RunResult, StepOutcome
+    from ..plan.stale import StepStatus
 
 LOG_TAIL = 40  # lines of a failed step's log printed under its id
 
@@ -155,7 +155,7 @@ def print_history(listed: list[tuple[Any, Any]], out: TextIO) -> None:
     """Runs newest first: status, duration, what ran, and what changed since the run before."""
     from tabulate import tabulate  # a well-kept table layout, not another hand-rolled one
 
-    from .history import changes_since
+    from ..record.history import changes_since
 
     if not listed:
         print("no run recorded yet (runs are recorded in .agilab/history/ beside the lab)", file=out)

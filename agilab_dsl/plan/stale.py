@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import expr
+from ..load import expr
 from .changes import key_changes, path_changes, show
 from .fingerprint import FileHashes, code_hash, digest, function_hash
 from .resolve import ResolvedStep

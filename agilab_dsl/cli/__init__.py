@@ -295,8 +295,8 @@ def build_run_parser() -> argparse.ArgumentParser:
 
 def _os_failure(exc: OSError) -> int:
     """A file this tool itself had to write or read could not be: say which, and why."""
-    from .errors import os_error
-    from .state import FOLDER
+    from ..load.errors import os_error
+    from ..plan.state import FOLDER
 
     print(f"agilab-run: error: {os_error(exc)}", file=sys.stderr)
     if exc.filename and FOLDER in Path(str(exc.filename)).parts:
@@ -334,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error already printed
         return int(exc.code or 0)
     if args.version:
-        from . import __version__
+        from .. import __version__
 
         print(f"agilab-run {__version__}")
         return EXIT_OK
@@ -365,12 +365,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "git-diff-driver":
             return cmd_git_diff_driver(args.args, sys.stdout)
         if args.command == "textconv":
-            from .diff import textconv
+            from ..review.diff import textconv
 
             sys.stdout.write(textconv(Path(args.file)))
             return EXIT_OK
         if args.command == "schema":
-            from .schema import render
+            from ..load.schema import render
 
             sys.stdout.write(render(args.name))
             return EXIT_OK
@@ -392,7 +392,7 @@ def _use_color(stream: TextIO) -> bool:
 def _check_one(path: str, args: argparse.Namespace, named: set[str]) -> list[dict[str, Any]]:
     """The reports of one named file (and of its lab's settings snapshot when that has problems),
     from the result cache when nothing they depend on changed."""
-    from . import cache
+    from ..plan import cache
 
     options = {"kind": args.kind, "settings": args.settings, "named": sorted(named)}
     use_cache = not args.no_cache
@@ -400,7 +400,7 @@ def _check_one(path: str, args: argparse.Namespace, named: set[str]) -> list[dic
         cached = cache.lookup(path, options)
         if cached is not None:
             return cached
-    from .check import check_file
+    from ..check.rules import check_file
 
     obs = cache.Observations()
     result, settings = check_file(path, kind=args.kind, settings_path=args.settings, obs=obs)
@@ -414,7 +414,7 @@ def _check_one(path: str, args: argparse.Namespace, named: set[str]) -> list[dic
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
-    from .errors import render_github, render_text, to_json_text
+    from ..load.errors import render_github, render_text, to_json_text
 
     fmt = "json" if args.json else args.format
     color = fmt == "text" and _use_color(out)
@@ -465,11 +465,11 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from pathlib import Path
 
-    from .backends import available_cores
-    from .check import check_file
-    from .errors import render_text, to_json_text
-    from .parse import load_contract
-    from .partition import plan_contract
+    from ..check.rules import check_file
+    from ..load.errors import render_text, to_json_text
+    from ..load.parse import load_contract
+    from ..stages.backends import available_cores
+    from ..stages.partition import plan_contract
 
     if args.cores is not None and args.cores < 1:
         print("agilab-run plan: error: --cores must be at least 1", file=sys.stderr)
@@ -550,7 +550,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _request(args: argparse.Namespace) -> Any:
-    from .session import LabRequest
+    from ..execute.session import LabRequest
 
     return LabRequest(
         file=args.file,
@@ -564,7 +564,7 @@ def _request(args: argparse.Namespace) -> Any:
 
 def _refused(refusal: Any) -> int:
     """Print why a lab cannot be judged or run; the exit code for it."""
-    from .errors import render_text
+    from ..load.errors import render_text
 
     color = _use_color(sys.stderr)
     for d in refusal.diagnostics:
@@ -576,7 +576,7 @@ def _refused(refusal: Any) -> int:
 
 def _open(args: argparse.Namespace) -> Any:
     """The lab's runner, or the exit code after saying why there is none."""
-    from .session import Refusal, open_lab
+    from ..execute.session import Refusal, open_lab
 
     runner = open_lab(_request(args))
     if isinstance(runner, Refusal):
@@ -591,7 +591,7 @@ def _warn(runner: Any) -> None:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from .run import RunOptions
+    from ..execute.run import RunOptions
 
     return RunOptions(
         only=tuple(getattr(args, "only", ())),
@@ -606,7 +606,7 @@ def _options(args: argparse.Namespace) -> Any:
 
 def _judge(args: argparse.Namespace, options: Any) -> Any:
     """Full judgment (kept in the judgment cache); the statuses, or an exit code."""
-    from .session import Refusal, judge
+    from ..execute.session import Refusal, judge
 
     judged = judge(_request(args), options)
     if isinstance(judged, Refusal):
@@ -617,8 +617,8 @@ def _judge(args: argparse.Namespace, options: Any) -> Any:
 
 
 def _print_statuses(statuses: Any, as_json: bool) -> None:
-    from .errors import to_json_text
-    from .report import print_statuses
+    from ..load.errors import to_json_text
+    from .show import print_statuses
 
     if as_json:
         sys.stdout.write(to_json_text({"steps": [s.to_json() for s in statuses]}) + "\n")
@@ -627,8 +627,8 @@ def _print_statuses(statuses: Any, as_json: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import session
-    from .errors import to_json_text
+    from ..execute import session
+    from ..load.errors import to_json_text
 
     if args.jobs < 1:
         print("agilab-run: error: -j must be at least 1", file=sys.stderr)
@@ -680,7 +680,7 @@ class _Reporting:
         self.reporter: Any = None
 
     def reporter_for(self, runner: Any) -> Any:
-        from .report import TextReporter
+        from .show import TextReporter
 
         _warn(runner)
         width = max([len(i) for i in runner.lab.ids] + [4])
@@ -723,12 +723,12 @@ def _no_interrupts() -> Iterator[None]:
 
 
 def _watch(args: argparse.Namespace, request: Any, source: Any = None) -> int:
-    """``--watch``: see :mod:`agilab_dsl.watch`. ``source`` replaces watchfiles (tests script it)."""
+    """``--watch``: see :mod:`agilab_dsl.execute.watch`. ``source`` replaces watchfiles (tests script it)."""
     import dataclasses
 
-    from . import session
-    from .run import Warm
-    from .watch import Watcher, watchfiles_source
+    from ..execute import session
+    from ..execute.run import Warm
+    from ..execute.watch import Watcher, watchfiles_source
 
     options = _options(args)
     warm = Warm()
@@ -778,8 +778,8 @@ class _NotALab(Exception):
 
 def _run_contract(args: argparse.Namespace, contract: Any) -> int:
     """``agilab-run parallel_stage.toml``: run the (checked) contract itself, always: it has no state."""
-    from .errors import to_json_text
-    from .parallel import StageProblem, attempt
+    from ..load.errors import to_json_text
+    from ..stages.parallel import StageProblem, attempt
 
     def say(text: str) -> None:
         print(f"  {text}", file=sys.stderr, flush=True)
@@ -806,7 +806,7 @@ def _report_nothing_to_do(args: argparse.Namespace, statuses: Any) -> int:
     """A run whose judgment, unchanged since it was made, says every step is fresh."""
     import time
 
-    from .errors import to_json_text
+    from ..load.errors import to_json_text
 
     started = time.perf_counter()
     width = max([len(s.id) for s in statuses] + [4])
@@ -835,10 +835,10 @@ def _report_nothing_to_do(args: argparse.Namespace, statuses: Any) -> int:
 
 
 def cmd_diff(args: argparse.Namespace, git_path: str | None, out: TextIO) -> int:
-    """``agilab-run diff``: see :mod:`agilab_dsl.diff`."""
+    """``agilab-run diff``: see :mod:`agilab_dsl.review.diff`."""
     import tempfile
 
-    from . import diff as semantic
+    from ..review import diff as semantic
 
     fmt = "json" if args.json else args.format
     with tempfile.TemporaryDirectory(prefix="agilab-diff-") as tmp:
@@ -877,10 +877,10 @@ def _diff_files(
 ) -> int:
     import tomllib
 
-    from . import diff as semantic
-    from .check import load
-    from .errors import LoadError, render_text, to_json_text
-    from .parse import detect_kind
+    from ..check.rules import load
+    from ..load.errors import LoadError, render_text, to_json_text
+    from ..load.parse import detect_kind
+    from ..review import diff as semantic
 
     kinds = []
     for path in (old, new):
@@ -900,7 +900,7 @@ def _diff_files(
         return EXIT_INVALID
     try:
         if kinds[0] == "lab":
-            from .session import LabRequest, Refusal, open_lab
+            from ..execute.session import LabRequest, Refusal, open_lab
 
             runners = []
             for path in (old, new):
@@ -919,7 +919,7 @@ def _diff_files(
         print("\n".join(render_text(d) for d in exc.diagnostics), file=sys.stderr)
         return EXIT_INVALID
     if kinds[0] == "contract":
-        from .backends import available_cores
+        from ..stages.backends import available_cores
 
         payload = semantic.diff_contracts(a, b, old, new, cores or available_cores())
         payload["old"], payload["new"] = labels
@@ -949,8 +949,8 @@ def _diff_files(
 
 
 def cmd_fmt(args: argparse.Namespace, out: TextIO) -> int:
-    from .errors import LoadError, render_text
-    from .fmt import FormatProblem, format_file
+    from ..load.errors import LoadError, render_text
+    from ..review.fmt import FormatProblem, format_file
 
     status = EXIT_OK
     changed = 0
@@ -978,8 +978,8 @@ def cmd_fmt(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
-    from .errors import LoadError, render_text
-    from .migrate import MigrationProblem, migrate
+    from ..load.errors import LoadError, render_text
+    from ..review.migrate import MigrationProblem, migrate
 
     path = Path(args.file)
     if not path.is_file():
@@ -1004,7 +1004,7 @@ def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_git_setup(args: argparse.Namespace, out: TextIO) -> int:
     import subprocess
 
-    from .diff import ATTRIBUTES
+    from ..review.diff import ATTRIBUTES
 
     where = ["--global"] if args.globally else []
     try:
@@ -1037,7 +1037,7 @@ def cmd_git_diff_driver(argv: list[str], out: TextIO) -> int:
     """Git's external diff protocol: PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE."""
     import tempfile
 
-    from .diff import beside
+    from ..review.diff import beside
 
     if len(argv) < 7:
         print("agilab-run git-diff-driver: git passes 7 arguments (see git help diff)", file=sys.stderr)
@@ -1058,9 +1058,9 @@ def cmd_git_diff_driver(argv: list[str], out: TextIO) -> int:
 
 
 def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
-    from . import history
-    from .errors import to_json_text
-    from .report import print_comparison, print_history
+    from ..load.errors import to_json_text
+    from ..record import history
+    from .show import print_comparison, print_history
 
     lab = Path(args.file)
     if not lab.is_file():
@@ -1087,7 +1087,7 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
     listed = history.listing(lab_dir, last=args.last, status=args.status, step=args.step)
     if args.export_mlflow is not None:
-        from .mlflow_export import MlflowMissing, default_uri, export
+        from ..record.mlflow_export import MlflowMissing, default_uri, export
 
         runs = [run for run, _ in listed]
         app = runs[0].app if runs else lab_dir.name
@@ -1111,9 +1111,9 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
-    from .backends import BackendUnavailable
-    from .doctor import ShareProblem, check_share, render
-    from .errors import to_json_text
+    from ..load.errors import to_json_text
+    from ..stages.backends import BackendUnavailable
+    from ..stages.doctor import ShareProblem, check_share, render
 
     try:
         report = check_share(args.scheduler, args.share)
@@ -1128,7 +1128,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from .session import cached_judgment
+    from ..execute.session import cached_judgment
 
     cached = cached_judgment(_request(args))
     if cached is not None:
@@ -1142,7 +1142,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
-    from .report import graph_text
+    from .show import graph_text
 
     runner = _open(args)
     if isinstance(runner, int):
@@ -1153,9 +1153,9 @@ def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
     import tempfile
 
-    from . import diff as semantic
-    from .report import change_graph
-    from .session import LabRequest, Refusal, open_lab
+    from ..execute.session import LabRequest, Refusal, open_lab
+    from ..review import diff as semantic
+    from .show import change_graph
 
     with tempfile.TemporaryDirectory(prefix="agilab-graph-") as tmp:
         try:

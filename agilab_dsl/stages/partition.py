@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..load.model import SPLITTABLE_STRATEGIES, ParallelContract
 from .backends import available_cores
-from .model import SPLITTABLE_STRATEGIES, ParallelContract
 
 _NOT_LINE_TEXT = {
     ".parquet",
