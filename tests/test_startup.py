@@ -46,3 +46,19 @@ def test_help_does_not_import_pydantic_or_lark() -> None:
         [sys.executable, "-c", code, "--help"], check=False, capture_output=True, text=True, timeout=60
     )
     assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
+
+
+def test_a_cached_check_does_not_import_pydantic_or_lark() -> None:
+    """The second `check` of an unchanged file is answered from the result cache: the models and
+    the grammars stay unloaded (the first, cold `check` loads them)."""
+    code = PROBE.replace("{heavy}", repr({"pydantic", "lark"}))
+    argv = ["check", str(CONFORMANCE / "valid" / "extensions.lab_stages.toml")]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code, *argv], check=False, capture_output=True, text=True, timeout=60
+        )
+        for _ in range(2)
+    ]
+    cold, warm = (json.loads(p.stderr.strip().splitlines()[-1]) for p in runs)
+    assert "pydantic" in cold and "lark" in cold
+    assert warm == []
