@@ -591,7 +591,7 @@ def _warn(runner: Any) -> None:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from ..execute.run import RunOptions
+    from ..execute.outcome import RunOptions
 
     return RunOptions(
         only=tuple(getattr(args, "only", ())),
@@ -727,7 +727,7 @@ def _watch(args: argparse.Namespace, request: Any, source: Any = None) -> int:
     import dataclasses
 
     from ..execute import session
-    from ..execute.run import Warm
+    from ..execute.machine import Warm
     from ..execute.watch import Watcher, watchfiles_source
 
     options = _options(args)

@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..execute.logs import LOG_TAIL, log_tail, stage_result
+
 if TYPE_CHECKING:  # pragma: no cover - this module stays light: the judgment cache prints through it
-    from ..execute.run import RunResult, StepOutcome
+    from ..execute.outcome import RunResult, StepOutcome
     from ..plan.stale import StepStatus
-
-LOG_TAIL = 40  # lines of a failed step's log printed under its id
-
-
-def log_tail(path: str | None, lines: int = LOG_TAIL) -> list[str]:
-    if not path:
-        return []
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    return text.rstrip("\n").splitlines()[-lines:] if text.strip() else []
-
-
-def stage_result(returned: object) -> dict[str, Any] | None:
-    """What a parallel stage's step handed back (its partitions, backend and notes), if it is one."""
-    inner = returned.get("returned") if isinstance(returned, dict) else None
-    return inner if isinstance(inner, dict) and "partitions" in inner else None
-
 
 MARKS = {"ran": "✓", "fresh": "=", "skipped": "-", "disabled": "·", "failed": "✗", "blocked": "!"}
 

@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..plan.judgment import CachedStatus
     from ..plan.spec import LabSpec
     from ..plan.stale import StepStatus
-    from .run import Reporter, Runner, RunOptions, RunResult
+    from .outcome import Reporter, RunOptions, RunResult
+    from .run import Runner
 
 SPEC_CACHE = "spec"
 

@@ -15,7 +15,7 @@ Policy for a change that arrives during a run: the run finishes, then the change
 (the watcher keeps collecting events while the run goes on, so none is lost).
 
 Between runs the step workers, the joblib/loky workers of pool stages and a Dask LocalCluster
-stay up (:class:`~agilab_dsl.execute.run.Warm`).
+stay up (:class:`~agilab_dsl.execute.machine.Warm`).
 Ctrl-C or SIGTERM ends a running step (the run is recorded as interrupted) and the watcher; the
 exit status is 0 — stopping is how watch mode ends.
 """

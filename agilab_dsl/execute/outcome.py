@@ -1,0 +1,83 @@
+"""What a run takes and gives: its options, each step's outcome, the run's result, and the
+reporter protocol the scheduling loop sends outcomes to (the loop itself prints nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Status = Literal["ran", "fresh", "skipped", "disabled", "failed", "blocked"]
+
+
+@dataclass
+class RunOptions:
+    only: tuple[str, ...] = ()
+    from_step: str | None = None
+    force: bool = False
+    jobs: int = 1
+    keep_going: bool = False
+    backend: str | None = None  # --backend: the backend of every parallel step
+    scheduler: str | None = None  # --scheduler: the Dask scheduler of every dask (and gpu) step
+
+
+@dataclass
+class StepOutcome:
+    id: str
+    status: Status
+    reasons: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+    log: str | None = None
+    attempts: int = 0
+    returned: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "status": self.status, "reasons": self.reasons}
+        if self.status in ("ran", "failed"):
+            out["seconds"] = round(self.seconds, 4)
+        if self.error:
+            out["error"] = self.error
+        if self.log:
+            out["log"] = self.log
+        return out
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    outcomes: list[StepOutcome]
+    interrupted: bool = False
+    recorded: bool = False  # in the experiment history (a run in which no step started is not)
+
+    @property
+    def failed(self) -> list[StepOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted
+
+    def to_json(self) -> dict[str, Any]:
+        # null when the run is not in the history (no step started): an id `history` cannot find
+        return {
+            "run_id": self.run_id if self.recorded else None,
+            "steps": [o.to_json() for o in self.outcomes],
+        }
+
+
+class Reporter(Protocol):
+    def step_started(self, step_id: str, why: list[str], attempt: int) -> None: ...
+    def step_finished(self, outcome: StepOutcome) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+class SilentReporter:
+    def step_started(self, step_id: str, why: list[str], attempt: int) -> None:
+        return None
+
+    def step_finished(self, outcome: StepOutcome) -> None:
+        return None
+
+    def note(self, text: str) -> None:
+        return None

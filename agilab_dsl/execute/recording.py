@@ -1,0 +1,107 @@
+"""A finished run's entry in the experiment history (:mod:`agilab_dsl.record.history`): one row
+per settled step — what it ran with, its parallel stage's spread, its metrics, outputs and error.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..plan.fingerprint import digest
+from ..plan.resolve import ResolvedStep
+from ..plan.spec import LabSpec
+from ..plan.state import LabState
+from .logs import log_tail, stage_result
+from .outcome import StepOutcome
+
+
+def record_run(
+    lab: LabSpec,
+    lab_dir: Path,
+    state: LabState,
+    resolved: Mapping[str, ResolvedStep],
+    run_id: str,
+    started: float,
+    outcomes: list[StepOutcome],
+    attempted: Mapping[str, dict[str, Any]],
+    interrupted: bool,
+    git: Any,
+) -> None:
+    """Append this run to the experiment history (see :mod:`agilab_dsl.record.history`)."""
+    import hashlib
+
+    from ..record import history
+
+    rows = []
+    root = str(lab_dir)
+    for o in outcomes:
+        rec = state.steps.get(o.id) if o.status in ("ran", "fresh") else None
+        if o.status == "fresh" and rec is not None:
+            # a reference: the flusher copies its details from the run it last ran in
+            rows.append(history.StepRow(o.id, "fresh", fingerprint=rec.fingerprint, ran_in=rec.run_id))
+            continue
+        step = resolved[o.id]
+        comps = rec.components if rec is not None else attempted.get(o.id)
+        stage = stage_result(o.returned)
+        spread = (stage or {}).get("partition_seconds") or {}
+        rows.append(
+            history.StepRow(
+                o.id,
+                o.status,
+                list(o.reasons),
+                fingerprint=rec.fingerprint if rec is not None else (digest(comps) if comps else None),
+                code=(comps or {}).get("code"),
+                backend=(stage or {}).get("backend"),
+                workers=(stage or {}).get("workers"),
+                partitions=(stage or {}).get("partitions"),
+                partition_seconds_min=spread.get("min"),
+                partition_seconds_median=spread.get("median"),
+                partition_seconds_max=spread.get("max"),
+                output_bytes=(stage or {}).get("output_bytes"),
+                duration=round(o.seconds, 6) if o.status in ("ran", "failed") else None,
+                attempts=o.attempts or None,
+                params=step.params,
+                settings=step.settings_used,
+                metrics=history.metrics_of(o.returned) if stage is None else {},
+                inputs=[{"path": p, "hash": h} for p, h in ((comps or {}).get("inputs") or {}).items()],
+                outputs=[
+                    {"path": p, "hash": h, "size": history.size_of(os.path.join(root, p))}
+                    for p, h in (rec.outputs if rec is not None else {}).items()
+                ],
+                error=_error_text(o),
+            )
+        )
+    failed = any(o.status in ("failed", "blocked") for o in outcomes)
+    commit, dirty = git.result() if git is not None else (None, None)
+    lab_file = Path(lab.path).resolve()
+    try:
+        lab_hash = hashlib.sha256(lab_file.read_bytes()).hexdigest()
+    except OSError:
+        lab_hash = ""
+    modules = getattr(lab, "module_keys", ())
+    history.record(
+        lab_dir,
+        history.RunRecord(
+            run_id,
+            started,
+            time.time(),
+            "interrupted" if interrupted else ("failed" if failed else "ok"),
+            str(lab_file),
+            lab_hash,
+            modules[0] if modules else lab_dir.name,
+            commit,
+            dirty,
+            rows,
+        ),
+    )
+
+
+def _error_text(outcome: StepOutcome) -> str | None:
+    """The outcome's error and, from its log, the last line of the traceback (``KeyError: 'x'``)."""
+    if outcome.error is None:
+        return None
+    last = next((line.strip() for line in reversed(log_tail(outcome.log, 5)) if line.strip()), "")
+    return f"{outcome.error}: {last}" if last and last not in outcome.error else outcome.error
