@@ -79,7 +79,7 @@ def dispatch(folder: Path, n: int, repeat: int) -> None:
     from distributed import Client
     from joblib import Parallel, delayed
 
-    from agilab_dsl.check.rules import load
+    from agilab_dsl.check.files import load
     from agilab_dsl.stages.backends import FunctionRef, PartitionCall
     from agilab_dsl.stages.backends.dask import DaskBackend, start_local_cluster
     from agilab_dsl.stages.backends.pool import PoolBackend
@@ -133,7 +133,7 @@ def speedup(folder: Path, n: int, repeat: int) -> None:
     from distributed import Client
     from joblib import Parallel, delayed
 
-    from agilab_dsl.check.rules import load
+    from agilab_dsl.check.files import load
     from agilab_dsl.stages.backends.dask import start_local_cluster
     from agilab_dsl.stages.parallel import planned, run_contract
 
@@ -178,7 +178,7 @@ def speedup(folder: Path, n: int, repeat: int) -> None:
 MEMORY_CHILD = """
 import resource, sys, time
 sys.path[:0] = [{bench!r}, {root!r}]
-from agilab_dsl.check.rules import load
+from agilab_dsl.check.files import load
 from agilab_dsl.stages.parallel import run_contract
 path = {path!r}
 start = time.perf_counter()

@@ -60,7 +60,7 @@ def main() -> int:
 
     import tomlkit
 
-    from agilab_dsl.check.rules import check_file
+    from agilab_dsl.check.files import check_file
     from agilab_dsl.load.parse import load_lab
     from agilab_dsl.load.source import SourceMap
 

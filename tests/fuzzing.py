@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import CONFORMANCE, corpus_files
 
-from agilab_dsl.check.rules import check_file
+from agilab_dsl.check.files import check_file
 
 TIME_BOUND = 10.0  # seconds one file's check may take
 

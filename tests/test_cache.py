@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import agilab_dsl.check.rules
+import agilab_dsl.check.files
 from agilab_dsl.cli import main
 from agilab_dsl.plan import cache
 
@@ -32,13 +32,13 @@ def lab(tmp_path: Path) -> Path:
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Counts real checks (cache misses)."""
     seen: list[str] = []
-    real = agilab_dsl.check.rules.check_file
+    real = agilab_dsl.check.files.check_file
 
     def counting(path, **kw):  # type: ignore[no-untyped-def]
         seen.append(str(path))
         return real(path, **kw)
 
-    monkeypatch.setattr(agilab_dsl.check.rules, "check_file", counting)
+    monkeypatch.setattr(agilab_dsl.check.files, "check_file", counting)
     return seen
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import CONFORMANCE
 
-from agilab_dsl.check.rules import check_file
+from agilab_dsl.check.files import check_file
 from agilab_dsl.load.errors import CODES
 
 INVALID = sorted(

@@ -83,7 +83,7 @@ def test_corpus_labs_against_edited_copies(path: Path, tmp_path: Path, capsys) -
     changed = [s for s in payload["steps"] if s["kind"] != "changed" or s["changes"]]
     import ast
 
-    from agilab_dsl.check.rules import load
+    from agilab_dsl.check.files import load
 
     first = next(st.stage.code for st in load(old, "lab").stages if st.stage.code)
     try:

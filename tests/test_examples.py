@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import BACKENDS, ROOT, backend_options
 
-from agilab_dsl.check.rules import load
+from agilab_dsl.check.files import load
 from agilab_dsl.cli import main
 from agilab_dsl.stages.parallel import run_contract
 

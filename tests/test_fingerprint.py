@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agilab_dsl.check.rules import locate_function
+from agilab_dsl.check.functions import locate_function
 from agilab_dsl.load.expr import parse_funcref
 from agilab_dsl.plan.fingerprint import function_hash
 

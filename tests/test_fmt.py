@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, corpus_files, needs_corpus
 
-from agilab_dsl.check.rules import load
+from agilab_dsl.check.files import load
 from agilab_dsl.cli import main
 
 INLINE = """# a lab as AGILAB writes it

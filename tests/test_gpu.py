@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agilab_dsl.check.rules import load
+from agilab_dsl.check.files import load
 from agilab_dsl.stages.backends import BackendUnavailable
 from agilab_dsl.stages.backends.gpu import missing
 from agilab_dsl.stages.parallel import StageProblem, attempt, run_contract

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agilab_dsl.check.rules import load
+from agilab_dsl.check.files import load
 from agilab_dsl.plan.graph import StepGraph
 
 
@@ -80,7 +80,7 @@ def test_artifacts_and_step_references_make_edges(tmp_path: Path) -> None:
     )
     path = tmp_path / "lab_steps.toml"
     path.write_text(body, encoding="utf-8")
-    from agilab_dsl.check.rules import check_file
+    from agilab_dsl.check.files import check_file
 
     result, _ = check_file(path)
     codes = [d.code for d in result.diagnostics]
@@ -100,7 +100,7 @@ def test_artifacts_and_step_references_make_edges(tmp_path: Path) -> None:
 def test_cycle_is_reported_with_its_path(tmp_path: Path) -> None:
     path = tmp_path / "lab_steps.toml"
     path.write_text(stages(("a", ["c"]), ("b", ["a"]), ("c", ["b"])), encoding="utf-8")
-    from agilab_dsl.check.rules import check_file
+    from agilab_dsl.check.files import check_file
 
     result, _ = check_file(path)
     (cycle,) = [d for d in result.diagnostics if d.code == "dependency-cycle"]

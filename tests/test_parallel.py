@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agilab_dsl.check.rules import load
+from agilab_dsl.check.files import load
 from agilab_dsl.stages.parallel import StageFailed, run_contract
 from agilab_dsl.stages.splits import Partition, make_partitions
 

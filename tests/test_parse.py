@@ -10,7 +10,7 @@ from conftest import CONFORMANCE, corpus_files, needs_corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agilab_dsl.check.rules import check_file, load
+from agilab_dsl.check.files import check_file, load
 from agilab_dsl.load.errors import CODES, LoadError
 from agilab_dsl.load.parse import load_any
 from agilab_dsl.load.source import SourceMap

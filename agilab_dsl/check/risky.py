@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 BUILTINS = {"eval", "exec", "compile", "__import__"}
 MODULES = {"subprocess": None, "os": ("system", "popen", "exec", "spawn", "posix_spawn"), "pty": ("spawn",)}
+# the hint of every risky-call warning, in stage code and in a lab's function modules
+RISKY_HINT = "review what it runs before running a lab you did not write"
 
 
 @dataclass(frozen=True)

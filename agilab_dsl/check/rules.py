@@ -1,88 +1,29 @@
-"""Phase 3 — semantics across stages and files, on top of what ``parse`` found.
+"""Phase 3 — semantics across stages and files, on top of what ``parse`` found: the lab rules.
 
 For labs: duplicate ids, unknown deps, dependency cycles (with their path), an artifact produced
 twice, ``${steps.…}`` / ``${params.…}`` / ``${settings.…}`` references that name nothing,
 declared ``settings`` keys absent from the snapshot, ``stage`` files that do not exist, and function
 references whose module, file or function cannot be found (found by reading source, never by
-importing user code). For contracts: the function and reducer references. Risky calls (``eval``,
-``os.system``, ``subprocess``…) in stage code and in the lab's own function modules are warnings.
+importing user code). Risky calls (``eval``, ``os.system``, ``subprocess``…) in stage code and in
+the lab's own function modules are warnings. The entry points are in :mod:`.files`, the contract
+rules in :mod:`.contract`, function references in :mod:`.functions`, risky calls in :mod:`.risky`.
 """
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 from typing import Any
 
 from ..load import expr
-from ..load.errors import Severity, did_you_mean
-from ..load.locate import function_source, settings_candidates
-from ..load.parse import FileKind, LoadResult, Locator, load_any, load_settings, toml_repr
+from ..load.errors import did_you_mean
+from ..load.parse import LoadResult, Locator, toml_repr
 from ..plan.cache import Observations
 from ..plan.graph import Edge, StepGraph, escapes, normalize_artifact
 from . import risky
+from .functions import _check_function, _siblings
+from .risky import RISKY_HINT
 
-MAX_RISKY_PER_MODULE = 5
-RISKY_HINT = "review what it runs before running a lab you did not write"
 OUTSIDE_HINT = "write inside the folder, or set allow_outside = true {where} to let it write there"
-
-
-def find_settings(
-    lab_path: str | Path, explicit: str | Path | None = None, obs: Observations | None = None
-) -> Path | None:
-    """``--settings PATH``, else ``app_settings.toml`` beside the lab, else ``src/app_settings.toml``."""
-    obs = obs or Observations()
-    if explicit is not None:
-        obs.note(explicit)
-        return Path(explicit)
-    for candidate in settings_candidates(lab_path):
-        if obs.is_file(candidate):
-            return candidate
-    return None
-
-
-def check_file(
-    path: str | Path,
-    *,
-    kind: FileKind | None = None,
-    settings_path: str | Path | None = None,
-    obs: Observations | None = None,
-    profile: str | None = None,
-) -> tuple[LoadResult[Any], LoadResult[Any] | None]:
-    """Load a file of any kind and run every check. Returns the file's result and, for labs, the
-    settings result (whose own diagnostics belong to the settings file). Every path consulted is
-    noted in ``obs`` (for the result cache)."""
-    obs = obs or Observations()
-    obs.note(path)
-    result = load_any(path, kind, profile=profile)
-    if any(d.code == "file-missing" for d in result.diagnostics):
-        obs.note(Path(path).parent)  # its listing gave the hint
-    settings_result = None
-    if result.kind == "lab" and result.partial is not None:
-        found = find_settings(path, settings_path, obs)
-        if found is not None:
-            settings_result = load_settings(found)
-        result.graph = check_lab(result, settings_result, obs)
-    elif result.kind == "contract" and result.value is not None:
-        check_contract(result, obs)
-    return result, settings_result
-
-
-def load(
-    path: str | Path,
-    kind: FileKind | None = None,
-    *,
-    settings_path: str | Path | None = None,
-    profile: str | None = None,
-) -> Any:
-    """Load and check a file of any kind; return its model, or raise :class:`LoadError` carrying
-    every diagnostic (warnings included) when it has errors. ``profile`` selects a stage profile."""
-    from ..load.errors import LoadError
-
-    result, _ = check_file(path, kind=kind, settings_path=settings_path, profile=profile)
-    if not result.ok:
-        raise LoadError(result.diagnostics)
-    return result.value
 
 
 def check_lab(
@@ -295,24 +236,6 @@ def check_lab(
     return graph
 
 
-def check_contract(result: LoadResult[Any], obs: Observations | None = None) -> None:
-    obs = obs or Observations()
-    contract = result.value
-    assert contract is not None
-    loc = result.locator()
-    base_dir = Path(result.path).parent
-    _check_function(loc, contract.function, base_dir, ("function",), obs)
-    if escapes(contract.output) and not contract.allow_outside:
-        loc.at_value(
-            "output-outside-lab",
-            f"output {contract.output!r} is outside the contract's folder",
-            ("output",),
-            hint=OUTSIDE_HINT.format(where="in this contract"),
-        )
-    if contract.reducer_function:
-        _check_function(loc, contract.reducer_function, base_dir, ("reducer_function",), obs)
-
-
 def _in_ref(loc: Locator, sref: Any, code: str, message: str, hint: str | None) -> None:
     width = max(1, sref.ref.end - sref.ref.pos)
     loc.in_string(code, message, sref.key_path, sref.offset, hint=hint, width=width)
@@ -336,102 +259,3 @@ def _missing_setting(snapshot: dict[str, Any], path: tuple[str | int, ...]) -> t
             return f"{where} has no key {part!r}", did_you_mean(str(part), options)
         walked += f".{part}" if isinstance(part, str) else f"[{part}]"
     return None
-
-
-def _siblings(target: Path, obs: Observations) -> list[str]:
-    obs.note(target.parent)
-    try:
-        return [p.name for p in target.parent.iterdir()] if target.parent.is_dir() else []
-    except OSError:
-        return []
-
-
-def _check_function(
-    loc: Locator, text: str, base_dir: Path, key: tuple[str | int, ...], obs: Observations
-) -> None:
-    try:
-        ref = expr.parse_funcref(text)
-    except expr.ExprSyntaxError:
-        return  # reported by the loader
-    problem, source, code = _locate(ref, base_dir, obs)
-    if problem is not None:
-        loc.at_value("function-not-found", problem[0], key, hint=problem[1], severity=Severity.WARNING)
-        return
-    if source is None or code is None or not source.resolve().is_relative_to(base_dir.resolve()):
-        return  # no Python source, or an installed library's: not the lab's code to review
-    calls = risky.find(code)
-    shown = calls[:MAX_RISKY_PER_MODULE]
-    for n, call in enumerate(shown, 1):
-        line = code.count("\n", 0, call.index) + 1
-        rest = len(calls) - len(shown) if n == len(shown) else 0
-        loc.at_value(
-            "risky-call",
-            f"{source.name}, the module of {ref}, calls {call.name} at line {line}: {risky.why(call)}"
-            + (f" (and {rest} more such calls)" if rest else ""),
-            key,
-            hint=RISKY_HINT,
-        )
-
-
-def locate_function(
-    ref: expr.FuncRef, base_dir: Path, obs: Observations | None = None
-) -> tuple[str, str | None] | None:
-    """Find a function's source without importing anything: None when found, else (message, hint).
-
-    A module that exists but has no Python source (an extension) is accepted unread."""
-    return _locate(ref, base_dir, obs or Observations())[0]
-
-
-def _locate(
-    ref: expr.FuncRef, base_dir: Path, obs: Observations
-) -> tuple[tuple[str, str | None] | None, Path | None, str | None]:
-    """(the problem or None, the module's file, its Python source when it was read)."""
-    source_file = function_source(ref.module, ref.is_path, base_dir, obs.is_file, obs.note)
-    if source_file is None and ref.is_path:
-        file = (base_dir / ref.module).resolve()
-        return (
-            (
-                f"file {ref.module!r} does not exist beside the file that names it",
-                did_you_mean(Path(ref.module).name, _siblings(file, obs)),
-            ),
-            None,
-            None,
-        )
-    if source_file is None:
-        return (
-            (
-                f"module {ref.module!r} is not found beside the file or on the Python path",
-                "run check in the environment the lab runs in, or use a path: file.py:function",
-            ),
-            None,
-            None,
-        )
-    if source_file.suffix != ".py":
-        return None, source_file, None  # no Python source (built in, or compiled): accepted unread
-    try:
-        code = source_file.read_text(encoding="utf-8")
-        tree = ast.parse(code)
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError) as exc:
-        return (f"cannot read {source_file}: {exc}", None), source_file, None
-    names = _top_level_names(tree)
-    if ref.function not in names:
-        return (
-            (f"{ref.module!r} defines no {ref.function!r}", did_you_mean(ref.function, names)),
-            source_file,
-            code,
-        )
-    return None, source_file, code
-
-
-def _top_level_names(tree: ast.Module) -> list[str]:
-    names: list[str] = []
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.append(node.name)
-        elif isinstance(node, ast.Assign):
-            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
-        elif isinstance(node, (ast.AnnAssign,)) and isinstance(node.target, ast.Name):
-            names.append(node.target.id)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names += [(a.asname or a.name).split(".")[0] for a in node.names]
-    return names

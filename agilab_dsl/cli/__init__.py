@@ -400,7 +400,7 @@ def _check_one(path: str, args: argparse.Namespace, named: set[str]) -> list[dic
         cached = cache.lookup(path, options)
         if cached is not None:
             return cached
-    from ..check.rules import check_file
+    from ..check.files import check_file
 
     obs = cache.Observations()
     result, settings = check_file(path, kind=args.kind, settings_path=args.settings, obs=obs)
@@ -465,7 +465,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from pathlib import Path
 
-    from ..check.rules import check_file
+    from ..check.files import check_file
     from ..load.errors import render_text, to_json_text
     from ..load.parse import load_contract
     from ..stages.backends import available_cores
@@ -877,7 +877,7 @@ def _diff_files(
 ) -> int:
     import tomllib
 
-    from ..check.rules import load
+    from ..check.files import load
     from ..load.errors import LoadError, render_text, to_json_text
     from ..load.parse import detect_kind
     from ..review import diff as semantic

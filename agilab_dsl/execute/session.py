@@ -93,7 +93,7 @@ def _cached_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any
 
 def _load_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]] | Refusal:
     """Parse, validate and check the lab; keep the result as plain data when it has no errors."""
-    from ..check.rules import check_file
+    from ..check.files import check_file
     from ..plan import cache
     from ..plan.spec import LabSpec
 

@@ -419,7 +419,7 @@ def textconv(path: Path) -> str:
         return f"(not valid TOML: {exc})\n{text}"
     if detect_kind(path, data) != "lab":
         return "".join(f"{k} = {show(v)}\n" for k, v in sorted(flatten(data).items()))
-    from ..check.rules import load
+    from ..check.files import load
     from ..load.errors import LoadError
 
     try:

@@ -86,7 +86,7 @@ def formatted(text: str) -> str:
 
 
 def _same_stages(a: Path, b: Path) -> bool:
-    from ..check.rules import load
+    from ..check.files import load
 
     one, two = load(a, "lab"), load(b, "lab")
     return [(s.id, s.stage.model_dump()) for s in one.stages] == [
@@ -96,7 +96,7 @@ def _same_stages(a: Path, b: Path) -> bool:
 
 def format_file(path: Path, *, check: bool = False) -> bool:
     """Format ``path`` in place (or, with ``check``, only tell); whether it was (or would be) changed."""
-    from ..check.rules import load
+    from ..check.files import load
 
     load(path, "lab")  # an invalid lab stops here, its problems located
     text = path.read_text(encoding="utf-8")

@@ -52,7 +52,7 @@ def migrated_text(text: str, to: str) -> tuple[str, bool]:
 
 
 def _stages(path: Path) -> list[tuple[str, str | None, str | None]]:
-    from ..check.rules import load
+    from ..check.files import load
 
     lab = load(path, "lab")
     return [(s.id, s.stage.code, s.stage.function) for s in lab.stages]

@@ -232,7 +232,7 @@ def attempt(path: str | Path, contract: Any = None, **options: Any) -> StageResu
 
     try:
         if contract is None:
-            from ..check.rules import load
+            from ..check.files import load
 
             contract = load(path, "contract")
         return run_contract(contract, path, **options)
