@@ -11,7 +11,7 @@ from typing import Any
 from ..load.parse import LoadResult
 from ..plan.cache import Observations
 from ..plan.graph import escapes
-from .functions import _check_function
+from .functions import check_function
 from .rules import OUTSIDE_HINT
 
 
@@ -21,7 +21,7 @@ def check_contract(result: LoadResult[Any], obs: Observations | None = None) -> 
     assert contract is not None
     loc = result.locator()
     base_dir = Path(result.path).parent
-    _check_function(loc, contract.function, base_dir, ("function",), obs)
+    check_function(loc, contract.function, base_dir, ("function",), obs)
     if escapes(contract.output) and not contract.allow_outside:
         loc.at_value(
             "output-outside-lab",
@@ -30,4 +30,4 @@ def check_contract(result: LoadResult[Any], obs: Observations | None = None) -> 
             hint=OUTSIDE_HINT.format(where="in this contract"),
         )
     if contract.reducer_function:
-        _check_function(loc, contract.reducer_function, base_dir, ("reducer_function",), obs)
+        check_function(loc, contract.reducer_function, base_dir, ("reducer_function",), obs)

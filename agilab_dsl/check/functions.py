@@ -1,7 +1,7 @@
 """Function references (``module:function`` or ``file.py:function``), located and read without
 importing user code: :func:`locate_function` finds the module's source and the function among its
-top-level names; :func:`_check_function` reports a reference that names nothing, and risky calls in
-a module that belongs to the lab, as warnings. :func:`_siblings` lists a folder for "did you mean".
+top-level names; :func:`check_function` reports a reference that names nothing, and risky calls in
+a module that belongs to the lab, as warnings. :func:`siblings` lists a folder for "did you mean".
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .risky import RISKY_HINT
 MAX_RISKY_PER_MODULE = 5
 
 
-def _siblings(target: Path, obs: Observations) -> list[str]:
+def siblings(target: Path, obs: Observations) -> list[str]:
     obs.note(target.parent)
     try:
         return [p.name for p in target.parent.iterdir()] if target.parent.is_dir() else []
@@ -28,7 +28,7 @@ def _siblings(target: Path, obs: Observations) -> list[str]:
         return []
 
 
-def _check_function(
+def check_function(
     loc: Locator, text: str, base_dir: Path, key: tuple[str | int, ...], obs: Observations
 ) -> None:
     try:
@@ -74,7 +74,7 @@ def _locate(
         return (
             (
                 f"file {ref.module!r} does not exist beside the file that names it",
-                did_you_mean(Path(ref.module).name, _siblings(file, obs)),
+                did_you_mean(Path(ref.module).name, siblings(file, obs)),
             ),
             None,
             None,

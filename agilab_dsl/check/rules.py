@@ -20,7 +20,7 @@ from ..load.parse import LoadResult, Locator, toml_repr
 from ..plan.cache import Observations
 from ..plan.graph import Edge, StepGraph, escapes, normalize_artifact
 from . import risky
-from .functions import _check_function, _siblings
+from .functions import check_function, siblings
 from .risky import RISKY_HINT
 
 OUTSIDE_HINT = "write inside the folder, or set allow_outside = true {where} to let it write there"
@@ -216,10 +216,10 @@ def check_lab(
                     f"parallel contract {s.stage.stage!r} does not exist "
                     "(paths are relative to the lab's folder)",
                     (s.module, s.index, written(s, "stage") or "stage"),
-                    hint=did_you_mean(Path(s.stage.stage).name, _siblings(target, obs)),
+                    hint=did_you_mean(Path(s.stage.stage).name, siblings(target, obs)),
                 )
         if s.stage.function:
-            _check_function(loc, s.stage.function, base_dir, (s.module, s.index, "function"), obs)
+            check_function(loc, s.stage.function, base_dir, (s.module, s.index, "function"), obs)
 
     graph = StepGraph.from_lab(lab, extra_edges)
     cycle = graph.cycle()

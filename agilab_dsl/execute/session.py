@@ -8,7 +8,7 @@ Three layers, each used only while everything it was computed from is unchanged:
    the settings snapshot, as plain data (:class:`~agilab_dsl.plan.spec.LabSpec`), keyed by the content
    of every file the check consulted. A run after an input changed starts from it, without pydantic
    or a TOML parse;
-3. the full load: parse, validate, check (:func:`agilab_dsl.check.rules.check_file`).
+3. the full load: parse, validate, check (:func:`agilab_dsl.check.files.check_file`).
 
 Nothing here prints; refusals are values (:class:`Refusal`) the CLI renders.
 """
