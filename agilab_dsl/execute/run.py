@@ -411,6 +411,7 @@ class Runner:
                         attempted,
                         interrupted,
                         git,
+                        reporter.note,
                     )
                     recorded = True
                 except OSError as exc:  # the run itself is complete and saved; only its record is not
@@ -426,8 +427,10 @@ class Runner:
         attempted: Mapping[str, dict[str, Any]],
         interrupted: bool,
         git: Any,
+        note: Callable[[str], None],
     ) -> None:
-        """Append this run to the experiment history (see :mod:`agilab_dsl.record.history`)."""
+        """Append this run to the experiment history (see :mod:`agilab_dsl.record.history`);
+        ``note`` hears of a record left pending when it is written here and now."""
         import hashlib
 
         from ..record import history
@@ -493,6 +496,7 @@ class Runner:
                 dirty,
                 rows,
             ),
+            note=note,
         )
 
     def _decide(
