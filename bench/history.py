@@ -71,7 +71,7 @@ def main() -> None:
     import pyarrow.dataset as ds
     from parallel import median_time  # the same warm-then-median timing as the other benchmark
 
-    from agilab_dsl.record.history import listing
+    from agilab_dsl.record.query import listing
 
     with tempfile.TemporaryDirectory(prefix="agilab-history-") as tmp:
         lab_dir = Path(tmp)

@@ -287,7 +287,7 @@ def test_sigterm_ends_the_running_step_and_the_watcher(tmp_path: Path) -> None:
     code = stop(proc, signal.SIGTERM)
     assert code == 0 and time.monotonic() - started < 20  # the 60 s step was ended
     assert "watch: stopped" in log.read_text()
-    from agilab_dsl.record import history
+    from agilab_dsl.record import query as history
 
     runs = [run for run, _ in history.listing(tmp_path)]
     assert runs[0].status == "interrupted" and runs[0].step("slow")["error"] == "interrupted"  # type: ignore[index]

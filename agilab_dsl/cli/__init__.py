@@ -365,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "git-diff-driver":
             return cmd_git_diff_driver(args.args, sys.stdout)
         if args.command == "textconv":
-            from ..review.diff import textconv
+            from ..review.git_drivers import textconv
 
             sys.stdout.write(textconv(Path(args.file)))
             return EXIT_OK
@@ -1004,7 +1004,7 @@ def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_git_setup(args: argparse.Namespace, out: TextIO) -> int:
     import subprocess
 
-    from ..review.diff import ATTRIBUTES
+    from ..review.git_drivers import ATTRIBUTES
 
     where = ["--global"] if args.globally else []
     try:
@@ -1037,7 +1037,7 @@ def cmd_git_diff_driver(argv: list[str], out: TextIO) -> int:
     """Git's external diff protocol: PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE."""
     import tempfile
 
-    from ..review.diff import beside
+    from ..review.git_drivers import beside
 
     if len(argv) < 7:
         print("agilab-run git-diff-driver: git passes 7 arguments (see git help diff)", file=sys.stderr)
@@ -1059,7 +1059,7 @@ def cmd_git_diff_driver(argv: list[str], out: TextIO) -> int:
 
 def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     from ..load.errors import to_json_text
-    from ..record import history
+    from ..record import query as history
     from .show import print_comparison, print_history
 
     lab = Path(args.file)
@@ -1070,9 +1070,13 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         print("agilab-run history: error: --last must be at least 1", file=sys.stderr)
         return EXIT_INVALID
     lab_dir = lab.resolve().parent
+
+    def note(text: str) -> None:  # a record left pending (a full disk, say)
+        print(f"agilab-run: {text}", file=sys.stderr)
+
     if args.compare:
         try:
-            a, b = (history.read_run(history.resolve_run(lab_dir, ref)) for ref in args.compare)
+            a, b = (history.read_run(history.resolve_run(lab_dir, ref, note)) for ref in args.compare)
         except history.UnknownRun as exc:
             print(f"agilab-run history: error: {exc}", file=sys.stderr)
             return EXIT_INVALID
@@ -1085,7 +1089,9 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         else:
             print_comparison(a, b, diffs, out)
         return EXIT_OK
-    listed = history.listing(lab_dir, last=args.last, status=args.status, step=args.step)
+    listed = history.listing(lab_dir, last=args.last, status=args.status, step=args.step, note=note)
+    for path, exc in listed.skipped:
+        print(f"agilab-run history: skipping {path.name}: {exc}", file=sys.stderr)
     if args.export_mlflow is not None:
         from ..record.mlflow_export import MlflowMissing, default_uri, export
 

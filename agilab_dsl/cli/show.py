@@ -137,7 +137,7 @@ def print_history(listed: list[tuple[Any, Any]], out: TextIO) -> None:
     """Runs newest first: status, duration, what ran, and what changed since the run before."""
     from tabulate import tabulate  # a well-kept table layout, not another hand-rolled one
 
-    from ..record.history import changes_since
+    from ..record.query import changes_since
 
     if not listed:
         print("no run recorded yet (runs are recorded in .agilab/history/ beside the lab)", file=out)

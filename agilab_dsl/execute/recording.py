@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,10 @@ def record_run(
     attempted: Mapping[str, dict[str, Any]],
     interrupted: bool,
     git: Any,
+    note: Callable[[str], None],
 ) -> None:
-    """Append this run to the experiment history (see :mod:`agilab_dsl.record.history`)."""
+    """Append this run to the experiment history (see :mod:`agilab_dsl.record.history`);
+    ``note`` hears of a record left pending when it is written here and now."""
     import hashlib
 
     from ..record import history
@@ -96,6 +98,7 @@ def record_run(
             dirty,
             rows,
         ),
+        note=note,
     )
 
 

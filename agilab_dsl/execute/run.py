@@ -340,6 +340,7 @@ class Runner:
                         attempted,
                         interrupted,
                         git,
+                        reporter.note,
                     )
                     recorded = True
                 except OSError as exc:  # the run itself is complete and saved; only its record is not

@@ -35,7 +35,8 @@ def digest(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _strip_docstrings(tree: ast.AST) -> ast.AST:
+def strip_docstrings(tree: ast.AST) -> ast.AST:
+    """``tree`` with the docstrings of its module, classes and functions dropped (in place)."""
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             body = node.body
@@ -56,7 +57,7 @@ def _normalized(code: str) -> str:
     except (SyntaxError, ValueError):
         # Not Python (yet): compare it as text, ignoring trailing spaces and blank lines.
         return "text:" + "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())
-    return ast.dump(_strip_docstrings(tree), annotate_fields=False, include_attributes=False)
+    return ast.dump(strip_docstrings(tree), annotate_fields=False, include_attributes=False)
 
 
 def code_hash(code: str) -> str:
@@ -83,7 +84,7 @@ def function_hash(ref: FuncRef, base_dir: Path) -> str:
             isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
             and node.name == ref.function
         ):
-            _strip_docstrings(node)
+            strip_docstrings(node)
             dumped = ast.dump(node, annotate_fields=False, include_attributes=False)
             return hashlib.sha256(dumped.encode("utf-8", "surrogatepass")).hexdigest()
     return f"undefined:{ref}:{file_hash_uncached(source_file)}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .history import Run
+from .query import Run
 
 STATUS = {"ok": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 STEP_STATUS = {"ran": "FINISHED", "fresh": "FINISHED", "failed": "FAILED"}

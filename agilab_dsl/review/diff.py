@@ -8,7 +8,8 @@ re-run because of the change (data is taken as unchanged). For contracts: the fi
 what they do to the partition plan; for settings snapshots: the keys changed.
 
 Versions are files; :func:`materialize` copies a git revision of a lab (with its settings,
-function modules and contracts) into a folder so the same code compares them.
+function modules and contracts) into a folder so the same code compares them. The drivers git
+itself calls (external diff, textconv) are in :mod:`agilab_dsl.review.git_drivers`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..load import expr
-from ..load.locate import SETTINGS_NAMES, settings_candidates
+from ..load.locate import settings_candidates
 from ..plan.changes import key_changes, show
 from ..plan.fingerprint import code_hash
 
@@ -95,9 +96,9 @@ def normalised_code(code: str) -> str:
         tree = ast.parse(code)
     except SyntaxError:
         return code.strip()
-    from ..plan.fingerprint import _strip_docstrings
+    from ..plan.fingerprint import strip_docstrings
 
-    return ast.unparse(_strip_docstrings(tree))
+    return ast.unparse(strip_docstrings(tree))
 
 
 def _mode(value: Any) -> str:
@@ -254,6 +255,43 @@ def would_rerun(
     return order, why
 
 
+def render_text(diff: LabDiff, *, markdown: bool = False) -> str:
+    lines: list[str] = []
+    head = f"{diff.old} → {diff.new}"
+    lines.append(f"### Lab change: `{head}`" if markdown else head)
+    if not diff.steps and not diff.order:
+        lines.append("no step changed" if not markdown else "_no step changed_")
+    mark = {"added": "+", "removed": "-", "renamed": "~", "changed": "~"}
+    for s in diff.steps:
+        title = {
+            "added": "added",
+            "removed": "removed",
+            "renamed": f"renamed from {s.was}",
+            "changed": "changed",
+        }[s.kind]
+        lines.append(f"- **{s.id}** {title}" if markdown else f"{mark[s.kind]} {s.id}: {title}")
+        for c in s.changes:
+            lines.append(f"  - {c}" if markdown else f"    {c}")
+        if s.code_diff:
+            if markdown:
+                lines += ["", "  ```diff", *[f"  {d}" for d in s.code_diff], "  ```"]
+            else:
+                lines += [f"      {d}" for d in s.code_diff]
+    if diff.order:
+        lines.append(
+            f"{'- ' if markdown else ''}order: {', '.join(diff.order[0])} → {', '.join(diff.order[1])}"
+        )
+    if diff.rerun:
+        lines.append("" if markdown else "would re-run:")
+        if markdown:
+            lines.append("**Would re-run:**")
+        for sid in diff.rerun:
+            lines.append(f"- `{sid}` — {diff.why[sid]}" if markdown else f"  {sid}  ({diff.why[sid]})")
+    else:
+        lines.append("_nothing would re-run_" if markdown else "nothing would re-run")
+    return "\n".join(lines) + "\n"
+
+
 # -- contracts and settings ----------------------------------------------------------------------
 def diff_contracts(old: Any, new: Any, old_path: Path, new_path: Path, cores: int) -> dict[str, Any]:
     from ..stages.partition import plan_contract
@@ -288,6 +326,28 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 def diff_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     a, b = flatten(old), flatten(new)
     return _key_changes("settings", a, b) if a != b else []
+
+
+def lab_beside(settings: Path) -> Path | None:
+    """The lab a settings snapshot belongs to: a lab file beside it, or beside its ``src/`` folder."""
+    for folder in (settings.parent, settings.parent.parent if settings.parent.name == "src" else None):
+        if folder is None:
+            continue
+        for name in ("lab_stages.toml", "lab_steps.toml"):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def settings_effect(old: Path, new: Path, lab: Path) -> tuple[list[str], dict[str, str]] | None:
+    """Which steps of ``lab`` a settings change makes stale (and why), or None when the lab
+    cannot be opened with one of the two snapshots."""
+    from ..execute.session import LabRequest, Refusal, open_lab
+
+    runners = [open_lab(LabRequest(file=str(lab), settings=str(s), use_cache=False)) for s in (old, new)]
+    if any(isinstance(r, Refusal) for r in runners):
+        return None
+    return would_rerun(runners[0], runners[1], {})
 
 
 # -- git revisions -------------------------------------------------------------------------------
@@ -344,121 +404,3 @@ def _referenced_files(text: str) -> list[str]:
     for stage in re.findall(r"""\bstage\s*=\s*["']([^"']+\.toml)["']""", text):
         out.append(stage)
     return out
-
-
-def render_text(diff: LabDiff, *, markdown: bool = False) -> str:
-    lines: list[str] = []
-    head = f"{diff.old} → {diff.new}"
-    lines.append(f"### Lab change: `{head}`" if markdown else head)
-    if not diff.steps and not diff.order:
-        lines.append("no step changed" if not markdown else "_no step changed_")
-    mark = {"added": "+", "removed": "-", "renamed": "~", "changed": "~"}
-    for s in diff.steps:
-        title = {
-            "added": "added",
-            "removed": "removed",
-            "renamed": f"renamed from {s.was}",
-            "changed": "changed",
-        }[s.kind]
-        lines.append(f"- **{s.id}** {title}" if markdown else f"{mark[s.kind]} {s.id}: {title}")
-        for c in s.changes:
-            lines.append(f"  - {c}" if markdown else f"    {c}")
-        if s.code_diff:
-            if markdown:
-                lines += ["", "  ```diff", *[f"  {d}" for d in s.code_diff], "  ```"]
-            else:
-                lines += [f"      {d}" for d in s.code_diff]
-    if diff.order:
-        lines.append(
-            f"{'- ' if markdown else ''}order: {', '.join(diff.order[0])} → {', '.join(diff.order[1])}"
-        )
-    if diff.rerun:
-        lines.append("" if markdown else "would re-run:")
-        if markdown:
-            lines.append("**Would re-run:**")
-        for sid in diff.rerun:
-            lines.append(f"- `{sid}` — {diff.why[sid]}" if markdown else f"  {sid}  ({diff.why[sid]})")
-    else:
-        lines.append("_nothing would re-run_" if markdown else "nothing would re-run")
-    return "\n".join(lines) + "\n"
-
-
-# -- git drivers ---------------------------------------------------------------------------------
-ATTRIBUTES = ("lab_steps.toml", "lab_stages.toml", "parallel_stage.toml", "app_settings.toml")
-
-
-def beside(blob: Path, real: Path, into: Path) -> Path:
-    """``blob`` (a temporary file git hands a driver) copied under ``real``'s name into ``into``,
-    with what lies beside ``real`` in the working tree (settings, modules, contracts): a lab is
-    read in its place."""
-    if real.parent.is_dir():
-        for item in real.parent.iterdir():
-            if item.name != real.name and item.is_file() and item.suffix in (".toml", ".py"):
-                (into / item.name).write_bytes(item.read_bytes())
-        for name in SETTINGS_NAMES:  # the settings snapshot may be in a subfolder (src/)
-            found = real.parent / name
-            if found.is_file() and not (into / name).exists():
-                (into / name).parent.mkdir(parents=True, exist_ok=True)
-                (into / name).write_bytes(found.read_bytes())
-    target = into / real.name
-    target.write_bytes(blob.read_bytes())
-    return target
-
-
-def textconv(path: Path) -> str:
-    """One file as the semantic diff sees it — a canonical text of its steps (normalised code,
-    keys sorted) or of its keys — for ``git log -p`` through a textconv driver."""
-    import tomllib
-
-    from ..load.parse import detect_kind
-
-    text = path.read_text(encoding="utf-8", errors="replace")
-    try:
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError) as exc:
-        return f"(not valid TOML: {exc})\n{text}"
-    if detect_kind(path, data) != "lab":
-        return "".join(f"{k} = {show(v)}\n" for k, v in sorted(flatten(data).items()))
-    from ..check.files import load
-    from ..load.errors import LoadError
-
-    try:
-        lab = load(path, "lab")
-    except LoadError:
-        return text  # invalid: its own text is the best view
-    from ..plan.spec import StepSpec
-
-    defaults = StepSpec()
-    out = []
-    for placed in lab.stages:
-        spec = StepSpec.of(placed.stage)
-        out.append(f"[{placed.id}]")
-        for key in ("mode", *STEP_KEYS):
-            value = getattr(spec, key)
-            if value != getattr(defaults, key):
-                out.append(f"  {key} = {show(value)}")
-        if spec.code:
-            out += ["  code:"] + [f"    {line}" for line in normalised_code(spec.code).splitlines()]
-    return "\n".join(out) + "\n"
-
-
-def lab_beside(settings: Path) -> Path | None:
-    """The lab a settings snapshot belongs to: a lab file beside it, or beside its ``src/`` folder."""
-    for folder in (settings.parent, settings.parent.parent if settings.parent.name == "src" else None):
-        if folder is None:
-            continue
-        for name in ("lab_stages.toml", "lab_steps.toml"):
-            if (folder / name).is_file():
-                return folder / name
-    return None
-
-
-def settings_effect(old: Path, new: Path, lab: Path) -> tuple[list[str], dict[str, str]] | None:
-    """Which steps of ``lab`` a settings change makes stale (and why), or None when the lab
-    cannot be opened with one of the two snapshots."""
-    from ..execute.session import LabRequest, Refusal, open_lab
-
-    runners = [open_lab(LabRequest(file=str(lab), settings=str(s), use_cache=False)) for s in (old, new)]
-    if any(isinstance(r, Refusal) for r in runners):
-        return None
-    return would_rerun(runners[0], runners[1], {})
