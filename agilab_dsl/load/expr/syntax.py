@@ -23,7 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import AgilabError, did_you_mean
+from ..errors import AgilabError, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     from lark import Lark
@@ -141,7 +141,7 @@ class EvalError(AgilabError):
 
 def grammar_dir() -> Path:
     """The folder of the ``.lark`` files: inside the installed package, or the source checkout."""
-    package = Path(__file__).resolve().parent.parent
+    package = Path(__file__).resolve().parents[2]  # agilab_dsl/, from agilab_dsl/load/expr/
     packaged = package / "grammar"
     if (packaged / "expressions.lark").is_file():
         return packaged
