@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..load import expr
+from ..load.any import load_any
 from ..load.errors import Severity, did_you_mean
 from ..load.locate import function_source, settings_candidates
-from ..load.parse import FileKind, LoadResult, Locator, load_any, load_settings, toml_repr
+from ..load.parse import FileKind, LoadResult, Locator, toml_repr
+from ..load.settings import load_settings
 from ..plan.cache import Observations
 from ..plan.graph import Edge, StepGraph, escapes, normalize_artifact
 from . import risky
