@@ -13,10 +13,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_lab": "load.parse",
-    "load_contract": "load.parse",
-    "load_settings": "load.parse",
-    "load_any": "load.parse",
+    "load_lab": "load.lab",
+    "load_contract": "load.contract",
+    "load_settings": "load.settings",
+    "load_any": "load.any",
     "check_file": "check.files",
     "load": "check.files",
     "StepGraph": "plan.graph",

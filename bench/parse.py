@@ -61,7 +61,7 @@ def main() -> int:
     import tomlkit
 
     from agilab_dsl.check.files import check_file
-    from agilab_dsl.load.parse import load_lab
+    from agilab_dsl.load.lab import load_lab
     from agilab_dsl.load.source import SourceMap
 
     text = make_lab(args.steps)

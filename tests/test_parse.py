@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agilab_dsl.check.files import check_file, load
+from agilab_dsl.load.any import load_any
 from agilab_dsl.load.errors import CODES, LoadError
-from agilab_dsl.load.parse import load_any
 from agilab_dsl.load.source import SourceMap
 
 

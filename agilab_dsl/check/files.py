@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..load.any import load_any
 from ..load.locate import settings_candidates
-from ..load.parse import FileKind, LoadResult, load_any, load_settings
+from ..load.parse import FileKind, LoadResult
+from ..load.settings import load_settings
 from ..plan.cache import Observations
 from .contract import check_contract
 from .rules import check_lab

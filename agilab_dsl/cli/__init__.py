@@ -466,8 +466,8 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from pathlib import Path
 
     from ..check.files import check_file
+    from ..load.contract import load_contract
     from ..load.errors import render_text, to_json_text
-    from ..load.parse import load_contract
     from ..stages.backends import available_cores
     from ..stages.partition import plan_contract
 

@@ -1,4 +1,4 @@
-"""The expression language: AST, parser (Lark grammars in ``grammar/``), printer and safe evaluator.
+"""The expression language's parser: text → syntax tree (Lark grammars in ``grammar/``).
 
 Four kinds of text are parsed here:
 
@@ -8,22 +8,21 @@ Four kinds of text are parsed here:
 * modes — ``"dask | rapids | pool"`` → 13 (pool 1, cython 2, dask 4, rapids 8), or an int;
 * function references — ``"module.sub:function"`` or ``"path/to/file.py:function"``.
 
-Nothing is ever handed to Python's ``eval``: :func:`evaluate` walks the tree. Parse errors are
-:class:`ExprSyntaxError` values carrying the offset inside the expression text, which the loader
-maps back to a line and column of the TOML file.
+Parse errors are :class:`ExprSyntaxError` values carrying the offset inside the expression text,
+which the loader maps back to a line and column of the TOML file. Lark is imported when a parser
+is first built, not before.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import AgilabError, did_you_mean
+from ..errors import AgilabError, did_you_mean
+from .nodes import KEYWORDS, And, Compare, FuncRef, ListLit, Literal, Node, Not, Or, Ref, Template
 
 if TYPE_CHECKING:  # pragma: no cover
     from lark import Lark
@@ -31,84 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
 ROOTS = ("settings", "params", "env", "steps")
 MODE_FLAGS: dict[str, int] = {"pool": 1, "cython": 2, "dask": 4, "rapids": 8}
 MODE_MAX = sum(MODE_FLAGS.values())
-KEYWORDS = frozenset({"and", "or", "not", "in", "true", "false", "null", "True", "False", "None"})
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 _FUNCREF = re.compile(r"^[A-Za-z0-9_./:-]+:[A-Za-z_][A-Za-z0-9_]*$")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-
-
-# ---------------------------------------------------------------------------------------------
-# AST: small frozen values. Positions are offsets into the parsed text and do not take part in
-# equality, so that print → parse round-trips compare structure only.
-
-
-@dataclass(frozen=True, slots=True)
-class Literal:
-    value: str | int | float | bool | None
-
-
-@dataclass(frozen=True, slots=True)
-class ListLit:
-    items: tuple[Literal, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Ref:
-    root: str
-    path: tuple[str | int, ...]
-    pos: int = field(default=0, compare=False)
-    end: int = field(default=0, compare=False)
-
-    def dotted(self) -> str:
-        """``settings.args.x`` / ``steps.load.outputs[0]`` — the reference as a person writes it."""
-        return to_source(self)
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    operand: Node
-
-
-@dataclass(frozen=True, slots=True)
-class And:
-    operands: tuple[Node, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Or:
-    operands: tuple[Node, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Compare:
-    op: str  # == != < <= > >= in "not in"
-    left: Node
-    right: Node
-
-
-@dataclass(frozen=True, slots=True)
-class Template:
-    parts: tuple[str | Ref, ...]
-
-    @property
-    def is_plain(self) -> bool:
-        return all(isinstance(p, str) for p in self.parts)
-
-
-@dataclass(frozen=True, slots=True)
-class FuncRef:
-    module: str  # dotted module name, or a path to a .py file
-    function: str
-
-    @property
-    def is_path(self) -> bool:
-        return self.module.endswith(".py") or "/" in self.module
-
-    def __str__(self) -> str:
-        return f"{self.module}:{self.function}"
-
-
-Node = Literal | ListLit | Ref | Not | And | Or | Compare
 
 
 class ExprSyntaxError(AgilabError):
@@ -131,17 +54,13 @@ class ExprSyntaxError(AgilabError):
         self.code = code
 
 
-class EvalError(AgilabError):
-    """An expression that parsed but cannot be evaluated in the given context."""
-
-
 # ---------------------------------------------------------------------------------------------
 # Parsing
 
 
 def grammar_dir() -> Path:
     """The folder of the ``.lark`` files: inside the installed package, or the source checkout."""
-    package = Path(__file__).resolve().parent.parent
+    package = Path(__file__).resolve().parents[2]  # agilab_dsl/, from agilab_dsl/load/expr/
     packaged = package / "grammar"
     if (packaged / "expressions.lark").is_file():
         return packaged
@@ -465,158 +384,3 @@ def parse_funcref(text: str) -> FuncRef:
             code="function-reference-invalid",
         )
     return ref
-
-
-# ---------------------------------------------------------------------------------------------
-# Printing: the canonical source of a node. parse(to_source(n)) == n for every node.
-
-_PRECEDENCE = {Or: 1, And: 2, Not: 3, Compare: 4}
-
-
-def _prec(node: Any) -> int:
-    return _PRECEDENCE.get(type(node), 5)
-
-
-def to_source(node: Any) -> str:
-    if isinstance(node, Literal):
-        v = node.value
-        if v is None:
-            return "null"
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return json.dumps(v, ensure_ascii=False)
-        return repr(v)
-    if isinstance(node, ListLit):
-        return "[" + ", ".join(to_source(i) for i in node.items) + "]"
-    if isinstance(node, Ref):
-        out = node.root
-        for p in node.path:
-            if isinstance(p, int):
-                out += f"[{p}]"
-            elif _NAME.match(p) and p not in KEYWORDS:
-                out += f".{p}"
-            else:
-                out += f"[{json.dumps(p, ensure_ascii=False)}]"
-        return out
-    if isinstance(node, Not):
-        inner = to_source(node.operand)
-        return f"not {inner}" if _prec(node.operand) >= 3 else f"not ({inner})"
-    if isinstance(node, (And, Or)):
-        word = " and " if isinstance(node, And) else " or "
-        mine = _prec(node)
-        return word.join(to_source(o) if _prec(o) > mine else f"({to_source(o)})" for o in node.operands)
-    if isinstance(node, Compare):
-
-        def side(n: Any) -> str:
-            return to_source(n) if _prec(n) == 5 else f"({to_source(n)})"
-
-        return f"{side(node.left)} {node.op} {side(node.right)}"
-    if isinstance(node, Template):
-        out = ""
-        for part in node.parts:
-            out += part.replace("$", "$$") if isinstance(part, str) else "${" + to_source(part) + "}"
-        return out
-    raise TypeError(f"not an expression node: {node!r}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluation: a pure function of a node and a context {settings, params, env, steps}.
-
-
-def iter_refs(node: Any) -> Iterator[Ref]:
-    if isinstance(node, Ref):
-        yield node
-    elif isinstance(node, Not):
-        yield from iter_refs(node.operand)
-    elif isinstance(node, (And, Or)):
-        for o in node.operands:
-            yield from iter_refs(o)
-    elif isinstance(node, Compare):
-        yield from iter_refs(node.left)
-        yield from iter_refs(node.right)
-    elif isinstance(node, Template):
-        for p in node.parts:
-            if isinstance(p, Ref):
-                yield p
-
-
-_MISSING = object()
-
-
-def resolve(ref: Ref, context: Mapping[str, Any]) -> Any:
-    """The value a reference names, or :class:`EvalError` saying which part is missing."""
-    value: Any = context.get(ref.root, _MISSING)
-    if value is _MISSING:
-        raise EvalError(f"{ref.root} is not available here")
-    walked = ref.root
-    path = ref.path
-    if ref.root == "steps" and len(path) == 3 and path[1] == "produces":
-        path = (path[0], "outputs", path[2])
-    for part in path:
-        try:
-            value = value[part]
-        except (KeyError, IndexError, TypeError):
-            raise EvalError(
-                f"{to_source(Ref(ref.root, ref.path))} is not defined ({walked} has no {part!r})"
-            ) from None
-        walked = to_source(Ref(ref.root, tuple(ref.path[: ref.path.index(part) + 1])))
-    return value
-
-
-def evaluate(node: Node, context: Mapping[str, Any]) -> Any:
-    if isinstance(node, Literal):
-        return node.value
-    if isinstance(node, ListLit):
-        return [i.value for i in node.items]
-    if isinstance(node, Ref):
-        return resolve(node, context)
-    if isinstance(node, Not):
-        return not evaluate(node.operand, context)
-    if isinstance(node, And):
-        return all(evaluate(o, context) for o in node.operands)
-    if isinstance(node, Or):
-        return any(evaluate(o, context) for o in node.operands)
-    if isinstance(node, Compare):
-        left, right = evaluate(node.left, context), evaluate(node.right, context)
-        op = node.op
-        if op == "==":
-            return left == right
-        if op == "!=":
-            return left != right
-        if op in ("in", "not in"):
-            if not isinstance(right, (list, tuple, str, dict)):
-                raise EvalError(
-                    f"'{op}' needs a list, string or table on its right, not {type(right).__name__}"
-                )
-            try:
-                found = left in right
-            except TypeError as exc:
-                raise EvalError(str(exc)) from None
-            return found if op == "in" else not found
-        numbers = (int, float)
-        comparable = (
-            isinstance(left, numbers)
-            and isinstance(right, numbers)
-            and not isinstance(left, bool)
-            and not isinstance(right, bool)
-        ) or (isinstance(left, str) and isinstance(right, str))
-        if not comparable:
-            raise EvalError(f"cannot compare {type(left).__name__} {op} {type(right).__name__}")
-        return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
-    raise TypeError(f"not an expression node: {node!r}")
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-
-
-def render(template: Template, context: Mapping[str, Any]) -> str:
-    """Fill a template's holes from the context."""
-    return "".join(p if isinstance(p, str) else _as_text(resolve(p, context)) for p in template.parts)

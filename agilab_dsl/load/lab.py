@@ -1,0 +1,226 @@
+"""Loading a lab (``lab_steps.toml`` / ``lab_stages.toml``): its modules' stage arrays and ``[__meta__]``.
+
+:func:`build_lab` recognises the dialect (module keys, legacy ``[[steps]]`` / ``[[stages]]``),
+validates ``[__meta__]`` (schema, version, per-module sequences and automation), orders each
+module's stages by its sequence and builds them one by one (see :mod:`.stage`), keeping a partial
+lab from the stages that validated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import did_you_mean
+from .parse import LoadResult, Locator, _read, toml_repr
+from .source import KeyPath
+from .stage import _build_stage, _check_stage_expressions
+from .validation import report_validation
+
+
+def load_lab(path: str | Path, text: str | None = None, *, profile: str | None = None) -> LoadResult[Any]:
+    """Load ``lab_steps.toml`` / ``lab_stages.toml`` (both names, both stamps, legacy arrays).
+    With ``profile``, each stage that defines that profile gets its overrides deep-merged."""
+    result, loc = _read(path, text, "lab", profile)
+    if result.data is not None:
+        build_lab(result, loc)
+    return result
+
+
+def build_lab(result: LoadResult[Any], loc: Locator) -> None:
+    from pydantic import ValidationError
+
+    from .model import LEGACY_ARRAYS, META_KEY, Lab, LabMeta, LabStage, Stage, stage_key_aliases
+
+    data = result.data
+    assert data is not None
+    aliases = stage_key_aliases()
+    modules: list[str] = []
+    reported = len(loc.diagnostics)
+    for key, value in data.items():
+        if key == META_KEY:
+            continue
+        if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            modules.append(key)
+            if key in LEGACY_ARRAYS:
+                where = (key,) if result.source and (key,) in result.source.spans else (key, 0)
+                loc.at_key(
+                    "legacy-dialect",
+                    f"legacy [[{key}]] array: AGILAB's own UI shows it as empty",
+                    where,
+                    hint="name the array after the app's module key, e.g. [[my_app]] "
+                    "(agilab-run migrate rewrites it)",
+                )
+        elif isinstance(value, list):
+            bad = next(i for i, v in enumerate(value) if not isinstance(v, dict))
+            loc.at_value(
+                "wrong-type",
+                f"stages of {key!r} must be tables, not {toml_repr(value[bad])}",
+                (key, bad),
+                hint=f'write each stage as {{ C = "…" }} or under [[{key}]]',
+            )
+        elif isinstance(value, dict):
+            loc.at_key(
+                "wrong-type",
+                f"{key!r} is a single table; a module's stages are an array of tables",
+                (key,),
+                hint=f"write [[{key}]] instead of [{key}]",
+            )
+        else:
+            loc.at_key(
+                "unknown-key",
+                f"unknown top-level key {key!r}: a lab holds arrays of stages and [__meta__]",
+                (key,),
+                hint=did_you_mean(key, [META_KEY]),
+            )
+    if not modules and len(loc.diagnostics) == reported:
+        loc.at_offset("lab-empty", "the lab defines no stage", 0)
+
+    meta = _build_meta(data.get(META_KEY), modules, data, loc)
+
+    stages: list[LabStage] = []
+    for module in modules:
+        order = list(range(len(data[module])))
+        if meta is not None and module in meta.sequences:
+            seq = list(meta.sequences[module])
+            order = seq + [i for i in order if i not in seq]
+        for index in order:
+            raw = data[module][index]
+            stage = _build_stage(raw, (module, index), aliases, loc, Stage, ValidationError, result.profile)
+            if stage is None:  # not even a partial stage: its id is still known
+                written_id = raw.get("id", raw.get("stage_id"))
+                result.invalid_ids.add(
+                    written_id if isinstance(written_id, str) else f"{module}_{index + 1:03d}"
+                )
+                continue
+            sid = stage.id or f"{module}_{index + 1:03d}"
+            stages.append(LabStage(module=module, index=index, id=sid, stage=stage))
+
+    for n, placed in enumerate(stages):
+        _check_stage_expressions(result, loc, n, placed)
+
+    dialect: Literal["module-keys", "legacy-steps", "legacy-stages"] = "module-keys"
+    if modules and all(m in LEGACY_ARRAYS for m in modules):
+        dialect = "legacy-steps" if "steps" in modules else "legacy-stages"
+    lab = Lab(
+        path=result.path,
+        dialect=dialect,
+        module_keys=tuple(modules),
+        stages=tuple(stages),
+        meta=meta or LabMeta.model_validate({}),
+        source=result.source,
+    )
+    result.partial = lab
+    if not any(d.is_error for d in loc.diagnostics) and meta is not None:
+        result.value = lab
+
+
+def _build_meta(raw: Any, modules: list[str], data: Mapping[str, Any], loc: Locator) -> Any:
+    from pydantic import ValidationError
+
+    from .model import LAB_SCHEMAS, Automation, LabMeta
+
+    if raw is None:
+        return LabMeta.model_validate({})
+    if not isinstance(raw, dict):
+        loc.at_key("wrong-type", "__meta__ must be a table", ("__meta__",))
+        return None
+    fields: dict[str, Any] = {}
+    sequences: dict[str, tuple[int, ...]] = {}
+    automation: dict[str, Any] = {}
+    ok = True
+    for key, value in raw.items():
+        kp = ("__meta__", key)
+        if key == "schema":
+            if value not in LAB_SCHEMAS:
+                loc.at_value(
+                    "metadata-schema",
+                    f"unknown lab schema {toml_repr(value)}",
+                    kp,
+                    hint=did_you_mean(str(value), LAB_SCHEMAS) or f"use {LAB_SCHEMAS[1]!r}",
+                )
+                ok = False
+            else:
+                fields["schema"] = value
+        elif key == "version":
+            if value != 1 or isinstance(value, bool):
+                loc.at_value(
+                    "metadata-version",
+                    f"unsupported lab format version {toml_repr(value)}",
+                    kp,
+                    hint="this tool reads version = 1",
+                )
+                ok = False
+            else:
+                fields["version"] = 1
+        elif key.endswith("__sequence"):
+            module = key[: -len("__sequence")]
+            seq = _check_sequence(module, value, modules, data, kp, loc)
+            if seq is None:
+                ok = False
+            else:
+                sequences[module] = seq
+        elif key.endswith("__automation"):
+            module = key[: -len("__automation")]
+            if module not in modules:
+                loc.at_key(
+                    "sequence-invalid",
+                    f"{key!r} names no module of this lab",
+                    kp,
+                    hint=did_you_mean(module, modules),
+                )
+                ok = False
+                continue
+            if not isinstance(value, dict):
+                loc.at_value("wrong-type", f"{key} must be a table, not {toml_repr(value)}", kp)
+                ok = False
+                continue
+            try:
+                automation[module] = Automation.model_validate(value)
+            except ValidationError as exc:
+                report_validation(loc, exc, kp, value, known_keys=tuple(Automation.model_fields))
+                ok = False
+        else:
+            known = (
+                ["schema", "version"]
+                + [f"{m}__sequence" for m in modules]
+                + [f"{m}__automation" for m in modules]
+            )
+            loc.at_key("unknown-key", f"unknown key {key!r} in [__meta__]", kp, hint=did_you_mean(key, known))
+            ok = False
+    if not ok:
+        return None
+    return LabMeta.model_validate({**fields, "sequences": sequences, "automation": automation})
+
+
+def _check_sequence(
+    module: str, value: Any, modules: list[str], data: Mapping[str, Any], kp: KeyPath, loc: Locator
+) -> tuple[int, ...] | None:
+    if module not in modules:
+        loc.at_key(
+            "sequence-invalid",
+            f"{kp[-1]!r} names no module of this lab",
+            kp,
+            hint=did_you_mean(module, modules),
+        )
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        loc.at_value("wrong-type", f"{kp[-1]} must be an array of integers, not {toml_repr(value)}", kp)
+        return None
+    count = len(data[module])
+    seen: set[int] = set()
+    ok = True
+    for i, v in enumerate(value):
+        if not 0 <= v < count:
+            loc.at_value(
+                "sequence-invalid",
+                f"index {v} is out of range: {module!r} has {count} stage(s) (0-based)",
+                kp + (i,),
+            )
+            ok = False
+        elif v in seen:
+            loc.at_value("sequence-invalid", f"index {v} appears twice in {kp[-1]}", kp + (i,))
+            ok = False
+        seen.add(v)
+    return tuple(value) if ok else None

@@ -1,0 +1,243 @@
+"""Building one stage of a lab: its keys and aliases, its profiles, and the expressions in its strings.
+
+:func:`_build_stage` maps the written keys (``C``, ``D``, ``R``…) to the model's fields, reports
+unknown and conflicting keys, validates each profile's overrides and deep-merges the selected one;
+:func:`_check_stage_expressions` parses ``mode``, ``when``, ``function`` and ``${…}`` holes and
+records every reference they hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from . import expr
+from .errors import did_you_mean
+from .parse import LoadResult, Locator, StringRef, toml_repr
+from .source import KeyPath, iter_strings
+from .validation import report_validation
+
+# Stage fields whose strings may hold ${…} holes. Code (C), prose (D, Q, M) and provenance (NB_*)
+# are taken literally: interpolating Python source would be a trap.
+TEMPLATE_FIELDS = ("env", "produces", "consumes", "params", "stage")
+
+
+def _build_stage(
+    raw: Mapping[str, Any],
+    base: KeyPath,
+    aliases: Mapping[str, str],
+    loc: Locator,
+    stage_cls: Any,
+    validation_error: Any,
+    profile: str | None = None,
+) -> Any:
+    from .model import KNOWN_ENGINES
+
+    canon: dict[str, Any] = {}
+    written: dict[str, str] = {}
+    notebook: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key.startswith("NB_"):
+            notebook[key] = value
+            continue
+        name = aliases.get(key)
+        if name is None:
+            loc.at_key(
+                "unknown-key",
+                f"unknown stage key {key!r}",
+                base + (key,),
+                hint=did_you_mean(key, aliases) or "NB_* keys are kept as notebook provenance",
+            )
+            continue
+        if name in canon:
+            loc.at_key(
+                "key-conflict",
+                f"{key!r} and {written[name]!r} both set the stage's {name}",
+                base + (key,),
+                hint=f"keep one of {written[name]!r} and {key!r}",
+            )
+            continue
+        canon[name] = value
+        written[name] = key
+    actions = [written[k] for k in ("code", "function", "stage") if k in canon and canon[k] not in (None, "")]
+    if len(actions) > 1:
+        both = " and ".join(actions) if len(actions) == 2 else ", ".join(actions)
+        loc.at_key(
+            "key-conflict",
+            f"a stage runs one thing: {both} are {'both' if len(actions) == 2 else 'all'} set",
+            base + (actions[1],),
+            hint="keep exactly one of C, function, stage",
+        )
+    if "timeout" in canon and (isinstance(canon["timeout"], (bool, str))):
+        loc.at_value(
+            "wrong-type",
+            f"timeout must be a number of seconds, not {toml_repr(canon['timeout'])}",
+            base + (written["timeout"],),
+        )
+        canon.pop("timeout")
+    canon["notebook"] = notebook
+    profiles = canon.get("profiles")
+    if isinstance(profiles, dict):
+        for pname, overrides in profiles.items():
+            merged = _check_profile(
+                pname,
+                overrides,
+                canon,
+                base + (written["profiles"], pname),
+                aliases,
+                loc,
+                stage_cls,
+                validation_error,
+            )
+            if merged is not None and pname == profile:
+                canon = merged
+    try:
+        stage = stage_cls.model_validate(canon)
+    except validation_error as exc:
+        report_validation(loc, exc, base, canon, written, known_keys=tuple(aliases))
+        # drop the fields just reported and build what remains, so that the later phases
+        # (expressions, ids, deps) still report this stage's other problems
+        bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+        try:
+            stage = stage_cls.model_validate({k: v for k, v in canon.items() if k not in bad})
+        except validation_error:
+            return None
+    if stage.engine is not None and stage.engine not in KNOWN_ENGINES:
+        loc.at_value(
+            "engine-unknown",
+            f"unknown engine R = {toml_repr(stage.engine)}",
+            base + (written["engine"],),
+            hint=did_you_mean(stage.engine, [e for e in KNOWN_ENGINES if e])
+            or 'known engines: "", "runpy", "agi.run", "agi.install"',
+        )
+    if not actions and not stage.disabled:
+        loc.at_key(
+            "stage-empty",
+            "this stage has no C, function or stage to run",
+            base,
+            hint="AGILAB drops such stages on save; this tool keeps them and skips them",
+        )
+    return stage
+
+
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied: tables merge key by key, other values are replaced."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _check_profile(
+    name: str,
+    overrides: Any,
+    canon: Mapping[str, Any],
+    at: KeyPath,
+    aliases: Mapping[str, str],
+    loc: Locator,
+    stage_cls: Any,
+    validation_error: Any,
+) -> dict[str, Any] | None:
+    """Validate one profile's overrides (as the stage they would make); the merged stage, or None."""
+    if not isinstance(overrides, dict):
+        return None  # the stage's own validation reports it (profiles.<name> must be a table)
+    over: dict[str, Any] = {}
+    written: dict[str, str] = {}
+    for key, value in overrides.items():
+        field_name = aliases.get(key)
+        if field_name is None or field_name == "profiles":
+            loc.at_key(
+                "unknown-key",
+                f"profile {name!r} overrides unknown stage key {key!r}",
+                at + (key,),
+                hint=did_you_mean(key, aliases),
+            )
+            return None
+        over[field_name] = value
+        written[field_name] = key
+    merged = deep_merge(canon, over)
+    try:
+        stage_cls.model_validate(merged)
+    except validation_error as exc:
+        relevant = [e for e in exc.errors() if e["loc"] and e["loc"][0] in over]
+        if relevant:
+            report_validation(
+                loc,
+                _Errors(relevant),
+                at,
+                over,
+                written,
+                known_keys=tuple(aliases),
+                context=f"in profile {name!r}: ",
+            )
+            return None
+    return merged
+
+
+class _Errors:
+    """A subset of a pydantic ValidationError's errors, with the same ``errors()`` interface."""
+
+    def __init__(self, errors: list[Any]) -> None:
+        self._errors = errors
+
+    def errors(self, include_url: bool = False) -> list[Any]:
+        return self._errors
+
+
+def _check_stage_expressions(result: LoadResult[Any], loc: Locator, n: int, placed: Any) -> None:
+    """Parse mode, when, function and ${…} holes of one stage, reporting errors inside the strings."""
+    from .model import stage_key_aliases
+
+    stage = placed.stage
+    base: KeyPath = (placed.module, placed.index)
+    raw = result.data[placed.module][placed.index]  # type: ignore[index]
+    by_field: dict[str, str] = {}
+    aliases = stage_key_aliases()
+    for key in raw:
+        if key in aliases:
+            by_field.setdefault(aliases[key], key)
+
+    def report(exc: expr.ExprSyntaxError, path: KeyPath, shift: int = 0) -> None:
+        loc.in_string(exc.code, exc.message, path, exc.offset + shift, hint=exc.hint, width=exc.width)
+
+    if isinstance(stage.mode, str):
+        try:
+            expr.parse_mode(stage.mode)
+        except expr.ExprSyntaxError as exc:
+            report(exc, base + ("mode",))
+    elif isinstance(stage.mode, int):
+        try:
+            expr.parse_mode(stage.mode)
+        except expr.ExprSyntaxError as exc:
+            loc.at_value("invalid-value", exc.message, base + ("mode",), hint="mode is a bitmask: 0..15")
+    if stage.when is not None:
+        try:
+            node = expr.parse_condition(stage.when)
+        except expr.ExprSyntaxError as exc:
+            report(exc, base + ("when",))
+        else:
+            for ref in expr.iter_refs(node):
+                result.refs.append(StringRef(n, ref, base + ("when",), ref.pos, False))
+    if stage.function is not None:
+        try:
+            expr.parse_funcref(stage.function)
+        except expr.ExprSyntaxError as exc:
+            loc.at_value(exc.code, exc.message, base + ("function",), hint=exc.hint)
+    for fname in TEMPLATE_FIELDS:
+        key = by_field.get(fname)
+        if key is None:
+            continue
+        for sub, text in iter_strings(raw[key]):
+            if not expr.is_template(text):
+                continue
+            path = base + (key,) + sub
+            try:
+                template = expr.parse_template(text)
+            except expr.ExprSyntaxError as exc:
+                report(exc, path)
+                continue
+            for ref in expr.iter_refs(template):
+                result.refs.append(StringRef(n, ref, path, ref.pos, True))
