@@ -14,7 +14,9 @@ from pathlib import Path
 
 from conftest import interruptible_cli
 
-from agilab_dsl.cli import _request, _watch, build_run_parser
+from agilab_dsl.cli.cmd_watch import _watch
+from agilab_dsl.cli.common import _request
+from agilab_dsl.cli.parser import build_run_parser
 from agilab_dsl.execute.watch import Scope, is_noise
 
 LAB = '''[[w]]

@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ..execute.logs import LOG_TAIL, log_tail, stage_result
 
 if TYPE_CHECKING:  # pragma: no cover - this module stays light: the judgment cache prints through it
+    from collections.abc import Sequence
+
     from ..execute.outcome import RunResult, StepOutcome
+    from ..plan.judgment import CachedStatus
     from ..plan.stale import StepStatus
 
 MARKS = {"ran": "✓", "fresh": "=", "skipped": "-", "disabled": "·", "failed": "✗", "blocked": "!"}
@@ -92,7 +95,7 @@ class TextReporter:
             self._line(f"resume with: agilab-run {lab_file} --from {first}")
 
 
-def print_statuses(statuses: list[StepStatus], out: TextIO) -> None:
+def print_statuses(statuses: Sequence[StepStatus | CachedStatus], out: TextIO) -> None:
     width = max([len(s.id) for s in statuses] + [4])
     for s in statuses:
         print(f"{s.id:<{width}}  {s.state:<9}  {'; '.join(s.reasons)}".rstrip(), file=out)

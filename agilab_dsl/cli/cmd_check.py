@@ -1,0 +1,88 @@
+"""``agilab-run check``: validate lab, contract and settings files and print every problem,
+located, as text, JSON or GitHub annotations; a file's reports come from the result cache while
+nothing they depend on changed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from .common import EXIT_INVALID, EXIT_OK, EXIT_PROBLEMS, _use_color
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+    from typing import TextIO
+
+
+def _check_one(path: str, args: argparse.Namespace, named: set[str]) -> list[dict[str, Any]]:
+    """The reports of one named file (and of its lab's settings snapshot when that has problems),
+    from the result cache when nothing they depend on changed."""
+    from ..plan import cache
+
+    options = {"kind": args.kind, "settings": args.settings, "named": sorted(named)}
+    use_cache = not args.no_cache
+    if use_cache:
+        cached = cache.lookup(path, options)
+        if cached is not None:
+            return cached
+    from ..check.files import check_file
+
+    obs = cache.Observations()
+    result, settings = check_file(path, kind=args.kind, settings_path=args.settings, obs=obs)
+    entries = [result]
+    if settings is not None and settings.diagnostics and os.path.abspath(settings.path) not in named:
+        entries.append(settings)
+    reports = [{"path": e.path, "kind": e.kind, "diagnostics": list(e.diagnostics)} for e in entries]
+    if use_cache:
+        cache.store(path, options, obs, reports)
+    return reports
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    from ..load.errors import render_github, render_text, to_json_text
+
+    fmt = "json" if args.json else args.format
+    color = fmt == "text" and _use_color(out)
+    reports: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    unreadable = False
+    named = {os.path.abspath(f) for f in args.files}
+    for path in args.files:
+        for entry in _check_one(path, args, named):
+            key = os.path.abspath(entry["path"])
+            if key in seen:
+                continue
+            seen.add(key)
+            diags = sorted(entry["diagnostics"], key=lambda d: (d.line or 0, d.column or 0))
+            if any(d.code in ("file-missing", "file-unreadable") for d in diags):
+                unreadable = True
+            errors = sum(d.is_error for d in diags)
+            warnings = len(diags) - errors
+            ok = errors == 0 and not (args.strict and warnings)
+            reports.append({"path": entry["path"], "ok": ok, "kind": entry["kind"], "diagnostics": diags})
+    if fmt == "json":
+        payload = [
+            {"path": r["path"], "ok": r["ok"], "issues": [d.to_json() for d in r["diagnostics"]]}
+            for r in reports
+        ]
+        out.write(to_json_text(payload[0] if len(payload) == 1 else payload) + "\n")
+    elif fmt == "github":
+        for r in reports:
+            for d in r["diagnostics"]:
+                out.write(render_github(d) + "\n")
+    else:
+        for r in reports:
+            for d in r["diagnostics"]:
+                out.write(render_text(d, color=color) + "\n")
+        errors = sum(d.is_error for r in reports for d in r["diagnostics"])
+        warnings = sum(not d.is_error for r in reports for d in r["diagnostics"])
+        files = len(reports)
+        verdict = "ok" if all(r["ok"] for r in reports) else "problems found"
+        out.write(
+            f"{files} file{'s' * (files != 1)} checked: {errors} error{'s' * (errors != 1)}, "
+            f"{warnings} warning{'s' * (warnings != 1)} — {verdict}\n"
+        )
+    if unreadable:
+        return EXIT_INVALID
+    return EXIT_OK if all(r["ok"] for r in reports) else EXIT_PROBLEMS

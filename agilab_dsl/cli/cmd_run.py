@@ -1,0 +1,133 @@
+"""``agilab-run FILE``: run the stale steps of a lab, saying why each runs (or, with ``--dry-run``,
+only say so); answer from the judgment cache when every step is still fresh; run a parallel
+contract given instead of a lab by itself. ``--watch`` hands over to :mod:`.cmd_watch`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from .common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    _judge,
+    _options,
+    _print_statuses,
+    _refused,
+    _request,
+)
+from .progress import _Reporting, _sigterm_interrupts
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+
+    from ..load.model import ParallelContract
+    from ..plan.judgment import CachedStatus
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..execute import session
+    from ..load.errors import to_json_text
+
+    if args.jobs < 1:
+        print("agilab-run: error: -j must be at least 1", file=sys.stderr)
+        return EXIT_INVALID
+    request = _request(args)
+    if args.watch:
+        if args.dry_run or args.json:
+            print(
+                "agilab-run: error: --watch runs steps as files change: not with --dry-run or --json",
+                file=sys.stderr,
+            )
+            return EXIT_INVALID
+        from .cmd_watch import _watch
+
+        return _watch(args, request)
+    cached = None if args.force else session.cached_judgment(request)
+    if cached is not None:
+        statuses, conditional = cached
+        if args.dry_run:
+            _print_statuses(statuses, args.json)
+            return EXIT_OK
+        selected = {s.id for s in statuses}
+        if all(s.state in ("fresh", "disabled") for s in statuses) and not selected & set(conditional):
+            return _report_nothing_to_do(args, statuses)
+    options = _options(args)
+    if args.dry_run:
+        judged = _judge(args, options)
+        if isinstance(judged, int):
+            return judged
+        _print_statuses(judged, args.json)
+        return EXIT_OK
+    reporting = _Reporting(args)
+    with _sigterm_interrupts():
+        ran = session.run(request, options, reporting.reporter_for, say=sys.stderr)
+    if isinstance(ran, session.Refusal) and ran.kind == "contract":
+        return _run_contract(args, ran.value)
+    if isinstance(ran, session.Refusal):
+        return _refused(ran)
+    _, result = ran
+    reporting.finished(result)
+    if args.json:
+        sys.stdout.write(to_json_text(result.to_json()) + "\n")
+    return EXIT_OK if result.ok else EXIT_PROBLEMS
+
+
+def _run_contract(args: argparse.Namespace, contract: ParallelContract) -> int:
+    """``agilab-run parallel_stage.toml``: run the (checked) contract itself, always: it has no state."""
+    from ..load.errors import to_json_text
+    from ..stages.parallel import StageProblem, attempt
+
+    def say(text: str) -> None:
+        print(f"  {text}", file=sys.stderr, flush=True)
+
+    result = attempt(args.file, contract, backend=args.backend, scheduler=args.scheduler, say=say)
+    if isinstance(result, StageProblem) and not result.traceback:
+        print(f"agilab-run: {result.message}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if isinstance(result, StageProblem):  # a partition failed
+        print(f"✗ {result.message}", file=sys.stderr)
+        print("\n".join(f"    │ {line}" for line in result.traceback.rstrip().splitlines()), file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(
+        f"✓ {result.name}: {result.partitions} partitions on {result.backend} → {result.output} "
+        f"({result.seconds:.2f} s)",
+        file=sys.stderr,
+    )
+    if args.json:
+        sys.stdout.write(to_json_text(result.to_json()) + "\n")
+    return EXIT_OK
+
+
+def _report_nothing_to_do(args: argparse.Namespace, statuses: list[CachedStatus]) -> int:
+    """A run whose judgment, unchanged since it was made, says every step is fresh."""
+    import time
+
+    from ..load.errors import to_json_text
+
+    started = time.perf_counter()
+    width = max([len(s.id) for s in statuses] + [4])
+    for s in statuses:
+        if s.state == "fresh" and not args.verbose:
+            continue  # counted in the summary
+        status = "fresh" if s.state == "fresh" else "disabled"
+        detail = status + (f": {'; '.join(s.reasons)}" if s.reasons else "")
+        print(f"{'=' if status == 'fresh' else '·'} {s.id:<{width}} {detail}", file=sys.stderr)
+    fresh = sum(s.state == "fresh" for s in statuses)
+    disabled = len(statuses) - fresh
+    summary = ", ".join(
+        p for p in (f"{fresh} fresh" if fresh else "", f"{disabled} disabled" if disabled else "") if p
+    )
+    print(
+        f"done: {summary or 'nothing to do'} — {time.perf_counter() - started:.2f} s",  # nothing recorded
+        file=sys.stderr,
+    )
+    if args.json:
+        steps = [
+            {"id": s.id, "status": "fresh" if s.state == "fresh" else "disabled", "reasons": list(s.reasons)}
+            for s in statuses
+        ]
+        sys.stdout.write(to_json_text({"run_id": None, "steps": steps}) + "\n")  # not recorded
+    return EXIT_OK

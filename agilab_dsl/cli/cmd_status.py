@@ -1,0 +1,64 @@
+"""``agilab-run status`` and ``graph``: every step's state and why (from the judgment cache while
+nothing it read changed), and the step graph in Mermaid or dot, coloured by state or, with
+``--diff`` / ``--since``, by change.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .common import EXIT_INVALID, EXIT_OK, _judge, _open, _print_statuses, _refused, _request
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+    from typing import TextIO
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from ..execute.session import cached_judgment
+
+    cached = cached_judgment(_request(args))
+    if cached is not None:
+        _print_statuses(cached[0], args.json)
+        return EXIT_OK
+    statuses = _judge(args, None)
+    if isinstance(statuses, int):
+        return statuses
+    _print_statuses(statuses, args.json)
+    return EXIT_OK
+
+
+def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
+    from .show import graph_text
+
+    runner = _open(args)
+    if isinstance(runner, int):
+        return runner
+    edges = [(e.upstream, e.downstream) for e in runner.full_graph.edges]
+    if args.diff is None and args.since is None:
+        out.write(graph_text(runner.statuses(), edges, args.format))
+        return EXIT_OK
+    import tempfile
+
+    from ..execute.session import LabRequest, Refusal, open_lab
+    from ..review import diff as semantic
+    from .show import change_graph
+
+    with tempfile.TemporaryDirectory(prefix="agilab-graph-") as tmp:
+        try:
+            old_path = (
+                semantic.materialize(args.since, Path(args.file), Path(tmp))
+                if args.since
+                else Path(args.diff)
+            )
+        except semantic.GitProblem as exc:
+            print(f"agilab-run graph: error: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        old = open_lab(LabRequest(file=str(old_path), use_cache=False))
+        if isinstance(old, Refusal):
+            return _refused(old)
+        change = semantic.diff_labs(old, runner, args.since or args.diff, args.file)
+    out.write(change_graph(list(runner.lab.ids), edges, change))
+    return EXIT_OK

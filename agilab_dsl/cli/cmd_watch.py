@@ -1,0 +1,72 @@
+"""``agilab-run FILE --watch``: run the lab, then re-run the affected steps whenever a file they
+depend on changes, until Ctrl-C (the loop itself is :mod:`agilab_dsl.execute.watch`).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from .common import EXIT_INVALID, EXIT_OK, _options, _refused
+from .progress import _no_interrupts, _Reporting, _sigterm_interrupts
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+
+    from ..execute.run import Runner
+    from ..execute.session import LabRequest
+    from ..execute.watch import ChangeSource
+
+
+def _watch(args: argparse.Namespace, request: LabRequest, source: ChangeSource | None = None) -> int:
+    """``--watch``: see :mod:`agilab_dsl.execute.watch`. ``source`` replaces watchfiles (tests script it)."""
+    import dataclasses
+
+    from ..execute import session
+    from ..execute.machine import Warm
+    from ..execute.watch import Watcher, watchfiles_source
+
+    options = _options(args)
+    warm = Warm()
+    reporting = _Reporting(args)
+
+    def run_once(first: bool) -> Runner | None:
+        ran = session.run(
+            request,
+            options if first else dataclasses.replace(options, force=False),
+            reporting.reporter_for,
+            sys.stderr,
+            warm,
+        )
+        if isinstance(ran, session.Refusal):
+            if ran.kind == "contract":
+                raise _NotALab
+            _refused(ran)
+            return None
+        runner, result = ran
+        reporting.finished(result)
+        return runner
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    watcher = Watcher(run_once, args.settings, source or watchfiles_source(), say)
+    try:
+        with _sigterm_interrupts():
+            return watcher.loop(args.file)
+    except KeyboardInterrupt:
+        say("watch: stopped")
+        return EXIT_OK
+    except _NotALab:
+        print(
+            f"agilab-run: error: {args.file} is a parallel contract; --watch follows a lab file",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    finally:
+        with _no_interrupts():
+            warm.close()
+
+
+class _NotALab(Exception):
+    """--watch was given a parallel contract."""

@@ -1,0 +1,122 @@
+"""What the commands share: the exit codes, whether a stream gets colour, how a failed file
+operation is reported, and how parsed arguments become a lab request, run options, an opened or
+judged lab (its refusal or warnings printed on stderr) and the printed statuses. Only the standard
+library is imported here; each helper imports what it needs when it is called.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+    from collections.abc import Sequence
+    from typing import TextIO
+
+    from ..execute.outcome import RunOptions
+    from ..execute.run import Runner
+    from ..execute.session import LabRequest, Refusal
+    from ..plan.judgment import CachedStatus
+    from ..plan.stale import StepStatus
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_INVALID = 2
+
+
+def _use_color(stream: TextIO) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def _os_failure(exc: OSError) -> int:
+    """A file this tool itself had to write or read could not be: say which, and why."""
+    from ..load.errors import os_error
+    from ..plan.state import FOLDER
+
+    print(f"agilab-run: error: {os_error(exc)}", file=sys.stderr)
+    if exc.filename and FOLDER in Path(str(exc.filename)).parts:
+        print(
+            f"  hint: a lab's state lives in {FOLDER}/ beside its file; that folder must be writable",
+            file=sys.stderr,
+        )
+    return EXIT_INVALID
+
+
+def _request(args: argparse.Namespace) -> LabRequest:
+    from ..execute.session import LabRequest
+
+    return LabRequest(
+        file=args.file,
+        settings=args.settings,
+        profile=args.profile,
+        only=tuple(getattr(args, "only", ())),
+        from_step=getattr(args, "from_step", None),
+        use_cache=not args.no_cache,
+    )
+
+
+def _refused(refusal: Refusal) -> int:
+    """Print why a lab cannot be judged or run; the exit code for it."""
+    from ..load.errors import render_text
+
+    color = _use_color(sys.stderr)
+    for d in refusal.diagnostics:
+        print(render_text(d, color=color), file=sys.stderr)
+    if refusal.message:
+        print(f"agilab-run: {refusal.message}", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def _open(args: argparse.Namespace) -> Runner | int:
+    """The lab's runner, or the exit code after saying why there is none."""
+    from ..execute.session import Refusal, open_lab
+
+    runner = open_lab(_request(args))
+    if isinstance(runner, Refusal):
+        return _refused(runner)
+    _warn(runner)
+    return runner
+
+
+def _warn(runner: Runner) -> None:
+    for warning in runner.warnings:
+        print(f"agilab-run: warning: {warning}", file=sys.stderr)
+
+
+def _options(args: argparse.Namespace) -> RunOptions:
+    from ..execute.outcome import RunOptions
+
+    return RunOptions(
+        only=tuple(getattr(args, "only", ())),
+        from_step=getattr(args, "from_step", None),
+        force=getattr(args, "force", False),
+        jobs=max(1, getattr(args, "jobs", 1)),
+        keep_going=getattr(args, "keep_going", False),
+        backend=getattr(args, "backend", None),
+        scheduler=getattr(args, "scheduler", None),
+    )
+
+
+def _judge(args: argparse.Namespace, options: RunOptions | None) -> list[StepStatus] | int:
+    """Full judgment (kept in the judgment cache); the statuses, or an exit code."""
+    from ..execute.session import Refusal, judge
+
+    judged = judge(_request(args), options)
+    if isinstance(judged, Refusal):
+        return _refused(judged)
+    runner, statuses = judged
+    _warn(runner)
+    return statuses
+
+
+def _print_statuses(statuses: Sequence[StepStatus | CachedStatus], as_json: bool) -> None:
+    from ..load.errors import to_json_text
+    from .show import print_statuses
+
+    if as_json:
+        sys.stdout.write(to_json_text({"steps": [s.to_json() for s in statuses]}) + "\n")
+    else:
+        print_statuses(statuses, sys.stdout)

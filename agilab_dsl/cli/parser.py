@@ -1,0 +1,269 @@
+"""The argument parsers of ``agilab-run``: :func:`build_parser` for the sub-commands (``check``,
+``status``, ``diff`` ...) with the top-level help text, :func:`build_run_parser` for running a lab
+(``agilab-run FILE [options]``), and the lab options both share. Only argparse is imported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from .common import EXIT_INVALID
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import NoReturn
+
+_DESCRIPTION = """\
+Read AGILAB pipeline files (lab_steps.toml / lab_stages.toml, parallel_stage.toml,
+app_settings.toml) as code.
+
+usage: agilab-run FILE [--watch] [--dry-run] [--only ID]... [--from ID] [--force] [-j N]
+                       [--keep-going] [--backend NAME] [--scheduler ADDR] [--settings PATH]
+                       [--profile NAME] [-v] [--json]
+       run the stale steps of a lab (and say why each runs); FILE may be a parallel_stage.toml
+
+commands:
+  status FILE             every step: fresh, stale, never-ran or disabled, and why
+  graph FILE              the step graph in Mermaid or dot, coloured by state (--diff / --since: by change)
+  check FILE...           validate files; every problem located (file:line:col)
+  plan FILE               partition plan of a parallel stage (or of every stage of a lab)
+  history FILE            recorded runs; --compare RUN RUN; --export-mlflow
+  diff OLD NEW            what a change means (files, or REV [REV] -- PATH)
+  fmt FILE...             one canonical layout for lab files (--check)
+  migrate FILE --to NAME  lab_steps <-> lab_stages
+  git-setup               semantic diffs in git diff / git log -p
+  doctor                  do all Dask workers read the cluster share?
+  schema NAME             JSON Schema for editors: lab-steps, parallel-stage, app-settings
+
+exit codes: 0 ok, 1 a step failed or problems found, 2 invalid definition or wrong call,
+            130 interrupted (watch mode: 0)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse's default exits 2 too; keep the message short
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="agilab-run", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    check = sub.add_parser(
+        "check",
+        help="validate lab, contract and settings files",
+        description="Validate files. Exit 0 when clean, 1 when problems are found, "
+        "2 when a file cannot be read.",
+    )
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("--json", action="store_true", help="same as --format json")
+    check.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="github: ::error annotations for GitHub Actions",
+    )
+    check.add_argument("--strict", action="store_true", help="warnings count as problems")
+    check.add_argument(
+        "--settings", metavar="PATH", help="settings snapshot for labs (default: beside the lab)"
+    )
+    check.add_argument(
+        "--kind",
+        choices=("lab", "contract", "settings"),
+        help="treat every file as this kind instead of recognising it",
+    )
+    check.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="recheck every file (results are otherwise reused while nothing they depend on changed)",
+    )
+
+    plan = sub.add_parser(
+        "plan",
+        help="partition plan of a parallel stage",
+        description="Partition plan of a parallel_stage.toml (or of every `stage` of a lab), "
+        "inputs resolved from the contract's glob beside the contract.",
+    )
+    plan.add_argument("file", metavar="FILE")
+    plan.add_argument("--cores", type=int, metavar="N", help="cores to plan for (default: this machine's)")
+    plan.add_argument("--json", action="store_true")
+
+    status = sub.add_parser(
+        "status",
+        help="every step's state and why",
+        description="Every step's state "
+        "(fresh, stale, never-ran, disabled) and the reasons, in words. Runs nothing.",
+    )
+    status.add_argument("file", metavar="FILE")
+    _add_lab_options(status)
+    status.add_argument("--json", action="store_true")
+
+    graph = sub.add_parser("graph", help="the step graph, coloured by state (or by change)")
+    graph.add_argument("file", metavar="FILE")
+    graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    change = graph.add_mutually_exclusive_group()
+    change.add_argument(
+        "--diff", metavar="OLD", help="colour by change against an older version of the lab (a file)"
+    )
+    change.add_argument(
+        "--since", metavar="REV", help="colour by change against the lab at a git revision (Mermaid)"
+    )
+    _add_lab_options(graph)
+
+    schema = sub.add_parser("schema", help="print a JSON Schema for editors")
+    schema.add_argument("name", choices=("lab-steps", "parallel-stage", "app-settings"))
+
+    diff = sub.add_parser(
+        "diff",
+        help="what a change to a lab, contract or settings file means",
+        description="Semantic diff: per step added / removed / renamed / reordered, code (normalised; "
+        "cosmetic edits called so), mode, params, settings, deps, artifacts; which steps would re-run. "
+        "OLD and NEW are files, or git revisions followed by `-- PATH` (one revision: against the "
+        "working tree).",
+    )
+    diff.add_argument("refs", nargs="+", metavar="OLD NEW", help="two files, or one or two git revisions")
+    diff.add_argument("--json", action="store_true")
+    diff.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    diff.add_argument("--cores", type=int, default=None, metavar="N", help="cores for contract plans")
+
+    mig = sub.add_parser(
+        "migrate",
+        help="convert a stage list between lab_steps and lab_stages (name and schema stamp)",
+        description="Writes FILE under the other name (lab_steps.toml ↔ lab_stages.toml) with the other "
+        "schema stamp, edited with tomlkit: comments, order and unknown keys survive, and no stage is "
+        "dropped (both versions are loaded and compared first). The original file is left in place.",
+    )
+    mig.add_argument("file", metavar="FILE")
+    mig.add_argument("--to", required=True, choices=("lab_stages", "lab_steps"))
+    mig.add_argument(
+        "-o", "--output", metavar="PATH", help="where to write (default: FILE under the new name)"
+    )
+    mig.add_argument("--force", action="store_true", help="replace an existing, different target")
+
+    fmt = sub.add_parser(
+        "fmt",
+        help="give lab files one canonical layout (stages as [[tables]], code in blocks)",
+        description="Rewrites lab files in a canonical, stable layout so that diffs stay small: stage "
+        "lists as arrays of tables, one key per line, multi-line code in a block starting on its own "
+        "line. Comments and key order are kept; the result must load to the same stages.",
+    )
+    fmt.add_argument("files", nargs="+", metavar="FILE")
+    fmt.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is not formatted")
+
+    setup = sub.add_parser(
+        "git-setup",
+        help="make `git diff` / `git log -p` show semantic diffs of lab, contract and settings files",
+        description="Adds `diff=agilab` to .gitattributes for lab_steps.toml, lab_stages.toml, "
+        "parallel_stage.toml and app_settings.toml, and configures the driver in this repository "
+        "(`git diff` runs `agilab-run diff` on both versions; `git log -p` shows a canonical text).",
+    )
+    setup.add_argument(
+        "--global", dest="globally", action="store_true", help="configure the driver in ~/.gitconfig"
+    )
+    driver = sub.add_parser("git-diff-driver", help=argparse.SUPPRESS)
+    driver.add_argument("args", nargs="+")
+    conv = sub.add_parser("textconv", help=argparse.SUPPRESS)
+    conv.add_argument("file")
+
+    hist = sub.add_parser(
+        "history",
+        help="recorded runs, newest first; compare two; export to MLflow",
+        description="The runs recorded in .agilab/history/ beside the lab (one Parquet file per run), "
+        "newest first, with what changed since the run before. Run ids may be abbreviated: a prefix "
+        "of the id, or of its random tail.",
+    )
+    hist.add_argument("file", metavar="FILE", help="the lab file")
+    hist.add_argument("--step", metavar="ID", help="only this step of each run")
+    hist.add_argument("--last", type=int, metavar="N", help="only the N newest runs")
+    hist.add_argument(
+        "--status",
+        choices=("ok", "failed", "interrupted"),
+        help="only runs that ended so (or had a step fail)",
+    )
+    hist.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="what differs, step by step")
+    hist.add_argument(
+        "--export-mlflow",
+        nargs="?",
+        const="",
+        metavar="URI",
+        help="export the runs to MLflow (default: $MLFLOW_TRACKING_URI, else mlruns/ beside the lab)",
+    )
+    hist.add_argument("--json", action="store_true")
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check that every Dask worker reads the cluster share",
+        description="Write a sentinel under the share and ask every worker of the Dask scheduler to read "
+        "it back; report the workers that cannot (exit 1 if any).",
+    )
+    doctor.add_argument(
+        "--scheduler", required=True, metavar="ADDR", help="Dask scheduler, e.g. 127.0.0.1:8786"
+    )
+    doctor.add_argument("--share", required=True, metavar="PATH", help="the folder every worker should see")
+    doctor.add_argument("--json", action="store_true")
+    return parser
+
+
+def _add_lab_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="judge every step again (a judgment is otherwise reused while nothing it read changed)",
+    )
+    parser.add_argument(
+        "--settings",
+        metavar="PATH",
+        help="settings snapshot (default: app_settings.toml beside the lab, else src/app_settings.toml)",
+    )
+    parser.add_argument("--profile", metavar="NAME", help="apply each stage's profile of this name")
+
+
+def build_run_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="agilab-run", description="Run the stale steps of a lab, saying why each runs.")
+    parser.add_argument("file", metavar="FILE")
+    parser.add_argument("--dry-run", action="store_true", help="say what would run and why; run nothing")
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="run, then re-run the affected steps whenever a file they depend on changes (Ctrl-C stops)",
+    )
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="ID", help="run only this step (repeatable)"
+    )
+    parser.add_argument(
+        "--from", dest="from_step", metavar="ID", help="run this step and everything downstream"
+    )
+    parser.add_argument("--force", action="store_true", help="run the selected steps even when fresh")
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=1, metavar="N", help="independent steps run at once"
+    )
+    parser.add_argument(
+        "--keep-going", action="store_true", help="after a failure, let independent steps finish"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="list fresh steps too (the summary counts them)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("local", "pool", "dask", "gpu", "auto"),
+        help="run every parallel stage on this backend (default: the step's, else the settings')",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="Dask scheduler of dask and gpu stages (default: [cluster] scheduler when cluster_enabled, "
+        "else a LocalCluster started for the run)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"run_id", "steps": [{"id", "status", "reasons"}]} on stdout',
+    )
+    _add_lab_options(parser)
+    return parser

@@ -1,0 +1,71 @@
+"""What a run in progress needs from the command line (``agilab-run FILE`` and ``--watch``): the
+text reporter, made once the lab is open, and the signal handling around a run (SIGTERM as
+Ctrl-C; Ctrl-C held off during a clean-up).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import TYPE_CHECKING
+
+from .common import _use_color, _warn
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+    from collections.abc import Iterator
+    from types import FrameType
+
+    from ..execute.outcome import RunResult
+    from ..execute.run import Runner
+    from .show import TextReporter
+
+
+class _Reporting:
+    """The run's text reporter, made once the lab is open (its column fits the step ids)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.reporter: TextReporter | None = None
+
+    def reporter_for(self, runner: Runner) -> TextReporter:
+        from .show import TextReporter
+
+        _warn(runner)
+        width = max([len(i) for i in runner.lab.ids] + [4])
+        self.reporter = TextReporter(
+            sys.stderr, width, color=_use_color(sys.stderr), verbose=self.args.verbose
+        )
+        return self.reporter
+
+    def finished(self, result: RunResult) -> None:
+        assert self.reporter is not None
+        self.reporter.finished(result, self.args.file)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM ends a run as Ctrl-C does (its steps are ended; it is recorded as interrupted);
+    the previous handler is back afterwards (a caller in the same process keeps its own)."""
+    import signal
+
+    def _terminated(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _no_interrupts() -> Iterator[None]:
+    """Ctrl-C ignored for the duration (a second one must not cut a clean-up short), then restored."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
