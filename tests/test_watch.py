@@ -14,8 +14,8 @@ from pathlib import Path
 
 from conftest import interruptible_cli
 
-from agilab_dsl.cli.cmd_watch import _watch
-from agilab_dsl.cli.common import _request
+from agilab_dsl.cli.cmd_watch import run_watch
+from agilab_dsl.cli.common import lab_request
 from agilab_dsl.cli.parser import build_run_parser
 from agilab_dsl.execute.watch import Scope, is_noise
 
@@ -108,7 +108,7 @@ def edit(path: Path, old: str, new: str) -> Callable[[], list[Path]]:
 def watch(path: Path, source: Callable[[list[str]], Iterator[set[str]]], capsys) -> list[list[str]]:
     """Run the watch loop over ``source``; the steps that ran, per run (the first run first)."""
     args = build_run_parser().parse_args([str(path), "--watch"])
-    assert _watch(args, _request(args), source) == 0
+    assert run_watch(args, lab_request(args), source) == 0
     err = capsys.readouterr().err
     runs = re.split(r"^(?:⟳ .*|watching .*)$", err, flags=re.M)
     return [
@@ -171,7 +171,7 @@ def test_ten_broken_saves_then_a_good_one(tmp_path: Path, capsys) -> None:
         return [path]
 
     args = build_run_parser().parse_args([str(path), "--watch"])
-    assert _watch(args, _request(args), scripted(*broken, fixed)) == 0
+    assert run_watch(args, lab_request(args), scripted(*broken, fixed)) == 0
     err = capsys.readouterr().err
     assert err.count("error[toml-syntax]") == 10 and err.count("the lab is invalid: still watching") == 10
     assert err.count("lab_steps.toml:") >= 10  # each error located
@@ -311,7 +311,7 @@ def test_a_dask_local_cluster_stays_up_between_runs(tmp_path: Path, capsys) -> N
         return do
 
     args = build_run_parser().parse_args([str(path), "--watch"])
-    assert _watch(args, _request(args), scripted(add(1), add(2))) == 0
+    assert run_watch(args, lab_request(args), scripted(add(1), add(2))) == 0
     err = capsys.readouterr().err
     assert err.count("LocalCluster for this run") == 1  # started once, for all three runs
     address = re.search(r"LocalCluster for this run at (\S+),", err).group(1)  # type: ignore[union-attr]

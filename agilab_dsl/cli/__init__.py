@@ -15,7 +15,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from .common import EXIT_INVALID, EXIT_OK, _os_failure
+from .common import EXIT_INVALID, EXIT_OK, os_failure
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("agilab-run: interrupted; every step that completed is recorded", file=sys.stderr)
             return 130
         except OSError as exc:  # the lab's folder cannot be written (read-only, no permission, full)
-            return _os_failure(exc)
+            return os_failure(exc)
     parser = build_parser()
     git_path: str | None = None
     if args_list[:1] == ["diff"] and "--" in args_list:  # diff REV [REV] -- PATH
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except OSError as exc:
-        return _os_failure(exc)
+        return os_failure(exc)
 
 
 def _dispatch(args: argparse.Namespace, git_path: str | None, out: TextIO) -> int:

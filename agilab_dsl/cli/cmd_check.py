@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_INVALID, EXIT_OK, EXIT_PROBLEMS, _use_color
+from .common import EXIT_INVALID, EXIT_OK, EXIT_PROBLEMS, use_color
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -43,7 +43,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     from ..load.errors import render_github, render_text, to_json_text
 
     fmt = "json" if args.json else args.format
-    color = fmt == "text" and _use_color(out)
+    color = fmt == "text" and use_color(out)
     reports: list[dict[str, Any]] = []
     seen: set[str] = set()
     unreadable = False

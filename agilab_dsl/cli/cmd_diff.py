@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import EXIT_INVALID, EXIT_OK, _refused
+from .common import EXIT_INVALID, EXIT_OK, report_refusal
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -51,10 +51,10 @@ def cmd_diff(args: argparse.Namespace, git_path: str | None, out: TextIO) -> int
         except semantic.GitProblem as exc:
             print(f"agilab-run diff: error: {exc}", file=sys.stderr)
             return EXIT_INVALID
-        return _diff_files(old, new, labels, fmt, args.cores, out)
+        return diff_files(old, new, labels, fmt, args.cores, out)
 
 
-def _diff_files(
+def diff_files(
     old: Path, new: Path, labels: tuple[str, str], fmt: str, cores: int | None, out: TextIO
 ) -> int:
     import tomllib
@@ -88,7 +88,7 @@ def _diff_files(
             for path in (old, new):
                 runner = open_lab(LabRequest(file=str(path), use_cache=False))
                 if isinstance(runner, Refusal):
-                    return _refused(runner)
+                    return report_refusal(runner)
                 runners.append(runner)
             result = semantic.diff_labs(runners[0], runners[1], *labels)
             if fmt == "json":

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cmd_diff import _diff_files
+from .cmd_diff import diff_files
 from .common import EXIT_INVALID, EXIT_OK
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,7 +69,7 @@ def cmd_git_diff_driver(argv: list[str], out: TextIO) -> int:
         (Path(tmp) / "b").mkdir()
         old = beside(Path(old_file), real, Path(tmp) / "a")
         new = beside(Path(new_file), real, Path(tmp) / "b")
-        code = _diff_files(old, new, (f"a/{path}", f"b/{path}"), "text", None, out)
+        code = diff_files(old, new, (f"a/{path}", f"b/{path}"), "text", None, out)
     return EXIT_OK if code in (EXIT_OK, EXIT_INVALID) else code  # git goes on with the next file
 
 

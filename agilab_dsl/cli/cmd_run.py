@@ -12,13 +12,13 @@ from .common import (
     EXIT_INVALID,
     EXIT_OK,
     EXIT_PROBLEMS,
-    _judge,
-    _options,
-    _print_statuses,
-    _refused,
-    _request,
+    judge_lab,
+    lab_request,
+    report_refusal,
+    run_options,
+    show_statuses,
 )
-from .progress import _Reporting, _sigterm_interrupts
+from .progress import Reporting, sigterm_interrupts
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -34,7 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         print("agilab-run: error: -j must be at least 1", file=sys.stderr)
         return EXIT_INVALID
-    request = _request(args)
+    request = lab_request(args)
     if args.watch:
         if args.dry_run or args.json:
             print(
@@ -42,37 +42,42 @@ def cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_INVALID
-        from .cmd_watch import _watch
+        from .cmd_watch import run_watch
 
-        return _watch(args, request)
+        return run_watch(args, request)
     cached = None if args.force else session.cached_judgment(request)
     if cached is not None:
         statuses, conditional = cached
         if args.dry_run:
-            _print_statuses(statuses, args.json)
+            show_statuses(statuses, args.json)
             return EXIT_OK
         selected = {s.id for s in statuses}
         if all(s.state in ("fresh", "disabled") for s in statuses) and not selected & set(conditional):
             return _report_nothing_to_do(args, statuses)
-    options = _options(args)
+    options = run_options(args)
     if args.dry_run:
-        judged = _judge(args, options)
+        judged = judge_lab(args, options)
         if isinstance(judged, int):
             return judged
-        _print_statuses(judged, args.json)
+        show_statuses(judged, args.json)
         return EXIT_OK
-    reporting = _Reporting(args)
-    with _sigterm_interrupts():
-        ran = session.run(request, options, reporting.reporter_for, say=sys.stderr)
+    reporting = Reporting(args)
+    with sigterm_interrupts():
+        ran = session.run(request, options, reporting.reporter_for, say=_say)
     if isinstance(ran, session.Refusal) and ran.kind == "contract":
         return _run_contract(args, ran.value)
     if isinstance(ran, session.Refusal):
-        return _refused(ran)
+        return report_refusal(ran)
     _, result = ran
     reporting.finished(result)
     if args.json:
         sys.stdout.write(to_json_text(result.to_json()) + "\n")
     return EXIT_OK if result.ok else EXIT_PROBLEMS
+
+
+def _say(text: str) -> None:
+    """Where a run waiting for the lab's lock says so."""
+    print(f"agilab-run: {text}", file=sys.stderr, flush=True)
 
 
 def _run_contract(args: argparse.Namespace, contract: ParallelContract) -> int:

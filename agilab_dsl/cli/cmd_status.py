@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import EXIT_INVALID, EXIT_OK, _judge, _open, _print_statuses, _refused, _request
+from .common import EXIT_INVALID, EXIT_OK, judge_lab, lab_request, open_runner, report_refusal, show_statuses
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -19,21 +19,21 @@ if TYPE_CHECKING:  # pragma: no cover
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     from ..execute.session import cached_judgment
 
-    cached = cached_judgment(_request(args))
+    cached = cached_judgment(lab_request(args))
     if cached is not None:
-        _print_statuses(cached[0], args.json)
+        show_statuses(cached[0], args.json)
         return EXIT_OK
-    statuses = _judge(args, None)
+    statuses = judge_lab(args, None)
     if isinstance(statuses, int):
         return statuses
-    _print_statuses(statuses, args.json)
+    show_statuses(statuses, args.json)
     return EXIT_OK
 
 
 def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
     from .show import graph_text
 
-    runner = _open(args)
+    runner = open_runner(args)
     if isinstance(runner, int):
         return runner
     edges = [(e.upstream, e.downstream) for e in runner.full_graph.edges]
@@ -58,7 +58,7 @@ def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_INVALID
         old = open_lab(LabRequest(file=str(old_path), use_cache=False))
         if isinstance(old, Refusal):
-            return _refused(old)
+            return report_refusal(old)
         change = semantic.diff_labs(old, runner, args.since or args.diff, args.file)
     out.write(change_graph(list(runner.lab.ids), edges, change))
     return EXIT_OK

@@ -7,8 +7,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from .common import EXIT_INVALID, EXIT_OK, _options, _refused
-from .progress import _no_interrupts, _Reporting, _sigterm_interrupts
+from .common import EXIT_INVALID, EXIT_OK, report_refusal, run_options
+from .progress import Reporting, no_interrupts, sigterm_interrupts
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..execute.watch import ChangeSource
 
 
-def _watch(args: argparse.Namespace, request: LabRequest, source: ChangeSource | None = None) -> int:
+def run_watch(args: argparse.Namespace, request: LabRequest, source: ChangeSource | None = None) -> int:
     """``--watch``: see :mod:`agilab_dsl.execute.watch`. ``source`` replaces watchfiles (tests script it)."""
     import dataclasses
 
@@ -26,9 +26,9 @@ def _watch(args: argparse.Namespace, request: LabRequest, source: ChangeSource |
     from ..execute.machine import Warm
     from ..execute.watch import Watcher, watchfiles_source
 
-    options = _options(args)
+    options = run_options(args)
     warm = Warm()
-    reporting = _Reporting(args)
+    reporting = Reporting(args)
 
     def run_once(first: bool) -> Runner | None:
         ran = session.run(
@@ -41,7 +41,7 @@ def _watch(args: argparse.Namespace, request: LabRequest, source: ChangeSource |
         if isinstance(ran, session.Refusal):
             if ran.kind == "contract":
                 raise _NotALab
-            _refused(ran)
+            report_refusal(ran)
             return None
         runner, result = ran
         reporting.finished(result)
@@ -52,7 +52,7 @@ def _watch(args: argparse.Namespace, request: LabRequest, source: ChangeSource |
 
     watcher = Watcher(run_once, args.settings, source or watchfiles_source(), say)
     try:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             return watcher.loop(args.file)
     except KeyboardInterrupt:
         say("watch: stopped")
@@ -64,7 +64,7 @@ def _watch(args: argparse.Namespace, request: LabRequest, source: ChangeSource |
         )
         return EXIT_INVALID
     finally:
-        with _no_interrupts():
+        with no_interrupts():
             warm.close()
 
 

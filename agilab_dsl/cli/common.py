@@ -27,11 +27,11 @@ EXIT_PROBLEMS = 1
 EXIT_INVALID = 2
 
 
-def _use_color(stream: TextIO) -> bool:
+def use_color(stream: TextIO) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
-def _os_failure(exc: OSError) -> int:
+def os_failure(exc: OSError) -> int:
     """A file this tool itself had to write or read could not be: say which, and why."""
     from ..load.errors import os_error
     from ..plan.state import FOLDER
@@ -45,7 +45,7 @@ def _os_failure(exc: OSError) -> int:
     return EXIT_INVALID
 
 
-def _request(args: argparse.Namespace) -> LabRequest:
+def lab_request(args: argparse.Namespace) -> LabRequest:
     from ..execute.session import LabRequest
 
     return LabRequest(
@@ -58,11 +58,11 @@ def _request(args: argparse.Namespace) -> LabRequest:
     )
 
 
-def _refused(refusal: Refusal) -> int:
+def report_refusal(refusal: Refusal) -> int:
     """Print why a lab cannot be judged or run; the exit code for it."""
     from ..load.errors import render_text
 
-    color = _use_color(sys.stderr)
+    color = use_color(sys.stderr)
     for d in refusal.diagnostics:
         print(render_text(d, color=color), file=sys.stderr)
     if refusal.message:
@@ -70,23 +70,23 @@ def _refused(refusal: Refusal) -> int:
     return EXIT_INVALID
 
 
-def _open(args: argparse.Namespace) -> Runner | int:
+def open_runner(args: argparse.Namespace) -> Runner | int:
     """The lab's runner, or the exit code after saying why there is none."""
     from ..execute.session import Refusal, open_lab
 
-    runner = open_lab(_request(args))
+    runner = open_lab(lab_request(args))
     if isinstance(runner, Refusal):
-        return _refused(runner)
-    _warn(runner)
+        return report_refusal(runner)
+    print_warnings(runner)
     return runner
 
 
-def _warn(runner: Runner) -> None:
+def print_warnings(runner: Runner) -> None:
     for warning in runner.warnings:
         print(f"agilab-run: warning: {warning}", file=sys.stderr)
 
 
-def _options(args: argparse.Namespace) -> RunOptions:
+def run_options(args: argparse.Namespace) -> RunOptions:
     from ..execute.outcome import RunOptions
 
     return RunOptions(
@@ -100,19 +100,19 @@ def _options(args: argparse.Namespace) -> RunOptions:
     )
 
 
-def _judge(args: argparse.Namespace, options: RunOptions | None) -> list[StepStatus] | int:
+def judge_lab(args: argparse.Namespace, options: RunOptions | None) -> list[StepStatus] | int:
     """Full judgment (kept in the judgment cache); the statuses, or an exit code."""
     from ..execute.session import Refusal, judge
 
-    judged = judge(_request(args), options)
+    judged = judge(lab_request(args), options)
     if isinstance(judged, Refusal):
-        return _refused(judged)
+        return report_refusal(judged)
     runner, statuses = judged
-    _warn(runner)
+    print_warnings(runner)
     return statuses
 
 
-def _print_statuses(statuses: Sequence[StepStatus | CachedStatus], as_json: bool) -> None:
+def show_statuses(statuses: Sequence[StepStatus | CachedStatus], as_json: bool) -> None:
     from ..load.errors import to_json_text
     from .show import print_statuses
 

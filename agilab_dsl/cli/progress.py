@@ -9,7 +9,7 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING
 
-from .common import _use_color, _warn
+from .common import print_warnings, use_color
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .show import TextReporter
 
 
-class _Reporting:
+class Reporting:
     """The run's text reporter, made once the lab is open (its column fits the step ids)."""
 
     def __init__(self, args: argparse.Namespace) -> None:
@@ -31,10 +31,10 @@ class _Reporting:
     def reporter_for(self, runner: Runner) -> TextReporter:
         from .show import TextReporter
 
-        _warn(runner)
+        print_warnings(runner)
         width = max([len(i) for i in runner.lab.ids] + [4])
         self.reporter = TextReporter(
-            sys.stderr, width, color=_use_color(sys.stderr), verbose=self.args.verbose
+            sys.stderr, width, color=use_color(sys.stderr), verbose=self.args.verbose
         )
         return self.reporter
 
@@ -44,7 +44,7 @@ class _Reporting:
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
+def sigterm_interrupts() -> Iterator[None]:
     """SIGTERM ends a run as Ctrl-C does (its steps are ended; it is recorded as interrupted);
     the previous handler is back afterwards (a caller in the same process keeps its own)."""
     import signal
@@ -60,7 +60,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _no_interrupts() -> Iterator[None]:
+def no_interrupts() -> Iterator[None]:
     """Ctrl-C ignored for the duration (a second one must not cut a clean-up short), then restored."""
     import signal
 

@@ -220,12 +220,12 @@ def run(
     request: LabRequest,
     options: RunOptions,
     reporter_for: Callable[[Runner], Reporter],
-    say: Any = None,
+    say: Callable[[str], None] | None = None,
     warm: Any = None,
 ) -> tuple[Runner, RunResult] | Refusal:
     """Run the lab under its lock; afterwards, when every selected step is fresh, keep that as the
     judgment. ``reporter_for`` makes the reporter once the lab is open (it may size columns to the
-    ids); ``say`` is where waiting for the lock is announced."""
+    ids); ``say`` hears that the run waits for the lab's lock, and why."""
     from ..plan import judgment
     from ..plan.state import LabState, lab_lock
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from .contract import build_contract
 from .lab import build_lab
-from .parse import FileKind, LoadResult, _read, detect_kind
+from .parse import FileKind, LoadResult, detect_kind, read_source
 from .settings import build_settings
 
 
@@ -19,7 +19,7 @@ def load_any(
     path: str | Path, kind: FileKind | None = None, *, profile: str | None = None
 ) -> LoadResult[Any]:
     """Load a file of any of the three kinds, recognised by stamp, name or shape (parsed once)."""
-    result, loc = _read(path, None, kind, profile)
+    result, loc = read_source(path, None, kind, profile)
     if result.data is None:
         return result
     result.kind = kind or detect_kind(path, result.data)

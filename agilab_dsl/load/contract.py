@@ -11,13 +11,13 @@ from typing import Any
 
 from . import expr
 from .errors import did_you_mean
-from .parse import LoadResult, Locator, _read, toml_repr
+from .parse import LoadResult, Locator, read_source, toml_repr
 from .validation import report_validation
 
 
 def load_contract(path: str | Path, text: str | None = None) -> LoadResult[Any]:
     """Load a ``parallel_stage.toml`` and give AGILAB's checks and warnings."""
-    result, loc = _read(path, text, "contract")
+    result, loc = read_source(path, text, "contract")
     if result.data is not None:
         build_contract(result, loc)
     return result

@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import did_you_mean
-from .parse import LoadResult, Locator, _read, toml_repr
+from .parse import LoadResult, Locator, read_source, toml_repr
 from .source import KeyPath
-from .stage import _build_stage, _check_stage_expressions
+from .stage import build_stage, check_stage_expressions
 from .validation import report_validation
 
 
 def load_lab(path: str | Path, text: str | None = None, *, profile: str | None = None) -> LoadResult[Any]:
     """Load ``lab_steps.toml`` / ``lab_stages.toml`` (both names, both stamps, legacy arrays).
     With ``profile``, each stage that defines that profile gets its overrides deep-merged."""
-    result, loc = _read(path, text, "lab", profile)
+    result, loc = read_source(path, text, "lab", profile)
     if result.data is not None:
         build_lab(result, loc)
     return result
@@ -87,7 +87,7 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
             order = seq + [i for i in order if i not in seq]
         for index in order:
             raw = data[module][index]
-            stage = _build_stage(raw, (module, index), aliases, loc, Stage, ValidationError, result.profile)
+            stage = build_stage(raw, (module, index), aliases, loc, Stage, ValidationError, result.profile)
             if stage is None:  # not even a partial stage: its id is still known
                 written_id = raw.get("id", raw.get("stage_id"))
                 result.invalid_ids.add(
@@ -98,7 +98,7 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
             stages.append(LabStage(module=module, index=index, id=sid, stage=stage))
 
     for n, placed in enumerate(stages):
-        _check_stage_expressions(result, loc, n, placed)
+        check_stage_expressions(result, loc, n, placed)
 
     dialect: Literal["module-keys", "legacy-steps", "legacy-stages"] = "module-keys"
     if modules and all(m in LEGACY_ARRAYS for m in modules):

@@ -124,9 +124,7 @@ class Locator:
         width: int = 1,
         severity: Severity | None = None,
     ) -> Diagnostic:
-        return self._emit(
-            code, message, offset, key=_key_text(key), hint=hint, width=width, severity=severity
-        )
+        return self._emit(code, message, offset, key=key_text(key), hint=hint, width=width, severity=severity)
 
     def at_key(
         self,
@@ -148,7 +146,7 @@ class Locator:
         ):
             width = len(self._written_key(span.key)) or 1
         return self._emit(
-            code, message, offset, key=_key_text(path), hint=hint, width=width, severity=severity
+            code, message, offset, key=key_text(path), hint=hint, width=width, severity=severity
         )
 
     def at_value(
@@ -167,7 +165,7 @@ class Locator:
             line, col = self.source.line_col(span.value)
             width = min(span.end - span.value, len(self.source.line_text(line)) - col + 1)
         return self._emit(
-            code, message, offset, key=_key_text(path), hint=hint, width=width, severity=severity
+            code, message, offset, key=key_text(path), hint=hint, width=width, severity=severity
         )
 
     def in_string(
@@ -185,7 +183,7 @@ class Locator:
         if offset is None:
             return self.at_value(code, message, path, hint=hint, severity=severity)
         return self._emit(
-            code, message, offset, key=_key_text(path), hint=hint, width=width, severity=severity
+            code, message, offset, key=key_text(path), hint=hint, width=width, severity=severity
         )
 
     def _written_key(self, offset: int) -> str:
@@ -194,7 +192,7 @@ class Locator:
         return m.group() if m else ""
 
 
-def _key_text(key: KeyPath | str | None) -> str | None:
+def key_text(key: KeyPath | str | None) -> str | None:
     if key is None or isinstance(key, str):
         return key
     out = ""
@@ -387,7 +385,7 @@ def _is_table_array(value: Any) -> bool:
 # Phase 2 starts from here: the builders (lab, contract, settings) fill in this result
 
 
-def _read(
+def read_source(
     path: str | Path, text: str | None, kind: FileKind | None, profile: str | None = None
 ) -> tuple[LoadResult[Any], Locator]:
     data, source, loc = read_toml(path, text)

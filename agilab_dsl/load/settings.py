@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Severity, did_you_mean
-from .parse import LoadResult, Locator, _read
+from .parse import LoadResult, Locator, read_source
 from .validation import report_validation
 
 
 def load_settings(path: str | Path, text: str | None = None) -> LoadResult[Any]:
     """Load an ``app_settings.toml``: ``[args]``, ``[cluster]``, and other tables kept as written."""
-    result, loc = _read(path, text, "settings")
+    result, loc = read_source(path, text, "settings")
     if result.data is not None:
         build_settings(result, loc)
     return result

@@ -1,8 +1,8 @@
 """Building one stage of a lab: its keys and aliases, its profiles, and the expressions in its strings.
 
-:func:`_build_stage` maps the written keys (``C``, ``D``, ``R``…) to the model's fields, reports
+:func:`build_stage` maps the written keys (``C``, ``D``, ``R``…) to the model's fields, reports
 unknown and conflicting keys, validates each profile's overrides and deep-merges the selected one;
-:func:`_check_stage_expressions` parses ``mode``, ``when``, ``function`` and ``${…}`` holes and
+:func:`check_stage_expressions` parses ``mode``, ``when``, ``function`` and ``${…}`` holes and
 records every reference they hold.
 """
 
@@ -22,7 +22,7 @@ from .validation import report_validation
 TEMPLATE_FIELDS = ("env", "produces", "consumes", "params", "stage")
 
 
-def _build_stage(
+def build_stage(
     raw: Mapping[str, Any],
     base: KeyPath,
     aliases: Mapping[str, str],
@@ -187,7 +187,7 @@ class _Errors:
         return self._errors
 
 
-def _check_stage_expressions(result: LoadResult[Any], loc: Locator, n: int, placed: Any) -> None:
+def check_stage_expressions(result: LoadResult[Any], loc: Locator, n: int, placed: Any) -> None:
     """Parse mode, when, function and ${…} holes of one stage, reporting errors inside the strings."""
     from .model import stage_key_aliases
 

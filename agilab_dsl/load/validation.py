@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import did_you_mean
-from .parse import Locator, _key_text, toml_repr
+from .parse import Locator, key_text, toml_repr
 from .source import KeyPath
 
 _PHRASES = {
@@ -81,7 +81,7 @@ def report_validation(
         grouped.setdefault(path, []).append(err)
     for path, errs in grouped.items():
         full = base + path
-        name = _key_text(path) or "value"
+        name = key_text(path) or "value"
         first = errs[0]
         if first["type"] == "missing":
             loc.at_key(

@@ -192,8 +192,8 @@ STEPS_LOCK = "steps.lock"  # held (shared) by every step process a runner starts
 
 
 @contextlib.contextmanager
-def lab_lock(lab_path: str | Path, *, say: TextIO | None = None) -> Iterator[None]:
-    """Hold the lab's lock; a second runner waits, saying who holds it.
+def lab_lock(lab_path: str | Path, *, say: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the lab's lock; a second runner waits, saying (through ``say``) who holds it.
 
     The OS releases a ``flock`` with its process, so a runner killed with SIGKILL leaves no lock
     behind, only its name in the lock file (a clean exit empties it). Finding a name there on
@@ -206,7 +206,7 @@ def lab_lock(lab_path: str | Path, *, say: TextIO | None = None) -> Iterator[Non
 
     def tell(text: str) -> None:
         if say is not None:
-            print(f"agilab-run: {text}", file=say, flush=True)
+            say(text)
 
     fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
