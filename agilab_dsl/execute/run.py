@@ -25,6 +25,7 @@ from ..plan.resolve import ResolvedStep, resolve_step
 from ..plan.spec import LabSpec
 from ..plan.stale import StepStatus, components, reasons
 from ..plan.state import LabState, StepRecord, new_run_id
+from .executors import executor
 from .machine import Machine, Warm
 from .outcome import Reporter, RunOptions, RunResult, SilentReporter, StepOutcome
 from .recording import record_run
@@ -227,7 +228,7 @@ class Runner:
         running: dict[Any, tuple[str, dict[str, Any], list[str]]] = {}  # future -> (id, comps, why)
         # -j 1 runs each step from this thread: no hand-off to a thread and back per step (and no
         # import of concurrent.futures)
-        threads: Any = _Inline() if options.jobs == 1 else _threads(options.jobs)
+        threads: Any = executor(options.jobs)
         try:
             # Kahn's algorithm: a step is ready when its last selected upstream step settles.
             rank = {sid: n for n, sid in enumerate(order)}
@@ -395,46 +396,6 @@ class Runner:
             if outcome.status == "ran":
                 break
         return outcome
-
-
-class _Done:
-    """A finished call, with the interface of a finished ``concurrent.futures.Future``."""
-
-    def __init__(self, value: Any = None, error: Exception | None = None) -> None:
-        self._value, self._error = value, error
-
-    def result(self) -> Any:
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-class _Inline:
-    """The executor of ``-j 1``: runs what it is given at once. Ctrl-C (KeyboardInterrupt)
-    propagates from the running step to the run loop."""
-
-    def submit(self, fn: Callable[..., StepOutcome], *args: Any) -> _Done:
-        try:
-            return _Done(fn(*args))
-        except Exception as exc:  # a bug surfaces from .result(), as with a thread pool
-            return _Done(error=exc)
-
-    def wait_first(self, running: list[Any]) -> list[Any]:
-        return running
-
-    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-        return None
-
-
-def _threads(jobs: int) -> Any:
-    """The executor of ``-j N``: a thread per running step, each waiting on its worker."""
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
-    class Threads(ThreadPoolExecutor):
-        def wait_first(self, running: list[Any]) -> list[Any]:
-            return list(wait(running, return_when=FIRST_COMPLETED)[0])
-
-    return Threads(max_workers=jobs)
 
 
 def _stopped(failed: str) -> str:
