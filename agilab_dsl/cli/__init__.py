@@ -1,4 +1,7 @@
-"""``agilab-run``: the only place that parses argv, prints, and picks exit codes.
+"""Layer 7, the top — ``agilab-run``: the only place that parses argv, prints, and picks exit codes.
+It may import every layer below; nothing imports it. A new command is a ``cmd_NAME.py`` module
+with a function from the parsed arguments to an exit code, its sub-parser in :mod:`.parser`, and
+its entry in :data:`COMMANDS` (the dispatch imports that module only).
 
 Exit codes: 0 ok; 1 a step failed, or ``check`` found problems; 2 the definition is invalid, a
 file cannot be read, or the call is wrong. Every command imports what it needs when it runs, so
@@ -19,24 +22,26 @@ from .common import EXIT_INVALID, EXIT_OK, os_failure
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import TextIO
 
-COMMANDS = (
-    "check",
-    "plan",
-    "schema",
-    "status",
-    "graph",
-    "doctor",
-    "history",
-    "diff",
-    "git-setup",
-    "git-diff-driver",
-    "textconv",
-    "migrate",
-    "fmt",
-)
+# Each command: its module in this package, and that module's function from the parsed arguments
+# (and the output stream) to an exit code. Only the module of the command being run is imported.
+COMMANDS = {
+    "check": "cmd_check",
+    "plan": "cmd_plan",
+    "schema": "cmd_schema",
+    "status": "cmd_status",
+    "graph": "cmd_status:cmd_graph",
+    "doctor": "cmd_doctor",
+    "history": "cmd_history",
+    "diff": "cmd_diff",
+    "git-setup": "cmd_git:cmd_git_setup",
+    "git-diff-driver": "cmd_git:cmd_git_diff_driver",
+    "textconv": "cmd_git:cmd_textconv",
+    "migrate": "cmd_migrate",
+    "fmt": "cmd_fmt",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_INVALID
     try:
-        return _dispatch(args, git_path, sys.stdout)
+        args.git_path = git_path  # diff REV [REV] -- PATH
+        return _dispatch(args, sys.stdout)
     except KeyboardInterrupt:
         print("agilab-run: interrupted", file=sys.stderr)
         return 130
@@ -89,63 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return os_failure(exc)
 
 
-def _dispatch(args: argparse.Namespace, git_path: str | None, out: TextIO) -> int:
-    """Run the command ``args`` names, importing its module only (``git_path``: ``diff ... -- PATH``)."""
-    command = args.command
-    if command == "check":
-        from .cmd_check import cmd_check
+def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
+    """Run the command ``args`` names, importing its module only."""
+    import importlib
 
-        return cmd_check(args, out)
-    if command == "plan":
-        from .cmd_plan import cmd_plan
-
-        return cmd_plan(args, out)
-    if command == "status":
-        from .cmd_status import cmd_status
-
-        return cmd_status(args, out)
-    if command == "graph":
-        from .cmd_status import cmd_graph
-
-        return cmd_graph(args, out)
-    if command == "doctor":
-        from .cmd_doctor import cmd_doctor
-
-        return cmd_doctor(args, out)
-    if command == "history":
-        from .cmd_history import cmd_history
-
-        return cmd_history(args, out)
-    if command == "diff":
-        from .cmd_diff import cmd_diff
-
-        return cmd_diff(args, git_path, out)
-    if command == "fmt":
-        from .cmd_fmt import cmd_fmt
-
-        return cmd_fmt(args, out)
-    if command == "migrate":
-        from .cmd_migrate import cmd_migrate
-
-        return cmd_migrate(args, out)
-    if command == "git-setup":
-        from .cmd_git import cmd_git_setup
-
-        return cmd_git_setup(args, out)
-    if command == "git-diff-driver":
-        from .cmd_git import cmd_git_diff_driver
-
-        return cmd_git_diff_driver(args.args, out)
-    if command == "textconv":
-        from .cmd_git import cmd_textconv
-
-        return cmd_textconv(args, out)
-    if command == "schema":
-        from .cmd_schema import cmd_schema
-
-        return cmd_schema(args, out)
-    raise AssertionError(command)  # pragma: no cover
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    module, _, function = COMMANDS[args.command].partition(":")
+    command: Callable[[argparse.Namespace, TextIO], int] = getattr(
+        importlib.import_module(f".{module}", __name__), function or module
+    )
+    return command(args, out)

@@ -16,12 +16,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import TextIO
 
 
-def cmd_diff(args: argparse.Namespace, git_path: str | None, out: TextIO) -> int:
+def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
     """``agilab-run diff``: see :mod:`agilab_dsl.review.diff`."""
     import tempfile
 
     from ..review import diff as semantic
 
+    git_path: str | None = args.git_path  # diff REV [REV] -- PATH
     fmt = "json" if args.json else args.format
     with tempfile.TemporaryDirectory(prefix="agilab-diff-") as tmp:
         try:

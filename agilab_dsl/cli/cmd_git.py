@@ -49,12 +49,13 @@ def cmd_git_setup(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def cmd_git_diff_driver(argv: list[str], out: TextIO) -> int:
+def cmd_git_diff_driver(args: argparse.Namespace, out: TextIO) -> int:
     """Git's external diff protocol: PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE."""
     import tempfile
 
     from ..review.git_drivers import beside
 
+    argv: list[str] = args.args
     if len(argv) < 7:
         print("agilab-run git-diff-driver: git passes 7 arguments (see git help diff)", file=sys.stderr)
         return EXIT_INVALID
