@@ -97,10 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, out: TextIO) -> int:
     """Run the command ``args`` names, importing its module only."""
-    import importlib
-
     module, _, function = COMMANDS[args.command].partition(":")
-    command: Callable[[argparse.Namespace, TextIO], int] = getattr(
-        importlib.import_module(f".{module}", __name__), function or module
-    )
+    function = function or module
+    # the import statement's own machinery (importlib itself is not loaded for this)
+    loaded = __import__(f"{__name__}.{module}", fromlist=[function])
+    command: Callable[[argparse.Namespace, TextIO], int] = getattr(loaded, function)
     return command(args, out)
