@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, corpus_files, needs_corpus
 
-from agilab_dsl.check.files import load
 from agilab_dsl.cli import main
+from agilab_dsl.load.lab import require_lab
 
 INLINE = """# a lab as AGILAB writes it
 demo = [
@@ -25,7 +25,7 @@ version = 1
 
 
 def stages(path: Path) -> list[tuple[str, dict]]:
-    return [(s.id, s.stage.model_dump()) for s in load(path, "lab").stages]
+    return [(s.id, s.stage.model_dump()) for s in require_lab(path).stages]
 
 
 def test_inline_stages_become_tables_with_code_blocks(tmp_path: Path, capsys) -> None:

@@ -18,12 +18,17 @@ from agilab_dsl.load.source import SourceMap
 
 @needs_corpus
 @pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name[-60:])
-def test_every_corpus_file_loads_without_errors(path: Path) -> None:
+def test_every_corpus_file_loads_with_errors_only_where_agilab_finds_them(path: Path) -> None:
+    """Every file loads (a model, or a partial lab). The one error allowed is AGILAB's own
+    stage-code-syntax: a real legacy lab holds prose where code belongs, and AGILAB fails it too."""
     result, _settings = check_file(path)
     assert result.kind is not None
     errors = [d for d in result.diagnostics if d.is_error]
-    assert errors == [], errors
-    assert result.value is not None
+    assert {d.code for d in errors} <= {"stage-code-syntax"}, errors
+    assert result.value is not None if not errors else result.partial is not None
+    if errors:
+        assert "tescia_diagnostic_project__lab_steps" in path.name  # AGILAB: stage-code-syntax x3
+        assert len(errors) == 3 and all(d.line and d.column for d in errors)
 
 
 @needs_corpus
@@ -79,7 +84,7 @@ def test_long_aliases_and_preserved_keys() -> None:
     assert load_stage.produces == ("work/raw.txt",) and load_stage.template_version == 2
     assert clean.deps == ("load",) and clean.consumes == ("work/raw.txt",)
     assert clean.profiles == {"fast": {"params": {"n": 1}}}
-    assert clean.automation == {"parallel_safe": True, "skip_if_outputs_exist": False}
+    assert clean.automation.parallel_safe is True and clean.automation.skip_if_outputs_exist is False
     assert disabled.disabled and not clean.disabled
     assert lab.ids == ("load", "clean", "disabled")
 

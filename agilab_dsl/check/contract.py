@@ -12,7 +12,8 @@ from ..load.parse import LoadResult
 from ..plan.cache import Observations
 from ..plan.graph import escapes
 from .functions import check_function
-from .rules import OUTSIDE_HINT
+
+OUTSIDE_HINT = "write inside the folder, or set allow_outside = true {where} to let it write there"
 
 
 def check_contract(result: LoadResult[Any], obs: Observations | None = None) -> None:
@@ -31,3 +32,15 @@ def check_contract(result: LoadResult[Any], obs: Observations | None = None) -> 
         )
     if contract.reducer_function:
         check_function(loc, contract.reducer_function, base_dir, ("reducer_function",), obs)
+
+
+def contract_problems(path: Path, obs: Observations) -> list[Any]:
+    """A stage's parallel contract, loaded and checked as ``check`` checks it: its diagnostics
+    (located in the contract's own file)."""
+    from ..load.contract import load_contract
+
+    obs.note(path)
+    found = load_contract(path)
+    if found.value is not None:
+        check_contract(found, obs)
+    return list(found.diagnostics)

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..load import expr
 from ..load.errors import Severity, did_you_mean
 from ..load.locate import function_source
-from ..load.parse import Locator
+from ..load.parse import Locator, key_text
 from ..plan.cache import Observations
 from . import risky
 from .risky import RISKY_HINT
@@ -36,6 +36,9 @@ def check_function(
     except expr.ExprSyntaxError:
         return  # reported by the loader
     problem, source, code = _locate(ref, base_dir, obs)
+    if isinstance(problem, SyntaxError) and source is not None:
+        _invalid_module(loc, source, problem, f"{ref}, named at {key_text(key)}")
+        return
     if problem is not None:
         loc.at_value("function-not-found", problem[0], key, hint=problem[1], severity=Severity.WARNING)
         return
@@ -55,19 +58,40 @@ def check_function(
         )
 
 
+def _invalid_module(loc: Locator, source: Path, exc: SyntaxError, named: str) -> None:
+    """A function's module that does not parse: an error located in that module's own file."""
+    from ..load.errors import make
+
+    loc.diagnostics.append(
+        make(
+            "function-module-invalid",
+            f"{source.name} is not valid Python: {exc.msg}",
+            str(source),
+            exc.lineno,
+            exc.offset,
+            source_line=(exc.text or "").rstrip("\r\n") or None,
+            hint=f"the module of {named}: the step would fail on import",
+        )
+    )
+
+
 def locate_function(
     ref: expr.FuncRef, base_dir: Path, obs: Observations | None = None
 ) -> tuple[str, str | None] | None:
     """Find a function's source without importing anything: None when found, else (message, hint).
 
     A module that exists but has no Python source (an extension) is accepted unread."""
-    return _locate(ref, base_dir, obs or Observations())[0]
+    problem = _locate(ref, base_dir, obs or Observations())[0]
+    if isinstance(problem, SyntaxError):
+        return f"{problem.filename}:{problem.lineno}: {problem.msg}", None
+    return problem
 
 
 def _locate(
     ref: expr.FuncRef, base_dir: Path, obs: Observations
-) -> tuple[tuple[str, str | None] | None, Path | None, str | None]:
-    """(the problem or None, the module's file, its Python source when it was read)."""
+) -> tuple[tuple[str, str | None] | SyntaxError | None, Path | None, str | None]:
+    """(the problem or None, the module's file, its Python source when it was read); a module that
+    does not parse gives its SyntaxError as the problem."""
     source_file = function_source(ref.module, ref.is_path, base_dir, obs.is_file, obs.note)
     if source_file is None and ref.is_path:
         file = (base_dir / ref.module).resolve()
@@ -92,8 +116,10 @@ def _locate(
         return None, source_file, None  # no Python source (built in, or compiled): accepted unread
     try:
         code = source_file.read_text(encoding="utf-8")
-        tree = ast.parse(code)
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError) as exc:
+        tree = ast.parse(code, filename=str(source_file))
+    except SyntaxError as exc:
+        return exc, source_file, None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         return (f"cannot read {source_file}: {exc}", None), source_file, None
     names = _top_level_names(tree)
     if ref.function not in names:

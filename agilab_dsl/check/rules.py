@@ -19,11 +19,10 @@ from ..load.errors import did_you_mean
 from ..load.parse import LoadResult, Locator, toml_repr
 from ..plan.cache import Observations
 from ..plan.graph import Edge, StepGraph, escapes, normalize_artifact
-from . import risky
+from .automation import check_automation
+from .code import check_code
+from .contract import OUTSIDE_HINT, contract_problems
 from .functions import check_function, siblings
-from .risky import RISKY_HINT
-
-OUTSIDE_HINT = "write inside the folder, or set allow_outside = true {where} to let it write there"
 
 
 def check_lab(
@@ -195,19 +194,10 @@ def check_lab(
             if problem is not None:
                 loc.at_value("settings-reference-unknown", problem[0], path, hint=problem[1])
 
-    # stage contracts, function references and risky calls in code
+    # code, stage contracts (each checked whole: a run must not start to fail at it) and functions
+    check_code(loc, lab.stages, written)
+    contracts_seen: set[Path] = set()
     for s in lab.stages:
-        if s.stage.code:
-            code_path = (s.module, s.index, written(s, "code") or "C")
-            for call in risky.find(s.stage.code):
-                loc.in_string(
-                    "risky-call",
-                    f"stage {s.id!r} calls {call.name}: {risky.why(call)}",
-                    code_path,
-                    call.index,
-                    width=call.width,
-                    hint=RISKY_HINT,
-                )
         if s.stage.stage:
             target = base_dir / s.stage.stage
             if "${" not in s.stage.stage and not obs.is_file(target):
@@ -218,10 +208,14 @@ def check_lab(
                     (s.module, s.index, written(s, "stage") or "stage"),
                     hint=did_you_mean(Path(s.stage.stage).name, siblings(target, obs)),
                 )
+            elif "${" not in s.stage.stage and target.resolve() not in contracts_seen:
+                contracts_seen.add(target.resolve())
+                result.diagnostics.extend(contract_problems(target, obs))
         if s.stage.function:
             check_function(loc, s.stage.function, base_dir, (s.module, s.index, "function"), obs)
 
     graph = StepGraph.from_lab(lab, extra_edges)
+    check_automation(loc, lab.stages, raw, graph)
     cycle = graph.cycle()
     if cycle is not None:
         head = first_seen[cycle[0]]

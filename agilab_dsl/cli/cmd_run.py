@@ -31,7 +31,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..execute import session
     from ..load.errors import to_json_text
 
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         print("agilab-run: error: -j must be at least 1", file=sys.stderr)
         return EXIT_INVALID
     request = lab_request(args)
@@ -110,29 +110,30 @@ def _report_nothing_to_do(args: argparse.Namespace, statuses: list[CachedStatus]
     """A run whose judgment, unchanged since it was made, says every step is fresh."""
     import time
 
+    from ..execute.outcome import OUTPUTS_EXIST
     from ..load.errors import to_json_text
+
+    def outcome(s: CachedStatus) -> str:  # what a run would record for it
+        if s.state == "fresh":
+            return "fresh"
+        return "skipped" if list(s.reasons) == [OUTPUTS_EXIST] else "disabled"
 
     started = time.perf_counter()
     width = max([len(s.id) for s in statuses] + [4])
+    marks = {"fresh": "=", "skipped": "-", "disabled": "·"}
     for s in statuses:
         if s.state == "fresh" and not args.verbose:
             continue  # counted in the summary
-        status = "fresh" if s.state == "fresh" else "disabled"
+        status = outcome(s)
         detail = status + (f": {'; '.join(s.reasons)}" if s.reasons else "")
-        print(f"{'=' if status == 'fresh' else '·'} {s.id:<{width}} {detail}", file=sys.stderr)
-    fresh = sum(s.state == "fresh" for s in statuses)
-    disabled = len(statuses) - fresh
-    summary = ", ".join(
-        p for p in (f"{fresh} fresh" if fresh else "", f"{disabled} disabled" if disabled else "") if p
-    )
+        print(f"{marks[status]} {s.id:<{width}} {detail}", file=sys.stderr)
+    counts = {k: sum(outcome(s) == k for s in statuses) for k in marks}
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     print(
         f"done: {summary or 'nothing to do'} — {time.perf_counter() - started:.2f} s",  # nothing recorded
         file=sys.stderr,
     )
     if args.json:
-        steps = [
-            {"id": s.id, "status": "fresh" if s.state == "fresh" else "disabled", "reasons": list(s.reasons)}
-            for s in statuses
-        ]
+        steps = [{"id": s.id, "status": outcome(s), "reasons": list(s.reasons)} for s in statuses]
         sys.stdout.write(to_json_text({"run_id": None, "steps": steps}) + "\n")  # not recorded
     return EXIT_OK

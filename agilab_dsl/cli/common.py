@@ -55,6 +55,7 @@ def lab_request(args: argparse.Namespace) -> LabRequest:
         only=tuple(getattr(args, "only", ())),
         from_step=getattr(args, "from_step", None),
         use_cache=not args.no_cache,
+        all_stages=getattr(args, "all_stages", False),
     )
 
 
@@ -93,7 +94,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         only=tuple(getattr(args, "only", ())),
         from_step=getattr(args, "from_step", None),
         force=getattr(args, "force", False),
-        jobs=max(1, getattr(args, "jobs", 1)),
+        jobs=getattr(args, "jobs", None) or 0,
+        all_stages=getattr(args, "all_stages", False),
         keep_going=getattr(args, "keep_going", False),
         backend=getattr(args, "backend", None),
         scheduler=getattr(args, "scheduler", None),

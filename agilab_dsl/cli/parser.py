@@ -20,7 +20,7 @@ app_settings.toml) as code.
 
 usage: agilab-run FILE [--watch] [--dry-run] [--only ID]... [--from ID] [--force] [-j N]
                        [--keep-going] [--backend NAME] [--scheduler ADDR] [--settings PATH]
-                       [--profile NAME] [-v] [--json]
+                       [--profile NAME] [--all] [-v] [--json]
        run the stale steps of a lab (and say why each runs); FILE may be a parallel_stage.toml
 
 commands:
@@ -221,7 +221,17 @@ def _add_lab_options(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="settings snapshot (default: app_settings.toml beside the lab, else src/app_settings.toml)",
     )
-    parser.add_argument("--profile", metavar="NAME", help="apply each stage's profile of this name")
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="apply each stage's profile of this name (default: the lab's saved profile, else balanced)",
+    )
+    parser.add_argument(
+        "--all",
+        dest="all_stages",
+        action="store_true",
+        help="also the stages a saved __sequence leaves out (AGILAB runs only the saved selection)",
+    )
 
 
 def build_run_parser() -> argparse.ArgumentParser:
@@ -241,7 +251,12 @@ def build_run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--force", action="store_true", help="run the selected steps even when fresh")
     parser.add_argument(
-        "-j", "--jobs", type=int, default=1, metavar="N", help="independent steps run at once"
+        "-j",
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="independent steps run at once (default: the lab's saved max_workers, else 1)",
     )
     parser.add_argument(
         "--keep-going", action="store_true", help="after a failure, let independent steps finish"

@@ -9,14 +9,20 @@ from typing import Any, Literal, Protocol
 
 Status = Literal["ran", "fresh", "skipped", "disabled", "failed", "blocked"]
 
+# reasons a step does not run that AGILAB's runner also gives (skipped_not_in_sequence has no
+# status of its own there: an unselected stage is simply not run)
+NOT_IN_SEQUENCE = "not in the saved sequence"
+OUTPUTS_EXIST = "outputs exist (skip_if_outputs_exist)"
+
 
 @dataclass
 class RunOptions:
     only: tuple[str, ...] = ()
     from_step: str | None = None
     force: bool = False
-    jobs: int = 1
+    jobs: int = 0  # 0: the lab's saved max_workers ([__meta__]."<key>__automation"), else 1
     keep_going: bool = False
+    all_stages: bool = False  # --all: the stages a saved __sequence leaves out run too
     backend: str | None = None  # --backend: the backend of every parallel step
     scheduler: str | None = None  # --scheduler: the Dask scheduler of every dask (and gpu) step
 

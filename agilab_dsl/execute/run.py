@@ -11,6 +11,7 @@ the experiment history in :mod:`.recording`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import deque
@@ -27,9 +28,23 @@ from ..plan.stale import StepStatus, components, reasons
 from ..plan.state import LabState, StepRecord, new_run_id
 from .executors import executor
 from .machine import Machine, Warm
-from .outcome import Reporter, RunOptions, RunResult, SilentReporter, StepOutcome
+from .outcome import (
+    NOT_IN_SEQUENCE,
+    OUTPUTS_EXIST,
+    Reporter,
+    RunOptions,
+    RunResult,
+    SilentReporter,
+    StepOutcome,
+)
 from .recording import record_run
 from .steps import StepExecutor
+
+
+def outputs_exist(lab_dir: Path, outputs: Iterable[str]) -> bool:
+    """AGILAB's skip rule: every declared output exists (existence only; with none, no skip)."""
+    paths = list(outputs)
+    return bool(paths) and all((lab_dir / p).exists() for p in paths)
 
 
 class Runner:
@@ -134,14 +149,33 @@ class Runner:
             graph = graph.subgraph([i for i in graph.ids if i in set(options.only)])
         return graph
 
+    def jobs(self, options: RunOptions) -> int:
+        """``-j``, else the lab's saved ``max_workers`` (``"auto"``: this machine's cores), else 1."""
+        if options.jobs:
+            return options.jobs
+        saved = self.lab.max_workers
+        if saved == "auto":
+            from ..stages.backends import available_cores
+
+            return available_cores()
+        return saved if isinstance(saved, int) and saved > 0 else 1
+
     def _judge(
-        self, sid: str, fingerprints: Mapping[str, str], ran: Mapping[str, bool], force: bool
+        self,
+        sid: str,
+        fingerprints: Mapping[str, str],
+        ran: Mapping[str, bool],
+        force: bool,
+        all_stages: bool = False,
     ) -> tuple[StepStatus, dict[str, Any] | None]:
         """The state of one step now: disabled, or fresh / stale / never-ran with reasons."""
         step = self.resolved[sid]
-        if step.placed.stage.disabled:
-            switch = "enabled = false" if not step.placed.stage.enabled else "skip = true"
-            return StepStatus(sid, "disabled", (switch,)), None
+        if not step.placed.selected and not all_stages:
+            return StepStatus(sid, "disabled", (NOT_IN_SEQUENCE,)), None
+        if step.placed.stage.off is not None:
+            return StepStatus(sid, "disabled", (step.placed.stage.off,)), None
+        if step.placed.stage.skip_if_outputs_exist and outputs_exist(self.lab_dir, step.outputs):
+            return StepStatus(sid, "disabled", (OUTPUTS_EXIST,)), None
         upstream = {u: fingerprints.get(u, "") for u in sorted(self.full_graph.upstream(sid))}
         comps = components(step, self.lab_dir, self.hashes, upstream)
         record = self.state.steps.get(sid)
@@ -167,7 +201,9 @@ class Runner:
         will: dict[str, bool] = {}
         out = []
         for sid in self.full_graph.order():
-            status, _ = self._judge(sid, fingerprints, {}, options.force and sid in graph.ids)
+            status, _ = self._judge(
+                sid, fingerprints, {}, options.force and sid in graph.ids, options.all_stages
+            )
             if status.state in ("fresh", "stale"):
                 upstream_running = [u for u in sorted(self.full_graph.upstream(sid)) if will.get(u)]
                 extra = tuple(
@@ -200,6 +236,8 @@ class Runner:
         LocalCluster up between runs: this run neither starts nor ends them."""
         reporter = reporter or SilentReporter()
         run_id = run_id or new_run_id()
+        if not options.jobs:
+            options = dataclasses.replace(options, jobs=self.jobs(options))
         machine = (
             warm.machine(options, self.settings, reporter)
             if warm
@@ -369,9 +407,12 @@ class Runner:
             return StepOutcome(sid, "blocked", [_stopped(stopped_by)]), None, []
         if step.problem:
             return StepOutcome(sid, "failed", [], error=f"cannot resolve the step: {step.problem}"), None, []
-        status, comps = self._judge(sid, fingerprints, ran, options.force)
+        status, comps = self._judge(sid, fingerprints, ran, options.force, options.all_stages)
         if status.state == "disabled":
-            return StepOutcome(sid, "disabled", list(status.reasons)), None, []
+            kind: Literal["skipped", "disabled"] = (
+                "skipped" if status.reasons == (OUTPUTS_EXIST,) else "disabled"
+            )
+            return StepOutcome(sid, kind, list(status.reasons)), None, []
         if step.when is False:
             return StepOutcome(sid, "skipped", [f"when: {step.placed.stage.when} is false"]), None, []
         if status.state == "fresh":

@@ -42,6 +42,7 @@ class LabRequest:
     only: tuple[str, ...] = ()
     from_step: str | None = None
     use_cache: bool = True
+    all_stages: bool = False  # --all: also the stages a saved __sequence leaves out
 
 
 @dataclass
@@ -163,6 +164,7 @@ def _judgment_key(request: LabRequest) -> dict[str, Any]:
         "profile": request.profile,
         "only": sorted(request.only),
         "from": request.from_step,
+        "all": request.all_stages,
     }
 
 

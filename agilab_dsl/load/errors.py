@@ -47,7 +47,14 @@ CODES: dict[str, tuple[Severity, str]] = {
     # phase 2: schema
     "metadata-schema": (Severity.ERROR, "the schema stamp is not one this tool reads"),
     "metadata-version": (Severity.ERROR, "the format version is not supported"),
-    "unknown-key": (Severity.ERROR, "a key that this format does not define"),
+    "schema-legacy": (
+        Severity.WARNING,
+        "the lab is stamped agilab.lab_steps.v1, which AGILAB now refuses to save (migrate it)",
+    ),
+    "unknown-key": (
+        Severity.ERROR,
+        "a key that this format does not define (a warning in labs: kept, unused)",
+    ),
     "key-missing": (Severity.ERROR, "a required key is absent"),
     "key-conflict": (Severity.ERROR, "a key is given twice under two aliases, or two exclusive keys are set"),
     "wrong-type": (Severity.ERROR, "a value has the wrong type"),
@@ -70,7 +77,20 @@ CODES: dict[str, tuple[Severity, str]] = {
     "stage-id-duplicate": (Severity.ERROR, "two stages share one id"),
     "dependency-missing": (Severity.ERROR, "a stage depends on an id no stage has"),
     "dependency-cycle": (Severity.ERROR, "stages depend on each other in a cycle"),
-    "artifact-produced-twice": (Severity.ERROR, "two stages produce the same artifact"),
+    "artifact-produced-twice": (Severity.WARNING, "two stages produce the same artifact (AGILAB's severity)"),
+    "stage-code-syntax": (
+        Severity.ERROR,
+        "a stage's C is not valid Python (AGILAB's validator fails it too)",
+    ),
+    "function-module-invalid": (Severity.ERROR, "the module a function reference names is not valid Python"),
+    "parallel-outputs-overlap": (
+        Severity.ERROR,
+        "two parallel_safe stages that may run at once declare overlapping outputs (AGILAB blocks them)",
+    ),
+    "parallel-safe-incomplete": (
+        Severity.WARNING,
+        "parallel_safe without a complete list of literal automation.outputs (AGILAB serializes it)",
+    ),
     "risky-call": (
         Severity.WARNING,
         "stage code calls eval, exec, os.system, subprocess or the like (as AGILAB's validator flags)",

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import did_you_mean
+from .errors import Severity, did_you_mean
 from .parse import LoadResult, Locator, read_source, toml_repr
 from .source import KeyPath
 from .stage import build_stage, check_stage_expressions
@@ -26,6 +26,17 @@ def load_lab(path: str | Path, text: str | None = None, *, profile: str | None =
     if result.data is not None:
         build_lab(result, loc)
     return result
+
+
+def require_lab(path: str | Path) -> Any:
+    """A lab's model as its file defines it (the load phase only: no cross-stage rules, no code
+    checks), for tools that rewrite the file's layout; raise LoadError when it does not build."""
+    from .errors import LoadError
+
+    result = load_lab(path)
+    if result.value is None:
+        raise LoadError(result.diagnostics)
+    return result.value
 
 
 def build_lab(result: LoadResult[Any], loc: Locator) -> None:
@@ -82,12 +93,18 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
     stages: list[LabStage] = []
     for module in modules:
         order = list(range(len(data[module])))
-        if meta is not None and module in meta.sequences:
-            seq = list(meta.sequences[module])
+        chosen = set(order)
+        if meta is not None and meta.sequences.get(module):
+            # AGILAB's saved selection: 0-based indices into the stages it displays, run in that order
+            shown = displayable_indices(data[module])
+            seq = [shown[v] for v in meta.sequences[module]]
             order = seq + [i for i in order if i not in seq]
+            chosen = set(seq)
+        settings = meta.automation.get(module) if meta is not None else None
+        profile = result.profile or (settings.profile if settings is not None else None) or DEFAULT_PROFILE
         for index in order:
             raw = data[module][index]
-            stage = build_stage(raw, (module, index), aliases, loc, Stage, ValidationError, result.profile)
+            stage = build_stage(raw, (module, index), aliases, loc, Stage, ValidationError, profile)
             if stage is None:  # not even a partial stage: its id is still known
                 written_id = raw.get("id", raw.get("stage_id"))
                 result.invalid_ids.add(
@@ -95,7 +112,7 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
                 )
                 continue
             sid = stage.id or f"{module}_{index + 1:03d}"
-            stages.append(LabStage(module=module, index=index, id=sid, stage=stage))
+            stages.append(LabStage(module=module, index=index, id=sid, stage=stage, selected=index in chosen))
 
     for n, placed in enumerate(stages):
         check_stage_expressions(result, loc, n, placed)
@@ -116,6 +133,21 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
         result.value = lab
 
 
+DEFAULT_PROFILE = "balanced"  # AGILAB's pipeline profile when none is chosen or saved
+
+
+def displayable(raw: Any) -> bool:
+    """AGILAB's WORKFLOW page shows a stage that is a table with a non-blank ``Q`` or ``C``."""
+    return isinstance(raw, Mapping) and any(
+        isinstance(raw.get(k), str) and raw[k].strip() for k in ("Q", "C")
+    )
+
+
+def displayable_indices(stages: list[Any]) -> list[int]:
+    """Positions (in the array as written) of the stages AGILAB displays: what __sequence counts."""
+    return [i for i, raw in enumerate(stages) if displayable(raw)]
+
+
 def _build_meta(raw: Any, modules: list[str], data: Mapping[str, Any], loc: Locator) -> Any:
     from pydantic import ValidationError
 
@@ -133,6 +165,13 @@ def _build_meta(raw: Any, modules: list[str], data: Mapping[str, Any], loc: Loca
     for key, value in raw.items():
         kp = ("__meta__", key)
         if key == "schema":
+            if value == LAB_SCHEMAS[0]:
+                loc.at_value(
+                    "schema-legacy",
+                    f"{toml_repr(value)}: AGILAB now refuses to save a lab with this stamp",
+                    kp,
+                    hint="run `agilab-run migrate FILE --to lab_stages` (stamps agilab.lab_stages.v1)",
+                )
             if value not in LAB_SCHEMAS:
                 loc.at_value(
                     "metadata-schema",
@@ -187,8 +226,13 @@ def _build_meta(raw: Any, modules: list[str], data: Mapping[str, Any], loc: Loca
                 + [f"{m}__sequence" for m in modules]
                 + [f"{m}__automation" for m in modules]
             )
-            loc.at_key("unknown-key", f"unknown key {key!r} in [__meta__]", kp, hint=did_you_mean(key, known))
-            ok = False
+            loc.at_key(
+                "unknown-key",
+                f"unknown key {key!r} in [__meta__] (kept, not used)",
+                kp,
+                hint=did_you_mean(key, known),
+                severity=Severity.WARNING,
+            )
     if not ok:
         return None
     return LabMeta.model_validate({**fields, "sequences": sequences, "automation": automation})
@@ -208,15 +252,16 @@ def _check_sequence(
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         loc.at_value("wrong-type", f"{kp[-1]} must be an array of integers, not {toml_repr(value)}", kp)
         return None
-    count = len(data[module])
+    count = len(displayable_indices(data[module]))
     seen: set[int] = set()
     ok = True
     for i, v in enumerate(value):
         if not 0 <= v < count:
             loc.at_value(
                 "sequence-invalid",
-                f"index {v} is out of range: {module!r} has {count} stage(s) (0-based)",
+                f"index {v} is out of range: {module!r} has {count} stage(s) AGILAB displays (0-based)",
                 kp + (i,),
+                hint="indices count the stages with a non-blank Q or C, as AGILAB's WORKFLOW page shows them",
             )
             ok = False
         elif v in seen:

@@ -12,7 +12,16 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from .source import SourceMap
 
@@ -41,6 +50,78 @@ def _alias(*names: str) -> Any:
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, protected_namespaces=())
+
+
+def truthy(value: Any) -> bool:
+    """AGILAB's reading of an automation flag: booleans as they are, ``"1"``/``"true"``/``"yes"``/
+    ``"y"``/``"on"`` (any case) true, other strings false, other values by ``bool``."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "y", "on"}
+    return bool(value)
+
+
+def path_specs(value: Any) -> tuple[str, ...]:
+    """The paths in an automation ``outputs``/``inputs`` value, as AGILAB lists them: a string, or
+    lists, tables (by sorted key) and sets of them, flattened; blanks and booleans dropped."""
+    if value is None or isinstance(value, bool):
+        return ()
+    if isinstance(value, str):
+        return (value,) if value.strip() else ()
+    if isinstance(value, Mapping):
+        return tuple(p for k in sorted(value, key=str) for p in path_specs(value[k]))
+    if isinstance(value, (list, tuple)):
+        return tuple(p for item in value for p in path_specs(item))
+    return (str(value),) if str(value).strip() else ()
+
+
+# automation keys AGILAB also reads at a stage's top level (lifted when absent from automation)
+LIFTED_AUTOMATION_KEYS = ("skip_if_outputs_exist", "skip_if_outputs_current", "parallel_safe")
+
+
+class StageAutomation(_Frozen):
+    """A stage's ``automation = {…}``, as AGILAB's runner reads it (``_stage_automation``).
+
+    Flags are read as AGILAB reads them (:func:`truthy`); ``outputs``/``output_paths`` and
+    ``inputs``/``input_paths`` are declared artifacts, joined to the stage's produces/consumes."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+
+    skip_if_outputs_exist: bool = False
+    parallel_safe: bool = False
+    enabled: bool | None = None
+    skip: bool | None = None
+    outputs: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_agilab_reads_it(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        out = {k: v for k, v in data.items() if k not in AUTOMATION_KEYS}
+        rule = data.get("skip_if_outputs_exist", data.get("skip_if_outputs_current"))
+        out["skip_if_outputs_exist"] = truthy(rule)
+        out["parallel_safe"] = truthy(data.get("parallel_safe"))
+        if "enabled" in data:
+            out["enabled"] = data["enabled"] is not False
+        if "skip" in data:
+            out["skip"] = data["skip"] is True
+        out["outputs"] = path_specs(data.get("outputs")) + path_specs(data.get("output_paths"))
+        out["inputs"] = path_specs(data.get("inputs")) + path_specs(data.get("input_paths"))
+        return out
+
+
+AUTOMATION_KEYS = (
+    "skip_if_outputs_exist",
+    "skip_if_outputs_current",
+    "parallel_safe",
+    "enabled",
+    "skip",
+    "outputs",
+    "output_paths",
+    "inputs",
+    "input_paths",
+)
 
 
 class Stage(_Frozen):
@@ -79,22 +160,45 @@ class Stage(_Frozen):
         description="ids this stage depends on",
     )
     produces: tuple[str, ...] = Field(
-        (), validation_alias=_alias("produces", "outputs"), description="artifact paths written"
+        (),
+        validation_alias=_alias("produces", "outputs", "output_paths"),
+        description="artifact paths written (with automation.outputs)",
     )
     consumes: tuple[str, ...] = Field(
-        (), validation_alias=_alias("consumes", "inputs"), description="artifact paths read"
+        (),
+        validation_alias=_alias("consumes", "inputs", "input_paths", "uses"),
+        description="artifact paths read (with automation.inputs)",
     )
     enabled: StrictBool = Field(True, description="false disables the stage")
     skip: StrictBool = Field(False, description="true disables the stage")
-    automation: dict[str, Any] = Field(default_factory=dict, description="AGILAB automation keys")
+    automation: StageAutomation = Field(
+        default_factory=StageAutomation,
+        description="AGILAB automation: skip rules, declared outputs/inputs, parallel_safe, enabled/skip",
+    )
     profiles: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="name -> overrides, deep-merged when the profile is selected"
+        default_factory=dict,
+        validation_alias=_alias("profiles", "pipeline_profiles", "automation_profiles"),
+        description="name -> overrides, deep-merged when the profile is selected",
     )
     template_id: str | None = None
     template_version: StrictInt | str | None = None
     label: str | None = None
     kind: str | None = None
-    app: str | None = None
+    app: str | None = Field(None, validation_alias=_alias("app", "APP"), description="the AGILAB app it runs")
+    runtime_role: str | None = Field(
+        None,
+        validation_alias=_alias("runtime_role", "role", "AGILAB_RUNTIME_ROLE"),
+        description="manager or worker (notebook imports)",
+    )
+    # -- written by AGILAB's WORKFLOW editor and importers: kept, not interpreted -----------
+    generation_mode: str | None = Field(None, description="safe_actions or python_snippet")
+    action_contract: dict[str, Any] | None = Field(None, description="the safe actions C was generated from")
+    action_contract_sha256: str | None = None
+    dataframe_schema_sha256: str | None = None
+    safe_action_pinned: StrictBool | None = None
+    validation_status: Any = None
+    orchestrate_locked_stage: Any = Field(None, validation_alias=_alias("_orchestrate_locked_stage"))
+    orchestrate_snippet_source: Any = Field(None, validation_alias=_alias("_orchestrate_snippet_source"))
     # -- this tool's extensions ------------------------------------------------------------
     backend: Backend | None = Field(None, description="local, pool, dask, gpu or auto")
     mode: StrictInt | str | None = Field(
@@ -128,8 +232,30 @@ class Stage(_Frozen):
     notebook: dict[str, Any] = Field(default_factory=dict, description="NB_* keys, preserved")
 
     @property
+    def off(self) -> str | None:
+        """Why the stage is disabled (``enabled = false`` / ``skip = true``, on the stage or in its
+        ``automation``, as AGILAB's runner reads them), or None."""
+        if not self.enabled:
+            return "enabled = false"
+        if self.automation.enabled is False:
+            return "automation.enabled = false"
+        if self.skip:
+            return "skip = true"
+        if self.automation.skip is True:
+            return "automation.skip = true"
+        return None
+
+    @property
     def disabled(self) -> bool:
-        return (not self.enabled) or self.skip
+        return self.off is not None
+
+    @property
+    def skip_if_outputs_exist(self) -> bool:
+        return self.automation.skip_if_outputs_exist
+
+    @property
+    def parallel_safe(self) -> bool:
+        return self.automation.parallel_safe
 
 
 class Automation(_Frozen):
@@ -153,6 +279,7 @@ class LabStage(_Frozen):
     index: int  # 0-based position in the module's array, as written
     id: str
     stage: Stage
+    selected: bool = True  # False: a saved __sequence exists and does not list this stage
 
 
 class Lab(_Frozen):

@@ -31,23 +31,37 @@ def build_stage(
     validation_error: Any,
     profile: str | None = None,
 ) -> Any:
-    from .model import KNOWN_ENGINES
+    from .errors import Severity
+    from .model import KNOWN_ENGINES, LIFTED_AUTOMATION_KEYS
 
+    selected = _selected_profile(raw, profile)
+    if selected:  # AGILAB deep-merges the written stage with the profile's overrides, then reads it
+        written_as = {aliases[k]: k for k in raw if k in aliases}  # an override lands on the key written
+        known = {k: v for k, v in selected.items() if k in aliases or k in LIFTED_AUTOMATION_KEYS}
+        raw = deep_merge(raw, {written_as.get(aliases.get(k, ""), k): v for k, v in known.items()})
     canon: dict[str, Any] = {}
     written: dict[str, str] = {}
     notebook: dict[str, Any] = {}
+    lifted: dict[str, Any] = {}
     for key, value in raw.items():
         if key.startswith("NB_"):
             notebook[key] = value
+            continue
+        if key in LIFTED_AUTOMATION_KEYS:  # read as automation.<key> when automation lacks it
+            lifted[key] = value
             continue
         name = aliases.get(key)
         if name is None:
             loc.at_key(
                 "unknown-key",
-                f"unknown stage key {key!r}",
+                f"unknown stage key {key!r} (kept, not used)",
                 base + (key,),
                 hint=did_you_mean(key, aliases) or "NB_* keys are kept as notebook provenance",
+                severity=Severity.WARNING,
             )
+            continue
+        if name in canon and name in JOINED and _joinable(canon[name], value):
+            canon[name] = _joined(canon[name], value)  # AGILAB reads every alias of these and joins them
             continue
         if name in canon:
             loc.at_key(
@@ -76,10 +90,14 @@ def build_stage(
         )
         canon.pop("timeout")
     canon["notebook"] = notebook
+    if lifted:
+        automation = canon.get("automation", {})
+        if isinstance(automation, dict):
+            canon["automation"] = {**lifted, **automation}
     profiles = canon.get("profiles")
     if isinstance(profiles, dict):
         for pname, overrides in profiles.items():
-            merged = _check_profile(
+            _check_profile(
                 pname,
                 overrides,
                 canon,
@@ -89,8 +107,6 @@ def build_stage(
                 stage_cls,
                 validation_error,
             )
-            if merged is not None and pname == profile:
-                canon = merged
     try:
         stage = stage_cls.model_validate(canon)
     except validation_error as exc:
@@ -111,13 +127,53 @@ def build_stage(
             or 'known engines: "", "runpy", "agi.run", "agi.install"',
         )
     if not actions and not stage.disabled:
+        prompt = isinstance(stage.question, str) and stage.question.strip()
         loc.at_key(
             "stage-empty",
             "this stage has no C, function or stage to run",
             base,
-            hint="AGILAB drops such stages on save; this tool keeps them and skips them",
+            hint="a prompt awaiting its code: AGILAB shows it and skips it at run time, as this tool does"
+            if prompt
+            else "AGILAB's WORKFLOW page hides a stage with neither Q nor C and drops it on the next save; "
+            "this tool keeps it and skips it",
+        )
+    declared_out = [p for p in stage.automation.outputs if p not in stage.produces]
+    declared_in = [p for p in stage.automation.inputs if p not in stage.consumes]
+    if declared_out or declared_in:  # automation's declared paths are artifacts too
+        stage = stage.model_copy(
+            update={
+                "produces": stage.produces + tuple(dict.fromkeys(declared_out)),
+                "consumes": stage.consumes + tuple(dict.fromkeys(declared_in)),
+            }
         )
     return stage
+
+
+# Fields AGILAB reads under several keys at once, joining them (consumes + uses + inputs …);
+# other aliases of one field are a conflict.
+JOINED = ("produces", "consumes", "profiles")
+
+
+def _joinable(a: Any, b: Any) -> bool:
+    return (isinstance(a, list) and isinstance(b, list)) or (isinstance(a, dict) and isinstance(b, dict))
+
+
+def _joined(a: Any, b: Any) -> Any:
+    if isinstance(a, dict):
+        return {**b, **a}  # the first key written wins a profile name, as AGILAB looks them up in order
+    return list(dict.fromkeys([*a, *b]))
+
+
+def _selected_profile(raw: Mapping[str, Any], profile: str | None) -> dict[str, Any]:
+    """The overrides of ``profile`` in the first of ``profiles``, ``pipeline_profiles``,
+    ``automation_profiles`` that defines it (AGILAB's ``_stage_profile_override``)."""
+    if not profile:
+        return {}
+    for key in ("profiles", "pipeline_profiles", "automation_profiles"):
+        table = raw.get(key)
+        if isinstance(table, Mapping) and isinstance(table.get(profile), Mapping):
+            return dict(table[profile])
+    return {}
 
 
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,18 +200,26 @@ def _check_profile(
     """Validate one profile's overrides (as the stage they would make); the merged stage, or None."""
     if not isinstance(overrides, dict):
         return None  # the stage's own validation reports it (profiles.<name> must be a table)
+    from .errors import Severity
+    from .model import LIFTED_AUTOMATION_KEYS
+
     over: dict[str, Any] = {}
     written: dict[str, str] = {}
     for key, value in overrides.items():
+        if key in LIFTED_AUTOMATION_KEYS:
+            over.setdefault("automation", {})[key] = value
+            written.setdefault("automation", key)
+            continue
         field_name = aliases.get(key)
         if field_name is None or field_name == "profiles":
             loc.at_key(
                 "unknown-key",
-                f"profile {name!r} overrides unknown stage key {key!r}",
+                f"profile {name!r} overrides unknown stage key {key!r} (kept, not used)",
                 at + (key,),
                 hint=did_you_mean(key, aliases),
+                severity=Severity.WARNING,
             )
-            return None
+            continue
         over[field_name] = value
         written[field_name] = key
     merged = deep_merge(canon, over)

@@ -37,14 +37,15 @@ class StepSpec:
     when: str | None = None
     retries: int = 0
     timeout: float | None = None
-    enabled: bool = True
-    skip: bool = False
+    off: str | None = None  # why the stage is disabled (enabled = false, skip = true, …), or None
+    skip_if_outputs_exist: bool = False
+    parallel_safe: bool = False
     fallback: str | None = None
     allow_outside: bool = False
 
     @property
     def disabled(self) -> bool:
-        return (not self.enabled) or self.skip
+        return self.off is not None
 
     @classmethod
     def of(cls, stage: Stage) -> StepSpec:
@@ -61,6 +62,7 @@ class PlacedSpec:
     index: int
     id: str
     stage: StepSpec
+    selected: bool = True  # False: the saved __sequence does not list it
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class LabSpec:
     path: str
     module_keys: tuple[str, ...]
     stages: tuple[PlacedSpec, ...]
+    max_workers: int | str | None = None  # [__meta__]."<key>__automation".max_workers: the default -j
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -75,10 +78,12 @@ class LabSpec:
 
     @classmethod
     def of(cls, lab: Lab) -> LabSpec:
+        saved = [a.max_workers for m, a in lab.meta.automation.items() if a.max_workers is not None]
         return cls(
             lab.path,
             lab.module_keys,
-            tuple(PlacedSpec(s.module, s.index, s.id, StepSpec.of(s.stage)) for s in lab.stages),
+            tuple(PlacedSpec(s.module, s.index, s.id, StepSpec.of(s.stage), s.selected) for s in lab.stages),
+            saved[0] if saved else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -91,6 +96,7 @@ class LabSpec:
                     "module": s.module,
                     "index": s.index,
                     "id": s.id,
+                    "selected": s.selected,
                     # only what differs from the defaults: a 1,000-step spec stays small
                     "stage": {
                         name: getattr(s.stage, name)
@@ -100,6 +106,7 @@ class LabSpec:
                 }
                 for s in self.stages
             ],
+            "max_workers": self.max_workers,
         }
 
     @classmethod
@@ -112,5 +119,5 @@ class LabSpec:
                     values[name] = tuple(values[name])
             if isinstance(values.get("settings"), list):
                 values["settings"] = tuple(values["settings"])
-            stages.append(PlacedSpec(s["module"], s["index"], s["id"], StepSpec(**values)))
-        return cls(data["path"], tuple(data["module_keys"]), tuple(stages))
+            stages.append(PlacedSpec(s["module"], s["index"], s["id"], StepSpec(**values), s["selected"]))
+        return cls(data["path"], tuple(data["module_keys"]), tuple(stages), data["max_workers"])

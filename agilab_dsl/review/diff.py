@@ -40,8 +40,9 @@ STEP_KEYS = (  # compared key by key, in this order (code and mode are shown spe
     "when",
     "retries",
     "timeout",
-    "enabled",
-    "skip",
+    "off",
+    "skip_if_outputs_exist",
+    "parallel_safe",
     "fallback",
 )
 LABELS = {"engine": "R (engine)", "env": "E (env)", "deps": "deps", "stage": "parallel stage"}
@@ -126,6 +127,14 @@ def mode_change(old: Any, new: Any) -> str:
 
 def _key_changes(key: str, old: Any, new: Any) -> list[str]:
     label = LABELS.get(key, key)
+    if key == "off":  # enabled = false / skip = true, on the stage or in its automation
+        return [
+            f"disabled ({new})"
+            if old is None
+            else f"enabled again (was {old})"
+            if new is None
+            else f"disabled: {old} → {new}"
+        ]
     if isinstance(old, dict | type(None)) and isinstance(new, dict | type(None)) and (old or new):
         return key_changes(old, new, prefix=f"{label} ")
     if isinstance(old, tuple | list) and isinstance(new, tuple | list):

@@ -86,9 +86,9 @@ def formatted(text: str) -> str:
 
 
 def _same_stages(a: Path, b: Path) -> bool:
-    from ..check.files import load
+    from ..load.lab import require_lab
 
-    one, two = load(a, "lab"), load(b, "lab")
+    one, two = require_lab(a), require_lab(b)
     return [(s.id, s.stage.model_dump()) for s in one.stages] == [
         (s.id, s.stage.model_dump()) for s in two.stages
     ]
@@ -96,9 +96,9 @@ def _same_stages(a: Path, b: Path) -> bool:
 
 def format_file(path: Path, *, check: bool = False) -> bool:
     """Format ``path`` in place (or, with ``check``, only tell); whether it was (or would be) changed."""
-    from ..check.files import load
+    from ..load.lab import require_lab
 
-    load(path, "lab")  # an invalid lab stops here, its problems located
+    require_lab(path)  # a file that does not build as a lab stops here, its problems located
     text = path.read_text(encoding="utf-8")
     new = formatted(text)
     if new == text:

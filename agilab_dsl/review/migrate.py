@@ -52,9 +52,9 @@ def migrated_text(text: str, to: str) -> tuple[str, bool]:
 
 
 def _stages(path: Path) -> list[tuple[str, str | None, str | None]]:
-    from ..check.files import load
+    from ..load.lab import require_lab
 
-    lab = load(path, "lab")
+    lab = require_lab(path)
     return [(s.id, s.stage.code, s.stage.function) for s in lab.stages]
 
 

@@ -47,7 +47,7 @@ deps = []
 """
 BROKEN = [
     GOOD.format(tag="") + '\n[[w]]\nid = "x\n',  # an unterminated string
-    GOOD.format(tag="") + '\n[[w]]\nid = "x"\nC = "1"\nproduce = ["y"]\n',  # an unknown key
+    GOOD.format(tag="") + '\n[[w]]\nid = "a"\nC = "1"\n',  # a duplicate id
     GOOD.format(tag="").replace("deps = []", 'deps = ["c"]'),  # a cycle on itself
     GOOD.format(tag="").replace('produces = ["out/c.txt"]', "produces = 3"),  # a wrong type
     GOOD.format(tag="").replace("deps = []", 'deps = ["nope"]'),  # an unknown dependency

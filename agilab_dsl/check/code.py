@@ -1,0 +1,68 @@
+"""Rules over a stage's Python code (``C``): it must parse (AGILAB's ``stage-code-syntax``, an error
+in its validator too), and calls a reviewer should see (``eval``, ``os.system``, ``subprocess``…)
+are warnings. The error is located at the line and column of the Python syntax error inside the
+TOML string, so an editor jumps to the offending character of the code.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from typing import Any
+
+from ..load.parse import Locator
+from . import risky
+from .risky import RISKY_HINT
+
+SYNTAX_HINT = (
+    "AGILAB's validator fails the lab on it too; a stage that only holds a prompt keeps its text in Q"
+)
+
+
+def syntax_error(code: str) -> tuple[int, int, str] | None:
+    """The first Python syntax error in ``code``: (index into ``code``, width, message), or None."""
+    try:
+        ast.parse(code)
+    except SyntaxError as exc:
+        lines = code.splitlines(keepends=True)
+        lineno = min(max(exc.lineno or 1, 1), max(len(lines), 1))
+        start = sum(len(line) for line in lines[: lineno - 1])
+        line_text = lines[lineno - 1] if lines else ""
+        column = min(max((exc.offset or 1) - 1, 0), len(line_text.rstrip("\r\n")))  # may point past
+        width = 1
+        if exc.end_lineno == exc.lineno and exc.end_offset and exc.offset and exc.end_offset > exc.offset:
+            width = exc.end_offset - exc.offset
+        return min(start + column, max(len(code) - 1, 0)), width, f"{exc.msg} (line {lineno} of the code)"
+    except ValueError as exc:  # a NUL character
+        return 0, 1, str(exc)
+    return None
+
+
+def check_code(loc: Locator, stages: Any, written: Callable[[Any, str], str | None]) -> None:
+    """``stage-code-syntax`` errors and ``risky-call`` warnings for every stage with code."""
+    for s in stages:
+        code = s.stage.code
+        if not code:
+            continue
+        code_path = (s.module, s.index, written(s, "code") or "C")
+        problem = syntax_error(code)
+        if problem is not None:
+            index, width, message = problem
+            loc.in_string(
+                "stage-code-syntax",
+                f"stage {s.id!r}: C is not valid Python: {message}",
+                code_path,
+                index,
+                width=width,
+                hint=SYNTAX_HINT,
+            )
+            continue
+        for call in risky.find(code):
+            loc.in_string(
+                "risky-call",
+                f"stage {s.id!r} calls {call.name}: {risky.why(call)}",
+                code_path,
+                call.index,
+                width=call.width,
+                hint=RISKY_HINT,
+            )

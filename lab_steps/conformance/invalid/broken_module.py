@@ -1,0 +1,5 @@
+def summarize(inputs, outputs):
+    return {"rows": len(inputs)
+
+def other():
+    pass
