@@ -4,5 +4,6 @@ that must resolve, the step graph's cycles and duplicate outputs, risky calls in
 family has its own module; ``load``/``check_file`` are the entry points the other layers use. It may import
 ``plan`` and ``load``. A new rule goes in the module of its family (or a new module for a new family),
 emits a :class:`~agilab_dsl.load.errors.Diagnostic` with a code, and gets a conformance case under
-``lab_steps/conformance/``.
+``lab_steps/conformance/``. The sub-package ``agilab`` is a second, separate verdict: AGILAB's own
+validators mirrored rule for rule on the raw TOML (``check --agilab``), with AGILAB's check ids.
 """

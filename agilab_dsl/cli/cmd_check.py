@@ -40,6 +40,10 @@ def _check_one(path: str, args: argparse.Namespace, named: set[str]) -> list[dic
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    if args.agilab or args.module_key is not None or args.apps_root is not None or args.require_metadata:
+        from .cmd_check_agilab import cmd_check_agilab
+
+        return cmd_check_agilab(args, out)
     from ..load.errors import render_github, render_text, to_json_text
 
     fmt = "json" if args.json else args.format

@@ -83,6 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="recheck every file (results are otherwise reused while nothing they depend on changed)",
     )
+    agilab = check.add_argument_group(
+        "AGILAB's verdict",
+        "--agilab: AGILAB's own validators, rule for rule (`agilab workflow validate` for labs, "
+        "tools/parallel_stage.py for contracts), every issue located. Exit 2 on fail, 1 on warn "
+        "with --strict, else 0.",
+    )
+    agilab.add_argument("--agilab", action="store_true", help="judge the files with AGILAB's rules")
+    agilab.add_argument(
+        "--module-key",
+        metavar="KEY",
+        help="the lab's stage list (default: its folder's name without _project)",
+    )
+    agilab.add_argument(
+        "--apps-root", metavar="DIR", help="where the apps that stages name (app, APP) are looked for"
+    )
+    agilab.add_argument(
+        "--require-metadata",
+        action="store_true",
+        help="a lab without [__meta__] schema and version fails",
+    )
 
     plan = sub.add_parser(
         "plan",

@@ -29,6 +29,7 @@ __all__ = [
 class Severity(str, Enum):
     ERROR = "error"
     WARNING = "warning"
+    INFO = "info"  # only AGILAB's own validator (``check --agilab``) reports at this level
 
 
 # Every diagnostic code the tool can emit, with its default severity and what it means.
@@ -272,7 +273,7 @@ def render_text(diag: Diagnostic, *, color: bool = False) -> str:
     """Compiler-style text: ``path:line:col: error[code]: message``, the source line, a caret, a hint."""
     sev = diag.severity.value
     if color:
-        tint = "\x1b[1;31m" if diag.is_error else "\x1b[1;33m"
+        tint = {Severity.ERROR: "\x1b[1;31m", Severity.WARNING: "\x1b[1;33m"}.get(diag.severity, "\x1b[1;36m")
         sev = f"{tint}{sev}\x1b[0m"
     out = [f"{diag.location()}: {sev}[{diag.code}]: {diag.message}"]
     if diag.source_line is not None and diag.line is not None:
@@ -297,7 +298,7 @@ def render_github(diag: Diagnostic) -> str:
     def esc_prop(s: str) -> str:
         return esc_data(s).replace(":", "%3A").replace(",", "%2C")
 
-    kind = "error" if diag.is_error else "warning"
+    kind = {Severity.ERROR: "error", Severity.WARNING: "warning"}.get(diag.severity, "notice")
     props = [f"file={esc_prop(diag.path)}"]
     if diag.line is not None:
         props.append(f"line={diag.line}")

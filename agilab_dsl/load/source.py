@@ -131,12 +131,14 @@ def _decoded_to_raw(text: str, span: Span, index: int) -> int:
             pos += 2
         elif text.startswith("\n", pos):
             pos += 1
-    if span.kind in ("literal", "ml-literal"):
+    if span.kind == "literal":
         return min(pos + index, end)
     seen = 0
     while pos < end and seen < index:
         ch = text[pos]
-        if ch == "\\" and pos + 1 < end:
+        if ch == "\r" and text.startswith("\r\n", pos):
+            pos += 2  # a multi-line string's CRLF decodes to one "\n"
+        elif ch == "\\" and pos + 1 < end and span.kind != "ml-literal":
             nxt = text[pos + 1]
             if nxt == "u":
                 pos += 6
