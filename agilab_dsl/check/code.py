@@ -7,11 +7,13 @@ TOML string, so an editor jumps to the offending character of the code.
 from __future__ import annotations
 
 import ast
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from ..load.parse import Locator
 from . import risky
+from .agilab.code import error_spot
 from .risky import RISKY_HINT
 
 SYNTAX_HINT = (
@@ -20,21 +22,17 @@ SYNTAX_HINT = (
 
 
 def syntax_error(code: str) -> tuple[int, int, str] | None:
-    """The first Python syntax error in ``code``: (index into ``code``, width, message), or None."""
+    """The first Python syntax error in ``code`` as this tool's worker compiles it (unstripped):
+    (index into ``code``, width, message), or None."""
     try:
-        ast.parse(code)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes: not ours to print
+            ast.parse(code)
     except SyntaxError as exc:
-        lines = code.splitlines(keepends=True)
-        lineno = min(max(exc.lineno or 1, 1), max(len(lines), 1))
-        start = sum(len(line) for line in lines[: lineno - 1])
-        line_text = lines[lineno - 1] if lines else ""
-        column = min(max((exc.offset or 1) - 1, 0), len(line_text.rstrip("\r\n")))  # may point past
-        width = 1
-        if exc.end_lineno == exc.lineno and exc.end_offset and exc.offset and exc.end_offset > exc.offset:
-            width = exc.end_offset - exc.offset
-        return min(start + column, max(len(code) - 1, 0)), width, f"{exc.msg} (line {lineno} of the code)"
-    except ValueError as exc:  # a NUL character
-        return 0, 1, str(exc)
+        spot = error_spot(code, exc)
+        return spot.index, spot.width, f"{exc.msg} (line {exc.lineno or 1} of the code)"
+    except (ValueError, RecursionError, MemoryError) as exc:  # a NUL character, absurd nesting
+        return 0, 1, str(exc) or type(exc).__name__
     return None
 
 

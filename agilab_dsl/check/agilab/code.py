@@ -50,7 +50,7 @@ def code_facts(code: str) -> CodeFacts:
             warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes: not ours to print
             tree = ast.parse(code)
     except SyntaxError as exc:
-        facts.syntax = (f"Stage code is not valid Python: {exc.msg}", _error_spot(code, exc))
+        facts.syntax = (f"Stage code is not valid Python: {exc.msg}", error_spot(code, exc))
         return facts
     except (ValueError, RecursionError, MemoryError) as exc:  # AGILAB would crash here
         facts.syntax = (f"Stage code is not valid Python: {exc}", Spot(0))
@@ -184,7 +184,7 @@ class _Lines:
         return Spot(start + begin, width)
 
 
-def _error_spot(code: str, exc: SyntaxError) -> Spot:
+def error_spot(code: str, exc: SyntaxError) -> Spot:
     """Where a syntax error points (``offset`` counts characters, 1-based), clamped into the code."""
     lines = _Lines(code)
     if not exc.lineno:
