@@ -280,3 +280,42 @@ def test_stage_empty_hint_tells_a_prompt_from_nothing(tmp_path: Path) -> None:
     hints = {d.key: d.hint for d in result.diagnostics if d.code == "stage-empty"}
     assert "shows it and skips it at run time" in hints["m[0]"]
     assert "drops it on the next save" in hints["m[1]"]
+
+
+def test_diff_reports_agilab_keys_and_their_effect_on_what_runs(tmp_path: Path, capsys) -> None:
+    old_text = (
+        '[__meta__]\nschema = "agilab.lab_steps.v1"\nversion = 1\nm__sequence = [0]\n\n'
+        '[[m]]\nid = "load"\nC = "x = 1"\nprofiles = { smoke = { params = { n = 1 } } }\n\n'
+        '[[m]]\nid = "evaluate"\nC = "x = 2"\n\n'
+        '[[m]]\nid = "report"\nC = "x = 3"\n'
+    )
+    new_text = (
+        old_text.replace("agilab.lab_steps.v1", "agilab.lab_stages.v1")
+        .replace("m__sequence = [0]", "m__sequence = [0, 1, 2]\nm__automation = { max_workers = 2 }")
+        .replace("params = { n = 1 }", "params = { n = 2 }")
+        .replace('id = "report"\nC = "x = 3"\n', 'id = "report"\nC = "x = 3"\nenabled = false\n')
+    )
+    old, new = tmp_path / "old" / "lab_stages.toml", tmp_path / "new" / "lab_stages.toml"
+    for path, text in ((old, old_text), (new, new_text)):
+        path.parent.mkdir()
+        path.write_text(text, encoding="utf-8")
+    assert main(["diff", str(old), str(new), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["meta"] == [
+        "[__meta__] m__automation.max_workers added: 2",
+        "[__meta__] m__sequence: [0] → [0, 1, 2]",
+        '[__meta__] schema: "agilab.lab_steps.v1" → "agilab.lab_stages.v1"',
+    ]
+    steps = {s["id"]: s["changes"] for s in payload["steps"]}
+    assert steps == {
+        "load": ["profiles.smoke.params.n: 1 → 2"],
+        "evaluate": ["now selected by the saved sequence: would run"],
+        "report": [
+            "disabled (enabled = false)",
+            "now selected by the saved sequence, but disabled (enabled = false): would not run",
+        ],
+    }
+    assert payload["would_rerun"] == [{"id": "evaluate", "because": "now selected by the saved sequence"}]
+    assert main(["diff", str(old), str(new)]) == 0
+    text = capsys.readouterr().out
+    assert "  [__meta__] m__sequence: [0] → [0, 1, 2]" in text and "evaluate  (now selected" in text

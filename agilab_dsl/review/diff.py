@@ -75,6 +75,7 @@ class LabDiff:
     order: tuple[list[str], list[str]] | None  # (old, new) order of the common steps, when it moved
     rerun: list[str]
     why: dict[str, str]
+    meta: list[str] = field(default_factory=list)  # [__meta__] changes: stamp, sequences, automation
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -84,6 +85,8 @@ class LabDiff:
             "steps": [s.to_json() for s in self.steps],
             "would_rerun": [{"id": sid, "because": self.why[sid]} for sid in self.rerun],
         }
+        if self.meta:
+            out["meta"] = self.meta
         if self.order:
             out["reordered"] = {"old": self.order[0], "new": self.order[1]}
         return out
@@ -173,8 +176,13 @@ def _code_key(step: Any) -> tuple[str, str]:
 
 
 def diff_labs(old_runner: Any, new_runner: Any, old_label: str, new_label: str) -> LabDiff:
+    from .agilab_keys import Raw, meta_changes, stage_changes
+
     old = {s.id: s.stage for s in old_runner.lab.stages}
     new = {s.id: s.stage for s in new_runner.lab.stages}
+    old_placed = {s.id: s for s in old_runner.lab.stages}
+    new_placed = {s.id: s for s in new_runner.lab.stages}
+    old_raw, new_raw = Raw(old_runner), Raw(new_runner)
     added = [i for i in new if i not in old]
     removed = [i for i in old if i not in new]
     renamed: dict[str, str] = {}  # new id -> old id
@@ -192,82 +200,35 @@ def diff_labs(old_runner: Any, new_runner: Any, old_label: str, new_label: str) 
             renamed[nid] = match
     steps: list[StepChange] = []
     for nid in new:
+        was = renamed.get(nid, nid)
         if nid in renamed:
             changes, code_diff = compare_steps(old[renamed[nid]], new[nid])
+            changes += stage_changes(old_raw, new_raw, old_placed[was], new_placed[nid])
             steps.append(StepChange(nid, "renamed", renamed[nid], changes, code_diff))
         elif nid not in old:
             steps.append(StepChange(nid, "added"))
         else:
             changes, code_diff = compare_steps(old[nid], new[nid])
+            changes += stage_changes(old_raw, new_raw, old_placed[was], new_placed[nid])
             if changes:
                 steps.append(StepChange(nid, "changed", None, changes, code_diff))
     steps += [StepChange(oid, "removed") for oid in removed if oid not in renamed.values()]
     common_old = [i for i in old if i in new]
     common_new = [i for i in new if i in old]
     order = (common_old, common_new) if common_old != common_new else None
+    from .rerun import would_rerun
+
     rerun, why = would_rerun(old_runner, new_runner, renamed)
-    return LabDiff(old_label, new_label, steps, order, rerun, why)
-
-
-class _SameData:
-    """File hashes for a definition-only comparison: every data file counts as unchanged."""
-
-    def __init__(self) -> None:
-        self.cache: dict[str, Any] = {}
-        self.changed = False
-
-    def of(self, path: str) -> str:
-        return "data"
-
-
-def definition(runner: Any) -> dict[str, dict[str, Any]]:
-    """Each step's fingerprint components with data taken as unchanged (and contracts by content)."""
-    from ..plan.fingerprint import file_hash_uncached
-    from ..plan.stale import components
-
-    same = _SameData()
-    out = {}
-    for sid, step in runner.resolved.items():
-        comps = components(step, runner.lab_dir, same, {})  # type: ignore[arg-type]
-        if step.contract is not None:
-            path = runner.lab_dir / step.contract
-            comps["contract"] = {step.contract: file_hash_uncached(path) if path.is_file() else "missing"}
-            comps["stage_inputs"] = {}
-        comps.pop("upstream", None)
-        out[sid] = comps
-    return out
-
-
-def would_rerun(
-    old_runner: Any, new_runner: Any, renamed: dict[str, str]
-) -> tuple[list[str], dict[str, str]]:
-    """The new lab's steps that would run because of the change (data unchanged), and why."""
-    before, after = definition(old_runner), definition(new_runner)
-    why: dict[str, str] = {}
-    for sid, comps in after.items():
-        was = renamed.get(sid, sid)
-        if sid in renamed:
-            why[sid] = f"renamed from {was}: nothing is recorded under its new id"
-        elif was not in before:
-            why[sid] = "new step"
-        elif before[was] != comps:
-            keys = [k for k in comps if before[was].get(k) != comps.get(k)]
-            why[sid] = "changed: " + ", ".join(keys)
-    graph = new_runner.full_graph
-    for sid in list(graph.order()):
-        if sid in why:
-            continue
-        ups = sorted(u for u in graph.upstream(sid) if u in why)
-        if ups:
-            why[sid] = f"upstream {ups[0]} re-runs"
-    order = [sid for sid in graph.order() if sid in why]
-    return order, why
+    meta = meta_changes(old_runner.lab.path, new_runner.lab.path)
+    return LabDiff(old_label, new_label, steps, order, rerun, why, meta)
 
 
 def render_text(diff: LabDiff, *, markdown: bool = False) -> str:
     lines: list[str] = []
     head = f"{diff.old} → {diff.new}"
     lines.append(f"### Lab change: `{head}`" if markdown else head)
+    for change in diff.meta:
+        lines.append(f"- {change}" if markdown else f"  {change}")
     if not diff.steps and not diff.order:
         lines.append("no step changed" if not markdown else "_no step changed_")
     mark = {"added": "+", "removed": "-", "renamed": "~", "changed": "~"}
@@ -352,6 +313,7 @@ def settings_effect(old: Path, new: Path, lab: Path) -> tuple[list[str], dict[st
     """Which steps of ``lab`` a settings change makes stale (and why), or None when the lab
     cannot be opened with one of the two snapshots."""
     from ..execute.session import LabRequest, Refusal, open_lab
+    from .rerun import would_rerun
 
     runners = [open_lab(LabRequest(file=str(lab), settings=str(s), use_cache=False)) for s in (old, new)]
     if any(isinstance(r, Refusal) for r in runners):
