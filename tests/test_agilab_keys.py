@@ -319,3 +319,16 @@ def test_diff_reports_agilab_keys_and_their_effect_on_what_runs(tmp_path: Path, 
     assert main(["diff", str(old), str(new)]) == 0
     text = capsys.readouterr().out
     assert "  [__meta__] m__sequence: [0] → [0, 1, 2]" in text and "evaluate  (now selected" in text
+
+
+def test_textconv_shows_meta_selection_and_automation(tmp_path: Path, capsys) -> None:
+    body = (
+        '[__meta__]\nschema = "agilab.lab_stages.v1"\nm__sequence = [1]\n\n'
+        '[[m]]\nid = "a"\nC = "x=1"\nautomation = { parallel_safe = true, outputs = ["o"] }\n\n'
+        '[[m]]\nid = "b"\nC = "y=2"\n'
+    )
+    assert main(["textconv", str(write(tmp_path, body))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["[__meta__] m__sequence = [1]", '[__meta__] schema = "agilab.lab_stages.v1"']
+    a = lines[lines.index("[a]") :]
+    assert "  selected = false (not in the saved sequence)" in a and "  automation.parallel_safe = true" in a

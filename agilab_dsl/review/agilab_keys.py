@@ -26,11 +26,11 @@ def _raw(path: str) -> dict[str, Any]:
         return {}  # both sides loaded already: only a file removed meanwhile lands here
 
 
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+def flat(data: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(data, Mapping) and data:
         out: dict[str, Any] = {}
         for key, value in data.items():
-            out |= _flat(value, f"{prefix}{key}.")
+            out |= flat(value, f"{prefix}{key}.")
         return out
     return {prefix.rstrip("."): data} if prefix else {}
 
@@ -40,7 +40,7 @@ def meta_changes(old_path: str, new_path: str) -> list[str]:
     old = _raw(old_path).get("__meta__")
     new = _raw(new_path).get("__meta__")
     if (isinstance(old, Mapping) and isinstance(new, Mapping)) or old is None or new is None:
-        return key_changes(_flat(old or {}), _flat(new or {}), prefix="[__meta__] ")
+        return key_changes(flat(old or {}), flat(new or {}), prefix="[__meta__] ")
     return [f"[__meta__]: {show(old)} → {show(new)}"]
 
 
@@ -55,7 +55,7 @@ class Raw:
             stage = self.data[placed.module][placed.index]
         except (KeyError, IndexError, TypeError):
             return {}
-        return _flat({k: stage[k] for k in STAGE_TABLES if k in stage})
+        return flat({k: stage[k] for k in STAGE_TABLES if k in stage})
 
 
 def stage_changes(old_raw: Raw, new_raw: Raw, old: Any, new: Any) -> list[str]:

@@ -48,24 +48,35 @@ def textconv(path: Path) -> str:
         return f"(not valid TOML: {exc})\n{text}"
     if detect_kind(path, data) != "lab":
         return "".join(f"{k} = {show(v)}\n" for k, v in sorted(flatten(data).items()))
-    from ..check.files import load
     from ..load.errors import LoadError
+    from ..load.lab import require_lab
 
     try:
-        lab = load(path, "lab")
+        lab = require_lab(path)
     except LoadError:
         return text  # invalid: its own text is the best view
     from ..plan.spec import StepSpec
+    from .agilab_keys import STAGE_TABLES, flat
 
     defaults = StepSpec()
-    out = []
+    meta = data.get("__meta__")
+    out = (
+        [f"[__meta__] {k} = {show(v)}" for k, v in sorted(flat(meta).items())]
+        if isinstance(meta, dict)
+        else []
+    )
     for placed in lab.stages:
         spec = StepSpec.of(placed.stage)
         out.append(f"[{placed.id}]")
+        if not placed.selected:
+            out.append("  selected = false (not in the saved sequence)")
         for key in ("mode", *STEP_KEYS):
             value = getattr(spec, key)
             if value != getattr(defaults, key):
                 out.append(f"  {key} = {show(value)}")
+        written = data[placed.module][placed.index]
+        tables = flat({k: written[k] for k in STAGE_TABLES if k in written})
+        out += [f"  {k} = {show(v)}" for k, v in sorted(tables.items())]
         if spec.code:
             out += ["  code:"] + [f"    {line}" for line in normalised_code(spec.code).splitlines()]
     return "\n".join(out) + "\n"
