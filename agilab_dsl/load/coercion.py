@@ -58,9 +58,13 @@ def verbose_level(value: Any) -> int:
 
 
 def worker_count(value: Any) -> int:
-    """A ``[cluster.workers]`` count: a non-negative int; a float is truncated, as AGILAB does."""
-    if isinstance(value, float) and value >= 0 and value != float("inf"):
-        return int(value)
+    """A ``[cluster.workers]`` count: a non-negative int; a float is truncated, as AGILAB does
+    (``-0.5`` is 0; ``-1.5``, ``inf`` and ``nan`` are refused)."""
+    if isinstance(value, float):
+        try:
+            value = int(value)
+        except (ValueError, OverflowError):
+            raise ValueError("must be a non-negative integer") from None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError("must be a non-negative integer")
     return value

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .coercion import int_flag, loose_bool, settings_version, verbose_level
+from .coercion import int_flag, loose_bool, settings_version, verbose_level, worker_count
 from .errors import Severity, did_you_mean
 from .parse import LoadResult, Locator, key_text, read_source, toml_repr
 from .validation import report_validation
@@ -233,18 +233,22 @@ def _workers(workers: Any, loc: Locator) -> None:
     for host, count in workers.items():
         path = ("cluster", "workers", host)
         name = key_text(path)
-        if isinstance(count, float) and count >= 0 and count != float("inf"):
+        try:
+            read = worker_count(count)
+        except ValueError:
+            if isinstance(count, bool) or not isinstance(count, (int, float)):
+                loc.at_value("wrong-type", f"{name} must be an integer, not {toml_repr(count)}", path)
+            else:
+                loc.at_value("invalid-value", f"{name} must be ≥ 0, not {toml_repr(count)}", path)
+            continue
+        if isinstance(count, float):
             loc.at_value(
                 "wrong-type",
-                f"{name} should be an integer, not {count}: AGILAB truncates it to {int(count)}",
+                f"{name} should be an integer, not {count}: AGILAB truncates it to {read}",
                 path,
                 severity=W,
-                hint=f"write {int(count)}",
+                hint=f"write {read}",
             )
-        elif isinstance(count, bool) or not isinstance(count, (int, float)):
-            loc.at_value("wrong-type", f"{name} must be an integer, not {toml_repr(count)}", path)
-        elif count < 0 or isinstance(count, float):
-            loc.at_value("invalid-value", f"{name} must be ≥ 0, not {toml_repr(count)}", path)
 
 
 def _pages(pages: Mapping[str, Any] | None, loc: Locator) -> None:
