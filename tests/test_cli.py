@@ -115,7 +115,7 @@ def test_settings_file_problems_are_reported_with_the_lab(
     )
     assert main(["check", str(tmp_path / "lab_steps.toml")]) == 1
     out = capsys.readouterr().out
-    assert "app_settings.toml:4:8: error[wrong-type]: cluster.pool must be true or false" in out
+    assert "app_settings.toml:4:8: error[wrong-type]: cluster.pool must be true, false or an integer" in out
 
 
 def test_explicit_settings_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

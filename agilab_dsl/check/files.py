@@ -41,13 +41,14 @@ def check_file(
     settings_path: str | Path | None = None,
     obs: Observations | None = None,
     profile: str | None = None,
+    text: str | None = None,
 ) -> tuple[LoadResult[Any], LoadResult[Any] | None]:
     """Load a file of any kind and run every check. Returns the file's result and, for labs, the
     settings result (whose own diagnostics belong to the settings file). Every path consulted is
-    noted in ``obs`` (for the result cache)."""
+    noted in ``obs`` (for the result cache). ``text``: check this text as if it were the file's."""
     obs = obs or Observations()
     obs.note(path)
-    result = load_any(path, kind, profile=profile)
+    result = load_any(path, kind, profile=profile, text=text)
     if any(d.code == "file-missing" for d in result.diagnostics):
         obs.note(Path(path).parent)  # its listing gave the hint
     settings_result = None

@@ -31,7 +31,7 @@ commands:
   history FILE            recorded runs; --compare RUN RUN; --export-mlflow
   diff OLD NEW            what a change means (files, or REV [REV] -- PATH)
   fmt FILE...             one canonical layout for lab files (--check)
-  migrate FILE --to NAME  lab_steps <-> lab_stages
+  migrate FILE --to NAME  lab_steps <-> lab_stages (stamp, module key)
   git-setup               semantic diffs in git diff / git log -p
   doctor                  do all Dask workers read the cluster share?
   schema NAME             JSON Schema for editors: lab-steps, parallel-stage, app-settings
@@ -154,10 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     mig = sub.add_parser(
         "migrate",
-        help="convert a stage list between lab_steps and lab_stages (name and schema stamp)",
-        description="Writes FILE under the other name (lab_steps.toml ↔ lab_stages.toml) with the other "
-        "schema stamp, edited with tomlkit: comments, order and unknown keys survive, and no stage is "
-        "dropped (both versions are loaded and compared first). The original file is left in place.",
+        help="convert a stage list between lab_steps and lab_stages (stamp, module key)",
+        description="--to lab_stages writes FILE as AGILAB accepts it today: [__meta__] schema = "
+        '"agilab.lab_stages.v1" and version = 1 (other [__meta__] keys kept), a legacy [[steps]] or '
+        "[[stages]] list (or, with --module-key, the file's single list) renamed to the module key with "
+        "its __sequence/__automation keys. --to lab_steps undoes what a migration did (it leaves a "
+        "record on the last line), else changes the stamp only. Text edits only: comments, order, "
+        "line endings and unknown keys survive, and no stage is dropped (both versions are loaded and "
+        "compared first). The file is written under its new name (lab_steps.toml <-> lab_stages.toml); "
+        "the original is left in place.",
     )
     mig.add_argument("file", metavar="FILE")
     mig.add_argument("--to", required=True, choices=("lab_stages", "lab_steps"))
@@ -165,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="PATH", help="where to write (default: FILE under the new name)"
     )
     mig.add_argument("--force", action="store_true", help="replace an existing, different target")
+    mig.add_argument(
+        "--module-key",
+        metavar="KEY",
+        help="the app's module key, whose list AGILAB reads (default: the lab folder's name without "
+        "_project, as AGILAB derives it)",
+    )
 
     fmt = sub.add_parser(
         "fmt",

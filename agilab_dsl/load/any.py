@@ -16,10 +16,11 @@ from .settings import build_settings
 
 
 def load_any(
-    path: str | Path, kind: FileKind | None = None, *, profile: str | None = None
+    path: str | Path, kind: FileKind | None = None, *, profile: str | None = None, text: str | None = None
 ) -> LoadResult[Any]:
-    """Load a file of any of the three kinds, recognised by stamp, name or shape (parsed once)."""
-    result, loc = read_source(path, None, kind, profile)
+    """Load a file of any of the three kinds, recognised by stamp, name or shape (parsed once);
+    ``text``: this text instead of the file's, read as if it were at ``path``."""
+    result, loc = read_source(path, text, kind, profile)
     if result.data is None:
         return result
     result.kind = kind or detect_kind(path, result.data)

@@ -60,7 +60,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "key-conflict": (Severity.ERROR, "a key is given twice under two aliases, or two exclusive keys are set"),
     "wrong-type": (Severity.ERROR, "a value has the wrong type"),
     "invalid-value": (Severity.ERROR, "a value is outside the allowed set or range"),
-    "legacy-dialect": (Severity.WARNING, "the file uses a legacy array name ([[steps]] or [[stages]])"),
+    "legacy-dialect": (Severity.WARNING, "a legacy name: a [[steps]]/[[stages]] array, settings args.args"),
     "lab-empty": (Severity.WARNING, "the lab file defines no stage at all"),
     "sequence-invalid": (Severity.ERROR, "a __sequence entry does not match the stages of its module"),
     "engine-unknown": (Severity.WARNING, "R names an engine this tool does not know"),

@@ -41,6 +41,23 @@ class Span:
     kind: str  # 'basic' | 'literal' | 'ml-basic' | 'ml-literal' | 'array' | 'table' | 'header' | 'scalar'
 
 
+@dataclass(frozen=True, slots=True)
+class WrittenKey:
+    """One key as the text writes it: a table header, an array-of-tables header or a key = value."""
+
+    kind: str  # 'table' | 'array-table' | 'key'
+    table: KeyPath  # for a key = value: the table it sits in (() the root; an inline table's own path)
+    segments: tuple[tuple[str, int], ...]  # each dotted segment: (name, offset of its first character)
+
+
+def written_keys(text: str) -> list[WrittenKey]:
+    """Every key of a valid TOML text in file order, with the offset of each segment as written
+    (what a text edit that renames a key needs: ``[[steps]]``, ``[steps.x]``, ``steps = …``)."""
+    found: list[WrittenKey] = []
+    _Scanner(text, {}, found).run()
+    return found
+
+
 class SourceMap:
     """Positions of keys and values in one TOML text (which must already be valid TOML).
 
@@ -167,11 +184,12 @@ def _must(pattern: re.Pattern[str], text: str, pos: int) -> re.Match[str]:
 class _Scanner:
     """A structural pass over valid TOML, recording the span of every key path."""
 
-    def __init__(self, text: str, spans: dict[KeyPath, Span]) -> None:
+    def __init__(self, text: str, spans: dict[KeyPath, Span], keys: list[WrittenKey] | None = None) -> None:
         self.t = text
         self.n = len(text)
         self.i = 0
         self.spans = spans
+        self.keys = keys  # when given, every key as written is appended
         self.aot_count: dict[tuple[str, ...], int] = {}  # array-of-tables name path -> last index
 
     def run(self) -> None:
@@ -184,14 +202,20 @@ class _Scanner:
             if t.startswith("[[", self.i):
                 start = self.i
                 self.i += 2
-                names = [name for name, _ in self._key()]
+                parts = self._key()
+                names = [name for name, _ in parts]
+                if self.keys is not None:
+                    self.keys.append(WrittenKey("array-table", (), tuple(parts)))
                 self.i = _must(_WS, t, self.i).end() + 2  # "]]"
                 prefix = self._resolve(names, new_element=True)
                 self.spans[prefix] = Span(start, start, self.i, "header")
             elif t[self.i] == "[":
                 start = self.i
                 self.i += 1
-                names = [name for name, _ in self._key()]
+                parts = self._key()
+                names = [name for name, _ in parts]
+                if self.keys is not None:
+                    self.keys.append(WrittenKey("table", (), tuple(parts)))
                 self.i = _must(_WS, t, self.i).end() + 1  # "]"
                 prefix = self._resolve(names, new_element=False)
                 self.spans.setdefault(prefix, Span(start, start, self.i, "header"))
@@ -242,6 +266,8 @@ class _Scanner:
 
     def _keyval(self, prefix: KeyPath) -> None:
         parts = self._key()
+        if self.keys is not None:
+            self.keys.append(WrittenKey("key", prefix, tuple(parts)))
         self.i = _must(_WS, self.t, self.i).end() + 1  # "="
         self.i = _must(_WS, self.t, self.i).end()
         path = prefix + tuple(name for name, _ in parts)
