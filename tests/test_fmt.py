@@ -77,3 +77,19 @@ def test_every_corpus_lab_formats_idempotently_keeping_comments_and_stages(
 @pytest.mark.parametrize("example", ["telemetry", "table", "sweep"])
 def test_the_examples_are_formatted(example: str) -> None:
     assert main(["fmt", "--check", str(ROOT / "examples" / example / "lab_stages.toml")]) == 0
+
+
+def test_crlf_mode_and_symlink_are_kept(tmp_path: Path) -> None:
+    real = tmp_path / "real" / "lab_stages.toml"
+    real.parent.mkdir()
+    real.write_bytes(INLINE.replace("\n", "\r\n").encode("utf-8"))
+    real.chmod(0o640)
+    link = tmp_path / "lab_stages.toml"
+    link.symlink_to(real)
+    before = stages(real)
+    assert main(["fmt", str(link)]) == 0
+    assert link.is_symlink() and oct(real.stat().st_mode & 0o777) == "0o640"
+    data = real.read_bytes()
+    assert b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")  # every line ends CRLF
+    assert stages(real) == before
+    assert main(["fmt", str(link), "--check"]) == 0

@@ -10,6 +10,8 @@ Formatting is idempotent: a formatted file formats to itself.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -99,18 +101,23 @@ def format_file(path: Path, *, check: bool = False) -> bool:
     from ..load.lab import require_lab
 
     require_lab(path)  # a file that does not build as a lab stops here, its problems located
-    text = path.read_text(encoding="utf-8")
-    new = formatted(text)
+    real = Path(os.path.realpath(path))  # a symlink stays a symlink: its target is rewritten
+    text = real.read_bytes().decode("utf-8")
+    crlf = "\r\n" in text  # CRLF files stay CRLF
+    new = formatted(text.replace("\r\n", "\n"))
+    if crlf:
+        new = new.replace("\n", "\r\n")
     if new == text:
         return False
     if check:
         return True
-    tmp = path.with_name(f".{path.name}.fmt.tmp")
-    tmp.write_text(new, encoding="utf-8")
+    tmp = real.with_name(f".{real.name}.fmt.tmp")
+    tmp.write_bytes(new.encode("utf-8"))
     try:
-        if not _same_stages(path, tmp):
+        if not _same_stages(real, tmp):
             raise FormatProblem("the formatted file would not load to the same stages; nothing was written")
-        tmp.replace(path)
+        os.chmod(tmp, stat.S_IMODE(real.stat().st_mode))  # the file keeps its mode
+        tmp.replace(real)
     finally:
         if tmp.exists():
             tmp.unlink()
