@@ -25,9 +25,7 @@ def syntax_error(code: str) -> tuple[int, int, str] | None:
     """The first Python syntax error in ``code`` as this tool's worker compiles it (unstripped):
     (index into ``code``, width, message), or None."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes: not ours to print
-            ast.parse(code)
+        ast.parse(code)  # (the caller silences SyntaxWarnings: see check_code)
     except SyntaxError as exc:
         spot = error_spot(code, exc)
         return spot.index, spot.width, f"{exc.msg} (line {exc.lineno or 1} of the code)"
@@ -38,6 +36,12 @@ def syntax_error(code: str) -> tuple[int, int, str] | None:
 
 def check_code(loc: Locator, stages: Any, written: Callable[[Any, str], str | None]) -> None:
     """``stage-code-syntax`` errors and ``risky-call`` warnings for every stage with code."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes: not ours to print
+        _check_code(loc, stages, written)
+
+
+def _check_code(loc: Locator, stages: Any, written: Callable[[Any, str], str | None]) -> None:
     for s in stages:
         code = s.stage.code
         if not code:
