@@ -25,7 +25,7 @@ _EXPORTS = {
     "Lab": "load.model",
     "Stage": "load.model",
     "ParallelContract": "load.model",
-    "AppSettings": "load.model",
+    "AppSettings": "load.settings_model",
     "plan_partitions": "stages.partition",
     "PartitionPlan": "stages.partition",
 }

@@ -11,8 +11,8 @@ import pytest
 from conftest import corpus_files, needs_corpus
 
 from agilab_dsl.cli import main
-from agilab_dsl.load.model import CLUSTER_KEYS, AppSettings
 from agilab_dsl.load.settings import load_settings
+from agilab_dsl.load.settings_model import CLUSTER_KEYS, AppSettings
 
 
 def judge(payload: dict[str, Any]) -> tuple[list[str], list[str]]:

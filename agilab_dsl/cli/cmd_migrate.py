@@ -18,7 +18,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
     from ..load.errors import LoadError, render_text
-    from ..review.migrate import MigrationProblem, migrate
+    from ..review.migrate import migrate
+    from ..review.migrate_text import MigrationProblem
 
     path = Path(args.file)
     if not path.is_file():

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import AliasChoices
 
-from .model import META_KEY, AppSettings, Automation, ParallelContract, Stage
+from .model import META_KEY, Automation, ParallelContract, Stage
+from .settings_model import AppSettings
 
 SCHEMA_NAMES = ("lab-steps", "parallel-stage", "app-settings")
 DRAFT = "https://json-schema.org/draft/2020-12/schema"

@@ -42,7 +42,7 @@ def build_settings(result: LoadResult[Any], loc: Locator) -> None:
     """Judge a parsed ``app_settings.toml`` by AGILAB's rules; on no error, build the model."""
     from pydantic import ValidationError
 
-    from .model import AppSettings
+    from .settings_model import AppSettings
 
     data = result.data
     assert data is not None
@@ -112,7 +112,7 @@ def _args(args: Mapping[str, Any] | None, loc: Locator) -> None:
 
 
 def _cluster(cluster: Mapping[str, Any] | None, loc: Locator) -> None:
-    from .model import CLUSTER_KEYS
+    from .settings_model import CLUSTER_KEYS
 
     if cluster is None:
         return

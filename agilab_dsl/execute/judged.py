@@ -1,0 +1,85 @@
+"""What a judgment of a lab depends on, for the judgment cache: the files it read (the lab, function
+sources, inputs, outputs, contracts and what their globs search, the state) and the environment
+variables its ``${env.…}`` holes use; and the signatures of the data files as last hashed.
+
+A mixin of :class:`~.run.Runner` (it reads the runner's lab, resolved steps, state and hashes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Mapping
+
+    from ..plan.fingerprint import FileHashes
+    from ..plan.resolve import ResolvedStep
+    from ..plan.spec import LabSpec
+    from ..plan.state import LabState
+
+
+class JudgedFiles:
+    lab: LabSpec
+    lab_dir: Path
+    resolved: Mapping[str, ResolvedStep]
+    state: LabState
+    hashes: FileHashes
+
+    def dependencies(self) -> tuple[list[str], list[str]]:
+        """What a judgment of this lab read: files (lab, function sources, inputs, outputs,
+        contracts, state) and the names of environment variables its ``${env.…}`` holes use."""
+        from ..load import expr
+        from ..load.locate import function_source
+
+        root = str(self.lab_dir)
+        files = [self.lab.path, str(self.state.path), str(self.state.journal_path)]
+        env: set[str] = set()
+        for step in self.resolved.values():
+            stage = step.placed.stage
+            files += [os.path.join(root, p) for p in (*step.inputs, *step.outputs)]
+            if step.contract is not None:
+                from ..plan.stale import contract_parts, glob_root
+
+                contract = os.path.join(root, step.contract)
+                files.append(contract)
+                pattern, function = contract_parts(contract)
+                if pattern:  # the folder its glob searches: a new matching file changes it
+                    files.append(glob_root(pattern, os.path.dirname(contract)))
+                if function:
+                    ref = expr.parse_funcref(function)
+                    source = function_source(ref.module, ref.is_path, Path(contract).parent)
+                    files.append(
+                        str(source) if source else os.path.join(os.path.dirname(contract), ref.module)
+                    )
+            if stage.function:
+                ref = expr.parse_funcref(stage.function)
+                source = function_source(ref.module, ref.is_path, self.lab_dir)
+                files.append(str(source) if source else str(self.lab_dir / ref.module))
+            env.update(step.env_names)
+        return files, sorted(env)
+
+    def data_files(self) -> list[str]:
+        """Every input and output path (absolute), as the file-hash cache knows them."""
+        root = str(self.lab_dir)
+        files = [
+            os.path.join(root, p) for step in self.resolved.values() for p in (*step.inputs, *step.outputs)
+        ]
+        for step in self.resolved.values():
+            if step.contract is not None:  # what its glob finds: hashed like inputs
+                from ..plan.stale import contract_parts, resolve_glob
+
+                contract = os.path.join(root, step.contract)
+                files += resolve_glob(contract_parts(contract)[0], os.path.dirname(contract))
+        return files
+
+    def hashed_signatures(self, paths: list[str]) -> dict[str, str] | None:
+        """``size:mtime_ns`` of each file when its hash was last taken; None if one was never hashed."""
+        out = {}
+        for path in paths:
+            entry = self.hashes.cache.get(path)
+            if entry is None:
+                return None
+            out[path] = f"{entry[0]}:{entry[1]}"
+        return out
