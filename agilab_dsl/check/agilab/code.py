@@ -134,13 +134,7 @@ def expr_text(node: ast.AST) -> str:
 def call_name(node: ast.Call) -> str:
     """AGILAB's ``_call_name``: the callee's dotted name as written (``os.system``); the attribute
     alone when what it hangs on is not a name chain (``f().exec`` → ``exec``)."""
-    func = node.func
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute):
-        prefix = _prefix(func.value)
-        return f"{prefix}.{func.attr}" if prefix else func.attr
-    return ""
+    return _prefix(node.func)
 
 
 def _prefix(node: ast.AST) -> str:
