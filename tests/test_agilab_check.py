@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agilab_dsl.check.agilab import CHECKS
+from agilab_dsl.check.agilab.ids import CHECKS
 from agilab_dsl.cli import main
 from agilab_dsl.load.source import SourceMap
 

@@ -33,7 +33,7 @@ def cmd_check_agilab(args: argparse.Namespace, out: TextIO) -> int:
     if args.settings is not None:
         print("agilab-run check: error: --settings does not apply with --agilab", file=sys.stderr)
         return EXIT_INVALID
-    from ..check.agilab import check_agilab, exit_code, to_github, to_json, to_text
+    from ..check.agilab.report import check_agilab, exit_code, to_github, to_json, to_text
 
     reports = check_agilab(
         args.files,

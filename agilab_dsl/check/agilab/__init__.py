@@ -14,17 +14,3 @@ file as AGILAB does), :mod:`.lab`, :mod:`.stage`, :mod:`.code` and :mod:`.graph`
 validator), :mod:`.contract` (the contract checker), :mod:`.report` (several files: exit code, JSON,
 text). It imports ``load`` only; nothing here prints.
 """
-
-from .ids import CHECKS, CONTRACT_CHECKS, LAB_CHECKS
-from .report import check_agilab, exit_code, to_github, to_json, to_text
-
-__all__ = [
-    "CHECKS",
-    "CONTRACT_CHECKS",
-    "LAB_CHECKS",
-    "check_agilab",
-    "exit_code",
-    "to_github",
-    "to_json",
-    "to_text",
-]
