@@ -82,3 +82,14 @@ def test_a_run_uses_the_plan_that_plan_prints(labs: dict[str, Path], example: st
     loaded = load(contract, "contract")
     plan, parts = planned(loaded, contract, 2)
     assert plan == plan_contract(loaded, contract, 2) and len(parts) == plan.planned_partitions
+
+
+@pytest.mark.parametrize("folder", sorted(p.name for p in (ROOT / "examples").iterdir() if p.is_dir()))
+def test_every_example_is_a_lab_agilab_accepts(folder: str) -> None:
+    """AGILAB's own validator passes every example lab (its list under the folder's module key, each
+    stage shown on WORKFLOW): the extensions (function, stage) sit beside a Q that AGILAB displays."""
+    from agilab_dsl.check.agilab.report import check_agilab
+
+    (lab,) = (ROOT / "examples" / folder).glob("lab_st*.toml")
+    (report,) = check_agilab([str(lab)], kind="lab")
+    assert report["status"] == "pass", report["issues"]
