@@ -93,7 +93,7 @@ def test_each_run_is_one_parquet_file_of_a_queryable_dataset(tmp_path: Path) -> 
     files = sorted((tmp_path / ".agilab" / "history").glob("*.parquet"))
     assert len(files) == 2
     table = ds.dataset(tmp_path / ".agilab" / "history", format="parquet").to_table()
-    assert table.num_rows == 4 and table.schema.metadata[b"agilab.history.schema"] == b"1"
+    assert table.num_rows == 4 and table.schema.metadata[b"agilab.history.schema"] == b"2"
     rows = [r for r in table.to_pylist() if r["step_id"] == "train"]
     assert {r["run_status"] for r in rows} == {"ok"} and all(r["duration"] > 0 for r in rows)
     assert dict(rows[0]["metrics"]) == {"score": 30.0, "loss": 1 / 3}  # numbers only

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "agilab_dsl"
 LINT = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
 
-# The step worker is a process of its own: its stdout/stderr *are* the step's log, not the terminal.
-OWN_STDIO = {"execute/worker.py"}
+# The step worker is a process of its own: its stdout/stderr *are* the step's log, not the terminal;
+# so is the step side of AGILAB's df and tracker, which runs in the step's process.
+OWN_STDIO = {"execute/worker.py", "execute/step_support/_agilab_run_step.py"}
 
 needs_linter = pytest.mark.skipif(
     LINT is None, reason="import-linter is not installed (pip install -e '.[test]')"

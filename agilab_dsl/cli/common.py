@@ -56,6 +56,8 @@ def lab_request(args: argparse.Namespace) -> LabRequest:
         from_step=getattr(args, "from_step", None),
         use_cache=not args.no_cache,
         all_stages=getattr(args, "all_stages", False),
+        dataframe=getattr(args, "dataframe", None),
+        export_dir=getattr(args, "export_dir", None),
     )
 
 

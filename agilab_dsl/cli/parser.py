@@ -257,11 +257,28 @@ def _add_lab_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="apply each stage's profile of this name (default: the lab's saved profile, else balanced)",
     )
+    _add_dataframe_options(parser)
     parser.add_argument(
         "--all",
         dest="all_stages",
         action="store_true",
         help="also the stages a saved __sequence leaves out (AGILAB runs only the saved selection)",
+    )
+
+
+def _add_dataframe_options(parser: argparse.ArgumentParser) -> None:
+    """AGILAB's ``df`` (README "Running AGILAB projects")."""
+    parser.add_argument(
+        "--dataframe",
+        metavar="PATH",
+        help="the df of the first step that reads df (CSV, Parquet or JSON records); each later one "
+        "reads the lab_out.csv the df step before it saved",
+    )
+    parser.add_argument(
+        "--export-dir",
+        metavar="DIR",
+        help="where df steps save their frame, DIR/<step id>/lab_out.csv (default: .agilab/export "
+        "beside the lab)",
     )
 
 

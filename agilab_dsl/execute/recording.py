@@ -68,6 +68,7 @@ def record_run(
                 params=step.params,
                 settings=step.settings_used,
                 metrics=history.metrics_of(o.returned) if stage is None else {},
+                **_tracked(history.tracked_of(o.returned)),
                 inputs=[{"path": p, "hash": h} for p, h in ((comps or {}).get("inputs") or {}).items()],
                 outputs=[
                     {"path": p, "hash": h, "size": history.size_of(os.path.join(root, p))}
@@ -100,6 +101,16 @@ def record_run(
         ),
         note=note,
     )
+
+
+def _tracked(tracked: Mapping[str, Any]) -> dict[str, Any]:
+    """The history columns of what a step logged with AGILAB's tracker."""
+    return {
+        "tracked_metrics": list(tracked.get("metrics") or ()),
+        "tracked_params": dict(tracked.get("params") or {}),
+        "tracked_tags": dict(tracked.get("tags") or {}),
+        "tracked_artifacts": list(tracked.get("artifacts") or ()),
+    }
 
 
 def _error_text(outcome: StepOutcome) -> str | None:

@@ -26,6 +26,7 @@ from ..plan.resolve import ResolvedStep, resolve_step
 from ..plan.spec import LabSpec
 from ..plan.stale import StepStatus, components, reasons
 from ..plan.state import LabState, StepRecord, new_run_id
+from .agilab_env import AgilabOptions, step_context, with_frame
 from .executors import executor
 from .judged import JudgedFiles
 from .machine import Machine, Warm
@@ -59,6 +60,7 @@ class Runner(JudgedFiles):
         graph: StepGraph,
         *,
         environ: Mapping[str, str] | None = None,
+        agilab: AgilabOptions | None = None,
     ) -> None:
         self.lab = lab
         self.lab_dir = Path(lab.path).resolve().parent
@@ -67,9 +69,10 @@ class Runner(JudgedFiles):
         self.full_graph = graph
         self.hashes = FileHashes(state.hashes)
         self.environ = dict(os.environ if environ is None else environ)
+        self.context = step_context(lab, self.lab_dir, agilab or AgilabOptions())  # df, profile
         self.resolved = self._resolve_all()
         self.warnings: list[str] = []  # said once by the caller (an unreadable state file, say)
-        self._steps = StepExecutor(self.lab_dir, settings)  # how each step is executed
+        self._steps = StepExecutor(self.lab_dir, settings, self.context)  # how each step is executed
 
     # -- preparation -------------------------------------------------------------------------
     def _resolve_all(self) -> dict[str, ResolvedStep]:
@@ -78,7 +81,7 @@ class Runner(JudgedFiles):
         placed = {s.id: s for s in self.lab.stages}
         for sid in self.full_graph.order():
             step = resolve_step(placed[sid], self.settings, steps, self.environ)
-            resolved[sid] = step
+            resolved[sid] = with_frame(step, self.context.frames.get(sid))  # df in and lab_out.csv
             steps[sid] = {"outputs": step.outputs}
         return resolved
 
@@ -118,7 +121,8 @@ class Runner(JudgedFiles):
             return StepStatus(sid, "disabled", (NOT_IN_SEQUENCE,)), None
         if step.placed.stage.off is not None:
             return StepStatus(sid, "disabled", (step.placed.stage.off,)), None
-        if step.placed.stage.skip_if_outputs_exist and outputs_exist(self.lab_dir, step.outputs):
+        declared = [p for p in step.outputs if p != self.context.frame_output(sid)]
+        if step.placed.stage.skip_if_outputs_exist and outputs_exist(self.lab_dir, declared):
             return StepStatus(sid, "disabled", (OUTPUTS_EXIST,)), None
         upstream = {u: fingerprints.get(u, "") for u in sorted(self.full_graph.upstream(sid))}
         comps = components(step, self.lab_dir, self.hashes, upstream)
@@ -268,6 +272,9 @@ class Runner(JudgedFiles):
                             p: self.hashes.of(os.path.join(self.lab_dir, p))
                             for p in self.resolved[sid].outputs
                         }
+                        frame = self.context.frame_output(sid)
+                        if outputs.get(frame) == "missing":  # df was no non-empty DataFrame: no frame
+                            del outputs[frame]
                         try:
                             self.state.record(
                                 sid, StepRecord(fp, comps, outputs, time.time(), outcome.seconds, run_id)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..plan.judgment import CachedStatus
     from ..plan.spec import LabSpec
     from ..plan.stale import StepStatus
+    from .agilab_env import AgilabOptions
     from .outcome import Reporter, RunOptions, RunResult
     from .run import Runner
 
@@ -43,6 +44,8 @@ class LabRequest:
     from_step: str | None = None
     use_cache: bool = True
     all_stages: bool = False  # --all: also the stages a saved __sequence leaves out
+    dataframe: str | None = None  # --dataframe: the first df step's df (see plan/dataframe.py)
+    export_dir: str | None = None  # --export-dir: where df steps save lab_out.csv
 
 
 @dataclass
@@ -149,11 +152,29 @@ def open_lab(request: LabRequest, *, load_state: bool = True) -> Runner | Refusa
         if sid not in spec.ids:
             hint = did_you_mean(sid, spec.ids)
             return Refusal(message=f"no step {sid!r} in {request.file}" + (f"; {hint}" if hint else ""))
+    agilab = _agilab_options(request)
+    if isinstance(agilab, Refusal):
+        return agilab
     state = LabState.load(request.file) if load_state else LabState(state_dir(request.file) / "state.json")
-    runner = Runner(spec, snapshot, state, graph)
+    runner = Runner(spec, snapshot, state, graph, agilab=agilab)
     if state.problem:
         runner.warnings.append(state.problem)
     return runner
+
+
+def _agilab_options(request: LabRequest) -> AgilabOptions | Refusal:
+    """``--dataframe`` (an existing CSV, Parquet or JSON file) and ``--export-dir``, made absolute."""
+    from .agilab_env import AgilabOptions
+
+    frame = request.dataframe
+    if frame is not None:
+        if not os.path.isfile(frame):
+            return Refusal(message=f"--dataframe {frame}: no such file")
+        if os.path.splitext(frame)[1].lower() not in (".csv", ".parquet", ".json"):
+            return Refusal(message=f"--dataframe {frame}: a dataframe is a .csv, .parquet or .json file")
+        frame = os.path.abspath(frame)
+    export = os.path.abspath(request.export_dir) if request.export_dir else None
+    return AgilabOptions(frame, export, request.profile)
 
 
 # -- the judgment cache ------------------------------------------------------------------------
@@ -165,6 +186,8 @@ def _judgment_key(request: LabRequest) -> dict[str, Any]:
         "only": sorted(request.only),
         "from": request.from_step,
         "all": request.all_stages,
+        "dataframe": request.dataframe and os.path.abspath(request.dataframe),
+        "export_dir": request.export_dir and os.path.abspath(request.export_dir),
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from ..load.errors import os_error
 from ..plan.resolve import ResolvedStep
 from ..plan.state import STEPS_LOCK
+from .agilab_env import StepContext, step_extras
 from .machine import Machine, contract_backend
 from .outcome import StepOutcome
 
@@ -23,9 +24,12 @@ from .outcome import StepOutcome
 class StepExecutor:
     """Executes the steps of one lab, one step (attempt) per call of :meth:`execute`."""
 
-    def __init__(self, lab_dir: Path, settings: Mapping[str, Any]) -> None:
+    def __init__(
+        self, lab_dir: Path, settings: Mapping[str, Any], context: StepContext | None = None
+    ) -> None:
         self.lab_dir = lab_dir
         self.settings = settings
+        self.context = context or StepContext()  # AGILAB's df, tracker and environment
         self._made: set[Path] = set()  # folders already created in this run
 
     def execute(
@@ -61,6 +65,7 @@ class StepExecutor:
         }
         if machine.share is not None:
             request["env"] = machine.thread_env()
+        request.update(step_extras(step, run_id, self.lab_dir, self.context))
         served_by: str | None = None  # a contract step's backend, its own or the contract's
         if step.contract is not None:
             contract = os.path.join(self.lab_dir, step.contract)
@@ -156,7 +161,8 @@ class StepExecutor:
         self, step: ResolvedStep, reply: Mapping[str, Any], log: Path, result_file: Path
     ) -> StepOutcome:
         seconds = float(reply.get("seconds", 0.0))
-        missing = [p for p in step.outputs if not (self.lab_dir / p).exists()]
+        frame = self.context.frame_output(step.id)  # saved only when df is a non-empty DataFrame
+        missing = [p for p in step.outputs if p != frame and not (self.lab_dir / p).exists()]
         error = None
         if reply.get("timed_out"):
             error = f"timed out after {step.placed.stage.timeout} s"

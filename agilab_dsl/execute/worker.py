@@ -10,7 +10,9 @@ request  {"step_id", "kind": "code"|"function"|"contract", "code", "module", "fu
           "log", "result", "timeout", "names": {settings, params, inputs, outputs}}
           (a contract step adds "contract", "backend", "retries", "scheduler", "fallback",
           "cython", "cores", "limit"; a step sharing the machine (-j N) carries "env": the thread-pool
-          limits of BLAS, OpenMP, … that its process inherits unless the user set them)
+          limits of BLAS, OpenMP, … that its process inherits unless the user set them; "environ":
+          AGILAB's stage variables, set; "support" and "frame": AGILAB's tracker and ``df``, see
+          ``step_support/_agilab_run_step.py``)
 reply    {"exit": int, "signal": int|null, "timed_out": bool, "seconds": float} (+ "log_error": str
          when the step's log could not be written)
 
@@ -66,16 +68,21 @@ def _run_child(req: dict[str, Any]) -> int:
     sys.path.insert(0, req["cwd"])
     for name, value in req.get("env", {}).items():
         os.environ.setdefault(name, value)
+    os.environ.update(req.get("environ", {}))  # AGILAB's stage variables (agilab_env.py)
     names = req["names"]
+    namespace: dict[str, Any] = {}
     try:
         if req["kind"] == "contract":
             return _run_contract(req)
+        extras = _support(req.get("support"))  # AGILAB's df and tracker (step_support/)
         if req["kind"] == "function":
+            if extras is not None:
+                extras.before(namespace, req)
             fn = _load_function(req["module"], req["function"], req["cwd"])
             returned = fn(**names["params"])
             payload = {"returned": _jsonable(returned)}
         else:
-            namespace: dict[str, Any] = {
+            namespace = {
                 "__name__": "__agilab_step__",
                 "settings": names["settings"],
                 "params": names["params"],
@@ -84,6 +91,10 @@ def _run_child(req: dict[str, Any]) -> int:
                 "step_id": req["step_id"],
                 "metrics": {},
             }
+            problem = extras.before(namespace, req) if extras is not None else None
+            if problem:
+                print(problem, file=sys.stderr)
+                return 1
             compiled = req.get("compiled")
             code = (
                 marshal.loads(compiled)
@@ -92,9 +103,11 @@ def _run_child(req: dict[str, Any]) -> int:
             )
             exec(code, namespace)  # the step's own code: running it is the point
             metrics = namespace.get("metrics")
-            if not metrics:
-                return 0  # nothing to hand back: no result file to write
-            payload = {"metrics": _jsonable(metrics)}
+            payload = {"metrics": _jsonable(metrics)} if metrics else {}
+        if extras is not None:
+            payload.update(extras.after(namespace, req))
+        if not payload:
+            return 0  # nothing to hand back: no result file to write
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if status:
@@ -111,6 +124,23 @@ def _run_child(req: dict[str, Any]) -> int:
         return 1
     _write_result(req["result"], payload)
     return 0
+
+
+def _support(folder: str | None) -> Any:
+    """``step_support/_agilab_run_step.py``, loaded by its path (a worker under a foreign interpreter
+    cannot import agilab_dsl), once per process; None without a folder."""
+    module = sys.modules.get("_agilab_run_step")
+    if module is None and folder:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(
+            "_agilab_run_step", os.path.join(folder, "_agilab_run_step.py")
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[spec.name] = module  # once it loaded: a failed load is tried again
+    return module if folder else None
 
 
 def _hold(path: str) -> None:
@@ -319,6 +349,8 @@ def handle(
     pid still to reap (the child may still be exiting) and the next spare."""
     start = time.perf_counter()
     req = _compiled(req)
+    with contextlib.suppress(Exception):  # loaded here, the next steps' children inherit it
+        _support(req.get("support"))
     pid, pipe, done, scratch = spare or prefork()
     _Running.child, _Running.scratch, _Running.log = pid, scratch, req["log"]
     following = None

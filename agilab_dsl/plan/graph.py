@@ -1,7 +1,8 @@
 """The step graph: an immutable value built from a lab; filters return new graphs.
 
-Edges come from explicit deps, from artifacts (a stage consuming a path another produces), and
-from ``${steps.<id>.outputs[N]}`` references. A module whose stages declare no dependency at all
+Edges come from explicit deps, from artifacts (a stage consuming a path another produces), from
+``${steps.<id>.outputs[N]}`` references, and from AGILAB's ``df`` hand-over (a step reading ``df``
+after the df step whose saved frame it reads: :mod:`.dataframe`). A module whose stages declare no dependency at all
 runs in sequence order (``__sequence`` if saved, else file order): each stage depends on the one
 before it.
 """
@@ -19,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover - the graph builds from a model or from a 
     from ..load.model import Lab
     from .spec import LabSpec
 
-EdgeKind = Literal["deps", "artifact", "reference", "sequence"]
+EdgeKind = Literal["deps", "artifact", "reference", "sequence", "dataframe"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,14 @@ class Edge:
     downstream: str
     kind: EdgeKind
     detail: str = ""  # the artifact path, for artifact edges
+
+
+def dataframe_edges(stages: Iterable[Any]) -> list[Edge]:
+    """A df step that reads ``df`` runs after the df step whose saved frame it reads."""
+    from .dataframe import FRAME_FILE, frame_links
+
+    links = frame_links(stages)
+    return [Edge(link.source, sid, "dataframe", FRAME_FILE) for sid, link in links.items() if link.source]
 
 
 def normalize_artifact(path: str) -> str:
@@ -86,6 +95,7 @@ class StepGraph:
             member_ids = list(dict.fromkeys(m.id for m in members))
             if not declared and not any(e.downstream in member_ids for e in edges):
                 edges.extend(Edge(a, b, "sequence") for a, b in itertools.pairwise(member_ids))
+        edges.extend(dataframe_edges(lab.stages))  # after: they order, they declare nothing
         unique = tuple(dict.fromkeys(edges))
         return cls(tuple(ids), unique)
 

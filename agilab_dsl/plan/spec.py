@@ -71,6 +71,7 @@ class LabSpec:
     module_keys: tuple[str, ...]
     stages: tuple[PlacedSpec, ...]
     max_workers: int | str | None = None  # [__meta__]."<key>__automation".max_workers: the default -j
+    profile: str = "balanced"  # [__meta__]."<key>__automation".profile, else AGILAB's default
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -78,12 +79,16 @@ class LabSpec:
 
     @classmethod
     def of(cls, lab: Lab) -> LabSpec:
+        from ..load.lab import DEFAULT_PROFILE
+
         saved = [a.max_workers for m, a in lab.meta.automation.items() if a.max_workers is not None]
+        profiles = [a.profile for a in lab.meta.automation.values() if a.profile]
         return cls(
             lab.path,
             lab.module_keys,
             tuple(PlacedSpec(s.module, s.index, s.id, StepSpec.of(s.stage), s.selected) for s in lab.stages),
             saved[0] if saved else None,
+            profiles[0] if profiles else DEFAULT_PROFILE,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -107,6 +112,7 @@ class LabSpec:
                 for s in self.stages
             ],
             "max_workers": self.max_workers,
+            "profile": self.profile,
         }
 
     @classmethod
@@ -120,4 +126,6 @@ class LabSpec:
             if isinstance(values.get("settings"), list):
                 values["settings"] = tuple(values["settings"])
             stages.append(PlacedSpec(s["module"], s["index"], s["id"], StepSpec(**values), s["selected"]))
-        return cls(data["path"], tuple(data["module_keys"]), tuple(stages), data["max_workers"])
+        return cls(
+            data["path"], tuple(data["module_keys"]), tuple(stages), data["max_workers"], data["profile"]
+        )

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the tracked_* columns (version 1 files, without them, read as before)
 HISTORY = Path(".agilab") / "history"
 PENDING = Path(".agilab") / "history-pending"
 
@@ -57,6 +57,11 @@ class StepRow:
     outputs: list[dict[str, Any]] = field(default_factory=list)  # {path, hash, size}
     error: str | None = None
     ran_in: str | None = None  # a fresh step: the run it last ran in (its details are copied from there)
+    # what the step logged with AGILAB's tracker (`from agilab.tracking import tracker`)
+    tracked_metrics: list[dict[str, Any]] = field(default_factory=list)  # {key, value, step}, in order
+    tracked_params: dict[str, str] = field(default_factory=dict)
+    tracked_tags: dict[str, str] = field(default_factory=dict)
+    tracked_artifacts: list[str] = field(default_factory=list)
 
 
 FROM_RAN_IN = ("code", "params", "settings", "inputs", "outputs")  # what a fresh row takes from it
@@ -92,15 +97,29 @@ class RunRecord:
 
 def metrics_of(returned: Any) -> dict[str, float]:
     """The numbers a step handed back: a snippet's ``metrics`` dict, or a function step's returned
-    mapping (booleans and non-numbers are left out)."""
+    mapping (booleans and non-numbers are left out), then each metric it logged with the tracker
+    at its latest step (as MLflow shows a metric: the highest step, the last logged among equals)."""
     if not isinstance(returned, Mapping):
         return {}
     value = returned.get("metrics", returned.get("returned"))
-    if not isinstance(value, Mapping):
-        return {}
-    return {
-        str(k): float(v) for k, v in value.items() if isinstance(v, int | float) and not isinstance(v, bool)
-    }
+    out = (
+        {str(k): float(v) for k, v in value.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        if isinstance(value, Mapping)
+        else {}
+    )
+    latest: dict[str, tuple[int, float]] = {}
+    for m in tracked_of(returned).get("metrics", ()):
+        step = m.get("step") or 0
+        if m["key"] not in latest or step >= latest[m["key"]][0]:
+            latest[m["key"]] = (step, float(m["value"]))
+    return out | {key: number for key, (_, number) in latest.items()}
+
+
+def tracked_of(returned: Any) -> dict[str, Any]:
+    """What a step logged with AGILAB's tracker: ``metrics`` [{key, value, step}], ``params``,
+    ``tags``, ``artifacts`` (see ``execute/step_support/_agilab_run_step.py``)."""
+    tracked = returned.get("tracked") if isinstance(returned, Mapping) else None
+    return tracked if isinstance(tracked, Mapping) else {}  # type: ignore[return-value]
 
 
 # -- git ---------------------------------------------------------------------------------------
@@ -228,6 +247,13 @@ def schema() -> Any:
             ),
             ("error", pa.string()),
             ("ran_in", pa.string()),
+            (
+                "tracked_metrics",
+                pa.list_(pa.struct([("key", pa.string()), ("value", pa.float64()), ("step", pa.int64())])),
+            ),
+            ("tracked_params", pa.map_(pa.string(), pa.string())),
+            ("tracked_tags", pa.map_(pa.string(), pa.string())),
+            ("tracked_artifacts", pa.list_(pa.string())),
         ],
         metadata={"agilab.history.schema": str(SCHEMA_VERSION)},
     )
@@ -253,6 +279,8 @@ def _rows(run: RunRecord) -> list[dict[str, Any]]:
         row["params"] = _json(s.params)
         row["settings"] = _json(s.settings)
         row["metrics"] = list(s.metrics.items())
+        row["tracked_params"] = list(s.tracked_params.items())
+        row["tracked_tags"] = list(s.tracked_tags.items())
         rows.append(row)
     return rows
 

@@ -86,6 +86,11 @@ def read_run(path: Path) -> Run:
         step["params"] = json.loads(r["params"]) if r["params"] is not None else None
         step["settings"] = json.loads(r["settings"]) if r["settings"] is not None else None
         step["metrics"] = dict(r["metrics"] or [])
+        # what the tracker logged (absent from version 1 files: read as nothing logged)
+        step["tracked_metrics"] = list(r.get("tracked_metrics") or [])
+        step["tracked_params"] = dict(r.get("tracked_params") or [])
+        step["tracked_tags"] = dict(r.get("tracked_tags") or [])
+        step["tracked_artifacts"] = list(r.get("tracked_artifacts") or [])
         steps.append(step)
     return Run(
         first["run_id"],
