@@ -170,6 +170,8 @@ def test_df_chains_through_two_safe_action_steps(shop: Path, capsys: pytest.Capt
     assert ("shop_001", "shop_002", "dataframe") in {
         (e.upstream, e.downstream, e.kind) for e in runner.full_graph.edges
     }
+    assert main(["graph", str(shop)]) == 0
+    assert capsys.readouterr().out.count("s0 --> s1") == 1  # one arrow: sequence and df join them
 
 
 def test_a_changed_input_frame_makes_the_df_steps_stale(

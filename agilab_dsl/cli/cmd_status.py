@@ -36,7 +36,8 @@ def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
     runner = open_runner(args)
     if isinstance(runner, int):
         return runner
-    edges = [(e.upstream, e.downstream) for e in runner.full_graph.edges]
+    # one arrow per pair of steps, however many reasons (deps, artifact, sequence, df) join them
+    edges = list(dict.fromkeys((e.upstream, e.downstream) for e in runner.full_graph.edges))
     if args.diff is None and args.since is None:
         out.write(graph_text(runner.statuses(), edges, args.format))
         return EXIT_OK
