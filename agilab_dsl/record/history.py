@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 adds stage_index, description, question, model, engine, runtime (nullable)
 HISTORY = Path(".agilab") / "history"
 PENDING = Path(".agilab") / "history-pending"
 
@@ -57,6 +57,14 @@ class StepRow:
     outputs: list[dict[str, Any]] = field(default_factory=list)  # {path, hash, size}
     error: str | None = None
     ran_in: str | None = None  # a fresh step: the run it last ran in (its details are copied from there)
+    # the stage as AGILAB shows it (schema 2; empty in files of schema 1): its 1-based place in its
+    # module's list, D, Q, M, and R and E as written (E rendered)
+    stage_index: int | None = None
+    description: str | None = None
+    question: str | None = None
+    model: str | None = None
+    engine: str | None = None
+    runtime: str | None = None
 
 
 FROM_RAN_IN = ("code", "params", "settings", "inputs", "outputs")  # what a fresh row takes from it
@@ -228,6 +236,12 @@ def schema() -> Any:
             ),
             ("error", pa.string()),
             ("ran_in", pa.string()),
+            ("stage_index", pa.int32()),
+            ("description", pa.string()),
+            ("question", pa.string()),
+            ("model", pa.string()),
+            ("engine", pa.string()),
+            ("runtime", pa.string()),
         ],
         metadata={"agilab.history.schema": str(SCHEMA_VERSION)},
     )
