@@ -261,6 +261,7 @@ def test_git_commit_and_dirtiness_are_recorded(tmp_path: Path, capsys) -> None:
 
 def test_export_to_mlflow_is_idempotent(tmp_path: Path, capsys, monkeypatch) -> None:
     pytest.importorskip("mlflow", reason="MLflow is an optional extra: pip install 'agilab-dsl[mlflow]'")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     path = lab(tmp_path, 1)
     assert main([str(path)]) == 0
     path.write_text(LAB.format(x=2), encoding="utf-8")
@@ -275,8 +276,8 @@ def test_export_to_mlflow_is_idempotent(tmp_path: Path, capsys, monkeypatch) -> 
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
-    (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
-    assert experiment.name == "exp"  # the app: the lab's module
+    (experiment,) = client.search_experiments()
+    assert experiment.name == "Default"  # AGILAB's: MLFLOW_EXPERIMENT_NAME is not set
     found = client.search_runs([experiment.experiment_id])
     parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
@@ -286,8 +287,8 @@ def test_export_to_mlflow_is_idempotent(tmp_path: Path, capsys, monkeypatch) -> 
     assert sorted(r.data.params["x"] for r in train) == ["1", "2"]
     assert sorted(r.data.metrics["score"] for r in train) == [10.0, 20.0]
     assert all(r.data.tags["agilab.stages_file"] == str(path.resolve()) for r in found)
-    assert all(
-        r.data.tags["agilab.app"] == "exp" and r.data.tags["agilab.lab"] == str(tmp_path) for r in found
+    assert all(  # no *_project folder above the lab: the app is its module
+        r.data.tags["agilab.app"] == "exp" and r.data.tags["agilab.lab"] == tmp_path.name for r in found
     )
 
 

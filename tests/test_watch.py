@@ -367,3 +367,57 @@ def test_watcher_survives_100_broken_saves_and_a_burst_of_1000_events(tmp_path: 
     assert f.growth() < 4, f.rss_mib  # flat: no memory kept per broken save or per event
     assert f.good_ran == ["a", "b"], f.log[-3000:]  # the first good save runs what is stale, only that
     assert "Traceback" not in f.log
+
+
+AGILAB_WRITES = [  # what AGILAB writes beside a lab (its WORKFLOW page, notebook export, runner)
+    "AGI_run_stage1.py",
+    "AGI_run_stage12.py",
+    "AGI_run.py",
+    "AGI_serve_safe_start_template.py",
+    "lab_steps.ipynb",  # the export of this lab (lab_steps.toml) ...
+    "lab_stages.ipynb",  # ... and of AGILAB's default name
+    "lab_steps.notebook_export.json",
+    "lab_steps.notebook_export.md",
+    "notebooks/lab_steps.ipynb",  # the PyCharm mirror in the app's notebooks/ folder
+    "notebooks/sitecustomize.py",
+    "exported_notebooks/lab/sitecustomize.py",
+    ".agilab/runner_state.json",
+    ".agilab/runner_state.json.lock",
+    ".agilab/workflow_evidence/run_1/manifest.json",
+    ".agilab/multi_app_dags/dag.json",
+]
+
+
+def _write(folder: Path, names: list[str]) -> list[Path]:
+    paths = []
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("# written by AGILAB\n", encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def test_what_agilab_writes_beside_a_lab_never_triggers(tmp_path: Path) -> None:
+    lab_dir = str(tmp_path)
+    _write(tmp_path, [*AGILAB_WRITES, "my_step.py", "AGI_runner_notes.py", "notebooks/analysis.py"])
+    scope = Scope(lab_dir, [lab_dir], lab_stem="lab_steps")
+    for name in AGILAB_WRITES:
+        assert not scope.relevant(str(tmp_path / name)), name
+    for name in ("my_step.py", "AGI_runner_notes.py", "notebooks/analysis.py"):
+        assert scope.relevant(str(tmp_path / name)), name
+    # a file the lab reads counts, whatever its name
+    reads = Scope(lab_dir, [lab_dir], known={str(tmp_path / "AGI_run.py")}, lab_stem="lab_steps")
+    assert reads.relevant(str(tmp_path / "AGI_run.py"))
+
+
+def test_agilab_writing_beside_the_lab_runs_nothing_then_an_edit_runs(tmp_path: Path, capsys) -> None:
+    path = make_lab(tmp_path)
+    runs = watch(
+        path,
+        scripted(
+            lambda: _write(tmp_path, AGILAB_WRITES), edit(path, "read_text().upper()", "read_text().lower()")
+        ),
+        capsys,
+    )
+    assert len(runs) == 2 and runs[1] == ["load", "count"]  # the AGILAB batch was not even judged

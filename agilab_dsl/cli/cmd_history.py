@@ -54,9 +54,8 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         from ..record.mlflow_export import MlflowMissing, default_uri, export
 
         runs = [run for run, _ in listed]
-        app = runs[0].app if runs else lab_dir.name
         try:
-            done = export(runs, app, args.export_mlflow or default_uri(lab_dir))
+            done = export(runs, args.export_mlflow or default_uri(lab_dir))
         except MlflowMissing as exc:
             print(f"agilab-run history: {exc}", file=sys.stderr)
             return EXIT_PROBLEMS

@@ -41,11 +41,14 @@ def record_run(
     root = str(lab_dir)
     for o in outcomes:
         rec = state.steps.get(o.id) if o.status in ("ran", "fresh") else None
+        step = resolved[o.id]
+        shown = _as_agilab_shows(step)
         if o.status == "fresh" and rec is not None:
             # a reference: the flusher copies its details from the run it last ran in
-            rows.append(history.StepRow(o.id, "fresh", fingerprint=rec.fingerprint, ran_in=rec.run_id))
+            rows.append(
+                history.StepRow(o.id, "fresh", fingerprint=rec.fingerprint, ran_in=rec.run_id, **shown)
+            )
             continue
-        step = resolved[o.id]
         comps = rec.components if rec is not None else attempted.get(o.id)
         stage = stage_result(o.returned)
         spread = (stage or {}).get("partition_seconds") or {}
@@ -75,6 +78,7 @@ def record_run(
                     for p, h in (rec.outputs if rec is not None else {}).items()
                 ],
                 error=_error_text(o),
+                **shown,
             )
         )
     failed = any(o.status in ("failed", "blocked") for o in outcomes)
@@ -110,6 +114,19 @@ def _tracked(tracked: Mapping[str, Any]) -> dict[str, Any]:
         "tracked_params": dict(tracked.get("params") or {}),
         "tracked_tags": dict(tracked.get("tags") or {}),
         "tracked_artifacts": list(tracked.get("artifacts") or ()),
+    }
+
+
+def _as_agilab_shows(step: ResolvedStep) -> dict[str, Any]:
+    """The stage's place (1-based, in its module's list), D, Q, M, R and E, for the history."""
+    stage = step.placed.stage
+    return {
+        "stage_index": step.placed.index + 1,
+        "description": stage.description,
+        "question": stage.question,
+        "model": stage.model,
+        "engine": stage.engine,
+        "runtime": step.env,
     }
 
 

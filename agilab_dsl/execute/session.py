@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -260,6 +261,13 @@ def run(
     runner = open_lab(request, load_state=False)
     if isinstance(runner, Refusal):
         return runner
+    from .agilab_lock import before_run
+
+    held, note = before_run(Path(request.file), runner.lab.module_keys, runner.settings, os.environ)
+    if held is not None:  # AGILAB runs this app's workflow now
+        return Refusal(message=held)
+    if note is not None:
+        runner.warnings.append(note)
     with lab_lock(request.file, say=say):
         runner.state = LabState.load(request.file)  # read under the lock: no other runner moves it now
         runner.hashes.cache.update(runner.state.hashes)

@@ -7,7 +7,8 @@ scripted one, so the loop's logic is tested without sleeping.
 What is watched: the lab's folder (recursively: the lab file, the settings snapshot, inputs,
 function sources, contracts and whatever their globs may find later), plus the folders of any
 of those that live outside it. What is ignored: ``.agilab/``, the steps' declared outputs (the
-runner's own writes), version-control and cache folders, and editor swap / temporary files. A
+runner's own writes), version-control and cache folders, editor swap / temporary files, and what
+AGILAB writes beside a lab (:func:`is_agilab_output`; its ``.agilab/`` state is ignored whole). A
 change to anything else re-judges the lab; only stale steps and their dependents run, so a change
 that affects no step runs nothing.
 
@@ -72,6 +73,29 @@ def is_noise(path: str, root: str | None = None) -> bool:
     return any(part in IGNORED_FOLDERS for part in Path(below).parts)
 
 
+# What AGILAB writes beside a lab (pipeline_run_controls, pipeline_lab, 3_WORKFLOW,
+# notebook_export_support): generated stage scripts, the notebook export and its PyCharm mirror
+# (<app>/notebooks/ or <repo>/exported_notebooks/<lab>/, with a sitecustomize.py); its run state,
+# workflow evidence and multi-app DAGs are under .agilab/, ignored whole above.
+AGILAB_SCRIPTS = ("AGI_run.py", "AGI_serve_safe_start_template.py")
+AGILAB_NOTEBOOK_SUFFIXES = (".ipynb", ".notebook_export.json", ".notebook_export.md")
+AGILAB_MIRROR_FOLDERS = ("notebooks", "exported_notebooks")
+
+
+def is_agilab_output(path: str, lab_stem: str = "lab_stages") -> bool:
+    """A file AGILAB writes beside a lab: ``AGI_run_stage<N>.py``, ``AGI_run.py``,
+    ``AGI_serve_safe_start_template.py``, the lab's notebook export (``lab_stages.ipynb`` and its
+    ``.notebook_export.json`` / ``.md``, also for a lab of another name) and the PyCharm mirror's
+    ``sitecustomize.py``."""
+    name = os.path.basename(path)
+    if name in AGILAB_SCRIPTS or (name.startswith("AGI_run_stage") and name.endswith(".py")):
+        return True
+    if any(name == stem + suffix for stem in {lab_stem, "lab_stages"} for suffix in AGILAB_NOTEBOOK_SUFFIXES):
+        return True
+    folders = Path(path).parent.parts[-2:]
+    return name == "sitecustomize.py" and any(f in AGILAB_MIRROR_FOLDERS for f in folders)
+
+
 def _identity(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -104,11 +128,14 @@ class Scope:
     outputs: set[str] = field(default_factory=set)
     known: set[str] = field(default_factory=set)  # files the lab reads: their removal counts
     own: set[tuple[int, int]] = field(default_factory=_own_output)  # where our output goes
+    lab_stem: str = "lab_stages"  # the lab file's name without .toml (its notebook export's)
 
     def relevant(self, path: str) -> bool:
         path = os.path.abspath(path)
         if path in self.outputs or is_noise(path, self.lab_dir):
             return False
+        if is_agilab_output(path, self.lab_stem) and path not in self.known:
+            return False  # AGILAB's own writes beside the lab (unless a step reads one)
         if path not in self.known and not os.path.exists(path):
             return False  # a file that came and went (an editor's or sed's temporary)
         if os.path.isdir(path):
@@ -130,7 +157,8 @@ def scope_of(runner: Any, settings_file: str | None) -> Scope:
             continue
         roots.add(f if os.path.isdir(f) else os.path.dirname(f))
     known = {os.path.abspath(f) for f in [*files, *runner.data_files()]} - outputs
-    return Scope(lab_dir, sorted(roots), outputs, known)
+    stem = Path(runner.lab.path).stem
+    return Scope(lab_dir, sorted(roots), outputs, known, lab_stem=stem)
 
 
 def watchfiles_source(step_ms: int = 30, debounce_ms: int = 400) -> ChangeSource:
@@ -215,7 +243,7 @@ class Watcher:
         self._rescope(self.run_once(True))
         self.runs += 1
         if self.scope is None:  # invalid from the start: watch its folder until it is fixed
-            self.scope = Scope(folder, roots)
+            self.scope = Scope(folder, roots, lab_stem=Path(lab_file).stem)
         if self.scope.roots != roots and _restartable(self.source):
             batches, roots = self._reopen(batches, self.scope.roots), self.scope.roots
         self.say(f"watching {len(roots)} folder{'s' * (len(roots) != 1)} for changes (Ctrl-C to stop)")

@@ -20,8 +20,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass(frozen=True, slots=True)
 class StepSpec:
-    """The keys of a stage that change what it does or when it runs (not D, Q, M, NB_*)."""
+    """The keys of a stage that change what it does or when it runs (not D, Q, M, NB_*), and D, Q, M
+    themselves: never judged (no fingerprint reads them), carried for the history and its export."""
 
+    description: str | None = None  # D
+    question: str | None = None  # Q
+    model: str | None = None  # M
     code: str | None = None
     function: str | None = None
     engine: str | None = None

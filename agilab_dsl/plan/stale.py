@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..load import expr
-from .changes import key_changes, path_changes, show
+from .changes import change, key_changes, path_changes, settings_changes
 from .fingerprint import FileHashes, code_hash, digest, function_hash
 from .resolve import ResolvedStep
 from .state import StepRecord
@@ -161,7 +161,7 @@ def reasons(
         if old.get(key) != comps.get(key) and not (
             key == "function" and out and old.get("code") != comps["code"]
         ):
-            out.append(f"{label} changed: {show(old.get(key))} → {show(comps.get(key))}")
+            out.append(f"{label} changed: {change(old.get(key), comps.get(key))}")
     if old.get("mode") != comps.get("mode"):
 
         def flags(bits: Any) -> str:
@@ -173,11 +173,11 @@ def reasons(
 
         out.append(f"mode changed: {flags(old.get('mode'))} → {flags(comps.get('mode'))}")
     out += _dict_changes("param", old.get("params", {}), comps["params"])
-    out += _dict_changes("settings", old.get("settings", {}), comps["settings"])
+    out += settings_changes(old.get("settings", {}), comps["settings"], prefix="settings ", verb=" changed")
     old_inputs, new_inputs = old.get("inputs", {}), comps["inputs"]
     out += [f"input {path} {what}" for path, what in path_changes(old_inputs, new_inputs, missing="missing")]
     if old.get("outputs") != comps["outputs"]:
-        out.append(f"declared outputs changed: {show(old.get('outputs'))} → {show(comps['outputs'])}")
+        out.append(f"declared outputs changed: {change(old.get('outputs'), comps['outputs'])}")
     if old.get("contract") != comps.get("contract"):
         out.append(f"parallel contract {next(iter(comps.get('contract') or {'': ''}))} changed")
     declared = set(old_inputs) | set(new_inputs)  # a declared input its glob finds too is said once

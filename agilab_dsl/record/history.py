@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2  # 2: the tracked_* columns (version 1 files, without them, read as before)
+SCHEMA_VERSION = 2  # 2 adds the tracked_* columns and stage_index, description, question, model, engine, runtime (version 1 files read as before)
 HISTORY = Path(".agilab") / "history"
 PENDING = Path(".agilab") / "history-pending"
 
@@ -62,6 +62,14 @@ class StepRow:
     tracked_params: dict[str, str] = field(default_factory=dict)
     tracked_tags: dict[str, str] = field(default_factory=dict)
     tracked_artifacts: list[str] = field(default_factory=list)
+    # the stage as AGILAB shows it (schema 2; empty in files of schema 1): its 1-based place in its
+    # module's list, D, Q, M, and R and E as written (E rendered)
+    stage_index: int | None = None
+    description: str | None = None
+    question: str | None = None
+    model: str | None = None
+    engine: str | None = None
+    runtime: str | None = None
 
 
 FROM_RAN_IN = ("code", "params", "settings", "inputs", "outputs")  # what a fresh row takes from it
@@ -254,6 +262,12 @@ def schema() -> Any:
             ("tracked_params", pa.map_(pa.string(), pa.string())),
             ("tracked_tags", pa.map_(pa.string(), pa.string())),
             ("tracked_artifacts", pa.list_(pa.string())),
+            ("stage_index", pa.int32()),
+            ("description", pa.string()),
+            ("question", pa.string()),
+            ("model", pa.string()),
+            ("engine", pa.string()),
+            ("runtime", pa.string()),
         ],
         metadata={"agilab.history.schema": str(SCHEMA_VERSION)},
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..plan.changes import key_changes, path_changes
+from ..plan.changes import key_changes, path_changes, settings_changes
 from .history import HISTORY, flush
 
 
@@ -230,8 +230,8 @@ def compare(a: Run, b: Run) -> list[dict[str, Any]]:
             diff["presence"] = "only in " + (b.run_id if not old else a.run_id)
         if old.get("status") != new.get("status"):
             diff["status"] = f"{old.get('status')} → {new.get('status')}"
-        for kind in ("params", "settings"):
-            changed = _changes(old.get(kind), new.get(kind))
+        for kind, words in (("params", _changes), ("settings", settings_changes)):
+            changed = words(old.get(kind), new.get(kind))
             if changed:
                 diff[kind] = changed
         if old.get("code") and new.get("code") and old["code"] != new["code"]:

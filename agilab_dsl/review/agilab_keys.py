@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from ..plan.changes import key_changes, show
+from ..plan.changes import change, key_changes
 
 STAGE_TABLES = ("automation", "profiles", "pipeline_profiles", "automation_profiles")
 
@@ -41,7 +41,7 @@ def meta_changes(old_path: str, new_path: str) -> list[str]:
     new = _raw(new_path).get("__meta__")
     if (isinstance(old, Mapping) and isinstance(new, Mapping)) or old is None or new is None:
         return key_changes(flat(old or {}), flat(new or {}), prefix="[__meta__] ")
-    return [f"[__meta__]: {show(old)} → {show(new)}"]
+    return [f"[__meta__]: {change(old, new)}"]
 
 
 class Raw:

@@ -23,7 +23,8 @@ from typing import Any
 
 from ..load import expr
 from ..load.locate import settings_candidates
-from ..plan.changes import key_changes, show
+from ..plan.changes import change as change_words
+from ..plan.changes import key_changes
 from ..plan.fingerprint import code_hash
 
 STEP_KEYS = (  # compared key by key, in this order (code and mode are shown specially)
@@ -146,7 +147,7 @@ def _key_changes(key: str, old: Any, new: Any) -> list[str]:
         if not gained and not lost:
             return []
         return [f"{label}: " + ", ".join([f"+ {x}" for x in gained] + [f"- {x}" for x in lost])]
-    return [f"{label}: {show(old)} → {show(new)}"]
+    return [f"{label}: {change_words(old, new)}"]
 
 
 def compare_steps(old: Any, new: Any) -> tuple[list[str], list[str]]:
@@ -268,7 +269,7 @@ def diff_contracts(old: Any, new: Any, old_path: Path, new_path: Path, cores: in
 
     fields = [name for name in type(new).model_fields if getattr(old, name, None) != getattr(new, name, None)]
     changes = [
-        f"{name}: {show(getattr(old, name, None))} → {show(getattr(new, name, None))}" for name in fields
+        f"{name}: {change_words(getattr(old, name, None), getattr(new, name, None))}" for name in fields
     ]
     a, b = plan_contract(old, old_path, cores), plan_contract(new, new_path, cores)
     plan = None

@@ -1,6 +1,7 @@
 """``dask``: dask.distributed. The scheduler is the one given (``--scheduler``, or ``[cluster]
 scheduler`` when ``cluster_enabled``), else a LocalCluster on 127.0.0.1 started for the stage and
-closed after it. The dashboard link is said when the client connects.
+closed after it. The dashboard link is said when the client connects. A scheduler given as a host
+alone is on AGILAB's port (8780, the first of ``AGILAB_DASK_SCHEDULER_PORT_RANGE``), not Dask's 8786.
 
 Partitions are submitted with ``client.map`` (consecutive partitions batched into one task) and
 gathered back in partition order a few tasks at a time, so the reducer streams them. A worker lost
@@ -12,8 +13,9 @@ named like any failing partition).
 from __future__ import annotations
 
 import functools
+import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..splits import Partition
@@ -22,9 +24,58 @@ from . import BackendUnavailable, Failed, PartitionCall, thread_limits
 CONNECT_TIMEOUT = "10s"
 
 
-def address(scheduler: str) -> str:
-    """AGILAB writes ``127.0.0.1:8786``; dask wants a protocol."""
-    return scheduler if "://" in scheduler else f"tcp://{scheduler}"
+PORT_RANGE = "8780:8790"
+"""AGILAB's Dask scheduler ports (``agi_cluster``'s ``DEFAULT_SCHEDULER_PORT_RANGE``): the first is
+the port of a scheduler given as a host alone; the others are its fallbacks when that port is busy."""
+
+PORT_RANGE_VARIABLES = ("AGILAB_DASK_SCHEDULER_PORT_RANGE", "DASK_SCHEDULER_PORT_RANGE")
+
+
+def port_range(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """The scheduler port range as AGILAB reads it: ``AGILAB_DASK_SCHEDULER_PORT_RANGE`` (or its
+    alias ``DASK_SCHEDULER_PORT_RANGE``), ``"a:b"`` inclusive or one port ``"a"``, else 8780:8790.
+    A value that is neither raises :class:`BackendUnavailable`, naming the variable."""
+    env = os.environ if environ is None else environ
+    name, raw = next(((n, env[n]) for n in PORT_RANGE_VARIABLES if env.get(n, "").strip()), ("", PORT_RANGE))
+    parts = raw.strip().split(":")
+    try:
+        ports = [int(part.strip()) for part in parts]
+    except ValueError:
+        ports = []
+    valid = 0 < len(ports) <= 2 and all(0 < p < 65536 for p in ports) and ports == sorted(ports)
+    if not valid:
+        raise BackendUnavailable(
+            f"{name}={raw!r} is not a Dask scheduler port range: write one port (8780) or an "
+            "inclusive range first:last (8780:8790)"
+        )
+    return ports[0], ports[-1]
+
+
+def with_port(scheduler: str, environ: Mapping[str, str] | None = None) -> str:
+    """The scheduler with its port: a host given alone (``192.168.1.5``, ``host``, ``[::1]``,
+    ``tcp://host``) gets AGILAB's port, the first of :func:`port_range` (8780) — not Dask's 8786;
+    a ``user@`` before the host is dropped, as AGILAB does. Anything else is kept as written."""
+    text = scheduler.strip()
+    protocol, sep, rest = text.rpartition("://")
+    if sep and protocol not in ("tcp", "tls"):
+        return text  # inproc://, ucx://, ws://: Dask's own addresses
+    rest = rest.rpartition("@")[2]
+    host, slash, tail = rest.partition("/")
+    if host.startswith("["):
+        if host.endswith("]"):
+            host = f"{host}:{port_range(environ)[0]}"
+    elif host.count(":") > 1:  # a bare IPv6 address: no port can follow it
+        host = f"[{host}]:{port_range(environ)[0]}"
+    elif ":" not in host and host:
+        host = f"{host}:{port_range(environ)[0]}"
+    return f"{protocol}{sep}{host}{slash}{tail}"
+
+
+def address(scheduler: str, environ: Mapping[str, str] | None = None) -> str:
+    """What Dask connects to: :func:`with_port`, with ``tcp://`` when no protocol is written
+    (AGILAB writes ``127.0.0.1:8786``; dask wants a protocol)."""
+    full = with_port(scheduler, environ)
+    return full if "://" in full else f"tcp://{full}"
 
 
 def start_local_cluster(workers: int, threads: int) -> Any:
@@ -48,10 +99,11 @@ def start_local_cluster(workers: int, threads: int) -> Any:
 def connect(scheduler: str) -> Any:
     from distributed import Client
 
+    target = address(scheduler)
     try:
-        return Client(address(scheduler), timeout=CONNECT_TIMEOUT)
+        return Client(target, timeout=CONNECT_TIMEOUT)
     except (TypeError, ValueError) as exc:  # distributed's word for a tls:// address with no TLS set up
-        if not address(scheduler).startswith("tls://"):
+        if not target.startswith("tls://"):
             raise
         raise BackendUnavailable(
             f"the scheduler at {scheduler} speaks TLS, and Dask's TLS settings are missing or unusable "
@@ -60,9 +112,17 @@ def connect(scheduler: str) -> Any:
             "…__CLIENT__CERT, …__CLIENT__KEY)"
         ) from None
     except (OSError, TimeoutError) as exc:
+        full = with_port(scheduler)
+        defaulted = (
+            f"; {scheduler!r} names no port, so AGILAB's first scheduler port is used (range "
+            f"{':'.join(map(str, port_range()))}, AGILAB_DASK_SCHEDULER_PORT_RANGE): write host:port for another"
+            if full != scheduler.strip() and "@" not in scheduler
+            else ""
+        )
         raise BackendUnavailable(
-            f"no Dask scheduler answers at {scheduler} ({type(exc).__name__}: {exc}); is `dask scheduler` "
+            f"no Dask scheduler answers at {full} ({type(exc).__name__}: {exc}); is `dask scheduler` "
             "running there? (a dask stage without --scheduler or [cluster] scheduler starts a LocalCluster)"
+            + defaulted
         ) from None
 
 
@@ -98,7 +158,7 @@ class DaskBackend:
         self.cluster: Any = None
         if scheduler:
             self.client = connect(scheduler)
-            where = f"scheduler {scheduler}"
+            where = f"scheduler {with_port(scheduler)}"
         else:
             from distributed import Client
 
