@@ -47,6 +47,7 @@ def os_failure(exc: OSError) -> int:
 
 def lab_request(args: argparse.Namespace) -> LabRequest:
     from ..execute.session import LabRequest
+    from ..plan.interpreter import InterpreterOptions
 
     return LabRequest(
         file=args.file,
@@ -56,7 +57,14 @@ def lab_request(args: argparse.Namespace) -> LabRequest:
         from_step=getattr(args, "from_step", None),
         use_cache=not args.no_cache,
         all_stages=getattr(args, "all_stages", False),
+        interpreters=InterpreterOptions(
+            *(_absolute(getattr(args, name, None)) for name in ("python", "agilab_python", "apps_path"))
+        ),
     )
+
+
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(os.path.expanduser(path)) if path else None
 
 
 def report_refusal(refusal: Refusal) -> int:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from ..load.errors import Diagnostic
     from ..plan.graph import StepGraph
+    from ..plan.interpreter import InterpreterOptions
     from ..plan.judgment import CachedStatus
     from ..plan.spec import LabSpec
     from ..plan.stale import StepStatus
@@ -43,6 +44,7 @@ class LabRequest:
     from_step: str | None = None
     use_cache: bool = True
     all_stages: bool = False  # --all: also the stages a saved __sequence leaves out
+    interpreters: InterpreterOptions | None = None  # --python, --agilab-python, --apps-path
 
 
 @dataclass
@@ -138,6 +140,9 @@ def open_lab(request: LabRequest, *, load_state: bool = True) -> Runner | Refusa
     from ..plan.state import LabState, state_dir
     from .run import Runner
 
+    problem = request.interpreters.problem() if request.interpreters is not None else None
+    if problem is not None:
+        return Refusal(message=problem)
     loaded = _cached_spec(request) if _use_cache(request) else None
     if loaded is None:
         fresh = _load_spec(request)
@@ -150,7 +155,7 @@ def open_lab(request: LabRequest, *, load_state: bool = True) -> Runner | Refusa
             hint = did_you_mean(sid, spec.ids)
             return Refusal(message=f"no step {sid!r} in {request.file}" + (f"; {hint}" if hint else ""))
     state = LabState.load(request.file) if load_state else LabState(state_dir(request.file) / "state.json")
-    runner = Runner(spec, snapshot, state, graph)
+    runner = Runner(spec, snapshot, state, graph, interpreters=request.interpreters)
     if state.problem:
         runner.warnings.append(state.problem)
     return runner
@@ -165,6 +170,7 @@ def _judgment_key(request: LabRequest) -> dict[str, Any]:
         "only": sorted(request.only),
         "from": request.from_step,
         "all": request.all_stages,
+        "interpreters": request.interpreters.to_json() if request.interpreters else None,
     }
 
 
@@ -203,6 +209,7 @@ def judge(request: LabRequest, options: RunOptions | None) -> tuple[Runner, list
     if isinstance(runner, Refusal):
         return runner
     files, env = runner.dependencies()
+    files += runner.interpreter_files()
     before |= judgment.signatures(files)
     statuses = runner.statuses(options)
     if _use_cache(request):
@@ -244,6 +251,7 @@ def run(
             runner.warnings.append(runner.state.problem)
         reporter = reporter_for(runner)
         files, env = runner.dependencies()
+        files += runner.interpreter_files()
         data = set(runner.data_files())
         before |= judgment.signatures([f for f in files if f not in data and f not in state_files])
         result = runner.run(options, reporter, warm=warm)
