@@ -58,13 +58,24 @@ def lab_request(args: argparse.Namespace) -> LabRequest:
         use_cache=not args.no_cache,
         all_stages=getattr(args, "all_stages", False),
         interpreters=InterpreterOptions(
-            *(_absolute(getattr(args, name, None)) for name in ("python", "agilab_python", "apps_path"))
+            _program(getattr(args, "python", None)),
+            _program(getattr(args, "agilab_python", None)),
+            _absolute(getattr(args, "apps_path", None)),
         ),
     )
 
 
 def _absolute(path: str | None) -> str | None:
     return os.path.abspath(os.path.expanduser(path)) if path else None
+
+
+def _program(name: str | None) -> str | None:
+    """``--python python3.13``: a bare name is looked for on the PATH; a path is made absolute."""
+    import shutil
+
+    if name and os.sep not in name and not os.path.exists(name):
+        return shutil.which(name) or _absolute(name)
+    return _absolute(name)
 
 
 def report_refusal(refusal: Refusal) -> int:
