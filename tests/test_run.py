@@ -355,12 +355,14 @@ def test_dry_run_runs_nothing(lab: Path, capsys) -> None:
     assert not (lab.parent / "work").exists()
 
 
-def test_agi_engine_without_runtime_fails_saying_so(tmp_path: Path, capsys) -> None:
+def test_agi_engine_without_runtime_runs_in_own_interpreter_saying_so(tmp_path: Path, capsys) -> None:
+    """As AGILAB's python_for_stage: no runtime anywhere → the controller's (here: this tool's) Python."""
     lab = tmp_path / "lab_steps.toml"
     lab.write_text('[[m]]\nC = "x = 1"\nR = "agi.run"\n', encoding="utf-8")
-    assert main([str(lab), "--json"]) == 1
-    (step,) = json.loads(capsys.readouterr().out)["steps"]
-    assert "needs the AGILAB runtime" in step["error"]
+    assert main([str(lab), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert [s["status"] for s in json.loads(captured.out)["steps"]] == ["ran"]
+    assert "python: " in captured.err and "(agilab-run's own)" in captured.err
 
 
 def test_agi_engine_runs_under_e_interpreter(tmp_path: Path, capsys) -> None:

@@ -9,7 +9,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import EXIT_INVALID, EXIT_OK, judge_lab, lab_request, open_runner, report_refusal, show_statuses
+from .common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    judge_lab,
+    lab_request,
+    open_runner,
+    print_warnings,
+    report_refusal,
+    show_statuses,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -19,6 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     from ..execute.session import cached_judgment
 
+    if args.verbose:
+        return _status_verbose(args, out)
     cached = cached_judgment(lab_request(args))
     if cached is not None:
         show_statuses(cached[0], args.json)
@@ -27,6 +38,26 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     if isinstance(statuses, int):
         return statuses
     show_statuses(statuses, args.json)
+    return EXIT_OK
+
+
+def _status_verbose(args: argparse.Namespace, out: TextIO) -> int:
+    """``status -v``: a full judgment, and under each step the interpreter that runs it and why."""
+    from ..execute.session import Refusal, judge
+    from ..load.errors import to_json_text
+    from .show import print_statuses
+
+    judged = judge(lab_request(args), None)
+    if isinstance(judged, Refusal):
+        return report_refusal(judged)
+    runner, statuses = judged
+    print_warnings(runner)
+    if args.json:
+        steps = [{**s.to_json(), "interpreter": runner.interpreter(s.id).to_json()} for s in statuses]
+        out.write(to_json_text({"steps": steps}) + "\n")
+    else:
+        details = {s.id: [f"python: {runner.interpreter(s.id).describe()}"] for s in statuses}
+        print_statuses(statuses, out, details)
     return EXIT_OK
 
 

@@ -47,6 +47,7 @@ def os_failure(exc: OSError) -> int:
 
 def lab_request(args: argparse.Namespace) -> LabRequest:
     from ..execute.session import LabRequest
+    from ..plan.interpreter import InterpreterOptions
 
     return LabRequest(
         file=args.file,
@@ -58,7 +59,25 @@ def lab_request(args: argparse.Namespace) -> LabRequest:
         all_stages=getattr(args, "all_stages", False),
         dataframe=getattr(args, "dataframe", None),
         export_dir=getattr(args, "export_dir", None),
+        interpreters=InterpreterOptions(
+            _program(getattr(args, "python", None)),
+            _program(getattr(args, "agilab_python", None)),
+            _absolute(getattr(args, "apps_path", None)),
+        ),
     )
+
+
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(os.path.expanduser(path)) if path else None
+
+
+def _program(name: str | None) -> str | None:
+    """``--python python3.13``: a bare name is looked for on the PATH; a path is made absolute."""
+    import shutil
+
+    if name and os.sep not in name and not os.path.exists(name):
+        return shutil.which(name) or _absolute(name)
+    return _absolute(name)
 
 
 def report_refusal(refusal: Refusal) -> int:

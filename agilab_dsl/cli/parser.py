@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("file", metavar="FILE")
     _add_lab_options(status)
     status.add_argument("--json", action="store_true")
+    status.add_argument(
+        "-v", "--verbose", action="store_true", help="also each step's interpreter, and why it was chosen"
+    )
 
     graph = sub.add_parser("graph", help="the step graph, coloured by state (or by change)")
     graph.add_argument("file", metavar="FILE")
@@ -263,6 +266,18 @@ def _add_lab_options(parser: argparse.ArgumentParser) -> None:
         dest="all_stages",
         action="store_true",
         help="also the stages a saved __sequence leaves out (AGILAB runs only the saved selection)",
+    )
+    python = parser.add_argument_group(
+        "which Python runs a step (default: E, else the lab's project's .venv)"
+    )
+    python.add_argument("--python", metavar="PATH", help="run every step under this interpreter (or venv)")
+    python.add_argument(
+        "--agilab-python",
+        metavar="PATH",
+        help="the interpreter with agi_cluster, for code that uses it (default: the first found)",
+    )
+    python.add_argument(
+        "--apps-path", metavar="DIR", help="where a relative E is looked for (default: $APPS_PATH)"
     )
 
 

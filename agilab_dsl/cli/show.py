@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ..execute.logs import LOG_TAIL, log_tail, stage_result
 
 if TYPE_CHECKING:  # pragma: no cover - this module stays light: the judgment cache prints through it
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from ..execute.outcome import RunResult, StepOutcome
     from ..plan.judgment import CachedStatus
@@ -47,9 +47,12 @@ class TextReporter:
         with self._lock:
             print(text, file=self.out, flush=True)
 
-    def step_started(self, step_id: str, why: list[str], attempt: int) -> None:
+    def step_started(
+        self, step_id: str, why: list[str], attempt: int, interpreter: str | None = None
+    ) -> None:
         again = f" (attempt {attempt})" if attempt > 1 else ""
-        self._line(f"▶ {step_id:<{self.width}} running{again}: {'; '.join(why)}")
+        python = f" — python: {interpreter}" if interpreter else ""
+        self._line(f"▶ {step_id:<{self.width}} running{again}: {'; '.join(why)}{python}")
 
     def note(self, text: str) -> None:
         self._line(f"  {text}")
@@ -95,10 +98,17 @@ class TextReporter:
             self._line(f"resume with: agilab-run {lab_file} --from {first}")
 
 
-def print_statuses(statuses: Sequence[StepStatus | CachedStatus], out: TextIO) -> None:
+def print_statuses(
+    statuses: Sequence[StepStatus | CachedStatus],
+    out: TextIO,
+    details: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """One line per step (id, state, reasons); ``details`` (``status -v``) adds lines under a step."""
     width = max([len(s.id) for s in statuses] + [4])
     for s in statuses:
         print(f"{s.id:<{width}}  {s.state:<9}  {'; '.join(s.reasons)}".rstrip(), file=out)
+        for line in (details or {}).get(s.id, ()):
+            print(f"    {line}", file=out)
 
 
 STATE_COLORS = {  # fill, stroke

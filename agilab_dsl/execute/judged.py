@@ -1,6 +1,8 @@
 """What a judgment of a lab depends on, for the judgment cache: the files it read (the lab, function
-sources, inputs, outputs, contracts and what their globs search, the state) and the environment
-variables its ``${env.…}`` holes use; and the signatures of the data files as last hashed.
+sources, inputs, outputs, contracts and what their globs search, the state; apart, the files the
+choice of each step's interpreter looked at) and the environment variables its ``${env.…}`` holes (and
+an ``E``: ``APPS_PATH``) use; the signatures of the data files as last hashed; and each step's
+interpreter, chosen once (:mod:`agilab_dsl.plan.interpreter`).
 
 A mixin of :class:`~.run.Runner` (it reads the runner's lab, resolved steps, state and hashes).
 """
@@ -15,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Mapping
 
     from ..plan.fingerprint import FileHashes
+    from ..plan.interpreter import Chooser, Interpreter
     from ..plan.resolve import ResolvedStep
     from ..plan.spec import LabSpec
     from ..plan.state import LabState
@@ -26,6 +29,22 @@ class JudgedFiles:
     resolved: Mapping[str, ResolvedStep]
     state: LabState
     hashes: FileHashes
+    chooser: Chooser
+    choices: dict[str, Interpreter]
+
+    def interpreter(self, sid: str) -> Interpreter:
+        """The interpreter that runs a step, and why (chosen once per runner)."""
+        chosen = self.choices.get(sid)
+        if chosen is None:
+            step = self.resolved[sid]
+            chosen = self.chooser.choose(
+                code=step.placed.stage.code,
+                env=step.env,
+                engine=step.placed.stage.engine,
+                contract=step.contract is not None,
+            )
+            self.choices[sid] = chosen
+        return chosen
 
     def dependencies(self) -> tuple[list[str], list[str]]:
         """What a judgment of this lab read: files (lab, function sources, inputs, outputs,
@@ -58,7 +77,18 @@ class JudgedFiles:
                 source = function_source(ref.module, ref.is_path, self.lab_dir)
                 files.append(str(source) if source else str(self.lab_dir / ref.module))
             env.update(step.env_names)
+            if step.env and not self.chooser.options.apps_path:
+                env.add("APPS_PATH")
         return files, sorted(env)
+
+    def interpreter_files(self) -> list[str]:
+        """What the choice of each step's interpreter looked at (a judgment depends on them; watch
+        mode does not watch them: they are in folders up to the root), and the interpreters."""
+        files: list[str] = []
+        for sid in self.resolved:
+            chosen = self.interpreter(sid)
+            files += [*chosen.looked_at, *([chosen.path] if chosen.path else [])]
+        return list(dict.fromkeys(files))
 
     def data_files(self) -> list[str]:
         """Every input and output path (absolute), as the file-hash cache knows them."""

@@ -73,13 +73,17 @@ class RunResult:
 
 
 class Reporter(Protocol):
-    def step_started(self, step_id: str, why: list[str], attempt: int) -> None: ...
+    def step_started(
+        self, step_id: str, why: list[str], attempt: int, interpreter: str | None = None
+    ) -> None: ...
     def step_finished(self, outcome: StepOutcome) -> None: ...
     def note(self, text: str) -> None: ...
 
 
 class SilentReporter:
-    def step_started(self, step_id: str, why: list[str], attempt: int) -> None:
+    def step_started(
+        self, step_id: str, why: list[str], attempt: int, interpreter: str | None = None
+    ) -> None:
         return None
 
     def step_finished(self, outcome: StepOutcome) -> None:

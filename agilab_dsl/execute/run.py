@@ -22,6 +22,7 @@ from typing import Any, Literal
 from ..load.errors import os_error
 from ..plan.fingerprint import FileHashes, digest
 from ..plan.graph import StepGraph
+from ..plan.interpreter import Chooser, Interpreter, InterpreterOptions
 from ..plan.resolve import ResolvedStep, resolve_step
 from ..plan.spec import LabSpec
 from ..plan.stale import StepStatus, components, reasons
@@ -61,6 +62,7 @@ class Runner(JudgedFiles):
         *,
         environ: Mapping[str, str] | None = None,
         agilab: AgilabOptions | None = None,
+        interpreters: InterpreterOptions | None = None,
     ) -> None:
         self.lab = lab
         self.lab_dir = Path(lab.path).resolve().parent
@@ -71,8 +73,12 @@ class Runner(JudgedFiles):
         self.environ = dict(os.environ if environ is None else environ)
         self.context = step_context(lab, self.lab_dir, agilab or AgilabOptions())  # df, profile
         self.resolved = self._resolve_all()
+        self.chooser = Chooser(self.lab_dir, interpreters, self.environ)  # which Python runs each step
+        self.choices: dict[str, Interpreter] = {}
         self.warnings: list[str] = []  # said once by the caller (an unreadable state file, say)
-        self._steps = StepExecutor(self.lab_dir, settings, self.context)  # how each step is executed
+        self._steps = StepExecutor(
+            self.lab_dir, settings, self.context, self.interpreter
+        )  # how each step is executed
 
     # -- preparation -------------------------------------------------------------------------
     def _resolve_all(self) -> dict[str, ResolvedStep]:
@@ -125,7 +131,9 @@ class Runner(JudgedFiles):
         if step.placed.stage.skip_if_outputs_exist and outputs_exist(self.lab_dir, declared):
             return StepStatus(sid, "disabled", (OUTPUTS_EXIST,)), None
         upstream = {u: fingerprints.get(u, "") for u in sorted(self.full_graph.upstream(sid))}
-        comps = components(step, self.lab_dir, self.hashes, upstream)
+        comps = components(
+            step, self.lab_dir, self.hashes, upstream, self.chooser.identity(self.interpreter(sid))
+        )
         record = self.state.steps.get(sid)
         # equal components have the recorded digest: hash only what changed (most steps are fresh)
         fingerprint = (
@@ -297,6 +305,7 @@ class Runner(JudgedFiles):
         except KeyboardInterrupt:
             interrupted = True
             pool.close(kill=True)  # ends the running steps; their threads return at once
+            self._steps.interrupt()  # and those running under other interpreters
             for sid in attempted:  # running, or (with -j 1) being run from this very thread
                 if sid not in settled:
                     settled[sid] = StepOutcome(sid, "failed", started_for[sid], error="interrupted")
@@ -382,7 +391,7 @@ class Runner(JudgedFiles):
         tries = 1 if step.contract is not None else step.placed.stage.retries + 1
         outcome = StepOutcome(step.id, "failed")
         for attempt in range(1, tries + 1):
-            reporter.step_started(step.id, why, attempt)
+            reporter.step_started(step.id, why, attempt, self.interpreter(step.id).short())
             outcome = execute(step, run_id, attempt)
             outcome.attempts = attempt
             if outcome.status == "ran":

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from ..load.errors import Diagnostic
     from ..plan.graph import StepGraph
+    from ..plan.interpreter import InterpreterOptions
     from ..plan.judgment import CachedStatus
     from ..plan.spec import LabSpec
     from ..plan.stale import StepStatus
@@ -47,6 +48,7 @@ class LabRequest:
     all_stages: bool = False  # --all: also the stages a saved __sequence leaves out
     dataframe: str | None = None  # --dataframe: the first df step's df (see plan/dataframe.py)
     export_dir: str | None = None  # --export-dir: where df steps save lab_out.csv
+    interpreters: InterpreterOptions | None = None  # --python, --agilab-python, --apps-path
 
 
 @dataclass
@@ -142,6 +144,9 @@ def open_lab(request: LabRequest, *, load_state: bool = True) -> Runner | Refusa
     from ..plan.state import LabState, state_dir
     from .run import Runner
 
+    problem = request.interpreters.problem() if request.interpreters is not None else None
+    if problem is not None:
+        return Refusal(message=problem)
     loaded = _cached_spec(request) if _use_cache(request) else None
     if loaded is None:
         fresh = _load_spec(request)
@@ -157,7 +162,7 @@ def open_lab(request: LabRequest, *, load_state: bool = True) -> Runner | Refusa
     if isinstance(agilab, Refusal):
         return agilab
     state = LabState.load(request.file) if load_state else LabState(state_dir(request.file) / "state.json")
-    runner = Runner(spec, snapshot, state, graph, agilab=agilab)
+    runner = Runner(spec, snapshot, state, graph, agilab=agilab, interpreters=request.interpreters)
     if state.problem:
         runner.warnings.append(state.problem)
     return runner
@@ -189,6 +194,7 @@ def _judgment_key(request: LabRequest) -> dict[str, Any]:
         "all": request.all_stages,
         "dataframe": request.dataframe and os.path.abspath(request.dataframe),
         "export_dir": request.export_dir and os.path.abspath(request.export_dir),
+        "interpreters": request.interpreters.to_json() if request.interpreters else None,
     }
 
 
@@ -227,6 +233,7 @@ def judge(request: LabRequest, options: RunOptions | None) -> tuple[Runner, list
     if isinstance(runner, Refusal):
         return runner
     files, env = runner.dependencies()
+    files += runner.interpreter_files()
     before |= judgment.signatures(files)
     statuses = runner.statuses(options)
     if _use_cache(request):
@@ -275,6 +282,7 @@ def run(
             runner.warnings.append(runner.state.problem)
         reporter = reporter_for(runner)
         files, env = runner.dependencies()
+        files += runner.interpreter_files()
         data = set(runner.data_files())
         before |= judgment.signatures([f for f in files if f not in data and f not in state_files])
         result = runner.run(options, reporter, warm=warm)

@@ -1,7 +1,8 @@
 """How one step is executed: the request sent to a step worker (a snippet, a function or a parallel
 stage's contract, with its backend and share of the machine), served by a pooled worker, by this
-process (watch mode's warm pools) or by a worker started under the AGILAB runtime's interpreter
-(``agi.*`` engines), and the worker's reply turned into a :class:`~.outcome.StepOutcome`.
+process (watch mode's warm pools) or, when the step's interpreter (:mod:`agilab_dsl.plan.interpreter`)
+is another one, by a worker started under that interpreter; and the worker's reply turned into a
+:class:`~.outcome.StepOutcome` (a failed import names the interpreter and how to pick another).
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..load.errors import os_error
+from ..plan.interpreter import Interpreter, missing_module
 from ..plan.resolve import ResolvedStep
 from ..plan.state import STEPS_LOCK
 from .agilab_env import StepContext, step_extras
@@ -25,17 +27,26 @@ class StepExecutor:
     """Executes the steps of one lab, one step (attempt) per call of :meth:`execute`."""
 
     def __init__(
-        self, lab_dir: Path, settings: Mapping[str, Any], context: StepContext | None = None
+        self,
+        lab_dir: Path,
+        settings: Mapping[str, Any],
+        context: StepContext | None = None,
+        interpreter: Callable[[str], Interpreter] | None = None,
     ) -> None:
         self.lab_dir = lab_dir
         self.settings = settings
         self.context = context or StepContext()  # AGILAB's df, tracker and environment
+        self.interpreter = interpreter  # the interpreter of a step (None: this tool's own, always)
+        self._foreign: set[Any] = set()  # the workers running steps under other interpreters now
         self._made: set[Path] = set()  # folders already created in this run
 
     def execute(
         self, step: ResolvedStep, run_id: str, attempt: int, pool: Any, machine: Machine
     ) -> StepOutcome:
         stage = step.placed.stage
+        chosen = self.interpreter(step.id) if self.interpreter is not None else None
+        if chosen is not None and chosen.problem is not None:
+            return StepOutcome(step.id, "failed", error=chosen.problem)
         run_dir = self.lab_dir / ".agilab" / "runs" / run_id
         suffix = f".{attempt}" if attempt > 1 else ""
         log = run_dir / f"{step.id}{suffix}.log"
@@ -84,18 +95,20 @@ class StepExecutor:
         elif stage.function:
             module, _, function = stage.function.rpartition(":")
             request["module"], request["function"] = module, function
-        if (stage.engine or "").startswith("agi."):
-            return self._execute_agi(step, request, log, result_file)
+        if chosen is not None and not chosen.own:
+            return self._execute_foreign(step, request, log, result_file, chosen)
         if machine.keeps_pools and served_by in ("pool", "dask") and stage.timeout is None:
             # watch mode: the user's code runs in the pool's / cluster's workers, kept warm
-            return self._outcome(step, machine.serve_here(request, log, result_file), log, result_file)
+            return self._outcome(
+                step, machine.serve_here(request, log, result_file), log, result_file, chosen
+            )
         from .pool import WorkerDied
 
         try:
             reply = pool.run(request)
         except WorkerDied as exc:
             return StepOutcome(step.id, "failed", error=str(exc), log=_existing(log))
-        return self._outcome(step, reply, log, result_file)
+        return self._outcome(step, reply, log, result_file, chosen)
 
     def _backend(self, step: ResolvedStep, override: str | None) -> str | None:
         """The backend of a parallel step (DESIGN §1.3): ``--backend``, else its own ``backend``
@@ -130,35 +143,42 @@ class StepExecutor:
     def _cython(self, step: ResolvedStep) -> bool:
         return bool(self._mode_bits(step) & 2)
 
-    def _execute_agi(
-        self, step: ResolvedStep, request: dict[str, Any], log: Path, result_file: Path
+    def _execute_foreign(
+        self, step: ResolvedStep, request: dict[str, Any], log: Path, result_file: Path, chosen: Interpreter
     ) -> StepOutcome:
-        env = step.env
-        python = _interpreter(self.lab_dir / env) if env else None
-        if python is None:
-            where = f"E = {env!r} has no Python interpreter" if env else "the stage sets no E (runtime)"
-            return StepOutcome(
-                step.id,
-                "failed",
-                error=(
-                    f"R = {step.placed.stage.engine!r} needs the AGILAB runtime: {where} "
-                    "(point E at an AGILAB project or virtual environment)"
-                ),
-            )
+        """A step whose interpreter is not this tool's: a worker of its own, started under that
+        interpreter with the worker's (standard-library only) source."""
         from .pool import Worker, WorkerDied
 
         source = (Path(__file__).with_name("worker.py")).read_text(encoding="utf-8")
-        worker = Worker(python, source_code=source)
+        try:
+            worker = Worker(chosen.path, source_code=source)
+        except OSError as exc:
+            return StepOutcome(step.id, "failed", error=f"cannot start {chosen.describe()}: {os_error(exc)}")
+        self._foreign.add(worker)
         try:
             reply = worker.run(request)
         except WorkerDied as exc:
-            return StepOutcome(step.id, "failed", error=str(exc), log=_existing(log))
+            return StepOutcome(
+                step.id, "failed", error=f"{exc} under {chosen.describe()}", log=_existing(log)
+            )
         finally:
+            self._foreign.discard(worker)
             worker.close()
-        return self._outcome(step, reply, log, result_file)
+        return self._outcome(step, reply, log, result_file, chosen)
+
+    def interrupt(self) -> None:
+        """Ctrl-C: end the steps running under other interpreters (the pool ends its own)."""
+        for worker in list(self._foreign):
+            worker.close(kill=True)
 
     def _outcome(
-        self, step: ResolvedStep, reply: Mapping[str, Any], log: Path, result_file: Path
+        self,
+        step: ResolvedStep,
+        reply: Mapping[str, Any],
+        log: Path,
+        result_file: Path,
+        chosen: Interpreter | None = None,
     ) -> StepOutcome:
         seconds = float(reply.get("seconds", 0.0))
         frame = self.context.frame_output(step.id)  # saved only when df is a non-empty DataFrame
@@ -170,6 +190,9 @@ class StepExecutor:
             error = f"crashed: killed by signal {reply['signal']} ({_signal_name(reply['signal'])})"
         elif reply.get("exit"):
             error = f"exited with status {reply['exit']}"
+            hint = missing_module(_log_end(log), chosen) if chosen is not None else None
+            if hint is not None:
+                error += f": {hint}"
         elif missing:
             error = f"declared output {missing[0]} was not written"
         if error is not None:
@@ -187,11 +210,14 @@ def _existing(log: Path) -> str | None:
     return str(log) if log.exists() else None
 
 
-def _interpreter(env: Path) -> str | None:
-    for candidate in (env / ".venv" / "bin" / "python", env / "bin" / "python", env):
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
+def _log_end(log: Path, size: int = 1 << 16) -> str:
+    """The end of a step's log (where a traceback's last line is); empty when there is none."""
+    try:
+        with log.open("rb") as fh:
+            fh.seek(max(0, log.stat().st_size - size))
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def _signal_name(number: int) -> str:

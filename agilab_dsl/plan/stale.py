@@ -18,6 +18,7 @@ from typing import Any, Literal
 from ..load import expr
 from .changes import change, key_changes, path_changes, settings_changes
 from .fingerprint import FileHashes, code_hash, digest, function_hash
+from .interpreter import changed as interpreter_changed
 from .resolve import ResolvedStep
 from .state import StepRecord
 
@@ -37,9 +38,14 @@ class StepStatus:
 
 
 def components(
-    step: ResolvedStep, lab_dir: Path, hashes: FileHashes, upstream: Mapping[str, str]
+    step: ResolvedStep,
+    lab_dir: Path,
+    hashes: FileHashes,
+    upstream: Mapping[str, str],
+    interpreter: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Everything that changes a step's result, by name. ``upstream`` maps ids to fingerprints."""
+    """Everything that changes a step's result, by name. ``upstream`` maps ids to fingerprints;
+    ``interpreter`` is the identity (path, version) of the interpreter that runs it."""
     stage = step.placed.stage
     if stage.function:
         code = "function:" + function_hash(expr.parse_funcref(stage.function), lab_dir)
@@ -73,6 +79,8 @@ def components(
         comps["stage_function"] = (
             function_hash(expr.parse_funcref(function), Path(path).parent) if function else ""
         )
+    if interpreter is not None:
+        comps["interpreter"] = dict(interpreter)
     return comps
 
 
@@ -162,6 +170,8 @@ def reasons(
             key == "function" and out and old.get("code") != comps["code"]
         ):
             out.append(f"{label} changed: {change(old.get(key), comps.get(key))}")
+    if "interpreter" in comps and old.get("interpreter") != comps["interpreter"]:
+        out.append(interpreter_changed(old.get("interpreter"), comps["interpreter"]))
     if old.get("mode") != comps.get("mode"):
 
         def flags(bits: Any) -> str:
