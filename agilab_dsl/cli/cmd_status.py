@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     from ..execute.session import cached_judgment
 
+    if args.verbose:
+        return _status_verbose(args)
     cached = cached_judgment(lab_request(args))
     if cached is not None:
         show_statuses(cached[0], args.json)
@@ -27,6 +29,30 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     if isinstance(statuses, int):
         return statuses
     show_statuses(statuses, args.json)
+    return EXIT_OK
+
+
+def _status_verbose(args: argparse.Namespace) -> int:
+    """``status -v``: the judgment, and under each step what it was judged on that the lab does not
+    say: its inferred artifacts, each with where it was found."""
+    from ..execute.session import Refusal, judge
+    from .common import print_warnings
+
+    judged = judge(lab_request(args), None)
+    if isinstance(judged, Refusal):
+        return report_refusal(judged)
+    runner, statuses = judged
+    print_warnings(runner)
+    details = {
+        s.id: {
+            "inferred": [
+                {"direction": d, "path": p, "origin": origin, "how": how}
+                for d, p, origin, how in s.stage.inferred
+            ]
+        }
+        for s in runner.lab.stages
+    }
+    show_statuses(statuses, args.json, details)
     return EXIT_OK
 
 
@@ -56,7 +82,7 @@ def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
         except semantic.GitProblem as exc:
             print(f"agilab-run graph: error: {exc}", file=sys.stderr)
             return EXIT_INVALID
-        old = open_lab(LabRequest(file=str(old_path), use_cache=False))
+        old = open_lab(LabRequest(file=str(old_path), use_cache=False, infer=not args.no_infer))
         if isinstance(old, Refusal):
             return report_refusal(old)
         change = semantic.diff_labs(old, runner, args.since or args.diff, args.file)

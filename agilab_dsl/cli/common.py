@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
-    from collections.abc import Sequence
-    from typing import TextIO
+    from collections.abc import Mapping, Sequence
+    from typing import Any, TextIO
 
     from ..execute.outcome import RunOptions
     from ..execute.run import Runner
@@ -56,6 +56,7 @@ def lab_request(args: argparse.Namespace) -> LabRequest:
         from_step=getattr(args, "from_step", None),
         use_cache=not args.no_cache,
         all_stages=getattr(args, "all_stages", False),
+        infer=not getattr(args, "no_infer", False),
     )
 
 
@@ -114,11 +115,17 @@ def judge_lab(args: argparse.Namespace, options: RunOptions | None) -> list[Step
     return statuses
 
 
-def show_statuses(statuses: Sequence[StepStatus | CachedStatus], as_json: bool) -> None:
+def show_statuses(
+    statuses: Sequence[StepStatus | CachedStatus],
+    as_json: bool,
+    details: Mapping[str, dict[str, Any]] | None = None,
+) -> None:
+    """The statuses as text or JSON; ``details`` (``status -v``): more about each step, by id."""
     from ..load.errors import to_json_text
     from .show import print_statuses
 
     if as_json:
-        sys.stdout.write(to_json_text({"steps": [s.to_json() for s in statuses]}) + "\n")
+        steps = [{**s.to_json(), **(details or {}).get(s.id, {})} for s in statuses]
+        sys.stdout.write(to_json_text({"steps": steps}) + "\n")
     else:
-        print_statuses(statuses, sys.stdout)
+        print_statuses(statuses, sys.stdout, details)

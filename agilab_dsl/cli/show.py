@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ..execute.logs import LOG_TAIL, log_tail, stage_result
 
 if TYPE_CHECKING:  # pragma: no cover - this module stays light: the judgment cache prints through it
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from ..execute.outcome import RunResult, StepOutcome
     from ..plan.judgment import CachedStatus
@@ -95,10 +95,20 @@ class TextReporter:
             self._line(f"resume with: agilab-run {lab_file} --from {first}")
 
 
-def print_statuses(statuses: Sequence[StepStatus | CachedStatus], out: TextIO) -> None:
+def print_statuses(
+    statuses: Sequence[StepStatus | CachedStatus],
+    out: TextIO,
+    details: Mapping[str, dict[str, Any]] | None = None,
+) -> None:
+    """One line per step; with ``details`` (``status -v``), its inferred artifacts under it."""
     width = max([len(s.id) for s in statuses] + [4])
     for s in statuses:
         print(f"{s.id:<{width}}  {s.state:<9}  {'; '.join(s.reasons)}".rstrip(), file=out)
+        for art in (details or {}).get(s.id, {}).get("inferred", ()):
+            print(
+                f"    {art['direction']} {art['path']}, inferred from {art['origin']} ({art['how']})",
+                file=out,
+            )
 
 
 STATE_COLORS = {  # fill, stroke

@@ -43,6 +43,7 @@ class LabRequest:
     from_step: str | None = None
     use_cache: bool = True
     all_stages: bool = False  # --all: also the stages a saved __sequence leaves out
+    infer: bool = True  # --no-infer: no artifact inferred from code or NB_ARTIFACT_REFERENCES
 
 
 @dataclass
@@ -70,7 +71,7 @@ def _use_cache(request: LabRequest) -> bool:
 
 
 def _spec_options(request: LabRequest) -> dict[str, Any]:
-    return {"settings": request.settings, "profile": request.profile, "for": "run"}
+    return {"settings": request.settings, "profile": request.profile, "for": "run", "infer": request.infer}
 
 
 def _cached_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]] | None:
@@ -96,7 +97,6 @@ def _load_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]]
     """Parse, validate and check the lab; keep the result as plain data when it has no errors."""
     from ..check.files import check_file
     from ..plan import cache
-    from ..plan.spec import LabSpec
 
     obs = cache.Observations()
     result, settings = check_file(
@@ -121,9 +121,11 @@ def _load_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]]
             message=f"no stage defines profile {request.profile!r}"
             + (f" (profiles: {', '.join(names)})" if names else " (the lab has no profiles)")
         )
-    graph = result.graph
-    assert graph is not None  # a cycle is an error, reported above
-    spec = LabSpec.of(lab)
+    from ..plan.infer import lab_spec, with_edges
+
+    assert result.graph is not None  # a cycle is an error, reported above
+    spec = lab_spec(lab, request.infer)
+    graph = with_edges(result.graph, spec.stages)  # producer -> consumer through inferred artifacts
     snapshot = settings.value.as_dict() if settings is not None and settings.value is not None else {}
     if _use_cache(request):
         payload = {"lab": spec.to_json(), "graph": graph.to_json(), "settings": snapshot}
@@ -165,6 +167,7 @@ def _judgment_key(request: LabRequest) -> dict[str, Any]:
         "only": sorted(request.only),
         "from": request.from_step,
         "all": request.all_stages,
+        "infer": request.infer,
     }
 
 

@@ -36,7 +36,8 @@ class StepExecutor:
         suffix = f".{attempt}" if attempt > 1 else ""
         log = run_dir / f"{step.id}{suffix}.log"
         result_file = run_dir / f"{step.id}{suffix}.json"
-        for folder in [run_dir, *((self.lab_dir / out).parent for out in step.outputs)]:
+        declared = [out for out in step.outputs if out not in step.inferred]  # the code makes its own
+        for folder in [run_dir, *((self.lab_dir / out).parent for out in declared)]:
             if folder not in self._made:
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
@@ -156,7 +157,8 @@ class StepExecutor:
         self, step: ResolvedStep, reply: Mapping[str, Any], log: Path, result_file: Path
     ) -> StepOutcome:
         seconds = float(reply.get("seconds", 0.0))
-        missing = [p for p in step.outputs if not (self.lab_dir / p).exists()]
+        # a declared output must be written; an inferred one (from the code) may be on a branch not taken
+        missing = [p for p in step.outputs if p not in step.inferred and not (self.lab_dir / p).exists()]
         error = None
         if reply.get("timed_out"):
             error = f"timed out after {step.placed.stage.timeout} s"
