@@ -422,6 +422,18 @@ def test_graph_edges_through_inferred_artifacts(tmp_path: Path) -> None:
     assert plain.full_graph.edges == ()  # type: ignore[union-attr]
 
 
+def test_graph_command_draws_inferred_edges(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "lab_stages.toml"
+    path.write_text(
+        '[[m]]\nid = "w"\nC = "open(\'a.txt\', \'w\')"\n[[m]]\nid = "r"\nconsumes = ["a.txt"]\nC = "pass"\n',
+        encoding="utf-8",
+    )
+    assert main(["graph", str(path), "--format", "dot"]) == 0
+    assert "s0 -> s1;" in capsys.readouterr().out
+    assert main(["graph", str(path), "--format", "dot", "--no-infer"]) == 0
+    assert "->" not in capsys.readouterr().out
+
+
 def test_spec_round_trips_with_inferred_artifacts(lab: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result, _ = check_file(lab)
     spec = lab_spec(result.value)
