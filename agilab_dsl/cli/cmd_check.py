@@ -20,7 +20,8 @@ def _check_one(path: str, args: argparse.Namespace, named: set[str]) -> list[dic
     from the result cache when nothing they depend on changed."""
     from ..plan import cache
 
-    options = {"kind": args.kind, "settings": args.settings, "named": sorted(named)}
+    infer = not args.no_infer
+    options = {"kind": args.kind, "settings": args.settings, "named": sorted(named), "infer": infer}
     use_cache = not args.no_cache
     if use_cache:
         cached = cache.lookup(path, options)
@@ -34,6 +35,11 @@ def _check_one(path: str, args: argparse.Namespace, named: set[str]) -> list[dic
     if settings is not None and settings.diagnostics and os.path.abspath(settings.path) not in named:
         entries.append(settings)
     reports = [{"path": e.path, "kind": e.kind, "diagnostics": list(e.diagnostics)} for e in entries]
+    if result.kind == "lab" and result.ok:  # what is inferred, and the steps nothing can make stale
+        from ..check.inferred import inferred_report
+
+        reports[0]["inferred"], notes = inferred_report(result, infer)
+        reports[0]["diagnostics"] += notes
     if use_cache:
         cache.store(path, options, obs, reports)
     return reports
@@ -44,7 +50,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         from .cmd_check_agilab import cmd_check_agilab
 
         return cmd_check_agilab(args, out)
-    from ..load.errors import render_github, render_text, to_json_text
+    from ..load.errors import Severity, render_github, render_text, to_json_text
 
     fmt = "json" if args.json else args.format
     color = fmt == "text" and use_color(out)
@@ -58,16 +64,32 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
             if key in seen:
                 continue
             seen.add(key)
-            diags = sorted(entry["diagnostics"], key=lambda d: (d.line or 0, d.column or 0))
+            diags = sorted(  # problems first, in file order; then the infos
+                entry["diagnostics"],
+                key=lambda d: (d.severity is Severity.INFO, d.line or 0, d.column or 0),
+            )
             if any(d.code in ("file-missing", "file-unreadable") for d in diags):
                 unreadable = True
             errors = sum(d.is_error for d in diags)
-            warnings = len(diags) - errors
+            warnings = sum(d.severity is Severity.WARNING for d in diags)  # infos are not problems
             ok = errors == 0 and not (args.strict and warnings)
-            reports.append({"path": entry["path"], "ok": ok, "kind": entry["kind"], "diagnostics": diags})
+            reports.append(
+                {
+                    "path": entry["path"],
+                    "ok": ok,
+                    "kind": entry["kind"],
+                    "diagnostics": diags,
+                    **({"inferred": entry["inferred"]} if "inferred" in entry else {}),
+                }
+            )
     if fmt == "json":
         payload = [
-            {"path": r["path"], "ok": r["ok"], "issues": [d.to_json() for d in r["diagnostics"]]}
+            {
+                "path": r["path"],
+                "ok": r["ok"],
+                "issues": [d.to_json() for d in r["diagnostics"]],
+                **({"inferred": r["inferred"]} if "inferred" in r else {}),
+            }
             for r in reports
         ]
         out.write(to_json_text(payload[0] if len(payload) == 1 else payload) + "\n")
@@ -79,13 +101,17 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         for r in reports:
             for d in r["diagnostics"]:
                 out.write(render_text(d, color=color) + "\n")
-        errors = sum(d.is_error for r in reports for d in r["diagnostics"])
-        warnings = sum(not d.is_error for r in reports for d in r["diagnostics"])
+        diags = [d for r in reports for d in r["diagnostics"]]
+        errors = sum(d.is_error for d in diags)
+        warnings = sum(d.severity is Severity.WARNING for d in diags)
+        infos = len(diags) - errors - warnings
         files = len(reports)
         verdict = "ok" if all(r["ok"] for r in reports) else "problems found"
         out.write(
             f"{files} file{'s' * (files != 1)} checked: {errors} error{'s' * (errors != 1)}, "
-            f"{warnings} warning{'s' * (warnings != 1)} — {verdict}\n"
+            f"{warnings} warning{'s' * (warnings != 1)} — {verdict}"
+            + (f" ({infos} info{'s' * (infos != 1)})" if infos else "")
+            + "\n"
         )
     if unreadable:
         return EXIT_INVALID

@@ -42,7 +42,8 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _status_verbose(args: argparse.Namespace, out: TextIO) -> int:
-    """``status -v``: a full judgment, and under each step the interpreter that runs it and why."""
+    """``status -v``: a full judgment, and under each step what the lab does not say: the interpreter
+    that runs it (and why), and its inferred artifacts, each with where it was found."""
     from ..execute.session import Refusal, judge
     from ..load.errors import to_json_text
     from .show import print_statuses
@@ -52,11 +53,32 @@ def _status_verbose(args: argparse.Namespace, out: TextIO) -> int:
         return report_refusal(judged)
     runner, statuses = judged
     print_warnings(runner)
+    inferred = {
+        s.id: [
+            {"direction": d, "path": p, "origin": origin, "how": how}
+            for d, p, origin, how in s.stage.inferred
+        ]
+        for s in runner.lab.stages
+    }
     if args.json:
-        steps = [{**s.to_json(), "interpreter": runner.interpreter(s.id).to_json()} for s in statuses]
+        steps = [
+            {
+                **s.to_json(),
+                "interpreter": runner.interpreter(s.id).to_json(),
+                "inferred": inferred.get(s.id, []),
+            }
+            for s in statuses
+        ]
         out.write(to_json_text({"steps": steps}) + "\n")
     else:
-        details = {s.id: [f"python: {runner.interpreter(s.id).describe()}"] for s in statuses}
+        details = {
+            s.id: [f"python: {runner.interpreter(s.id).describe()}"]
+            + [
+                f"{a['direction']} {a['path']}, inferred from {a['origin']} ({a['how']})"
+                for a in inferred.get(s.id, [])
+            ]
+            for s in statuses
+        }
         print_statuses(statuses, out, details)
     return EXIT_OK
 
@@ -88,7 +110,7 @@ def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
         except semantic.GitProblem as exc:
             print(f"agilab-run graph: error: {exc}", file=sys.stderr)
             return EXIT_INVALID
-        old = open_lab(LabRequest(file=str(old_path), use_cache=False))
+        old = open_lab(LabRequest(file=str(old_path), use_cache=False, infer=not args.no_infer))
         if isinstance(old, Refusal):
             return report_refusal(old)
         change = semantic.diff_labs(old, runner, args.since or args.diff, args.file)

@@ -64,6 +64,7 @@ def lab_request(args: argparse.Namespace) -> LabRequest:
             _program(getattr(args, "agilab_python", None)),
             _absolute(getattr(args, "apps_path", None)),
         ),
+        infer=not getattr(args, "no_infer", False),
     )
 
 
@@ -136,6 +137,7 @@ def judge_lab(args: argparse.Namespace, options: RunOptions | None) -> list[Step
 
 
 def show_statuses(statuses: Sequence[StepStatus | CachedStatus], as_json: bool) -> None:
+    """The statuses as text or JSON (``status -v`` adds its details in cmd_status)."""
     from ..load.errors import to_json_text
     from .show import print_statuses
 

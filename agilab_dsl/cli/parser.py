@@ -41,6 +41,12 @@ exit codes: 0 ok, 1 a step failed or problems found, 2 invalid definition or wro
 """
 
 
+NO_INFER_HELP = (
+    "take only declared inputs and outputs (none inferred from code or NB_ARTIFACT_REFERENCES; "
+    "a stage says the same with infer = false)"
+)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse's default exits 2 too; keep the message short
         self.print_usage(sys.stderr)
@@ -83,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="recheck every file (results are otherwise reused while nothing they depend on changed)",
     )
+    check.add_argument("--no-infer", action="store_true", help=NO_INFER_HELP)
     agilab = check.add_argument_group(
         "AGILAB's verdict",
         "--agilab: AGILAB's own validators, rule for rule (`agilab workflow validate` for labs, "
@@ -124,7 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lab_options(status)
     status.add_argument("--json", action="store_true")
     status.add_argument(
-        "-v", "--verbose", action="store_true", help="also each step's interpreter, and why it was chosen"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also each step's interpreter (and why) and its inferred artifacts",
     )
 
     graph = sub.add_parser("graph", help="the step graph, coloured by state (or by change)")
@@ -267,6 +277,7 @@ def _add_lab_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also the stages a saved __sequence leaves out (AGILAB runs only the saved selection)",
     )
+    parser.add_argument("--no-infer", action="store_true", help=NO_INFER_HELP)
     python = parser.add_argument_group(
         "which Python runs a step (default: E, else the lab's project's .venv)"
     )

@@ -127,7 +127,8 @@ class Runner(JudgedFiles):
             return StepStatus(sid, "disabled", (NOT_IN_SEQUENCE,)), None
         if step.placed.stage.off is not None:
             return StepStatus(sid, "disabled", (step.placed.stage.off,)), None
-        declared = [p for p in step.outputs if p != self.context.frame_output(sid)]
+        # AGILAB's rule reads the declared outputs: not df's frame, not what is inferred from the code
+        declared = [p for p in step.outputs if p != self.context.frame_output(sid) and p not in step.inferred]
         if step.placed.stage.skip_if_outputs_exist and outputs_exist(self.lab_dir, declared):
             return StepStatus(sid, "disabled", (OUTPUTS_EXIST,)), None
         upstream = {u: fingerprints.get(u, "") for u in sorted(self.full_graph.upstream(sid))}
@@ -139,7 +140,7 @@ class Runner(JudgedFiles):
         fingerprint = (
             record.fingerprint if record is not None and record.components == comps else digest(comps)
         )
-        why = reasons(record, comps, self.lab_dir, self.hashes, ran, fingerprint)
+        why = reasons(record, comps, self.lab_dir, self.hashes, ran, fingerprint, step.inferred)
         if force and not why:
             why = ["forced (--force)"]
         state: Literal["never-ran", "stale", "fresh"] = (
@@ -276,9 +277,11 @@ class Runner(JudgedFiles):
                         fp = digest(comps)
                         fingerprints[sid] = fp
                         ran[sid] = True
+                        step = self.resolved[sid]
+                        outputs = {p: self.hashes.of(os.path.join(self.lab_dir, p)) for p in step.outputs}
+                        # an inferred output the run did not write (a branch not taken) is not kept
                         outputs = {
-                            p: self.hashes.of(os.path.join(self.lab_dir, p))
-                            for p in self.resolved[sid].outputs
+                            p: h for p, h in outputs.items() if h != "missing" or p not in step.inferred
                         }
                         frame = self.context.frame_output(sid)
                         if outputs.get(frame) == "missing":  # df was no non-empty DataFrame: no frame

@@ -49,6 +49,7 @@ class LabRequest:
     dataframe: str | None = None  # --dataframe: the first df step's df (see plan/dataframe.py)
     export_dir: str | None = None  # --export-dir: where df steps save lab_out.csv
     interpreters: InterpreterOptions | None = None  # --python, --agilab-python, --apps-path
+    infer: bool = True  # --no-infer: no artifact inferred from code or NB_ARTIFACT_REFERENCES
 
 
 @dataclass
@@ -76,7 +77,7 @@ def _use_cache(request: LabRequest) -> bool:
 
 
 def _spec_options(request: LabRequest) -> dict[str, Any]:
-    return {"settings": request.settings, "profile": request.profile, "for": "run"}
+    return {"settings": request.settings, "profile": request.profile, "for": "run", "infer": request.infer}
 
 
 def _cached_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]] | None:
@@ -102,7 +103,6 @@ def _load_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]]
     """Parse, validate and check the lab; keep the result as plain data when it has no errors."""
     from ..check.files import check_file
     from ..plan import cache
-    from ..plan.spec import LabSpec
 
     obs = cache.Observations()
     result, settings = check_file(
@@ -127,9 +127,11 @@ def _load_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]]
             message=f"no stage defines profile {request.profile!r}"
             + (f" (profiles: {', '.join(names)})" if names else " (the lab has no profiles)")
         )
-    graph = result.graph
-    assert graph is not None  # a cycle is an error, reported above
-    spec = LabSpec.of(lab)
+    from ..plan.infer import lab_spec, with_edges
+
+    assert result.graph is not None  # a cycle is an error, reported above
+    spec = lab_spec(lab, request.infer)
+    graph = with_edges(result.graph, spec.stages)  # producer -> consumer through inferred artifacts
     snapshot = settings.value.as_dict() if settings is not None and settings.value is not None else {}
     if _use_cache(request):
         payload = {"lab": spec.to_json(), "graph": graph.to_json(), "settings": snapshot}
@@ -195,6 +197,7 @@ def _judgment_key(request: LabRequest) -> dict[str, Any]:
         "dataframe": request.dataframe and os.path.abspath(request.dataframe),
         "export_dir": request.export_dir and os.path.abspath(request.export_dir),
         "interpreters": request.interpreters.to_json() if request.interpreters else None,
+        "infer": request.infer,
     }
 
 

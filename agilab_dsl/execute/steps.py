@@ -51,7 +51,8 @@ class StepExecutor:
         suffix = f".{attempt}" if attempt > 1 else ""
         log = run_dir / f"{step.id}{suffix}.log"
         result_file = run_dir / f"{step.id}{suffix}.json"
-        for folder in [run_dir, *((self.lab_dir / out).parent for out in step.outputs)]:
+        declared = [out for out in step.outputs if out not in step.inferred]  # the code makes its own
+        for folder in [run_dir, *((self.lab_dir / out).parent for out in declared)]:
             if folder not in self._made:
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
@@ -181,8 +182,14 @@ class StepExecutor:
         chosen: Interpreter | None = None,
     ) -> StepOutcome:
         seconds = float(reply.get("seconds", 0.0))
-        frame = self.context.frame_output(step.id)  # saved only when df is a non-empty DataFrame
-        missing = [p for p in step.outputs if p != frame and not (self.lab_dir / p).exists()]
+        # a declared output must be written; df's frame is saved only when df is a non-empty DataFrame,
+        # and an output inferred from the code may be on a branch not taken
+        frame = self.context.frame_output(step.id)
+        missing = [
+            p
+            for p in step.outputs
+            if p != frame and p not in step.inferred and not (self.lab_dir / p).exists()
+        ]
         error = None
         if reply.get("timed_out"):
             error = f"timed out after {step.placed.stage.timeout} s"

@@ -29,7 +29,7 @@ __all__ = [
 class Severity(str, Enum):
     ERROR = "error"
     WARNING = "warning"
-    INFO = "info"  # only AGILAB's own validator (``check --agilab``) reports at this level
+    INFO = "info"  # facts, not problems: AGILAB's validator (``check --agilab``), stage-no-inputs
 
 
 # Every diagnostic code the tool can emit, with its default severity and what it means.
@@ -106,6 +106,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     ),
     "settings-not-found": (Severity.WARNING, "stages reference settings but no app_settings.toml was found"),
     "stage-file-missing": (Severity.ERROR, "a stage's parallel contract file does not exist"),
+    "stage-no-inputs": (
+        Severity.INFO,
+        "a step reads no declared or inferred input: only its code and settings can make it stale",
+    ),
     # parallel_stage.toml warnings, as AGILAB gives them
     "workers-single": (Severity.WARNING, "workers = 1 does not parallelise"),
     "reducer-custom-without-notes": (Severity.WARNING, "a custom reducer without notes explaining it"),

@@ -228,6 +228,10 @@ class Stage(_Frozen):
     allow_outside: StrictBool = Field(
         False, description="true lets the stage write outputs outside the lab's folder (../, absolute paths)"
     )
+    infer: StrictBool = Field(
+        True,
+        description="false: no input or output is inferred from its code or NB_ARTIFACT_REFERENCES",
+    )
     # -- notebook provenance (NB_*), preserved as written ------------------------------------
     notebook: dict[str, Any] = Field(default_factory=dict, description="NB_* keys, preserved")
 

@@ -190,7 +190,12 @@ def lookup(path: str, options: dict[str, Any]) -> list[dict[str, Any]] | None:
         return None
     try:
         return [
-            {"path": r["path"], "kind": r["kind"], "diagnostics": [_from_json(d) for d in r["diagnostics"]]}
+            {
+                "path": r["path"],
+                "kind": r["kind"],
+                "diagnostics": [_from_json(d) for d in r["diagnostics"]],
+                **({"inferred": r["inferred"]} if "inferred" in r else {}),  # a lab's inferred artifacts
+            }
             for r in payload["reports"]
         ]
     except (KeyError, TypeError, ValueError):
@@ -203,7 +208,12 @@ def store(
     """Keep a check's reports, unless a file it consulted changed while it ran."""
     payload = {
         "reports": [
-            {"path": r["path"], "kind": r["kind"], "diagnostics": [_to_json(d) for d in r["diagnostics"]]}
+            {
+                "path": r["path"],
+                "kind": r["kind"],
+                "diagnostics": [_to_json(d) for d in r["diagnostics"]],
+                **({"inferred": r["inferred"]} if "inferred" in r else {}),
+            }
             for r in reports
         ],
     }

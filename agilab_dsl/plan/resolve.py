@@ -9,7 +9,7 @@ string are rendered as text.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..load import expr
@@ -32,6 +32,8 @@ class ResolvedStep:
     when: bool | None  # None: the step has no condition
     problem: str | None = None  # why it could not be resolved (a missing setting, say)
     env_names: tuple[str, ...] = ()  # the environment variables its ${env.…} holes read
+    # inferred inputs and outputs (in ``inputs``/``outputs`` too) -> where each was found ("C line 4")
+    inferred: dict[str, str] = field(default_factory=dict)
 
 
 def _render(value: Any, context: Mapping[str, Any], keep_type: bool) -> Any:
@@ -116,6 +118,12 @@ def resolve_step(
             f"output {outputs[outside[0]]!r} (from {stage.produces[outside[0]]!r}) is outside the "
             "lab's folder; set allow_outside = true on the stage to let it write there"
         )
+    inferred: dict[str, str] = {}
+    for direction, path, origin, _how in stage.inferred:  # taken as declared ones are (plan/infer.py)
+        paths = inputs if direction == "input" else outputs
+        if path not in paths:
+            paths.append(path)
+            inferred[path] = origin
     return ResolvedStep(
-        placed.id, placed, params, inputs, outputs, env, contract, used, when, problem, env_names
+        placed.id, placed, params, inputs, outputs, env, contract, used, when, problem, env_names, inferred
     )

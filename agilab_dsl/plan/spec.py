@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
     from ..load.model import Lab, Stage
 
 
@@ -46,14 +48,17 @@ class StepSpec:
     parallel_safe: bool = False
     fallback: str | None = None
     allow_outside: bool = False
+    # inferred artifacts (plan/infer.py): (direction, path, origin, how), apart from the declared ones
+    inferred: tuple[tuple[str, str, str, str], ...] = ()
 
     @property
     def disabled(self) -> bool:
         return self.off is not None
 
     @classmethod
-    def of(cls, stage: Stage) -> StepSpec:
-        return cls(**{name: getattr(stage, name) for name in _STEP_FIELDS})
+    def of(cls, stage: Stage, inferred: tuple[tuple[str, str, str, str], ...] = ()) -> StepSpec:
+        values = {name: getattr(stage, name) for name in _STEP_FIELDS if name != "inferred"}
+        return cls(**values, inferred=inferred)
 
 
 _STEP_FIELDS = tuple(f.name for f in fields(StepSpec))
@@ -82,15 +87,21 @@ class LabSpec:
         return tuple(s.id for s in self.stages)
 
     @classmethod
-    def of(cls, lab: Lab) -> LabSpec:
+    def of(cls, lab: Lab, inferred: Sequence[tuple[tuple[str, str, str, str], ...]] = ()) -> LabSpec:
+        """The lab as plain data; ``inferred``: each stage's inferred artifacts, in the lab's order
+        (:func:`agilab_dsl.plan.infer.lab_spec` gives them)."""
         from ..load.lab import DEFAULT_PROFILE
 
         saved = [a.max_workers for m, a in lab.meta.automation.items() if a.max_workers is not None]
         profiles = [a.profile for a in lab.meta.automation.values() if a.profile]
+        found = list(inferred) or [()] * len(lab.stages)
         return cls(
             lab.path,
             lab.module_keys,
-            tuple(PlacedSpec(s.module, s.index, s.id, StepSpec.of(s.stage), s.selected) for s in lab.stages),
+            tuple(
+                PlacedSpec(s.module, s.index, s.id, StepSpec.of(s.stage, found[n]), s.selected)
+                for n, s in enumerate(lab.stages)
+            ),
             saved[0] if saved else None,
             profiles[0] if profiles else DEFAULT_PROFILE,
         )
@@ -129,6 +140,8 @@ class LabSpec:
                     values[name] = tuple(values[name])
             if isinstance(values.get("settings"), list):
                 values["settings"] = tuple(values["settings"])
+            if "inferred" in values:
+                values["inferred"] = tuple(tuple(a) for a in values["inferred"])
             stages.append(PlacedSpec(s["module"], s["index"], s["id"], StepSpec(**values), s["selected"]))
         return cls(
             data["path"], tuple(data["module_keys"]), tuple(stages), data["max_workers"], data["profile"]

@@ -145,13 +145,20 @@ def reasons(
     hashes: FileHashes,
     will_run: Mapping[str, bool] | None = None,
     fingerprint: str | None = None,
+    origins: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Why a step must run, compared with what it last ran with; an empty list when it is fresh.
 
     ``will_run`` marks upstream steps that run (or ran) in this invocation; ``fingerprint`` is
-    ``digest(comps)`` when the caller already has it."""
+    ``digest(comps)`` when the caller already has it; ``origins`` maps inferred paths to where they
+    were found, said after their reasons: ``input data/a.csv changed (inferred from C line 4)``."""
     if record is None:
         return ["never ran"]
+    origins = origins or {}
+
+    def why(path: str) -> str:
+        return f" (inferred from {origins[path]})" if path in origins else ""
+
     old = record.components
     out: list[str] = []
     if old.get("code") != comps["code"]:
@@ -185,9 +192,12 @@ def reasons(
     out += _dict_changes("param", old.get("params", {}), comps["params"])
     out += settings_changes(old.get("settings", {}), comps["settings"], prefix="settings ", verb=" changed")
     old_inputs, new_inputs = old.get("inputs", {}), comps["inputs"]
-    out += [f"input {path} {what}" for path, what in path_changes(old_inputs, new_inputs, missing="missing")]
+    out += [
+        f"input {path} {what}{why(path)}"
+        for path, what in path_changes(old_inputs, new_inputs, missing="missing")
+    ]
     if old.get("outputs") != comps["outputs"]:
-        out.append(f"declared outputs changed: {change(old.get('outputs'), comps['outputs'])}")
+        out.append(f"outputs changed: {change(old.get('outputs'), comps['outputs'])}")
     if old.get("contract") != comps.get("contract"):
         out.append(f"parallel contract {next(iter(comps.get('contract') or {'': ''}))} changed")
     declared = set(old_inputs) | set(new_inputs)  # a declared input its glob finds too is said once
@@ -209,9 +219,9 @@ def reasons(
     for path, recorded in sorted(record.outputs.items()):
         now = hashes.of(os.path.join(lab_dir, path))
         if now == "missing":
-            out.append(f"output {path} missing")
+            out.append(f"output {path} missing{why(path)}")
         elif now != recorded:
-            out.append(f"output {path} changed since it was written")
+            out.append(f"output {path} changed since it was written{why(path)}")
     if not out and record.fingerprint != (fingerprint or digest(comps)):
         out.append("definition changed")
     return out
