@@ -86,7 +86,7 @@ def of_stage(stage: Any) -> tuple[Artifact, ...]:
     """A stage's inferred artifacts (a :class:`~agilab_dsl.load.model.Stage`), declared keys winning."""
     if not getattr(stage, "infer", True) or not stage.code:
         return ()
-    found = from_code(stage.code)
+    found = list(from_code(stage.code))  # a copy: from_code's answers are shared
     refs = stage.notebook.get(NB_KEY) if isinstance(stage.notebook, dict) else None
     if isinstance(refs, list):
         known = {a.path for a in found}

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import posixpath
 import warnings
 from collections.abc import Sequence
@@ -89,20 +90,22 @@ class Artifact:
 
 
 # -- the code --------------------------------------------------------------------------------------
-def from_code(code: str) -> list[Artifact]:
+@functools.lru_cache(maxsize=1024)
+def from_code(code: str) -> tuple[Artifact, ...]:
     """Every artifact the code spells, in the order of its lines; an input it also writes is an
-    output only. Code that does not parse gives none (``check`` reports it)."""
+    output only. Code that does not parse gives none (``check`` reports it). Kept per code text: a
+    command asks twice (its check, then its spec), and labs repeat snippets."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes: not ours to print
             tree = ast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return []
+        return ()
     walker = _Walker(tree)
     try:
         walker.walk(tree)
     except RecursionError:
-        return []
+        return ()
     found = sorted(walker.found, key=lambda f: (f[2] or 0, f[0] == "output"))
     outputs = {path for direction, path, _line, _how in found if direction == "output"}
     out: list[Artifact] = []
@@ -112,7 +115,7 @@ def from_code(code: str) -> list[Artifact]:
             continue
         seen.add((direction, path))
         out.append(Artifact(direction, path, f"C line {line}", how, line))
-    return out
+    return tuple(out)
 
 
 def clean(text: str) -> str | None:

@@ -11,6 +11,7 @@ package changes them). Any failure to read or write the cache is ignored. Standa
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -50,13 +51,15 @@ class Identity:
         return {"path": self.path, "version": self.version}
 
 
+@functools.cache
 def own() -> Identity:
-    """agilab-run's own interpreter (nothing to ask)."""
+    """agilab-run's own interpreter (nothing to ask; once per process: a lab asks it per step)."""
     return Identity(
         canonical(sys.executable), sys.version, importlib.util.find_spec("agi_cluster") is not None
     )
 
 
+@functools.lru_cache(maxsize=256)
 def canonical(path: str) -> str:
     """One name for an executable whatever it was called by: ``bin/python`` for a ``bin/python3``
     that is the same file (``agilab-run``'s script and ``python -m`` then name one interpreter)."""
@@ -69,6 +72,7 @@ def canonical(path: str) -> str:
     return full
 
 
+@functools.lru_cache(maxsize=256)
 def same_environment(path: str, other: str = sys.executable) -> bool:
     """Whether two executables are one environment: the same file in the same ``bin`` folder (a venv's
     ``python`` and ``python3``, both links to one binary, are; another venv's link to it is not)."""
