@@ -591,6 +591,6 @@ def test_tescia_runs_its_three_agi_run_stages_in_its_own_venv_with_no_e(tmp_path
     assert main(["status", str(lab), "--json"]) == 0
     steps = json.loads(capsys.readouterr().out)["steps"]
     assert [s["state"] for s in steps] == ["stale"] * 3  # agi.run stages depend on [args]
-    assert any(r.startswith("settings args") and "ai_case_count" in r for r in steps[0]["reasons"])
+    assert "settings args.ai_case_count changed: 2 → 3" in steps[0]["reasons"], steps[0]["reasons"]
     assert main([str(lab), "--json"]) == 0
     assert [s["status"] for s in json.loads(capsys.readouterr().out)["steps"]] == ["ran"] * 3
