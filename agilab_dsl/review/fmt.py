@@ -65,14 +65,14 @@ def _basic_end(text: str, i: int, closing: str) -> int:
         i = slash + 2
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """``value`` with every ``nan`` made comparable (``nan == nan``)."""
     if isinstance(value, float) and math.isnan(value):
         return ("nan", math.copysign(1.0, value))
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -81,7 +81,7 @@ def same_data(a: str, b: str) -> bool:
     import tomllib
 
     try:
-        return _plain(tomllib.loads(a)) == _plain(tomllib.loads(b))
+        return plain(tomllib.loads(a)) == plain(tomllib.loads(b))
     except (tomllib.TOMLDecodeError, RecursionError):
         return False
 
