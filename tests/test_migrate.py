@@ -332,3 +332,14 @@ def test_a_faulty_edit_is_never_written(
     assert main(["migrate", str(path), "--to", "lab_stages"]) == 1
     assert message in capsys.readouterr().err
     assert not path.with_name("lab_stages.toml").exists()
+
+
+def test_a_lab_with_nan_params_migrates_and_round_trips(tmp_path: Path) -> None:
+    folder = tmp_path / "uav_project"
+    folder.mkdir()
+    original = '[[steps]]\nD = "a"\nC = "print(1)"\nparams = { n = nan, m = -nan, i = -inf }\n'
+    (folder / "lab_steps.toml").write_text(original, encoding="utf-8")
+    assert main(["migrate", "--to", "lab_stages", str(folder / "lab_steps.toml")]) == 0
+    (folder / "lab_steps.toml").unlink()
+    assert main(["migrate", "--to", "lab_steps", str(folder / "lab_stages.toml")]) == 0
+    assert (folder / "lab_steps.toml").read_text(encoding="utf-8") == original

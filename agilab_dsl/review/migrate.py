@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .fmt import plain
 from .migrate_text import STAGES_STAMP, STEPS_STAMP, MigrationProblem, Outcome, to_lab_stages, to_lab_steps
 
 __all__ = [
@@ -151,7 +152,9 @@ def _default_id_references(result: Any, renamed: dict[str, str], path: Path, tex
 
 
 def _stage_rows(result: Any, renamed: dict[str, str]) -> list[tuple[str, int, Any]]:
-    return [(renamed.get(s.module, s.module), s.index, s.stage.model_dump()) for s in result.value.stages]
+    return [
+        (renamed.get(s.module, s.module), s.index, plain(s.stage.model_dump())) for s in result.value.stages
+    ]
 
 
 def _write(target: Path, text: str, mode_of: Path) -> None:
@@ -219,12 +222,12 @@ _META_MODULE_KEY = re.compile(r"^(?P<module>.+)__(?:sequence|automation)$")
 def _plain(data: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
     """The file's data with its lists under their new names and the stamp left out: what must not
     change (every stage table, key and value, and every other ``[__meta__]`` key)."""
-    out = {renamed.get(k, k): v for k, v in data.items() if k != "__meta__"}
+    out = {renamed.get(k, k): plain(v) for k, v in data.items() if k != "__meta__"}
     meta = {}
     for k, v in (data.get("__meta__") or {}).items():
         if k in ("schema", "version"):
             continue
         m = _META_MODULE_KEY.match(k)
-        meta[f"{renamed.get(m['module'], m['module'])}{k[len(m['module']) :]}" if m else k] = v
+        meta[f"{renamed.get(m['module'], m['module'])}{k[len(m['module']) :]}" if m else k] = plain(v)
     out["__meta__"] = meta
     return out
