@@ -65,7 +65,8 @@ def output_problem(
     path: str, base_dir: str | os.PathLike[str], *, allow_outside: bool, protected: Iterable[Any] = ()
 ) -> tuple[str, str] | None:
     """``(code, why)`` when an output written relative to ``base_dir`` may not be written, else None:
-    empty or the folder itself (``output-invalid``); this tool's ``.agilab/`` state, or one of the
+    empty or the folder itself (``output-invalid``); this tool's ``.agilab/`` state (not
+    ``.agilab/export/``, where AGILAB's df steps save their frames), or one of the
     ``protected`` files (the lab, its contracts, its settings) or a file of a pipeline file's name
     beside the folder (``output-protected``, whatever ``allow_outside`` says); a
     path that leads out of the folder as written or once its symlinks are followed, without
@@ -77,7 +78,10 @@ def output_problem(
         return "output-invalid", "holds a NUL character, which no file name can"
     root = os.path.realpath(base_dir)
     target = os.path.realpath(os.path.join(root, os.path.expanduser(path)))
-    if _inside(target, os.path.join(root, STATE_FOLDER)):
+    export = os.path.join(root, STATE_FOLDER, "export")  # AGILAB's export area (df frames): not state
+    if _inside(target, os.path.join(root, STATE_FOLDER)) and not (
+        target != export and _inside(target, export)
+    ):
         return "output-protected", f"lies under {STATE_FOLDER}/, where this tool keeps its state"
     beside = os.path.dirname(target) == root and os.path.basename(target) in PROTECTED_NAMES
     if beside or any(target == os.path.realpath(file) for file in protected):
