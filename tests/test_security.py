@@ -206,6 +206,42 @@ def test_risky_calls_in_the_labs_own_function_modules_are_named_not_in_libraries
     assert main(["check", str(lab), "--json"]) == 0
     issues = json.loads(capsys.readouterr().out)["issues"]
     issues = [i for i in issues if i["severity"] != "info"]  # (stage-no-inputs: neither reads a file)
-    assert [(i["code"], i["line"]) for i in issues] == [("risky-call", 3)] * 5  # five shown, at `function`
+    # five shown, at `function`; the stdlib's subprocess module is not read, but naming its callable
+    # as the step's function is flagged itself (issue 16: a run refuses it)
+    assert [(i["code"], i["line"]) for i in issues] == [("risky-call", 3)] * 5 + [("function-risky", 7)]
     assert "mine.py, the module of mine.py:go, calls os.system at line 5" in issues[0]["message"]
-    assert issues[-1]["message"].endswith("(and 2 more such calls)")  # the stdlib's subprocess: not flagged
+    assert issues[4]["message"].endswith("(and 2 more such calls)")
+
+
+def test_nothing_escapes_the_lab_in_any_of_the_fault_scripts_cases() -> None:
+    """tests/fault/escapes.py (issue 16, failure 3): ids that are paths, outputs out of the lab (../,
+    absolute, symlinks), over .agilab/ or the lab's own files, empty or '.', functions from outside or
+    that run commands; each flagged at a line by check (or its step refused at run) and none escapes."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "fault"))
+    try:
+        import escapes
+    finally:
+        sys.path.pop(0)
+    figures = escapes.run()
+    assert figures.tried >= 60
+    assert figures.escapes == [] and figures.unflagged == []
+
+
+def test_a_symlink_made_after_check_is_refused_when_its_step_starts(tmp_path: Path, capsys) -> None:
+    lab_dir, outside = tmp_path / "lab", tmp_path / "outside"
+    lab_dir.mkdir()
+    outside.mkdir()
+    lab = lab_dir / "lab_steps.toml"
+    lab.write_text(
+        '[[m]]\nid = "w"\nC = "open(outputs[0], \'w\').write(\'x\')"\nproduces = ["res/out.txt"]\n',
+        encoding="utf-8",
+    )
+    assert main([str(lab)]) == 0  # the spec is cached now
+    (lab_dir / "res" / "out.txt").unlink()
+    (lab_dir / "res").rmdir()
+    (lab_dir / "res").symlink_to(outside)
+    assert main([str(lab)]) == 1
+    assert "refused to run: output 'res/out.txt' through a symlink" in capsys.readouterr().err
+    assert list(outside.iterdir()) == []

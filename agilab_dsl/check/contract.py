@@ -8,12 +8,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..load.parse import LoadResult
+from ..load.parse import LoadResult, Locator
 from ..plan.cache import Observations
-from ..plan.graph import escapes
+from ..plan.graph import output_problem
 from .functions import check_function
 
 OUTSIDE_HINT = "write inside the folder, or set allow_outside = true {where} to let it write there"
+OUTPUT_HINTS = {
+    "output-invalid": "name a file or a folder inside the folder",
+    "output-protected": "write somewhere else: the run's state and the pipeline's own files are not outputs",
+}
+
+
+def report_output(
+    loc: Locator, problem: tuple[str, str], what: str, outside: str, key: tuple[str | int, ...], where: str
+) -> None:
+    """An output that may not be written (:func:`~agilab_dsl.plan.graph.output_problem`), at its
+    value; ``outside`` is the message of one outside the folder (its detail is appended)."""
+    code, why = problem
+    if code == "output-outside-lab":
+        loc.at_value(code, outside + why, key, hint=OUTSIDE_HINT.format(where=where))
+    else:
+        loc.at_value(code, f"{what}: it {why}", key, hint=OUTPUT_HINTS[code])
 
 
 def check_contract(result: LoadResult[Any], obs: Observations | None = None) -> None:
@@ -22,16 +38,18 @@ def check_contract(result: LoadResult[Any], obs: Observations | None = None) -> 
     assert contract is not None
     loc = result.locator()
     base_dir = Path(result.path).parent
-    check_function(loc, contract.function, base_dir, ("function",), obs)
-    if escapes(contract.output) and not contract.allow_outside:
-        loc.at_value(
-            "output-outside-lab",
-            f"output {contract.output!r} is outside the contract's folder",
-            ("output",),
-            hint=OUTSIDE_HINT.format(where="in this contract"),
-        )
+    check_function(loc, contract.function, base_dir, ("function",), obs, contract.allow_outside)
+    problem = output_problem(
+        contract.output, base_dir, allow_outside=contract.allow_outside, protected=[result.path]
+    )
+    if problem is not None:
+        what = f"output {contract.output!r}"
+        outside = f"{what} is outside the contract's folder"
+        report_output(loc, problem, what, outside, ("output",), "in this contract")
     if contract.reducer_function:
-        check_function(loc, contract.reducer_function, base_dir, ("reducer_function",), obs)
+        check_function(
+            loc, contract.reducer_function, base_dir, ("reducer_function",), obs, contract.allow_outside
+        )
 
 
 def contract_problems(path: Path, obs: Observations) -> list[Any]:

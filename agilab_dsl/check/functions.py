@@ -29,12 +29,19 @@ def siblings(target: Path, obs: Observations) -> list[str]:
 
 
 def check_function(
-    loc: Locator, text: str, base_dir: Path, key: tuple[str | int, ...], obs: Observations
+    loc: Locator,
+    text: str,
+    base_dir: Path,
+    key: tuple[str | int, ...],
+    obs: Observations,
+    allow_outside: bool = False,
 ) -> None:
     try:
         ref = expr.parse_funcref(text)
     except expr.ExprSyntaxError:
         return  # reported by the loader
+    if _refused(loc, ref, base_dir, key, allow_outside):
+        return
     problem, source, code = _locate(ref, base_dir, obs)
     if isinstance(problem, SyntaxError) and source is not None:
         _invalid_module(loc, source, problem, f"{ref}, named at {key_text(key)}")
@@ -56,6 +63,43 @@ def check_function(
             key,
             hint=RISKY_HINT,
         )
+
+
+# what a run refuses before its first step (session.py): these warnings are given only when it must
+REFUSED_AT_RUN = ("function-outside-lab", "function-risky")
+
+
+def _refused(
+    loc: Locator, ref: expr.FuncRef, base_dir: Path, key: tuple[str | int, ...], allow: bool
+) -> bool:
+    """A reference to a file outside the folder (without ``allow_outside``) or to a standard-library
+    callable that runs commands or code: a warning at its key, which a run refuses. True when given."""
+    if ref.is_path:
+        try:
+            inside = (base_dir / ref.module).resolve().is_relative_to(base_dir.resolve())
+        except (OSError, ValueError, RuntimeError):  # a NUL, a symlink loop
+            inside = False
+        if inside or allow:
+            return False
+        loc.at_value(
+            "function-outside-lab",
+            f"{ref} names a file outside the folder of the file that names it: a run refuses to import it",
+            key,
+            hint="move the module beside the lab, or set allow_outside = true to run it from there",
+            severity=Severity.WARNING,
+        )
+        return True
+    why = risky.risky_callable(ref.module.strip(), ref.function)
+    if why is None:
+        return False
+    loc.at_value(
+        "function-risky",
+        f"{ref} is a standard-library callable: {why}; a run refuses to call it as a step",
+        key,
+        hint="name a function of your own that calls it (reviewed as a risky-call warning)",
+        severity=Severity.WARNING,
+    )
+    return True
 
 
 def _invalid_module(loc: Locator, source: Path, exc: SyntaxError, named: str) -> None:

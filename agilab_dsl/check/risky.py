@@ -108,3 +108,25 @@ def why(call: RiskyCall) -> str:
     if call.name in ("os.system", "os.popen"):
         return "it runs a shell command"
     return "it starts another program"
+
+
+# Modules that reach the same callables under another name, for function references (``posix:system``
+# is ``os.system``); a reference names its callable directly, so these are read as their public module.
+ALIASES = {"posix": "os", "nt": "os", "_posixsubprocess": "subprocess", "_subprocess": "subprocess"}
+CODE_RUNNERS = {
+    "runpy": "it runs another module or file as a program",
+    "code": "it runs code built at run time",
+}
+
+
+def risky_callable(module: str, function: str) -> str | None:
+    """Why a function reference ``module:function`` to the standard library runs commands or code
+    (``os:system``, ``subprocess:run``, ``builtins:eval``, ``pty:spawn``, ``runpy:run_path``…), or None."""
+    if module == "builtins":
+        return WHY[function] if function in BUILTINS else None
+    if module in CODE_RUNNERS:
+        return CODE_RUNNERS[module]
+    public = ALIASES.get(module, module)
+    if public in MODULES and _qualifies(public, function):
+        return why(RiskyCall(f"{public}.{function}", 0, 0))
+    return None

@@ -18,10 +18,10 @@ from ..load import expr
 from ..load.errors import did_you_mean
 from ..load.parse import LoadResult, Locator, toml_repr
 from ..plan.cache import Observations
-from ..plan.graph import Edge, StepGraph, escapes, normalize_artifact
+from ..plan.graph import Edge, StepGraph, normalize_artifact, output_problem
 from .automation import check_automation
 from .code import check_code
-from .contract import OUTSIDE_HINT, contract_problems
+from .contract import contract_problems, report_output
 from .functions import check_function, siblings
 
 
@@ -82,7 +82,11 @@ def check_lab(
                     (s.module, s.index, key or "deps", j),
                 )
 
-    # artifacts produced twice
+    # artifacts produced twice; outputs that would write outside the lab or over its own files
+    protected = [Path(result.path)]
+    if settings is not None:
+        protected.append(Path(settings.path))
+    protected += [base_dir / s.stage.stage for s in lab.stages if s.stage.stage and "${" not in s.stage.stage]
     producer: dict[str, tuple[Any, int]] = {}
     for s in lab.stages:
         key = written(s, "produces")
@@ -98,13 +102,15 @@ def check_lab(
                 )
             else:
                 producer.setdefault(norm, (s, j))
-            if "${" not in out and escapes(out) and not s.stage.allow_outside:
-                loc.at_value(
-                    "output-outside-lab",
-                    f"stage {s.id!r} would write {out!r}, outside the lab's folder",
-                    (s.module, s.index, key or "produces", j),
-                    hint=OUTSIDE_HINT.format(where="on this stage"),
+            if "${" not in out:
+                problem = output_problem(
+                    out, base_dir, allow_outside=s.stage.allow_outside, protected=protected
                 )
+                if problem is not None:
+                    where = (s.module, s.index, key or "produces", j)
+                    what = f"stage {s.id!r} would write {out!r}"
+                    outside = f"{what}, outside the lab's folder"
+                    report_output(loc, problem, what, outside, where, "on this stage")
 
     # references in strings
     snapshot = settings.value.as_dict() if settings is not None and settings.value is not None else None
@@ -212,7 +218,9 @@ def check_lab(
                 contracts_seen.add(target.resolve())
                 result.diagnostics.extend(contract_problems(target, obs))
         if s.stage.function:
-            check_function(loc, s.stage.function, base_dir, (s.module, s.index, "function"), obs)
+            check_function(
+                loc, s.stage.function, base_dir, (s.module, s.index, "function"), obs, s.stage.allow_outside
+            )
 
     graph = StepGraph.from_lab(lab, extra_edges)
     check_automation(loc, lab.stages, raw, graph)

@@ -108,7 +108,10 @@ def _load_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]]
     result, settings = check_file(
         request.file, settings_path=request.settings, profile=request.profile, obs=obs
     )
-    problems = [d for d in result.diagnostics if d.is_error]
+    from ..check.functions import REFUSED_AT_RUN
+
+    # errors, and the warnings a run refuses: code from outside the lab, a callable that runs commands
+    problems = [d for d in result.diagnostics if d.is_error or d.code in REFUSED_AT_RUN]
     if settings is not None:
         problems += [d for d in settings.diagnostics if d.is_error]
     if result.kind != "lab" and not problems:

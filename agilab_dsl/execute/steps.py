@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..load.errors import os_error
+from ..plan.graph import output_problem
 from ..plan.interpreter import Interpreter, missing_module
 from ..plan.resolve import ResolvedStep
 from ..plan.state import STEPS_LOCK
@@ -52,6 +53,11 @@ class StepExecutor:
         log = run_dir / f"{step.id}{suffix}.log"
         result_file = run_dir / f"{step.id}{suffix}.json"
         declared = [out for out in step.outputs if out not in step.inferred]  # the code makes its own
+        for out in declared:  # a rendered path, or a symlink made since check: judged again, now
+            problem = output_problem(out, self.lab_dir, allow_outside=stage.allow_outside)
+            if problem is not None:
+                why = problem[1].strip() or "outside the lab's folder"
+                return StepOutcome(step.id, "failed", error=f"refused to run: output {out!r} {why}")
         for folder in [run_dir, *((self.lab_dir / out).parent for out in declared)]:
             if folder not in self._made:
                 try:

@@ -100,6 +100,24 @@ CODES: dict[str, tuple[Severity, str]] = {
         Severity.ERROR,
         "an output path leads out of the lab's folder (../, absolute) without allow_outside = true",
     ),
+    "output-invalid": (Severity.ERROR, 'an output is empty, names the folder itself (".") or holds a NUL'),
+    "output-protected": (
+        Severity.ERROR,
+        "an output lies under .agilab/ or is the lab, a contract or the settings file (never allowed)",
+    ),
+    "stage-id-invalid": (
+        Severity.ERROR,
+        "a stage id is not a plain name (/, \\, .., a control character): its log would land elsewhere",
+    ),
+    "function-outside-lab": (
+        Severity.WARNING,
+        "a function reference names a file outside the lab's folder: a run refuses it without allow_outside",
+    ),
+    "function-risky": (
+        Severity.WARNING,
+        "a function reference names a callable that runs commands or code (os:system, subprocess:*, "
+        "builtins:eval…): a run refuses it",
+    ),
     "settings-reference-unknown": (
         Severity.ERROR,
         "a settings key referenced by a stage is not in the snapshot",

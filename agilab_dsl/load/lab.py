@@ -15,7 +15,7 @@ from typing import Any, Literal
 from .errors import Severity, did_you_mean
 from .parse import LoadResult, Locator, read_source, toml_repr
 from .source import KeyPath
-from .stage import build_stage, check_stage_expressions
+from .stage import build_stage, check_stage_expressions, id_problem
 from .validation import report_validation
 
 
@@ -112,6 +112,18 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
                 )
                 continue
             sid = stage.id or f"{module}_{index + 1:03d}"
+            problem = id_problem(sid)
+            if problem is not None:
+                written_key = next((k for k in ("id", "stage_id") if k in raw), None)
+                where: tuple[str | int, ...] = (module, index) + ((written_key,) if written_key else ())
+                (loc.at_value if written_key else loc.at_key)(
+                    "stage-id-invalid",
+                    f"stage id {sid!r} {problem}: its log would be written outside .agilab/runs/",
+                    where,
+                    hint="use letters, digits, _ and -"
+                    if written_key
+                    else "this default id comes from the module key: give the stage an id",
+                )
             stages.append(LabStage(module=module, index=index, id=sid, stage=stage, selected=index in chosen))
 
     for n, placed in enumerate(stages):

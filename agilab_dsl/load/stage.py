@@ -149,6 +149,22 @@ def build_stage(
     return stage
 
 
+def id_problem(sid: str) -> str | None:
+    """Why a step id is not a plain name, or None. A step's log and result are
+    ``.agilab/runs/<run>/<id>.log``: an id must not lead anywhere else (a separator, ``..``, an
+    absolute path, NUL or another control character)."""
+    if sid.strip() in ("", ".", ".."):
+        return "is not a name" if not sid.strip() else f"is {sid.strip()!r}, a folder, not a name"
+    for ch in sid:
+        if ch in "/\\":
+            return f"holds {ch!r}, a path separator"
+        if ord(ch) < 32 or ord(ch) == 127:
+            return f"holds the control character {ch!r}"
+    if sid.startswith("~") or (sid[1:2] == ":" and sid[0].isalpha()):
+        return "reads as a path"
+    return None
+
+
 # Fields AGILAB reads under several keys at once, joining them (consumes + uses + inputs …);
 # other aliases of one field are a conflict.
 JOINED = ("produces", "consumes", "profiles")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import graphlib
 import itertools
+import os
 import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,48 @@ def escapes(path: str) -> bool:
     above it with ``..`` (judged on the text, as written: a symlink the user made is theirs)."""
     norm = normalize_artifact(path)
     return norm.startswith(("/", "~", "../")) or norm == ".." or norm[1:3] == ":/"
+
+
+# The files a step or a contract may never write over, beside the lab (whatever allow_outside says).
+PROTECTED_NAMES = ("lab_steps.toml", "lab_stages.toml", "app_settings.toml", "parallel_stage.toml")
+STATE_FOLDER = ".agilab"
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def output_problem(
+    path: str, base_dir: str | os.PathLike[str], *, allow_outside: bool, protected: Iterable[Any] = ()
+) -> tuple[str, str] | None:
+    """``(code, why)`` when an output written relative to ``base_dir`` may not be written, else None:
+    empty or the folder itself (``output-invalid``); this tool's ``.agilab/`` state (not
+    ``.agilab/export/``, where AGILAB's df steps save their frames), or one of the
+    ``protected`` files (the lab, its contracts, its settings) or a file of a pipeline file's name
+    beside the folder (``output-protected``, whatever ``allow_outside`` says); a
+    path that leads out of the folder as written or once its symlinks are followed, without
+    ``allow_outside`` (``output-outside-lab``). Reads the file system (symlinks) but writes nothing."""
+    norm = normalize_artifact(path)
+    if not path.strip() or norm == ".":
+        return "output-invalid", "names the folder itself, not a file or folder in it"
+    if "\0" in path:
+        return "output-invalid", "holds a NUL character, which no file name can"
+    root = os.path.realpath(base_dir)
+    target = os.path.realpath(os.path.join(root, os.path.expanduser(path)))
+    export = os.path.join(root, STATE_FOLDER, "export")  # AGILAB's export area (df frames): not state
+    if _inside(target, os.path.join(root, STATE_FOLDER)) and not (
+        target != export and _inside(target, export)
+    ):
+        return "output-protected", f"lies under {STATE_FOLDER}/, where this tool keeps its state"
+    beside = os.path.dirname(target) == root and os.path.basename(target) in PROTECTED_NAMES
+    if beside or any(target == os.path.realpath(file) for file in protected):
+        return "output-protected", f"is {os.path.basename(target)}, a pipeline file this tool reads"
+    if not allow_outside:
+        if escapes(path):
+            return "output-outside-lab", ""
+        if not _inside(target, root):
+            return "output-outside-lab", f" through a symlink (it leads to {target})"
+    return None
 
 
 @dataclass(frozen=True)
