@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .safe_read import parse_json, read_json, summary
-from .tempfiles import temp_path
+from .tempfiles import sweep, temp_path
 
 FORMAT = 1
 FOLDER = ".agilab"
@@ -314,6 +314,8 @@ def lab_lock(lab_path: str | Path, *, say: Callable[[str], None] | None = None) 
                 os.close(steps)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": time.time()}).encode(), 0)
+        own = (folder, folder / "history", folder / "history-pending")
+        sweep([folder.parent], own=own)  # what killed writers left (their pid is in the name)
         yield
     finally:
         with contextlib.suppress(OSError):
