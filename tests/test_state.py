@@ -185,3 +185,50 @@ def test_taking_over_waits_for_the_killed_runners_step_processes(tmp_path: Path)
         "agilab-run pid 999999" in second.stderr
         and "waiting for the steps the killed runner" in second.stderr
     )
+
+
+def test_damaged_journal_lines_are_named_skipped_and_repaired(tmp_path: Path) -> None:
+    lab = tmp_path / "lab_steps.toml"
+    state = LabState.load(lab)
+    state.record("a", record(1))
+    state.record("b", record(2))
+    state.settle()
+    with state.journal_path.open("ab") as fh:  # NUL line, non-UTF-8, wrong types, a bad record
+        fh.write(b"\0" * 40 + b'\n{"id": "\xff"}\n[1, 2]\n{"id": "b", "record": {"fingerprint": 3}}\n')
+    again = LabState.load(lab)
+    assert {k: v.fingerprint for k, v in again.steps.items()} == {"a": "fp1", "b": "fp2"}
+    assert again.problem is not None and again.repair
+    for number, why in ((3, "NUL bytes"), (4, "not UTF-8"), (5, "a list"), (6, "step 'b': fingerprint")):
+        assert f"journal.jsonl:{number}: {why}" in again.problem
+    again.settle()  # the next write repairs: compacted, the journal gone
+    assert not again.journal_path.exists()
+    clean = LabState.load(lab)
+    assert clean.problem is None and set(clean.steps) == {"a", "b"}
+
+
+def test_damaged_state_json_and_hashes_never_raise(tmp_path: Path) -> None:
+    lab = tmp_path / "lab_steps.toml"
+    folder = tmp_path / ".agilab"
+    folder.mkdir()
+    good = record(1).to_json()
+    for text, kept in (
+        ("[" * 100_000, set()),  # RecursionError inside json
+        (json.dumps({"format": 1, "steps": [1]}), set()),
+        (json.dumps({"format": 1, "steps": {"a": good, "b": good | {"seconds": "x"}, "c": [1]}}), {"a"}),
+        ("\xff", set()),
+    ):
+        (folder / "state.json").write_bytes(
+            text.encode("utf-8", "surrogateescape") if text != "\xff" else b"\xff"
+        )
+        state = LabState.load(lab)
+        assert set(state.steps) == kept and state.problem and "state.json" in state.problem
+    (folder / "state.json").unlink()
+    (folder / "state.json").mkdir()  # a folder where the file belongs: reported, then replaced
+    state = LabState.load(lab)
+    assert "a folder" in (state.problem or "")
+    state.steps["a"] = record(1)
+    state.settle()
+    assert LabState.load(lab).problem is None and (folder / "state.json").is_file()
+    (folder / "hashes.json").write_text(json.dumps({"x": 5, "y": [1, 2, "h"], "z": ["1", 2, "h"]}))
+    state = LabState.load(lab)
+    assert state.hashes == {"y": [1, 2, "h"]} and state.hashes_damaged

@@ -53,6 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_OK
         selected = {s.id for s in statuses}
         if all(s.state in ("fresh", "disabled") for s in statuses) and not selected & set(conditional):
+            session.sweep_temps(request)
             return _report_nothing_to_do(args, statuses)
     options = run_options(args)
     if args.dry_run:

@@ -320,7 +320,7 @@ class Runner(JudgedFiles):
             try:
                 self.state.settle()
                 self.state.hashes = self.hashes.cache
-                if self.hashes.changed:
+                if self.hashes.changed or self.state.hashes_damaged:
                     self.state.save_hashes()
             except OSError as exc:  # the journal still holds every step recorded
                 reporter.note(

@@ -230,6 +230,16 @@ def cached_judgment(request: LabRequest) -> tuple[list[CachedStatus], list[str]]
     return judgment.lookup(request.file, _judgment_key(request))
 
 
+def sweep_temps(request: LabRequest) -> None:
+    """Remove the temporary files that killed writers left in ``.agilab/`` and beside the lab (a run
+    under the lock also sweeps its outputs' folders): for a run that has nothing to do."""
+    from ..plan.state import state_dir
+    from ..plan.tempfiles import sweep
+
+    folder = state_dir(request.file)
+    sweep([folder.parent], own=(folder, folder / "history", folder / "history-pending"))
+
+
 def judge(request: LabRequest, options: RunOptions | None) -> tuple[Runner, list[StepStatus]] | Refusal:
     """A full judgment, kept in the judgment cache."""
     from ..plan import judgment
@@ -267,6 +277,7 @@ def run(
     ids); ``say`` hears that the run waits for the lab's lock, and why."""
     from ..plan import judgment
     from ..plan.state import LabState, lab_lock
+    from ..plan.tempfiles import sweep
 
     definition = _definition_files(request)
     state_files = set(definition[-2:])  # the run itself rewrites these
@@ -290,6 +301,8 @@ def run(
         files, env = runner.dependencies()
         files += runner.interpreter_files()
         data = set(runner.data_files())
+        outputs = (os.path.join(runner.lab_dir, p) for s in runner.resolved.values() for p in s.outputs)
+        sweep({os.path.dirname(p) for p in outputs})  # temporary files of killed writers, beside outputs
         before |= judgment.signatures([f for f in files if f not in data and f not in state_files])
         result = runner.run(options, reporter, warm=warm)
     selected = {o.id for o in result.outcomes}

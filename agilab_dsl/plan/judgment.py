@@ -27,6 +27,8 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from .tempfiles import temp_path
+
 FORMAT = 1
 NAME = "judgment.json"
 
@@ -83,8 +85,8 @@ def lookup(lab_path: str, options: Mapping[str, Any]) -> tuple[list[CachedStatus
             return None
         statuses = [CachedStatus(s["id"], s["state"], tuple(s["reasons"])) for s in entry["statuses"]]
         return statuses, list(entry["conditional"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None  # damaged or foreign: judged afresh, and the next full judgment replaces it
 
 
 def store(
@@ -109,7 +111,7 @@ def store(
         "conditional": sorted(conditional),
     }
     target = _file(lab_path)
-    tmp = f"{target}.{os.getpid()}.tmp"
+    tmp = temp_path(target)
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         text = json.dumps(entry)  # json.dump would take the pure-Python encoder

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .safe_read import parse_json, read_json, summary
+from .tempfiles import sweep, temp_path
+
 FORMAT = 1
 FOLDER = ".agilab"
 
@@ -45,7 +48,7 @@ def write_json_atomic(path: Path, payload: Any, *, durable: bool = True) -> None
     """Replace ``path`` with ``payload`` so that readers see the old file or the new one, never half.
     ``durable``: also survive a power cut (fsync); a cache that can be rebuilt does without."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = Path(temp_path(path))
     text = json.dumps(payload, sort_keys=True)  # json.dump and indent= take the pure-Python encoder
     try:
         with tmp.open("w", encoding="utf-8") as fh:
@@ -88,6 +91,28 @@ class StepRecord:
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    @classmethod
+    def from_json(cls, value: Any) -> StepRecord | str:
+        """The record ``value`` holds, or why it is not one (a wrongly typed field, say)."""
+        if not isinstance(value, dict):
+            return f"a {type(value).__name__}, not a record"
+        for name, kinds in _FIELDS.items():
+            if not isinstance(value.get(name), kinds) or isinstance(value.get(name), bool):
+                return f"{name} is missing or not a {kinds[0].__name__}"
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value["outputs"].items()):
+            return "outputs is not a table of hashes"
+        return cls(**{name: value[name] for name in _FIELDS})
+
+
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "fingerprint": (str,),
+    "components": (dict,),
+    "outputs": (dict,),
+    "finished_at": (float, int),
+    "seconds": (float, int),
+    "run_id": (str,),
+}
+
 
 @dataclass
 class LabState:
@@ -96,45 +121,52 @@ class LabState:
     path: Path
     steps: dict[str, StepRecord] = field(default_factory=dict)
     hashes: dict[str, list[Any]] = field(default_factory=dict)  # the file-hash cache
-    problem: str | None = None  # why an existing state file could not be read (it is then ignored)
+    problem: str | None = None  # what was damaged (file, line) and skipped; None when all was read
+    repair: bool = False  # something was damaged: the next save rewrites state.json, dropping the journal
+    hashes_damaged: bool = False  # hashes.json had entries that were not [size, mtime_ns, hash]
     journal_lines: int = 0  # records in the journal, not yet compacted into state.json
     _journal: TextIO | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, lab_path: str | Path) -> LabState:
+        """Read ``state.json``, replay the journal over it and read the hash cache, defensively: a
+        damaged file or record is named (file, line) in :attr:`problem` and skipped — the steps it
+        concerned count as never run and are judged again — and the next save rewrites it."""
         folder = state_dir(lab_path)
         state = cls(folder / "state.json")
-        try:
-            data = json.loads(state.path.read_text(encoding="utf-8"))
-            if data.get("format") != FORMAT:
-                raise ValueError(f"unknown state format {data.get('format')!r}")
-            state.steps = {k: StepRecord(**v) for k, v in data.get("steps", {}).items()}
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            state.problem = (
-                f"{state.path} could not be read ({exc}); the steps it recorded count as never run"
+        notes: list[str] = []
+        data, why = read_json(state.path)
+        if why is None and data is not None:
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
+                found = data.get("format") if isinstance(data, dict) else type(data).__name__
+                why = f"unknown state format {found!r}"
+            elif not isinstance(data.get("steps", {}), dict):
+                why = "its steps are not a table"
+            else:
+                for sid, value in data.get("steps", {}).items():
+                    record = StepRecord.from_json(value)
+                    if isinstance(record, str):
+                        notes.append(f"{state.path}: step {sid!r}: {record}; it counts as never run")
+                        state.repair = True
+                    else:
+                        state.steps[sid] = record
+        if why is not None:
+            notes.insert(
+                0, f"{state.path} could not be read ({why}); the steps it recorded count as never run"
             )
-            state.steps = {}
-        try:
-            with state.journal_path.open(encoding="utf-8") as fh:
-                for line in fh:
-                    state.journal_lines += 1
-                    try:
-                        entry = json.loads(line)
-                        state.steps[entry["id"]] = StepRecord(**entry["record"])
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a line torn by a kill: that step did not complete its record
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            state.problem = f"{state.journal_path} could not be read ({exc})"
-        try:
-            state.hashes = json.loads((folder / "hashes.json").read_text(encoding="utf-8"))
-            if not isinstance(state.hashes, dict):
-                state.hashes = {}
-        except (OSError, ValueError):
-            state.hashes = {}
+            state.repair = True
+        state.journal_lines, damaged = _replay(state.journal_path, state.steps, notes)
+        state.repair |= damaged
+        cache, why = read_json(folder / "hashes.json")
+        if isinstance(cache, dict):
+            state.hashes = {k: v for k, v in cache.items() if _hash_entry(v)}
+        if (
+            why is not None
+            or (cache is not None and not isinstance(cache, dict))
+            or len(state.hashes) != len(cache if isinstance(cache, dict) else ())
+        ):
+            state.hashes_damaged = True  # a cache: rebuilt silently, rewritten at the end of the run
+        state.problem = summary(notes)
         return state
 
     @property
@@ -149,6 +181,7 @@ class LabState:
         try:
             if self._journal is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                _clear_folder(self.journal_path)
                 self._journal = self.journal_path.open("a", encoding="utf-8")
                 if self._journal.tell() and not _ends_with_newline(self.journal_path):
                     line = "\n" + line  # after a line torn by a kill or a full disk
@@ -166,7 +199,7 @@ class LabState:
     def settle(self) -> None:
         """End of a run: close the journal, and compact it into state.json once it holds more than
         an eighth of the records (so a run that re-ran 2 steps of 1,000 does not rewrite all 1,000)."""
-        if self.journal_lines > max(32, len(self.steps) // 8):
+        if self.repair or self.journal_lines > max(32, len(self.steps) // 8):
             self.save()
         elif self._journal is not None:
             self._journal.close()
@@ -174,6 +207,7 @@ class LabState:
 
     def save(self) -> None:
         """Compact: replace state.json atomically with every record, then drop the journal."""
+        _clear_folder(self.path)
         write_json_atomic(
             self.path, {"format": FORMAT, "steps": {k: v.to_json() for k, v in self.steps.items()}}
         )
@@ -181,11 +215,68 @@ class LabState:
             self._journal.close()
             self._journal = None
         with contextlib.suppress(FileNotFoundError):
+            _clear_folder(self.journal_path)
             self.journal_path.unlink()
         self.journal_lines = 0
+        self.repair = False
 
     def save_hashes(self) -> None:
+        _clear_folder(self.path.with_name("hashes.json"))
+        self.hashes_damaged = False
         write_json_atomic(self.path.with_name("hashes.json"), self.hashes, durable=False)  # a cache
+
+
+def _replay(path: Path, steps: dict[str, StepRecord], notes: list[str]) -> tuple[int, bool]:
+    """Replay the journal's records over ``steps``; (records seen, whether a line was damaged).
+    A damaged line (not UTF-8, NUL bytes, not a record) is named and skipped; an unfinished last
+    line (no newline: torn by a kill) is skipped silently, as that step never completed."""
+    try:
+        with path.open("rb") as fh:
+            lines = fh.read().split(b"\n")
+    except (FileNotFoundError, NotADirectoryError):
+        return 0, False
+    except OSError as exc:
+        notes.append(f"{path} could not be read ({exc.strerror or exc}); its records are ignored")
+        return 0, True
+    count, damaged = 0, False
+    for number, line in enumerate(lines, 1):
+        if not line.strip(b" \t\r"):
+            continue
+        count += 1
+        entry, why = parse_json(line)
+        if why is not None and number == len(lines) and b"\0" not in line and not why.startswith("not UTF"):
+            continue  # torn by a kill
+        if why is None:
+            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+                why = f"a {type(entry).__name__}, not a step record"
+            else:
+                record = StepRecord.from_json(entry.get("record"))
+                if isinstance(record, StepRecord):
+                    steps[entry["id"]] = record
+                    continue
+                why = f"step {entry['id']!r}: {record}"
+        notes.append(f"{path}:{number}: {why}; skipped (its step is judged again)")
+        damaged = True
+    return count, damaged
+
+
+def _clear_folder(path: Path) -> None:
+    """A folder where one of the tool's own files belongs (made by hand or by a sync tool) is removed,
+    so that the file can be written again."""
+    if path.is_dir() and not path.is_symlink():
+        import shutil
+
+        shutil.rmtree(path)
+
+
+def _hash_entry(value: Any) -> bool:
+    """Whether ``value`` is a hash-cache entry: ``[size, mtime_ns, hash]``."""
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value[:2])
+        and isinstance(value[2], str)
+    )
 
 
 STEPS_LOCK = "steps.lock"  # held (shared) by every step process a runner starts, while it lives
@@ -223,6 +314,8 @@ def lab_lock(lab_path: str | Path, *, say: Callable[[str], None] | None = None) 
                 os.close(steps)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": time.time()}).encode(), 0)
+        own = (folder, folder / "history", folder / "history-pending")
+        sweep([folder.parent], own=own)  # what killed writers left (their pid is in the name)
         yield
     finally:
         with contextlib.suppress(OSError):

@@ -28,7 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2  # 2 adds the tracked_* columns and stage_index, description, question, model, engine, runtime (version 1 files read as before)
+from ..plan.safe_read import read_json
+from ..plan.tempfiles import temp_path
+from .parquet_schema import SCHEMA_VERSION, schema
+
 HISTORY = Path(".agilab") / "history"
 PENDING = Path(".agilab") / "history-pending"
 
@@ -179,7 +182,7 @@ def record(
     pending = lab_dir / PENDING
     pending.mkdir(parents=True, exist_ok=True)
     path = pending / f"{run.run_id}.json"
-    tmp = pending / f".{run.run_id}.json.tmp"
+    tmp = Path(temp_path(path))
     tmp.write_text(json.dumps(run.to_json(), default=str, separators=(",", ":")), encoding="utf-8")
     os.replace(tmp, path)
     if background and os.environ.get("AGILAB_HISTORY_SYNC") != "1":
@@ -212,65 +215,6 @@ def _spawn_flusher(lab_dir: Path) -> None:
                 setsid=True,
             )
         )
-
-
-def schema() -> Any:
-    import pyarrow as pa
-
-    def ts() -> Any:
-        return pa.timestamp("ms", tz="UTC")
-
-    return pa.schema(
-        [
-            ("run_id", pa.string()),
-            ("run_started", ts()),
-            ("run_ended", ts()),
-            ("run_status", pa.string()),
-            ("lab", pa.string()),
-            ("lab_hash", pa.string()),
-            ("app", pa.string()),
-            ("git_commit", pa.string()),
-            ("git_dirty", pa.bool_()),
-            ("step_id", pa.string()),
-            ("status", pa.string()),
-            ("reasons", pa.list_(pa.string())),
-            ("fingerprint", pa.string()),
-            ("code", pa.string()),
-            ("backend", pa.string()),
-            ("workers", pa.int32()),
-            ("partitions", pa.int32()),
-            ("partition_seconds_min", pa.float64()),
-            ("partition_seconds_median", pa.float64()),
-            ("partition_seconds_max", pa.float64()),
-            ("output_bytes", pa.int64()),
-            ("duration", pa.float64()),
-            ("attempts", pa.int32()),
-            ("params", pa.string()),  # JSON: values of any type
-            ("settings", pa.string()),  # JSON
-            ("metrics", pa.map_(pa.string(), pa.float64())),
-            ("inputs", pa.list_(pa.struct([("path", pa.string()), ("hash", pa.string())]))),
-            (
-                "outputs",
-                pa.list_(pa.struct([("path", pa.string()), ("hash", pa.string()), ("size", pa.int64())])),
-            ),
-            ("error", pa.string()),
-            ("ran_in", pa.string()),
-            (
-                "tracked_metrics",
-                pa.list_(pa.struct([("key", pa.string()), ("value", pa.float64()), ("step", pa.int64())])),
-            ),
-            ("tracked_params", pa.map_(pa.string(), pa.string())),
-            ("tracked_tags", pa.map_(pa.string(), pa.string())),
-            ("tracked_artifacts", pa.list_(pa.string())),
-            ("stage_index", pa.int32()),
-            ("description", pa.string()),
-            ("question", pa.string()),
-            ("model", pa.string()),
-            ("engine", pa.string()),
-            ("runtime", pa.string()),
-        ],
-        metadata={"agilab.history.schema": str(SCHEMA_VERSION)},
-    )
 
 
 def _rows(run: RunRecord) -> list[dict[str, Any]]:
@@ -309,7 +253,7 @@ def flush(lab_dir: Path, note: Callable[[str], None] | None = None) -> int:
     pending = lab_dir / PENDING
     try:
         names = sorted(n for n in os.listdir(pending) if n.endswith(".json") and not n.startswith("."))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return 0
     if not names:
         return 0
@@ -317,23 +261,32 @@ def flush(lab_dir: Path, note: Callable[[str], None] | None = None) -> int:
     import pyarrow.parquet as pq
 
     history = lab_dir / HISTORY
-    history.mkdir(parents=True, exist_ok=True)
+    try:  # never ``parents``: a lab folder deleted since the run stays deleted (the record is dropped)
+        history.mkdir(exist_ok=True)
+    except OSError:
+        return 0
     sources: dict[str, dict[str, dict[str, Any]]] = {}  # run id -> step id -> row, as read
     done = 0
     for name in names:
         source = pending / name
-        try:
-            run = RunRecord.from_json(json.loads(source.read_text(encoding="utf-8")))
-        except FileNotFoundError:
+        data, why = read_json(source)
+        if data is None and why is None:
             continue  # another flusher took it
-        except (ValueError, TypeError, KeyError):
-            source.rename(source.with_suffix(".unreadable"))  # kept for a human; never lost
+        run = _run_from(data) if why is None else why
+        table: Any = None
+        if isinstance(run, RunRecord):
+            try:
+                _fill_fresh(lab_dir, run, sources)
+                table = pa.Table.from_pylist(_rows(run), schema=schema())
+            except (TypeError, ValueError, OverflowError, AttributeError, KeyError, pa.ArrowException) as exc:
+                run = f"{type(exc).__name__}: {exc}"
+        if not isinstance(run, RunRecord):
+            _set_aside(source, run, note)
             continue
-        _fill_fresh(lab_dir, run, sources)
         target = history / f"{run.run_id}.parquet"
-        tmp = history / f".{run.run_id}.{os.getpid()}.tmp"  # a leading dot: datasets ignore it
+        tmp = Path(temp_path(target))  # a leading dot: datasets ignore it
         try:
-            pq.write_table(pa.Table.from_pylist(_rows(run), schema=schema()), tmp)
+            pq.write_table(table, tmp)
             os.replace(tmp, target)
         except OSError as exc:  # a full disk, say: the pending record stays for the next flush
             if note is not None:
@@ -346,6 +299,43 @@ def flush(lab_dir: Path, note: Callable[[str], None] | None = None) -> int:
             source.unlink()
         done += 1
     return done
+
+
+def _set_aside(source: Path, why: str, note: Callable[[str], None] | None) -> None:
+    """A pending record that cannot be read is renamed ``*.unreadable`` (kept for a human; never
+    lost, never tried again), and named."""
+    aside = source.with_suffix(".unreadable")
+    try:
+        os.replace(source, aside) if not aside.is_dir() else None
+    except OSError:
+        aside = source
+    if note is not None:
+        note(f"history: {source} could not be read ({why[:200]}); kept as {aside.name}, not recorded")
+
+
+_RUN_TEXT = ("run_id", "status", "lab", "lab_hash", "app")
+
+
+def _run_from(data: Any) -> RunRecord | str:
+    """The run a pending record holds, or why it holds none (wrongly typed fields, say)."""
+    if not isinstance(data, dict):
+        return f"a {type(data).__name__}, not a run record"
+    if any(not isinstance(data.get(k), str) for k in _RUN_TEXT):
+        return f"one of {', '.join(_RUN_TEXT)} is missing or not a text"
+    if any(
+        not isinstance(data.get(k), int | float) or isinstance(data.get(k), bool)
+        for k in ("started", "ended")
+    ):
+        return "started or ended is not a number"
+    steps = data.get("steps")
+    if not isinstance(steps, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("step_id"), str) for s in steps
+    ):
+        return "steps is not a list of step records"
+    try:
+        return RunRecord.from_json(data)
+    except (TypeError, ValueError, KeyError) as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 def _fill_fresh(lab_dir: Path, run: RunRecord, sources: dict[str, dict[str, dict[str, Any]]]) -> None:

@@ -69,23 +69,50 @@ def run_files(lab_dir: Path, note: Callable[[str], None] | None = None) -> list[
     folder = lab_dir / HISTORY
     try:
         names = [n for n in os.listdir(folder) if n.endswith(".parquet") and not n.startswith(".")]
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
     return [folder / n for n in sorted(names, reverse=True)]
 
 
+class DamagedRun(ValueError):
+    """A history file that cannot be read as a run (damaged, foreign, or of wrongly typed columns)."""
+
+
 def read_run(path: Path) -> Run:
+    """The run recorded in ``path``; :class:`DamagedRun` (why, in words) for a file that is not one."""
+    try:
+        return _read_run(path)
+    except DamagedRun:
+        raise
+    except RecursionError:
+        raise DamagedRun("nested too deeply") from None
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DamagedRun(f"{type(exc).__name__}: {why}" if not isinstance(exc, OSError) else why) from None
+
+
+def _read_run(path: Path) -> Run:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
     rows = table.to_pylist()
+    if not rows:
+        raise DamagedRun("no rows")
     first = rows[0]
+    for name in ("run_started", "run_ended"):
+        if not hasattr(first.get(name), "timestamp"):
+            raise DamagedRun(f"{name} is not a time")
+    for name in ("run_id", "run_status", "lab", "lab_hash", "app"):
+        if not isinstance(first.get(name), str):
+            raise DamagedRun(f"{name} is not a text")
     steps = []
     for r in rows:
+        if not isinstance(r.get("step_id"), str):
+            raise DamagedRun("a step_id is not a text")
         step = {k: v for k, v in r.items() if not k.startswith("run_") and k not in _RUN_COLUMNS}
-        step["params"] = json.loads(r["params"]) if r["params"] is not None else None
-        step["settings"] = json.loads(r["settings"]) if r["settings"] is not None else None
-        step["metrics"] = dict(r["metrics"] or [])
+        step["params"] = json.loads(r["params"]) if r.get("params") is not None else None
+        step["settings"] = json.loads(r["settings"]) if r.get("settings") is not None else None
+        step["metrics"] = dict(r.get("metrics") or [])
         # what the tracker logged (absent from version 1 files: read as nothing logged)
         step["tracked_metrics"] = list(r.get("tracked_metrics") or [])
         step["tracked_params"] = dict(r.get("tracked_params") or [])
@@ -100,8 +127,8 @@ def read_run(path: Path) -> Run:
         first["lab"],
         first["lab_hash"],
         first["app"],
-        first["git_commit"],
-        first["git_dirty"],
+        first.get("git_commit"),
+        first.get("git_dirty"),
         steps,
     )
 
@@ -138,7 +165,7 @@ def listing(
         if n not in read:
             try:
                 read[n] = read_run(files[n])
-            except (OSError, ValueError, KeyError, IndexError) as exc:  # a foreign or damaged file
+            except DamagedRun as exc:  # a foreign or damaged file: named, and the others still listed
                 out.skipped.append((files[n], exc))
                 read[n] = None
         return read[n]

@@ -132,7 +132,9 @@ def save_frame(df: Any, path: str) -> dict[str, Any]:
             note(f"df: empty ({df.shape[0]} × {df.shape[1]}): {os.path.basename(path)} not written")
         return {"path": None, "kind": type(df).__name__}
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = os.path.join(
+        os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp"
+    )  # swept if killed
     df.to_csv(tmp, index=False)
     os.replace(tmp, path)
     return {"path": path, "rows": int(df.shape[0]), "columns": int(df.shape[1])}
