@@ -93,6 +93,7 @@ class _Client:
 def test_connect_uses_the_port_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     distributed = pytest.importorskip("distributed")
     monkeypatch.setattr(distributed, "Client", _Client)
+    monkeypatch.setattr(dask_backend, "probe", lambda scheduler, target: None)  # (tested in test_edges)
     _Client.seen = []
     with pytest.raises(BackendUnavailable) as caught:
         dask_backend.connect("192.168.1.5")
@@ -111,6 +112,7 @@ def test_connect_uses_the_port_and_says_why(monkeypatch: pytest.MonkeyPatch) -> 
 def test_the_backend_says_the_scheduler_with_its_port(monkeypatch: pytest.MonkeyPatch) -> None:
     distributed = pytest.importorskip("distributed")
     monkeypatch.setattr(distributed, "Client", _Client)
+    monkeypatch.setattr(dask_backend, "probe", lambda scheduler, target: None)
     monkeypatch.setenv("AGILAB_DASK_SCHEDULER_PORT_RANGE", "8781")
     said: list[str] = []
     backend = dask_backend.DaskBackend(1, scheduler="10.1.2.3", say=said.append)

@@ -189,3 +189,13 @@ def test_the_history_records_d_q_m_e_r_and_the_stage_index(project: Path, capsys
         "engine": "runpy",
     }
     assert score["stage_index"] == 2 and score["runtime"] == sys.prefix and score.get("engine") is None
+
+
+@pytest.mark.parametrize("uri", ["bogus://x", "http://127.0.0.1:1"])
+def test_a_tracking_uri_mlflow_cannot_use_is_a_clear_error(uri: str, project: Path, capsys) -> None:
+    assert main([str(project)]) == 0
+    capsys.readouterr()
+    assert main(["history", str(project), "--export-mlflow", uri]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"agilab-run history: cannot export to the MLflow tracking store {uri!r}: ")
+    assert "Traceback" not in err and err.count("\n") == 1

@@ -421,3 +421,22 @@ def test_agilab_writing_beside_the_lab_runs_nothing_then_an_edit_runs(tmp_path: 
         capsys,
     )
     assert len(runs) == 2 and runs[1] == ["load", "count"]  # the AGILAB batch was not even judged
+
+
+def test_while_the_lab_is_broken_input_changes_run_under_the_last_good_definition(
+    tmp_path: Path, capsys
+) -> None:
+    path = make_lab(tmp_path)
+    data = tmp_path / "data" / "a.csv"
+    broken = edit(path, 'id = "scaled"', 'id = "scaled')  # the lab no longer parses
+    source = scripted(broken, edit(data, "x\n", "y\n"), edit(path, 'id = "scaled', 'id = "scaled"'))
+    args = build_run_parser().parse_args([str(path), "--watch"])
+    assert run_watch(args, lab_request(args), source) == 0
+    err = capsys.readouterr().err
+    chunks = re.split(r"^⟳ .*$", err, flags=re.M)
+    assert "the last good definition stays in force" in chunks[1]
+    assert re.findall(r"^▶ (\S+)", chunks[1], flags=re.M) == []  # the broken save alone runs nothing
+    assert "the changes run under the last good definition" in chunks[2]
+    assert re.findall(r"^▶ (\S+)", chunks[2], flags=re.M) == ["load", "count"]  # as it says
+    assert (tmp_path / "out" / "loaded.csv").read_text(encoding="utf-8").startswith("Y\n")
+    assert re.findall(r"^▶ (\S+)", chunks[3], flags=re.M) == []  # fixed: the input change is already run

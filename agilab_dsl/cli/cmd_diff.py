@@ -63,16 +63,18 @@ def diff_files(
     from ..check.files import load
     from ..load.errors import LoadError, render_text, to_json_text
     from ..load.parse import detect_kind
+    from ..load.reading import NotReadable, file_problem, read_regular
     from ..review import diff as semantic
 
     kinds = []
     for path in (old, new):
-        if not path.is_file():
-            print(f"agilab-run diff: error: {path}: no such file", file=sys.stderr)
+        problem = file_problem(path)
+        if problem:
+            print(f"agilab-run diff: error: {path}: {problem}", file=sys.stderr)
             return EXIT_INVALID
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):
+            data = tomllib.loads(read_regular(path).decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError, NotReadable, OSError):
             data = {}  # the load below reports it, located
         kinds.append(detect_kind(path, data))
     if kinds[0] != kinds[1] or kinds[0] is None:

@@ -17,14 +17,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def cmd_fmt(args: argparse.Namespace, out: TextIO) -> int:
     from ..load.errors import LoadError, render_text
+    from ..load.reading import file_problem
     from ..review.fmt import FormatProblem, format_file
 
     status = EXIT_OK
     changed = 0
     for name in args.files:
         path = Path(name)
-        if not path.is_file():
-            print(f"agilab-run fmt: error: {name}: no such file", file=sys.stderr)
+        problem = file_problem(path)
+        if problem:
+            print(f"agilab-run fmt: error: {name}: {problem}", file=sys.stderr)
             status = EXIT_INVALID
             continue
         try:

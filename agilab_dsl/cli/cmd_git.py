@@ -76,7 +76,14 @@ def cmd_git_diff_driver(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_textconv(args: argparse.Namespace, out: TextIO) -> int:
     """Git's textconv: the file as canonical text (what ``git log -p`` compares)."""
+    from ..load.reading import NotReadable
     from ..review.git_drivers import textconv
 
-    out.write(textconv(Path(args.file)))
+    try:
+        text = textconv(Path(args.file))
+    except (NotReadable, OSError) as exc:
+        why = str(exc) if isinstance(exc, NotReadable) else f"cannot read: {exc.strerror or exc}"
+        print(f"agilab-run textconv: error: {args.file}: {why}", file=sys.stderr)
+        return EXIT_INVALID
+    out.write(text)
     return EXIT_OK

@@ -51,12 +51,12 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     for path, exc in listed.skipped:
         print(f"agilab-run history: skipping {path.name}: {exc}", file=sys.stderr)
     if args.export_mlflow is not None:
-        from ..record.mlflow_export import MlflowMissing, default_uri, export
+        from ..record.mlflow_export import MlflowMissing, MlflowUnusable, default_uri, export
 
         runs = [run for run, _ in listed]
         try:
             done = export(runs, args.export_mlflow or default_uri(lab_dir))
-        except MlflowMissing as exc:
+        except (MlflowMissing, MlflowUnusable) as exc:
             print(f"agilab-run history: {exc}", file=sys.stderr)
             return EXIT_PROBLEMS
         print(

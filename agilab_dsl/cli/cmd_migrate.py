@@ -18,12 +18,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
     from ..load.errors import LoadError, render_text
+    from ..load.reading import file_problem
     from ..review.migrate import migrate
     from ..review.migrate_text import MigrationProblem
 
     path = Path(args.file)
-    if not path.is_file():
-        print(f"agilab-run migrate: error: {args.file}: no such file", file=sys.stderr)
+    problem = file_problem(path)
+    if problem:
+        print(f"agilab-run migrate: error: {args.file}: {problem}", file=sys.stderr)
         return EXIT_INVALID
     if args.module_key is not None and args.to != "lab_stages":
         print("agilab-run migrate: error: --module-key goes with --to lab_stages", file=sys.stderr)

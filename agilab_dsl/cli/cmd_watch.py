@@ -30,13 +30,14 @@ def run_watch(args: argparse.Namespace, request: LabRequest, source: ChangeSourc
     warm = Warm()
     reporting = Reporting(args)
 
-    def run_once(first: bool) -> Runner | None:
+    def run_once(first: bool, last_good: Runner | None = None) -> Runner | None:
         ran = session.run(
             request,
             options if first else dataclasses.replace(options, force=False),
             reporting.reporter_for,
             sys.stderr,
             warm,
+            opened=last_good,
         )
         if isinstance(ran, session.Refusal):
             if ran.kind == "contract":
@@ -50,7 +51,10 @@ def run_watch(args: argparse.Namespace, request: LabRequest, source: ChangeSourc
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    watcher = Watcher(run_once, args.settings, source or watchfiles_source(), say)
+    def rerun(last_good: Runner) -> Runner | None:
+        return run_once(False, last_good)
+
+    watcher = Watcher(run_once, args.settings, source or watchfiles_source(), say, rerun)
     try:
         with sigterm_interrupts():
             return watcher.loop(args.file)

@@ -247,7 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
         "it back; report the workers that cannot (exit 1 if any).",
     )
     doctor.add_argument(
-        "--scheduler", required=True, metavar="ADDR", help="Dask scheduler, e.g. 127.0.0.1:8786"
+        "--scheduler",
+        required=True,
+        metavar="ADDR",
+        type=_scheduler,
+        help="Dask scheduler, e.g. 127.0.0.1:8786",
     )
     doctor.add_argument("--share", required=True, metavar="PATH", help="the folder every worker should see")
     doctor.add_argument("--json", action="store_true")
@@ -346,6 +350,7 @@ def build_run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--scheduler",
         metavar="ADDR",
+        type=_scheduler,
         help="Dask scheduler of dask and gpu stages (default: [cluster] scheduler when cluster_enabled, "
         "else a LocalCluster started for the run)",
     )
@@ -356,3 +361,13 @@ def build_run_parser() -> argparse.ArgumentParser:
     )
     _add_lab_options(parser)
     return parser
+
+
+def _scheduler(text: str) -> str:
+    """``--scheduler``: a Dask address whose shape is sound (a malformed one is a usage error, exit 2)."""
+    from ..load.address import scheduler_problem
+
+    problem = scheduler_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text.strip()

@@ -271,10 +271,13 @@ def run(
     reporter_for: Callable[[Runner], Reporter],
     say: Callable[[str], None] | None = None,
     warm: Any = None,
+    opened: Runner | None = None,
 ) -> tuple[Runner, RunResult] | Refusal:
     """Run the lab under its lock; afterwards, when every selected step is fresh, keep that as the
     judgment. ``reporter_for`` makes the reporter once the lab is open (it may size columns to the
-    ids); ``say`` hears that the run waits for the lab's lock, and why."""
+    ids); ``say`` hears that the run waits for the lab's lock, and why. ``opened``: run this
+    runner's definition instead of the file's (watch mode, the last good one while the file is
+    broken); no judgment is kept then, the file on disk being another definition."""
     from ..plan import judgment
     from ..plan.state import LabState, lab_lock
     from ..plan.tempfiles import sweep
@@ -282,7 +285,7 @@ def run(
     definition = _definition_files(request)
     state_files = set(definition[-2:])  # the run itself rewrites these
     before = judgment.signatures([f for f in definition if f not in state_files])
-    runner = open_lab(request, load_state=False)
+    runner = opened if opened is not None else open_lab(request, load_state=False)
     if isinstance(runner, Refusal):
         return runner
     from .agilab_lock import before_run
@@ -307,7 +310,7 @@ def run(
         result = runner.run(options, reporter, warm=warm)
     selected = {o.id for o in result.outcomes}
     complete = all(o.status in ("ran", "fresh", "disabled") for o in result.outcomes)
-    if _use_cache(request) and complete and not selected & set(runner.conditional()):
+    if opened is None and _use_cache(request) and complete and not selected & set(runner.conditional()):
         # every selected step is now fresh: keep that judgment, provided no data file changed after
         # its hash was taken and no definition file changed since the run started
         hashed = runner.hashed_signatures(sorted(data))

@@ -223,8 +223,11 @@ class Watcher:
         settings_file: str | None,
         source: ChangeSource,
         say: Callable[[str], None],
+        rerun: Callable[[Any], Any] | None = None,
     ) -> None:
         self.run_once = run_once
+        self.rerun = rerun  # runs a runner's (the last good) definition again, the file unread
+        self.last: Any = None  # the runner of the last good definition
         self.settings_file = settings_file
         self.source = source
         self.say = say
@@ -233,6 +236,7 @@ class Watcher:
 
     def _rescope(self, runner: Any) -> None:
         if runner is not None:
+            self.last = runner
             self.scope = scope_of(runner, self.settings_file)
 
     def loop(self, lab_file: str) -> int:
@@ -260,12 +264,30 @@ class Watcher:
             runner = self.run_once(False)
             self.runs += 1
             if runner is None:
-                self.say("  the lab is invalid: still watching (the last good definition stays in force)")
+                self._while_broken(changed, lab_file)
                 continue
             self._rescope(runner)
             if self.scope.roots != roots and _restartable(self.source):
                 # a new folder to watch (an input outside the lab, say)
                 batches, roots = self._reopen(batches, self.scope.roots), self.scope.roots
+
+    def _while_broken(self, changed: list[str], lab_file: str) -> None:
+        """The lab file does not load: the last good definition stays in force, so a change to
+        anything but the definition itself runs that definition's affected steps."""
+        definition = {os.path.abspath(lab_file)}
+        if self.settings_file:
+            definition.add(os.path.abspath(self.settings_file))
+        if self.last is None or self.rerun is None:
+            self.say(
+                "  the lab is invalid: still watching (runs wait until it is valid: no good definition yet)"
+            )
+            return
+        if all(p in definition for p in changed):
+            self.say("  the lab is invalid: still watching (the last good definition stays in force)")
+            return
+        self.say("  the lab is invalid: the changes run under the last good definition")
+        self.rerun(self.last)
+        self.runs += 1
 
     def _reopen(self, batches: Iterator[set[str]], roots: list[str]) -> Iterator[set[str]]:
         close = getattr(batches, "close", None)

@@ -122,6 +122,10 @@ CODES: dict[str, tuple[Severity, str]] = {
         Severity.ERROR,
         "a settings key referenced by a stage is not in the snapshot",
     ),
+    "scheduler-invalid": (
+        Severity.ERROR,
+        "[cluster] scheduler is not a Dask scheduler address (host:port, tcp://host:port, …)",
+    ),
     "settings-not-found": (Severity.WARNING, "stages reference settings but no app_settings.toml was found"),
     "stage-file-missing": (Severity.ERROR, "a stage's parallel contract file does not exist"),
     "stage-no-inputs": (

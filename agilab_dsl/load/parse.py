@@ -26,6 +26,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from . import expr
 from .errors import Diagnostic, Severity, did_you_mean, make
+from .reading import NotReadable, read_regular
 from .source import KeyPath, SourceMap
 
 T = TypeVar("T")
@@ -235,7 +236,10 @@ def read_toml(
     if text is None:
         p = Path(path)
         try:
-            raw = p.read_bytes()
+            raw = read_regular(p)
+        except NotReadable as exc:
+            loc.at_offset("file-unreadable", str(exc), None)
+            return None, None, loc
         except FileNotFoundError:
             siblings = [c.name for c in p.parent.glob("*.toml")] if p.parent.is_dir() else []
             loc.at_offset(

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .address import scheduler_problem
 from .coercion import int_flag, loose_bool, settings_version, verbose_level, worker_count
 from .errors import Severity, did_you_mean
 from .parse import LoadResult, Locator, key_text, read_source, toml_repr
@@ -154,6 +155,11 @@ def _cluster(cluster: Mapping[str, Any] | None, loc: Locator) -> None:
                 severity=W,
                 hint=f'write {key} = "{value}"',
             )
+    scheduler = cluster.get("scheduler")
+    if isinstance(scheduler, str) and scheduler.strip():  # "" is AGILAB's default: no scheduler
+        problem = scheduler_problem(scheduler)
+        if problem:
+            loc.at_value("scheduler-invalid", problem, ("cluster", "scheduler"))
     if "workers" in cluster:
         _workers(cluster["workers"], loc)
     if "service_health" in cluster and not isinstance(cluster["service_health"], Mapping):

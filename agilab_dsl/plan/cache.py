@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import sys
 from typing import Any
 
@@ -44,11 +45,14 @@ def enabled() -> bool:
 def signature(path: str) -> str:
     """What a path holds now: 'missing', a folder's listing hash, or a file's content hash."""
     try:
-        if os.path.isdir(path):
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
             names = "\n".join(sorted(os.listdir(path)))
             return "dir:" + hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()
+        if not stat.S_ISREG(mode):  # a FIFO or a device: opening or reading it may never end
+            return f"special:{stat.S_IFMT(mode)}"
         with open(path, "rb") as fh:
-            return "file:" + hashlib.sha256(fh.read()).hexdigest()
+            return "file:" + hashlib.file_digest(fh, "sha256").hexdigest()
     except FileNotFoundError:
         return "missing"
     except OSError as exc:

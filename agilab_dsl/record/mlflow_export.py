@@ -40,6 +40,11 @@ class MlflowMissing(Exception):
     """MLflow is not installed."""
 
 
+class MlflowUnusable(Exception):
+    """The tracking URI names no store MLflow can use (an unknown scheme, a server that does not
+    answer, a path that cannot be written); the message says which and MLflow's reason."""
+
+
 @dataclass
 class Exported:
     uri: str
@@ -85,9 +90,24 @@ def export(runs: list[Run], uri: str, experiment: str | None = None) -> Exported
         raise MlflowMissing(
             f"MLflow is not installed ({exc}); install it with `pip install 'agilab-dsl[mlflow]'`"
         ) from None
+    from mlflow.exceptions import MlflowException
+
     if uri.startswith("file:") or "://" not in uri:
         # AGILAB keeps its runs in a file store; MLflow 3 wants that said out loud
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    # a tracking server that does not answer is said within seconds, not after minutes of retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    try:
+        return _export(runs, uri, experiment, Metric, Param, MlflowClient)
+    except (MlflowException, OSError, ValueError) as exc:
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise MlflowUnusable(f"cannot export to the MLflow tracking store {uri!r}: {first}") from None
+
+
+def _export(
+    runs: list[Run], uri: str, experiment: str | None, Metric: Any, Param: Any, MlflowClient: Any
+) -> Exported:
     name = experiment or experiment_name()
     client = MlflowClient(tracking_uri=uri)
     found_experiment = client.get_experiment_by_name(name)

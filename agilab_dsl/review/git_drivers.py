@@ -40,8 +40,9 @@ def textconv(path: Path) -> str:
     import tomllib
 
     from ..load.parse import detect_kind
+    from ..load.reading import read_regular
 
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = read_regular(path).decode("utf-8", errors="replace")
     try:
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError) as exc:

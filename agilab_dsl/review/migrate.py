@@ -16,6 +16,7 @@ file it replaces (else the source's), through a symlink rather than over it.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -208,11 +209,20 @@ def migrate(
     same = _stage_rows(before, renamed) == _stage_rows(after, {})
     if not same or _plain(tomllib.loads(text), renamed) != _plain(tomllib.loads(new), {}):
         raise MigrationProblem("the migrated file would not hold the same stages; nothing was written")
+    kind = _special_kind(target)
+    if kind is not None:  # -o /dev/stdout, a FIFO: written straight through, never read back
+        _write_through(target, new, kind)
+        return Migrated(path, target, new != text, tuple(outcome.done), tuple(outcome.notes), key)
     elsewhere = target.exists() and target.resolve() != path.resolve()
     if elsewhere and not force and target.read_bytes() != new.encode("utf-8"):
         raise MigrationProblem(f"{target} exists and differs; --force replaces it")
     if new != text or target.resolve() != path.resolve():
-        _write(target, new, path)
+        try:
+            _write(target, new, path)
+        except OSError as exc:
+            raise MigrationProblem(
+                f"cannot write {target}: {exc.strerror or exc}; nothing was written"
+            ) from None
     return Migrated(path, target, new != text, tuple(outcome.done), tuple(outcome.notes), key)
 
 
@@ -231,3 +241,37 @@ def _plain(data: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
         meta[f"{renamed.get(m['module'], m['module'])}{k[len(m['module']) :]}" if m else k] = plain(v)
     out["__meta__"] = meta
     return out
+
+
+def _special_kind(target: Path) -> str | None:
+    """What an existing ``target`` is when it is not a regular file (None for a file or a new path)."""
+    from ..load.reading import what_it_is
+
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        raise MigrationProblem(f"{target} is a directory; -o names the file to write")
+    return what_it_is(mode)
+
+
+def _write_through(target: Path, text: str, kind: str) -> None:
+    """Write to a device or FIFO as a shell redirection would, without blocking on a FIFO that no
+    process reads; a failed write (ENOSPC on /dev/full) is a :class:`MigrationProblem`."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        why = "no process reads it" if exc.errno == errno.ENXIO else exc.strerror or exc
+        raise MigrationProblem(f"cannot write {target} ({kind}): {why}") from None
+    try:
+        os.set_blocking(fd, True)
+        data = text.encode("utf-8")
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError as exc:
+        raise MigrationProblem(f"cannot write {target} ({kind}): {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)

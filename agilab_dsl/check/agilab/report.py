@@ -12,6 +12,7 @@ from typing import Any
 
 from ...load.errors import render_github, render_text, to_json_text
 from ...load.parse import detect_kind
+from ...load.reading import NotReadable, read_regular
 from .contract import validate_contract
 from .finding import Finding, Places
 from .lab import validate_lab
@@ -27,8 +28,8 @@ def which_validator(file: str, kind: str | None = None) -> str:
         return kind
     path = Path(file).expanduser()
     try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        data = tomllib.loads(read_regular(path).decode("utf-8"))
+    except (OSError, NotReadable, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
         data = {}
     return detect_kind(path, data) or "lab"
 

@@ -97,14 +97,28 @@ def start_local_cluster(workers: int, threads: int) -> Any:
 
 
 def connect(scheduler: str) -> Any:
+    """A Client of the scheduler at ``scheduler``, or :class:`BackendUnavailable` saying why not.
+
+    The address is judged by its shape first; a ``tcp://`` one is then probed (:func:`probe`): a
+    Dask scheduler greets a new connection at once, so a service that stays silent, or says
+    something that is not a Dask frame (HTTP, SSH), is named — distributed itself would wait for
+    ever on the first, and try to allocate exabytes for the second. Connecting is bounded by
+    :data:`CONNECT_TIMEOUT`."""
+    from ...load.address import scheduler_problem
+
+    problem = scheduler_problem(scheduler)
+    if problem:
+        raise BackendUnavailable(problem)
+    target = address(scheduler)
+    if target.startswith("tcp://"):
+        probe(scheduler, target)
     from distributed import Client
 
-    target = address(scheduler)
     try:
         return Client(target, timeout=CONNECT_TIMEOUT)
     except (TypeError, ValueError) as exc:  # distributed's word for a tls:// address with no TLS set up
         if not target.startswith("tls://"):
-            raise
+            raise BackendUnavailable(f"cannot connect to the scheduler at {scheduler}: {exc}") from None
         raise BackendUnavailable(
             f"the scheduler at {scheduler} speaks TLS, and Dask's TLS settings are missing or unusable "
             f"({exc}); set distributed.comm.tls.ca-file, .client.cert and .client.key in Dask's "
@@ -112,18 +126,86 @@ def connect(scheduler: str) -> Any:
             "…__CLIENT__CERT, …__CLIENT__KEY)"
         ) from None
     except (OSError, TimeoutError) as exc:
-        full = with_port(scheduler)
-        defaulted = (
-            f"; {scheduler!r} names no port, so AGILAB's first scheduler port is used (range "
-            f"{':'.join(map(str, port_range()))}, AGILAB_DASK_SCHEDULER_PORT_RANGE): write host:port for another"
-            if full != scheduler.strip() and "@" not in scheduler
-            else ""
+        raise _no_answer(scheduler, f"{type(exc).__name__}: {exc}") from None
+
+
+GREETING_WAIT = 5.0
+"""Seconds a probe waits for a scheduler's greeting after the TCP connection is made."""
+
+MAX_GREETING = 1 << 24
+"""A Dask greeting is one small frame; a first 8-byte length above this is not Dask speaking."""
+
+
+def probe(scheduler: str, target: str) -> None:
+    """Connect to ``target`` (``tcp://host:port``) and read the 8 bytes a Dask scheduler sends
+    first (the length of its handshake frame), within :data:`GREETING_WAIT` seconds; raise
+    :class:`BackendUnavailable` naming what answers instead. Nothing is sent."""
+    import contextlib
+    import socket
+    import struct
+
+    host, _, port = target.removeprefix("tcp://").rpartition(":")
+    host = host.strip("[]")
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=GREETING_WAIT)
+    except OSError as exc:
+        raise _no_answer(scheduler, f"{type(exc).__name__}: {exc.strerror or exc}") from None
+    with sock:
+        got = _read_some(sock, 8, GREETING_WAIT)
+        if not got:  # silent: a request/response service (HTTP) answers a blank request
+            with contextlib.suppress(OSError):
+                sock.sendall(b"\r\n\r\n")
+                got = _read_some(sock, 40, 1.0)
+            if got:
+                raise BackendUnavailable(
+                    f"the service at {with_port(scheduler)} is not a Dask scheduler (it greets no one, "
+                    f"and answered {got.decode('ascii', 'replace')!r} to a blank request); give the "
+                    "address and port of `dask scheduler`"
+                )
+    if not got:
+        raise _no_answer(
+            scheduler,
+            f"a service accepts connections there but sent nothing within {GREETING_WAIT:g} s, and a "
+            "Dask scheduler greets at once: is it a Dask scheduler?",
         )
+    size = struct.unpack("<Q", got)[0] if len(got) == 8 else None
+    if size is None or not 0 < size <= MAX_GREETING:
+        said = got.decode("ascii", "replace")
         raise BackendUnavailable(
-            f"no Dask scheduler answers at {full} ({type(exc).__name__}: {exc}); is `dask scheduler` "
-            "running there? (a dask stage without --scheduler or [cluster] scheduler starts a LocalCluster)"
-            + defaulted
-        ) from None
+            f"the service at {with_port(scheduler)} is not a Dask scheduler (it answered {said!r}, "
+            "not a Dask greeting); give the address and port of `dask scheduler`"
+        )
+
+
+def _read_some(sock: Any, want: int, wait: float) -> bytes:
+    """Up to ``want`` bytes from ``sock`` within ``wait`` seconds (fewer when it stops or closes)."""
+    import time
+
+    got, deadline = b"", time.monotonic() + wait
+    try:
+        while len(got) < want and time.monotonic() < deadline:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(want - len(got))
+            if not chunk:
+                break
+            got += chunk
+    except OSError:  # socket.timeout included: it said nothing more
+        pass
+    return got
+
+
+def _no_answer(scheduler: str, why: str) -> BackendUnavailable:
+    full = with_port(scheduler)
+    defaulted = (
+        f"; {scheduler!r} names no port, so AGILAB's first scheduler port is used (range "
+        f"{':'.join(map(str, port_range()))}, AGILAB_DASK_SCHEDULER_PORT_RANGE): write host:port for another"
+        if full != scheduler.strip() and "@" not in scheduler
+        else ""
+    )
+    return BackendUnavailable(
+        f"no Dask scheduler answers at {full} ({why}); is `dask scheduler` running there? "
+        "(a dask stage without --scheduler or [cluster] scheduler starts a LocalCluster)" + defaulted
+    )
 
 
 def lost(future: Any, batch: list[Partition]) -> list[Failed]:
