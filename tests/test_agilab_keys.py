@@ -332,3 +332,17 @@ def test_textconv_shows_meta_selection_and_automation(tmp_path: Path, capsys) ->
     assert lines[:2] == ["[__meta__] m__sequence = [1]", '[__meta__] schema = "agilab.lab_stages.v1"']
     a = lines[lines.index("[a]") :]
     assert "  selected = false (not in the saved sequence)" in a and "  automation.parallel_safe = true" in a
+
+
+def test_a_contract_named_beside_its_lab_is_reported_once(tmp_path: Path, capsys) -> None:
+    (tmp_path / "parallel_stage.toml").write_text(
+        'schema = "agilab.parallel_stage.v1"\nname = "s"\nfunction = "f.py:g"\nsplit = "files"\n'
+        'input = "d/*.csv"\nworkers = 2\npartition_strategy = "one-file-per-partition"\n'
+        'target_partitions = 0\nmin_partitions_per_worker = 1\nbackend = "pool"\noutput = "o.jsonl"\n',
+        encoding="utf-8",
+    )
+    lab = write(tmp_path, META + '\n[[m]]\nid = "s"\nstage = "parallel_stage.toml"\n')
+    assert main(["check", str(lab), str(tmp_path / "parallel_stage.toml")]) == 1
+    assert capsys.readouterr().out.count("error[key-missing]") == 1
+    assert main(["check", str(lab)]) == 1  # alone, the lab still says what is wrong with its contract
+    assert capsys.readouterr().out.count("error[key-missing]") == 1

@@ -35,6 +35,13 @@ def _check_one(path: str, args: argparse.Namespace, named: set[str]) -> list[dic
     if settings is not None and settings.diagnostics and os.path.abspath(settings.path) not in named:
         entries.append(settings)
     reports = [{"path": e.path, "kind": e.kind, "diagnostics": list(e.diagnostics)} for e in entries]
+    # a stage's contract is checked with its lab; when it is named too, its problems are said once, as its own
+    mine = os.path.abspath(result.path)
+    reports[0]["diagnostics"] = [
+        d
+        for d in reports[0]["diagnostics"]
+        if os.path.abspath(d.path) == mine or os.path.abspath(d.path) not in named
+    ]
     if result.kind == "lab" and result.ok:  # what is inferred, and the steps nothing can make stale
         from ..check.inferred import inferred_report
 
