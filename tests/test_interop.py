@@ -273,3 +273,44 @@ def test_the_share_and_target_are_agilabs(tmp_path: Path, monkeypatch: pytest.Mo
     assert lock_path(lab, "x", {}, {"AGI_LOCAL_SHARE": "/s"}) == Path(
         "/s/.control/pipeline/uav_v2/pipeline_run.lock"
     )
+
+
+def test_watch_says_a_held_agilab_lock_and_keeps_following_the_lab(share: Path, capsys) -> None:
+    """Started while AGILAB runs the app, watch refuses as a run does; a change while AGILAB runs is
+    said as not run (not "the lab is invalid"), and the next change after the lock is gone runs."""
+    from agilab_dsl.cli.cmd_watch import run_watch
+    from agilab_dsl.cli.common import lab_request
+    from agilab_dsl.cli.parser import build_run_parser
+
+    lab = _lab(share)
+    args = build_run_parser().parse_args([str(lab), "--watch"])
+    path = _lock(share)
+    with _held(path):
+        assert run_watch(args, lab_request(args), iter) == 2
+    assert "AGILAB is running this app's workflow" in capsys.readouterr().err
+    path.unlink()
+    held: list[Any] = []
+
+    def lock_then_edit() -> list[Path]:
+        locked = _lock(share)
+        fd = os.open(locked, os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.append(fd)
+        (lab.parent / "input.txt").write_text("1", encoding="utf-8")
+        return [lab]
+
+    def unlock_then_edit() -> list[Path]:
+        fcntl.flock(held[0], fcntl.LOCK_UN)
+        os.close(held[0])
+        (share / ".control" / "pipeline" / "flights" / "pipeline_run.lock").unlink()
+        lab.write_text(LOCK_LAB.replace("'x'", "'y'"), encoding="utf-8")
+        return [lab]
+
+    def source(roots: list[str]) -> Iterator[set[str]]:
+        for change in (lock_then_edit, unlock_then_edit):
+            yield {str(p) for p in change()}
+
+    assert run_watch(args, lab_request(args), source) == 0
+    err = capsys.readouterr().err
+    assert "not run while AGILAB runs this app" in err and "the lab is invalid" not in err
+    assert (lab.parent / "loaded.txt").read_text(encoding="utf-8") == "y"

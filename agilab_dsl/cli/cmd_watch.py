@@ -43,6 +43,11 @@ def run_watch(args: argparse.Namespace, request: LabRequest, source: ChangeSourc
             if ran.kind == "contract":
                 raise _NotALab
             report_refusal(ran)
+            if ran.kind == session.BUSY:  # the lab is fine: AGILAB runs it now
+                if first:
+                    raise _Busy
+                say("  not run while AGILAB runs this app; the next change tries again")
+                return ran.value  # the definition is valid: the watcher keeps following it
             return None
         runner, result = ran
         reporting.finished(result)
@@ -61,6 +66,8 @@ def run_watch(args: argparse.Namespace, request: LabRequest, source: ChangeSourc
     except KeyboardInterrupt:
         say("watch: stopped")
         return EXIT_OK
+    except _Busy:
+        return EXIT_INVALID  # as a run refuses to start (the refusal was said)
     except _NotALab:
         print(
             f"agilab-run: error: {args.file} is a parallel contract; --watch follows a lab file",
@@ -70,6 +77,10 @@ def run_watch(args: argparse.Namespace, request: LabRequest, source: ChangeSourc
     finally:
         with no_interrupts():
             warm.close()
+
+
+class _Busy(Exception):
+    """--watch started while AGILAB holds this app's run lock."""
 
 
 class _NotALab(Exception):

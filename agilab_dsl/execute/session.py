@@ -52,6 +52,9 @@ class LabRequest:
     infer: bool = True  # --no-infer: no artifact inferred from code or NB_ARTIFACT_REFERENCES
 
 
+BUSY = "busy"  # a Refusal's kind when AGILAB's run lock for the app is held
+
+
 @dataclass
 class Refusal:
     """Why a lab cannot be judged or run: diagnostics located in files, or one message."""
@@ -292,7 +295,7 @@ def run(
 
     held, note = before_run(Path(request.file), runner.lab.module_keys, runner.settings, os.environ)
     if held is not None:  # AGILAB runs this app's workflow now
-        return Refusal(message=held)
+        return Refusal(message=held, kind=BUSY, value=runner)  # the lab itself is valid: its runner
     if note is not None:
         runner.warnings.append(note)
     with lab_lock(request.file, say=say):
