@@ -111,13 +111,13 @@ def _report_nothing_to_do(args: argparse.Namespace, statuses: list[CachedStatus]
     """A run whose judgment, unchanged since it was made, says every step is fresh."""
     import time
 
-    from ..execute.outcome import OUTPUTS_EXIST
+    from ..execute.outcome import not_run
     from ..load.errors import to_json_text
 
     def outcome(s: CachedStatus) -> str:  # what a run would record for it
         if s.state == "fresh":
             return "fresh"
-        return "skipped" if list(s.reasons) == [OUTPUTS_EXIST] else "disabled"
+        return not_run(s.reasons)
 
     started = time.perf_counter()
     width = max([len(s.id) for s in statuses] + [4])

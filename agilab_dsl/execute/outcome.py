@@ -4,6 +4,7 @@ reporter protocol the scheduling loop sends outcomes to (the loop itself prints 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -13,6 +14,12 @@ Status = Literal["ran", "fresh", "skipped", "disabled", "failed", "blocked"]
 # status of its own there: an unselected stage is simply not run)
 NOT_IN_SEQUENCE = "not in the saved sequence"
 OUTPUTS_EXIST = "outputs exist (skip_if_outputs_exist)"
+
+
+def not_run(reasons: Sequence[str]) -> Literal["skipped", "disabled"]:
+    """What a run records for a step judged ``disabled``: skipped when only AGILAB's output rule
+    keeps it from running, else disabled."""
+    return "skipped" if tuple(reasons) == (OUTPUTS_EXIST,) else "disabled"
 
 
 @dataclass

@@ -39,6 +39,7 @@ from .outcome import (
     RunResult,
     SilentReporter,
     StepOutcome,
+    not_run,
 )
 from .recording import record_run
 from .steps import StepExecutor
@@ -372,10 +373,7 @@ class Runner(JudgedFiles):
             return StepOutcome(sid, "failed", [], error=f"cannot resolve the step: {step.problem}"), None, []
         status, comps = self._judge(sid, fingerprints, ran, options.force, options.all_stages)
         if status.state == "disabled":
-            kind: Literal["skipped", "disabled"] = (
-                "skipped" if status.reasons == (OUTPUTS_EXIST,) else "disabled"
-            )
-            return StepOutcome(sid, kind, list(status.reasons)), None, []
+            return StepOutcome(sid, not_run(status.reasons), list(status.reasons)), None, []
         if step.when is False:
             return StepOutcome(sid, "skipped", [f"when: {step.placed.stage.when} is false"]), None, []
         if status.state == "fresh":
