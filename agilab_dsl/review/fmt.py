@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 from pathlib import Path
 from typing import Any
+
+from .writing import replace_kept
 
 CODE_KEYS = ("C", "code")
 
@@ -204,12 +205,5 @@ def format_file(path: Path, *, check: bool = False) -> bool:
         raise FormatProblem(
             "the formatted file would not hold the same data and comments; nothing was written"
         )
-    tmp = real.with_name(f".{real.name}.fmt.tmp")
-    try:
-        tmp.write_bytes(new.encode("utf-8"))
-        os.chmod(tmp, stat.S_IMODE(real.stat().st_mode))  # the file keeps its mode
-        tmp.replace(real)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    replace_kept(real, new, real)
     return True

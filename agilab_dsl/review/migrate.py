@@ -27,6 +27,7 @@ from typing import Any
 
 from .fmt import plain
 from .migrate_text import STAGES_STAMP, STEPS_STAMP, MigrationProblem, Outcome, to_lab_stages, to_lab_steps
+from .writing import replace_kept
 
 __all__ = [
     "STAMPS",
@@ -158,19 +159,6 @@ def _stage_rows(result: Any, renamed: dict[str, str]) -> list[tuple[str, int, An
     ]
 
 
-def _write(target: Path, text: str, mode_of: Path) -> None:
-    """Atomically, keeping the replaced file's mode (else ``mode_of``'s), through a symlink."""
-    real = Path(os.path.realpath(target)) if target.is_symlink() else target
-    tmp = real.with_name(f".{real.name}.migrate.tmp")
-    tmp.write_bytes(text.encode("utf-8"))
-    try:
-        os.chmod(tmp, stat.S_IMODE((real if real.exists() else mode_of).stat().st_mode))
-        tmp.replace(real)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def migrate(
     path: Path,
     to: str,
@@ -218,7 +206,7 @@ def migrate(
         raise MigrationProblem(f"{target} exists and differs; --force replaces it")
     if new != text or target.resolve() != path.resolve():
         try:
-            _write(target, new, path)
+            replace_kept(target, new, path)
         except OSError as exc:
             raise MigrationProblem(
                 f"cannot write {target}: {exc.strerror or exc}; nothing was written"
