@@ -50,6 +50,12 @@ class StepContext:
         frame = self.frames.get(step_id)
         return frame.output if frame is not None else None
 
+    def required_outputs(self, step: ResolvedStep) -> list[str]:
+        """The outputs a step must write: not df's frame (saved only when df is a non-empty
+        DataFrame), not those inferred from its code (on a branch that may not be taken)."""
+        frame = self.frame_output(step.id)
+        return [p for p in step.outputs if p != frame and p not in step.inferred]
+
 
 def step_context(lab: LabSpec, lab_dir: Path, options: AgilabOptions) -> StepContext:
     frames = frame_paths(frame_links(lab.stages), str(lab_dir), options.dataframe, options.export_dir)

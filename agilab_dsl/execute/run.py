@@ -129,7 +129,7 @@ class Runner(JudgedFiles):
         if step.placed.stage.off is not None:
             return StepStatus(sid, "disabled", (step.placed.stage.off,)), None
         # AGILAB's rule reads the declared outputs: not df's frame, not what is inferred from the code
-        declared = [p for p in step.outputs if p != self.context.frame_output(sid) and p not in step.inferred]
+        declared = self.context.required_outputs(step)
         if step.placed.stage.skip_if_outputs_exist and outputs_exist(self.lab_dir, declared):
             return StepStatus(sid, "disabled", (OUTPUTS_EXIST,)), None
         upstream = {u: fingerprints.get(u, "") for u in sorted(self.full_graph.upstream(sid))}
@@ -280,13 +280,9 @@ class Runner(JudgedFiles):
                         ran[sid] = True
                         step = self.resolved[sid]
                         outputs = {p: self.hashes.of(os.path.join(self.lab_dir, p)) for p in step.outputs}
-                        # an inferred output the run did not write (a branch not taken) is not kept
-                        outputs = {
-                            p: h for p, h in outputs.items() if h != "missing" or p not in step.inferred
-                        }
-                        frame = self.context.frame_output(sid)
-                        if outputs.get(frame) == "missing":  # df was no non-empty DataFrame: no frame
-                            del outputs[frame]
+                        # an optional output the run did not write (no frame, a branch not taken) is not kept
+                        required = self.context.required_outputs(step)
+                        outputs = {p: h for p, h in outputs.items() if h != "missing" or p in required}
                         try:
                             self.state.record(
                                 sid, StepRecord(fp, comps, outputs, time.time(), outcome.seconds, run_id)

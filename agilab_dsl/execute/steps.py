@@ -188,14 +188,7 @@ class StepExecutor:
         chosen: Interpreter | None = None,
     ) -> StepOutcome:
         seconds = float(reply.get("seconds", 0.0))
-        # a declared output must be written; df's frame is saved only when df is a non-empty DataFrame,
-        # and an output inferred from the code may be on a branch not taken
-        frame = self.context.frame_output(step.id)
-        missing = [
-            p
-            for p in step.outputs
-            if p != frame and p not in step.inferred and not (self.lab_dir / p).exists()
-        ]
+        missing = [p for p in self.context.required_outputs(step) if not (self.lab_dir / p).exists()]
         error = None
         if reply.get("timed_out"):
             error = f"timed out after {step.placed.stage.timeout} s"
