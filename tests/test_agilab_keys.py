@@ -50,6 +50,14 @@ skip = false
 """
 
 
+# a parallel contract with every key but `reducer`
+NO_REDUCER = (
+    'schema = "agilab.parallel_stage.v1"\nname = "stats"\nfunction = "funcs.py:stats"\nsplit = "files"\n'
+    'input = "data/*.csv"\nworkers = 2\npartition_strategy = "one-file-per-partition"\n'
+    'target_partitions = 0\nmin_partitions_per_worker = 1\nbackend = "pool"\noutput = "out/s.jsonl"\n'
+)
+
+
 def write(folder: Path, body: str, name: str = "lab_stages.toml") -> Path:
     path = folder / name
     path.write_text(body, encoding="utf-8")
@@ -219,12 +227,7 @@ def test_overlapping_parallel_safe_outputs_stop_the_run(tmp_path: Path, capsys) 
 
 
 def test_an_invalid_contract_stops_the_run_before_its_first_step(tmp_path: Path, capsys) -> None:
-    (tmp_path / "stats_parallel_stage.toml").write_text(
-        'schema = "agilab.parallel_stage.v1"\nname = "stats"\nfunction = "funcs.py:stats"\nsplit = "files"\n'
-        'input = "data/*.csv"\nworkers = 2\npartition_strategy = "one-file-per-partition"\n'
-        'target_partitions = 0\nmin_partitions_per_worker = 1\nbackend = "pool"\noutput = "out/s.jsonl"\n',
-        encoding="utf-8",
-    )
+    (tmp_path / "stats_parallel_stage.toml").write_text(NO_REDUCER, encoding="utf-8")
     body = META + (
         '\n[[m]]\nid = "prepare"\nC = "open(\'prepared\', \'w\')"\nproduces = ["prepared"]\n'
         '\n[[m]]\nid = "stats"\nstage = "stats_parallel_stage.toml"\nconsumes = ["prepared"]\n'
@@ -335,12 +338,7 @@ def test_textconv_shows_meta_selection_and_automation(tmp_path: Path, capsys) ->
 
 
 def test_a_contract_named_beside_its_lab_is_reported_once(tmp_path: Path, capsys) -> None:
-    (tmp_path / "parallel_stage.toml").write_text(
-        'schema = "agilab.parallel_stage.v1"\nname = "s"\nfunction = "f.py:g"\nsplit = "files"\n'
-        'input = "d/*.csv"\nworkers = 2\npartition_strategy = "one-file-per-partition"\n'
-        'target_partitions = 0\nmin_partitions_per_worker = 1\nbackend = "pool"\noutput = "o.jsonl"\n',
-        encoding="utf-8",
-    )
+    (tmp_path / "parallel_stage.toml").write_text(NO_REDUCER, encoding="utf-8")
     lab = write(tmp_path, META + '\n[[m]]\nid = "s"\nstage = "parallel_stage.toml"\n')
     assert main(["check", str(lab), str(tmp_path / "parallel_stage.toml")]) == 1
     assert capsys.readouterr().out.count("error[key-missing]") == 1
