@@ -52,9 +52,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_INVALID
     # with --events, even a run with nothing to do goes through the runner (its events are the answer)
-    cached = None if args.force or args.events else session.cached_judgment(request)
-    if cached is not None:
-        statuses, conditional = cached
+    known = None if args.force else session.known_judgment(request)
+    if known is not None and not known.changed and not args.events:
+        statuses, conditional = known.statuses, known.conditional
         if args.dry_run:
             show_statuses(statuses, args.json)
             return EXIT_OK
@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _report_nothing_to_do(args, statuses)
     options = run_options(args)
     if args.dry_run:
-        judged = judge_lab(args, options)
+        judged = judge_lab(args, options, known)
         if isinstance(judged, int):
             return judged
         show_statuses(judged, args.json)
@@ -75,7 +75,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return hub
     try:
         with sigterm_interrupts():
-            ran = session.run(request, options, reporting.reporter_for, say=_say, events=hub)
+            ran = session.run(
+                request,
+                options,
+                reporting.reporter_for,
+                say=_say,
+                events=hub,
+                known=known if known is not None and not args.dry_run else None,
+            )
     finally:
         close_events(hub)
     if isinstance(ran, session.Refusal) and ran.kind == "contract":

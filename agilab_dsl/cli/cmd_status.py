@@ -26,15 +26,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from ..execute.session import cached_judgment
+    from ..execute.session import known_judgment
 
     if args.verbose:
         return _status_verbose(args, out)
-    cached = cached_judgment(lab_request(args))
-    if cached is not None:
-        show_statuses(cached[0], args.json)
+    known = known_judgment(lab_request(args))
+    if known is not None and not known.changed:
+        show_statuses(known.statuses, args.json)
         return EXIT_OK
-    statuses = judge_lab(args, None)
+    statuses = judge_lab(args, None, known)
     if isinstance(statuses, int):
         return statuses
     show_statuses(statuses, args.json)

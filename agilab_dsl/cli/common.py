@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..execute.outcome import RunOptions
     from ..execute.run import Runner
     from ..execute.session import LabRequest, Refusal
-    from ..plan.judgment import CachedStatus
+    from ..plan.judgment import CachedStatus, Known
     from ..plan.stale import StepStatus
 
 EXIT_OK = 0
@@ -124,11 +124,14 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     )
 
 
-def judge_lab(args: argparse.Namespace, options: RunOptions | None) -> list[StepStatus] | int:
-    """Full judgment (kept in the judgment cache); the statuses, or an exit code."""
+def judge_lab(
+    args: argparse.Namespace, options: RunOptions | None, known: Known | None = None
+) -> list[StepStatus | CachedStatus] | int:
+    """A judgment (kept in the judgment cache; from ``known`` when only steps' files changed
+    since it was stored); the statuses, or an exit code."""
     from ..execute.session import Refusal, judge
 
-    judged = judge(lab_request(args), options)
+    judged = judge(lab_request(args), options, known)
     if isinstance(judged, Refusal):
         return report_refusal(judged)
     runner, statuses = judged

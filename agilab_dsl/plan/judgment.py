@@ -71,9 +71,30 @@ def _key(options: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8", "surrogateescape")).hexdigest()
 
 
+class Known(NamedTuple):
+    """A stored judgment that still holds except for some steps' own files (inputs, outputs,
+    function sources, contracts): only the steps reading them (and what is downstream) need judging."""
+
+    statuses: list[CachedStatus]
+    conditional: list[str]
+    changed: set[str]  # the step files whose signature changed (absolute paths)
+    affected: set[str]  # the steps that read them
+    entry: dict[str, Any]  # the stored judgment, to update after a run
+    now: dict[str, str]  # the changed files' signatures when looked up
+
+
 def lookup(lab_path: str, options: Mapping[str, Any]) -> tuple[list[CachedStatus], list[str]] | None:
     """The stored statuses (and the ids of selected steps with a ``when``), or None when anything
     the judgment depended on changed."""
+    known = lookup_known(lab_path, options)
+    if known is None or known.changed:
+        return None
+    return known.statuses, known.conditional
+
+
+def lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:
+    """The stored judgment and what changed since, when only files that belong to steps changed
+    (a change to the lab, the settings, the state, an interpreter or the environment: None)."""
     try:
         with open(_file(lab_path), encoding="utf-8") as fh:
             entry = json.load(fh)
@@ -81,10 +102,17 @@ def lookup(lab_path: str, options: Mapping[str, Any]) -> tuple[list[CachedStatus
             return None
         if any(os.environ.get(name) != value for name, value in entry["env"].items()):
             return None
-        if any(_stat(path) != sig for path, sig in entry["files"].items()):
-            return None
+        readers: dict[str, list[str]] = entry.get("readers") or {}
+        now = {}
+        for path, sig in entry["files"].items():
+            current = _stat(path)
+            if current != sig:
+                if path not in readers:
+                    return None
+                now[path] = current
+        affected = {sid for path in now for sid in readers[path]}
         statuses = [CachedStatus(s["id"], s["state"], tuple(s["reasons"])) for s in entry["statuses"]]
-        return statuses, list(entry["conditional"])
+        return Known(statuses, list(entry["conditional"]), set(now), affected, entry, now)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # damaged or foreign: judged afresh, and the next full judgment replaces it
 
@@ -97,9 +125,12 @@ def store(
     statuses: Iterable[Any],
     conditional: Iterable[str],
     before: Mapping[str, str] | None = None,
+    readers: Mapping[str, Iterable[str]] | None = None,
 ) -> None:
     """Keep a full judgment. ``before`` holds the signatures taken when the judgment started: if a
-    file changed while it was computed, nothing is stored."""
+    file changed while it was computed, nothing is stored. ``readers``: the steps each step file
+    (input, output, function source, contract) belongs to; a later change to only such files
+    re-judges only those steps (:func:`lookup_known`)."""
     now = signatures(files)
     if before is not None and any(now.get(p) != sig for p, sig in before.items()):
         return
@@ -109,7 +140,42 @@ def store(
         "files": now,
         "statuses": [{"id": s.id, "state": s.state, "reasons": list(s.reasons)} for s in statuses],
         "conditional": sorted(conditional),
+        "readers": _readers(readers or {}),
     }
+    _write(lab_path, entry)
+
+
+def update(
+    lab_path: str,
+    known: Known,
+    signed: Mapping[str, str],
+    statuses: Iterable[Any],
+) -> None:
+    """Keep a judgment made from ``known``: the files in ``signed`` with their new signatures (the
+    others keep theirs: a file changed meanwhile is still seen as changed) and the new statuses of
+    the steps judged again (only the steps: the files, readers and key are the stored ones)."""
+    entry = dict(known.entry)
+    files = dict(entry["files"])
+    files.update({p: sig for p, sig in signed.items() if p in files})
+    entry["files"] = files
+    new = {s.id: s for s in statuses}
+    entry["statuses"] = [
+        {"id": s["id"], "state": new[s["id"]].state, "reasons": list(new[s["id"]].reasons)}
+        if s["id"] in new
+        else s
+        for s in entry["statuses"]
+    ]
+    _write(lab_path, entry)
+
+
+def _readers(readers: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    return {
+        (path if os.path.isabs(path) else os.path.abspath(path)): sorted(set(ids))
+        for path, ids in readers.items()
+    }
+
+
+def _write(lab_path: str, entry: dict[str, Any]) -> None:
     target = _file(lab_path)
     tmp = temp_path(target)
     try:
