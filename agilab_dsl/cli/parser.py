@@ -146,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
         "other commands make. Loopback (127.0.0.1) unless --serve names another address.",
     )
     serve.add_argument("file", metavar="FILE")
-    _add_serve_option(serve, "HOST:PORT to serve on (default 127.0.0.1, port 8765 when free, else a free one)")
+    _add_serve_option(
+        serve, "HOST:PORT to serve on (default 127.0.0.1, port 8765 when free, else a free one)"
+    )
     _add_lab_options(serve)
 
     graph = sub.add_parser("graph", help="the step graph, coloured by state (or by change)")

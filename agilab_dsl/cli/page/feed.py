@@ -63,9 +63,8 @@ def agilab_states(runner: Runner, statuses: list[StepStatus]) -> dict[str, tuple
             continue
         upstream_done = all(out.get(u, ("done",))[0] == "done" for u in runner.full_graph.upstream(sid))
         failed = failures.get(sid)
-        error = failed.get("error") if isinstance(failed, dict) else failed
-        state, why = agilab_state(status.state, upstream_done, error)
-        out[sid] = (state, list(why if why is not None else status.reasons))
+        state, why = agilab_state(status.state, upstream_done, failed["error"] if failed else None)
+        out[sid] = (state, list(why or status.reasons))
     return out
 
 

@@ -59,7 +59,7 @@ def bind(host: str, port: int | None) -> socket.socket:
     except socket.gaierror as exc:
         raise AddressProblem(f"cannot serve on {host}: {exc.strerror}") from None
     family, _, _, _, address = infos[0]
-    for candidate in ([DEFAULT_PORT, 0] if port is None else [port]):
+    for candidate in [DEFAULT_PORT, 0] if port is None else [port]:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -139,7 +139,9 @@ def make_app(state: LiveState, history: History, lab_dir: Path, colors: dict[str
         return JSONResponse({"error": "not found"}, status_code=404)
 
     def serve(path: Path) -> Response:
-        return FileResponse(path, media_type=types.get(path.suffix, "application/octet-stream"), headers=headers)
+        return FileResponse(
+            path, media_type=types.get(path.suffix, "application/octet-stream"), headers=headers
+        )
 
     async def index(request: Request) -> Response:
         return serve(STATIC / "index.html")
@@ -173,7 +175,9 @@ def make_app(state: LiveState, history: History, lab_dir: Path, colors: dict[str
         return JSONResponse(data, headers=headers)
 
     async def two_runs(request: Request) -> Response:
-        data = await asyncio.to_thread(history.side_by_side, request.path_params["a"], request.path_params["b"])
+        data = await asyncio.to_thread(
+            history.side_by_side, request.path_params["a"], request.path_params["b"]
+        )
         if isinstance(data, str):
             return JSONResponse({"error": data}, status_code=404)
         return JSONResponse(json.loads(json.dumps(data, default=str)), headers=headers)

@@ -226,7 +226,11 @@ class LiveState:
             if kind == "watch_change_seen":  # the lab is valid again only when a definition_valid says so
                 self.lab["status"] = "running"
             return []
-        step_id = str(payload.get("step") or target.partition("/")[0]) if kind and kind.startswith("partition_") else target
+        step_id = (
+            str(payload.get("step") or target.partition("/")[0])
+            if kind and kind.startswith("partition_")
+            else target
+        )
         view = self.steps.get(step_id)
         if view is None:
             if kind in ("step_queued", "step_started", "step_finished"):
