@@ -167,7 +167,11 @@ def test_serve_refuses_paths_outside_its_data_and_binds_loopback(tmp_path: Path)
         }
         # a run made by another command is followed from its events.jsonl
         ran = subprocess.run(
-            [sys.executable, "-m", "agilab_dsl", str(lab)], capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "agilab_dsl", str(lab)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert ran.returncode == 0, ran.stderr
         end = time.monotonic() + 5
@@ -201,14 +205,22 @@ def test_a_port_in_use_is_a_usage_error(tmp_path: Path) -> None:
             [str(lab), "--watch", "--serve", f"127.0.0.1:{port}"],
         ):
             proc = subprocess.run(
-                [sys.executable, "-m", "agilab_dsl", *argv], capture_output=True, text=True, timeout=60
+                [sys.executable, "-m", "agilab_dsl", *argv],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             assert proc.returncode == 2, proc.stderr
             assert f"cannot serve on 127.0.0.1:{port}: in use" in proc.stderr
             assert "Traceback" not in proc.stderr
     assert not (lab.parent / ".agilab" / "runs").exists()  # refused before anything ran
     proc = subprocess.run(
-        [sys.executable, "-m", "agilab_dsl", str(lab), "--serve"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "agilab_dsl", str(lab), "--serve"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "--serve serves a watch session's live page: add --watch" in proc.stderr

@@ -151,7 +151,8 @@ function takeSnapshot(snap) {
   page.order = [];
   for (const s of snap.steps) { page.steps[s.id] = s; page.order.push(s.id); }
   page.edges = snap.edges;
-  text("lab", snap.lab);
+  text("lab", snap.lab.split("/").slice(-2).join("/"));
+  document.getElementById("lab").title = snap.lab;
   showRun(snap.run);
   showLab(snap.lab_status);
   drawGraph();
