@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import CONFORMANCE
 
-HEAVY = ("dask", "distributed", "pyarrow", "joblib", "watchfiles", "cupy")
+HEAVY = ("dask", "distributed", "pyarrow", "joblib", "watchfiles", "cupy", "starlette", "uvicorn")
 
 PROBE = """
 import json, sys

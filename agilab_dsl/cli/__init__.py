@@ -33,6 +33,7 @@ COMMANDS = {
     "schema": "cmd_schema",
     "status": "cmd_status",
     "graph": "cmd_status:cmd_graph",
+    "serve": "cmd_serve",
     "doctor": "cmd_doctor",
     "history": "cmd_history",
     "diff": "cmd_diff",

@@ -35,6 +35,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("agilab-run: error: -j must be at least 1", file=sys.stderr)
         return EXIT_INVALID
     request = lab_request(args)
+    if args.serve is not None and not args.watch:
+        print(
+            "agilab-run: error: --serve serves a watch session's live page: add --watch "
+            "(or `agilab-run serve FILE` to follow the runs other commands make)",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     if args.watch:
         if args.dry_run or args.json:
             print(

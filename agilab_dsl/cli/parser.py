@@ -25,6 +25,7 @@ usage: agilab-run FILE [--watch] [--dry-run] [--only ID]... [--from ID] [--force
 
 commands:
   status FILE             every step: fresh, stale, never-ran or disabled, and why
+  serve FILE              the live page of a lab on 127.0.0.1 (view only; --serve HOST:PORT)
   graph FILE              the step graph in Mermaid or dot, coloured by state (--diff / --since: by change)
   check FILE...           validate files; every problem located (file:line:col)
   plan FILE               partition plan of a parallel stage (or of every stage of a lab)
@@ -136,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also each step's interpreter (and why) and its inferred artifacts",
     )
+
+    serve = sub.add_parser(
+        "serve",
+        help="the live page of a lab (view only: runs nothing)",
+        description="Serve the lab's live page: the step graph coloured by AGILAB's states, each step's "
+        "reasons, partitions, duration and log tail, and the recorded history; it follows the runs "
+        "other commands make. Loopback (127.0.0.1) unless --serve names another address.",
+    )
+    serve.add_argument("file", metavar="FILE")
+    _add_serve_option(
+        serve, "HOST:PORT to serve on (default 127.0.0.1, port 8765 when free, else a free one)"
+    )
+    _add_lab_options(serve)
 
     graph = sub.add_parser("graph", help="the step graph, coloured by state (or by change)")
     graph.add_argument("file", metavar="FILE")
@@ -258,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_serve_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--serve", nargs="?", const="", default=None, metavar="HOST:PORT", help=help_text)
+
+
 def _add_lab_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-cache",
@@ -320,6 +338,11 @@ def build_run_parser() -> argparse.ArgumentParser:
         "--watch",
         action="store_true",
         help="run, then re-run the affected steps whenever a file they depend on changes (Ctrl-C stops)",
+    )
+    _add_serve_option(
+        parser,
+        "with --watch: serve the live page on HOST:PORT (default 127.0.0.1, port 8765 when free, else a "
+        "free one; another address than loopback only when given, with a warning)",
     )
     parser.add_argument(
         "--only", action="append", default=[], metavar="ID", help="run only this step (repeatable)"
