@@ -196,7 +196,9 @@ def test_a_run_in_progress_is_replayed_at_start(tmp_path: Path) -> None:
     feed.start()
     feed.close()
     assert feed.step() == 1
-    assert {s["id"]: s["state"] for s in state.snapshot()["steps"]}["b"] == "waiting"
+    assert state.snapshot()["run"] == {"run_id": "R", "status": "running", "started": None}
+    # a step keeps its judged state until the run says more of it (a fresh one is never queued)
+    assert {s["id"]: s["state"] for s in state.snapshot()["steps"]}["b"] == "stale"
 
 
 @pytest.mark.parametrize(

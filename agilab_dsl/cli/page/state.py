@@ -198,12 +198,13 @@ class LiveState:
             self.run = {"run_id": target, "status": "running", "started": event.get("timestamp")}
             states = payload.get("states") or {}
             unknown += [sid for sid in states if sid not in self.steps]
-            for sid, state in states.items():
+            # a step keeps its state until the run says more of it: one that is fresh is never
+            # queued (it stays done); ``states`` (ready / waiting) is the run's queue, not the page's
+            for sid in states:
                 if sid in self.steps:
                     view = self.steps[sid]
-                    view.state, view.reasons = str(state), []
                     view.done = view.total = view.failed = None
-                    view.started = view.error = view.last_line = None
+                    view.started = view.last_line = None
             return [s for s in states if s in self.steps]
         if kind == "run_finished":
             self.run = {
