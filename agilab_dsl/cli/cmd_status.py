@@ -89,10 +89,16 @@ def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
     runner = open_runner(args)
     if isinstance(runner, int):
         return runner
-    # one arrow per pair of steps, however many reasons (deps, artifact, sequence, df) join them
-    edges = list(dict.fromkeys((e.upstream, e.downstream) for e in runner.full_graph.edges))
+    # one arrow per pair of steps, however many reasons (deps, artifacts, sequence, df) join them,
+    # labelled with the artifacts it carries
+    carried: dict[tuple[str, str], list[str]] = {}
+    for e in runner.full_graph.edges:
+        shared = carried.setdefault((e.upstream, e.downstream), [])
+        if e.detail and e.detail not in shared:
+            shared.append(e.detail)
+    edges = list(carried)
     if args.diff is None and args.since is None:
-        out.write(graph_text(runner.statuses(), edges, args.format))
+        out.write(graph_text(runner.statuses(), edges, args.format, carried))
         return EXIT_OK
     import tempfile
 

@@ -119,9 +119,23 @@ STATE_COLORS = {  # fill, stroke
 }
 
 
-def graph_text(statuses: list[StepStatus], edges: list[tuple[str, str]], fmt: str) -> str:
-    """The step graph in Mermaid or Graphviz dot, each step coloured by its state."""
+def edge_label(artifacts: Sequence[str]) -> str:
+    """What an arrow carries: its artifacts joined (two at most), else their count; '' for none."""
+    if len(artifacts) > 2:
+        return f"{len(artifacts)} artifacts"
+    return ", ".join(artifacts)
+
+
+def graph_text(
+    statuses: list[StepStatus],
+    edges: list[tuple[str, str]],
+    fmt: str,
+    carried: Mapping[tuple[str, str], Sequence[str]] | None = None,
+) -> str:
+    """The step graph in Mermaid or Graphviz dot, each step coloured by its state, one arrow per
+    pair of steps labelled with the artifacts it carries (``carried``)."""
     node = {s.id: f"s{n}" for n, s in enumerate(statuses)}
+    labels = {pair: edge_label(arts) for pair, arts in (carried or {}).items()}
     if fmt == "dot":
         lines = ["digraph lab {", "  rankdir=LR;", '  node [shape=box, style="rounded,filled"];']
         for s in statuses:
@@ -131,7 +145,9 @@ def graph_text(statuses: list[StepStatus], edges: list[tuple[str, str]], fmt: st
             )
         for a, b in edges:
             if a in node and b in node:
-                lines.append(f"  {node[a]} -> {node[b]};")
+                label = labels.get((a, b), "").replace("\\", "\\\\").replace('"', '\\"')
+                attrs = f' [label="{label}"]' if label else ""
+                lines.append(f"  {node[a]} -> {node[b]}{attrs};")
         lines.append("}")
         return "\n".join(lines) + "\n"
     lines = ["flowchart LR"]
@@ -140,10 +156,16 @@ def graph_text(statuses: list[StepStatus], edges: list[tuple[str, str]], fmt: st
         lines.append(f'  {node[s.id]}["{label}<br/><small>{s.state}</small>"]:::{s.state.replace("-", "_")}')
     for a, b in edges:
         if a in node and b in node:
-            lines.append(f"  {node[a]} --> {node[b]}")
+            label = _mermaid_text(labels.get((a, b), ""))
+            lines.append(f"  {node[a]} -->|{label}| {node[b]}" if label else f"  {node[a]} --> {node[b]}")
     for state, (fill, stroke) in STATE_COLORS.items():
         lines.append(f"  classDef {state.replace('-', '_')} fill:{fill},stroke:{stroke}")
     return "\n".join(lines) + "\n"
+
+
+def _mermaid_text(text: str) -> str:
+    """Text safe inside a Mermaid label: quotes and pipes as entities."""
+    return text.replace('"', "#quot;").replace("|", "#124;")
 
 
 def print_history(listed: list[tuple[Any, Any]], out: TextIO) -> None:
