@@ -98,3 +98,22 @@ def test_graph_draws_one_arrow_per_pair_named_by_its_artifacts(
     mermaid = capsys.readouterr().out
     assert "  s0 -->|a.csv, b.csv| s1\n" in mermaid and "  s0 -->|3 artifacts| s2\n" in mermaid
     assert mermaid.count("s0 --") == 2
+
+
+def test_the_unknown_key_hint_names_the_nearest_known_key(tmp_path: Path) -> None:
+    from agilab_dsl.check.files import check_file
+
+    path = tmp_path / "lab_stages.toml"
+    path.write_text(
+        '[[m]]\nid = "a"\nproduce = ["y"]\ncommand = "x"\nnb_cell = 1\nNB_CELL = 2\nC = "pass"\n'
+        "profiles = { fast = { zzzq = 3 } }\n",
+        encoding="utf-8",
+    )
+    result, _ = check_file(path)
+    hints = {d.line: d.hint for d in result.diagnostics if d.code == "unknown-key"}
+    assert hints[3] == "did you mean 'produces'?"
+    assert hints[4] == "the nearest known key is 'code'"  # nothing close: the nearest all the same
+    assert hints[5] == "did you mean 'NB_cell'? (notebook provenance keys start with NB_)"
+    assert 6 not in hints  # NB_* is provenance: kept, no warning
+    assert hints[8] == "the nearest known key is 'Q'"  # a profile's override too
+    assert all("NB_* keys are kept" not in (h or "") for h in hints.values())
