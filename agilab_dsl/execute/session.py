@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable, Mapping, Sequence
+
     from ..load.errors import Diagnostic
     from ..plan.graph import StepGraph
     from ..plan.interpreter import InterpreterOptions
     from ..plan.judgment import CachedStatus
+    from ..plan.shared import SharedState
     from ..plan.spec import LabSpec
     from ..plan.stale import StepStatus
     from .agilab_env import AgilabOptions
@@ -223,6 +226,24 @@ def _definition_files(request: LabRequest) -> list[str]:
     ]
 
 
+def upstream_of(runner: Runner) -> dict[str, frozenset[str]]:
+    """Each step's upstream steps in the lab's whole graph (for AGILAB's ready / stale)."""
+    graph = runner.full_graph
+    return {sid: graph.upstream(sid) for sid in graph.order()}
+
+
+def shared_states(
+    request: LabRequest, statuses: Sequence[StepStatus | CachedStatus], upstream: Mapping[str, Iterable[str]]
+) -> dict[str, SharedState]:
+    """Every step's state in AGILAB's words (:mod:`..plan.shared`), the failures of the lab's last
+    runs (``.agilab/failed.json``) read now: the same for a full judgment and the cached answer."""
+    from ..plan.failures import failure_reasons, read_failures
+    from ..plan.shared import shared_states as shared
+
+    lab_dir = os.path.dirname(os.path.abspath(request.file))
+    return shared(statuses, upstream, failure_reasons(read_failures(lab_dir)))
+
+
 def cached_judgment(request: LabRequest) -> tuple[list[CachedStatus], list[str]] | None:
     """Every step's stored state (and the ids of selected steps with a ``when``), while nothing the
     judgment read has changed."""
@@ -264,6 +285,7 @@ def judge(request: LabRequest, options: RunOptions | None) -> tuple[Runner, list
             statuses,
             runner.conditional(),
             before=before,
+            upstream=upstream_of(runner),
         )
     return runner, statuses
 
@@ -336,5 +358,6 @@ def run(
                 statuses,
                 runner.conditional(),
                 before=before | hashed,
+                upstream=upstream_of(runner),
             )
     return runner, result

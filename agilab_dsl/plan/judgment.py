@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 from .tempfiles import temp_path
 
-FORMAT = 1
+FORMAT = 2  # 2: each status keeps its upstream steps
 NAME = "judgment.json"
 
 
@@ -37,6 +37,7 @@ class CachedStatus(NamedTuple):
     id: str
     state: str
     reasons: tuple[str, ...]
+    upstream: tuple[str, ...] = ()  # the steps it depends on, for AGILAB's ready / stale (.shared)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "state": self.state, "reasons": list(self.reasons)}
@@ -83,7 +84,10 @@ def lookup(lab_path: str, options: Mapping[str, Any]) -> tuple[list[CachedStatus
             return None
         if any(_stat(path) != sig for path, sig in entry["files"].items()):
             return None
-        statuses = [CachedStatus(s["id"], s["state"], tuple(s["reasons"])) for s in entry["statuses"]]
+        statuses = [
+            CachedStatus(s["id"], s["state"], tuple(s["reasons"]), tuple(s["upstream"]))
+            for s in entry["statuses"]
+        ]
         return statuses, list(entry["conditional"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # damaged or foreign: judged afresh, and the next full judgment replaces it
@@ -97,9 +101,12 @@ def store(
     statuses: Iterable[Any],
     conditional: Iterable[str],
     before: Mapping[str, str] | None = None,
+    upstream: Mapping[str, Iterable[str]] | None = None,
 ) -> None:
     """Keep a full judgment. ``before`` holds the signatures taken when the judgment started: if a
-    file changed while it was computed, nothing is stored."""
+    file changed while it was computed, nothing is stored. ``upstream``: each step's upstream steps
+    (kept so that the fast answer's AGILAB states are the full judgment's)."""
+    ups = upstream or {}
     now = signatures(files)
     if before is not None and any(now.get(p) != sig for p, sig in before.items()):
         return
@@ -107,7 +114,10 @@ def store(
         "key": _key(options),
         "env": {name: os.environ.get(name) for name in sorted(set(env_names))},
         "files": now,
-        "statuses": [{"id": s.id, "state": s.state, "reasons": list(s.reasons)} for s in statuses],
+        "statuses": [
+            {"id": s.id, "state": s.state, "reasons": list(s.reasons), "upstream": sorted(ups.get(s.id, ()))}
+            for s in statuses
+        ],
         "conditional": sorted(conditional),
     }
     target = _file(lab_path)
