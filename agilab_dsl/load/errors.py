@@ -84,6 +84,14 @@ CODES: dict[str, tuple[Severity, str]] = {
         "a stage's C is not valid Python (AGILAB's validator fails it too)",
     ),
     "function-module-invalid": (Severity.ERROR, "the module a function reference names is not valid Python"),
+    "input-empty": (
+        Severity.ERROR,
+        "a parallel contract's input matches no file when it runs (allow_empty = true accepts that)",
+    ),
+    "function-unimportable": (
+        Severity.ERROR,
+        "a parallel contract's function module cannot be imported when the stage runs",
+    ),
     "parallel-outputs-overlap": (
         Severity.ERROR,
         "two parallel_safe stages that may run at once declare overlapping outputs (AGILAB blocks them)",
