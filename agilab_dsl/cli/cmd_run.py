@@ -118,7 +118,7 @@ def _run_contract(args: argparse.Namespace, contract: ParallelContract) -> int:
 
     result = attempt(args.file, contract, backend=args.backend, scheduler=args.scheduler, say=say)
     if isinstance(result, StageProblem) and not result.traceback:
-        print(f"agilab-run: {result.message}", file=sys.stderr)
+        print(result.message if result.located else f"agilab-run: {result.message}", file=sys.stderr)
         return EXIT_PROBLEMS
     if isinstance(result, StageProblem):  # a partition failed
         print(f"✗ {result.message}", file=sys.stderr)

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from typing import TextIO
 
     from ..execute.outcome import RunOptions
     from ..execute.run import Runner
     from ..execute.session import LabRequest, Refusal
     from ..plan.judgment import CachedStatus, Known
+    from ..plan.shared import SharedState
     from ..plan.stale import StepStatus
 
 EXIT_OK = 0
@@ -139,12 +140,18 @@ def judge_lab(
     return statuses
 
 
-def show_statuses(statuses: Sequence[StepStatus | CachedStatus], as_json: bool) -> None:
-    """The statuses as text or JSON (``status -v`` adds its details in cmd_status)."""
+def show_statuses(
+    statuses: Sequence[StepStatus | CachedStatus],
+    as_json: bool,
+    shared: Mapping[str, SharedState] | None = None,
+) -> None:
+    """The statuses as text or JSON (``status -v`` adds its details in cmd_status); ``shared``, the
+    states in AGILAB's words (``status``): the text shows them, the JSON adds them to each step."""
     from ..load.errors import to_json_text
     from .show import print_statuses
 
     if as_json:
-        sys.stdout.write(to_json_text({"steps": [s.to_json() for s in statuses]}) + "\n")
+        steps = [{**s.to_json(), **(shared[s.id].to_json() if shared else {})} for s in statuses]
+        sys.stdout.write(to_json_text({"steps": steps}) + "\n")
     else:
-        print_statuses(statuses, sys.stdout)
+        print_statuses(statuses, sys.stdout, shared=shared)

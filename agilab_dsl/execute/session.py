@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable, Mapping, Sequence
+
     from ..load.errors import Diagnostic
     from ..plan.graph import StepGraph
     from ..plan.interpreter import InterpreterOptions
     from ..plan.judgment import CachedStatus, Known
+    from ..plan.shared import SharedState
     from ..plan.spec import LabSpec
     from ..plan.stale import StepStatus
     from .agilab_env import AgilabOptions
@@ -230,6 +233,22 @@ def known_judgment(request: LabRequest) -> Known | None:
     if not _use_cache(request):
         return None
     return judgment.lookup_known(request.file, _judgment_key(request))
+def upstream_of(runner: Runner) -> dict[str, frozenset[str]]:
+    """Each step's upstream steps in the lab's whole graph (for AGILAB's ready / stale)."""
+    graph = runner.full_graph
+    return {sid: graph.upstream(sid) for sid in graph.order()}
+
+
+def shared_states(
+    request: LabRequest, statuses: Sequence[StepStatus | CachedStatus], upstream: Mapping[str, Iterable[str]]
+) -> dict[str, SharedState]:
+    """Every step's state in AGILAB's words (:mod:`..plan.shared`), the failures of the lab's last
+    runs (``.agilab/failed.json``) read now: the same for a full judgment and the cached answer."""
+    from ..plan.failures import failure_reasons, read_failures
+    from ..plan.shared import shared_states as shared
+
+    lab_dir = os.path.dirname(os.path.abspath(request.file))
+    return shared(statuses, upstream, failure_reasons(read_failures(lab_dir)))
 
 
 def cached_judgment(request: LabRequest) -> tuple[list[CachedStatus], list[str]] | None:
@@ -283,6 +302,7 @@ def judge(
             runner.conditional(),
             before=before,
             readers=_step_readers(runner, definition),
+            upstream=upstream_of(runner),
         )
     return runner, statuses
 
@@ -364,6 +384,7 @@ def run(
                 runner.conditional(),
                 before=before | hashed,
                 readers=_step_readers(runner, definition),
+                upstream=upstream_of(runner),
             )
     return runner, result
 

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 from .tempfiles import temp_path
 
-FORMAT = 1
+FORMAT = 2  # 2: each status keeps its upstream steps
 NAME = "judgment.json"
 
 
@@ -37,6 +37,7 @@ class CachedStatus(NamedTuple):
     id: str
     state: str
     reasons: tuple[str, ...]
+    upstream: tuple[str, ...] = ()  # the steps it depends on, for AGILAB's ready / stale (.shared)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "state": self.state, "reasons": list(self.reasons)}
@@ -111,7 +112,10 @@ def lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:
                     return None
                 now[path] = current
         affected = {sid for path in now for sid in readers[path]}
-        statuses = [CachedStatus(s["id"], s["state"], tuple(s["reasons"])) for s in entry["statuses"]]
+        statuses = [
+            CachedStatus(s["id"], s["state"], tuple(s["reasons"]), tuple(s["upstream"]))
+            for s in entry["statuses"]
+        ]
         return Known(statuses, list(entry["conditional"]), set(now), affected, entry, now)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # damaged or foreign: judged afresh, and the next full judgment replaces it
@@ -126,11 +130,14 @@ def store(
     conditional: Iterable[str],
     before: Mapping[str, str] | None = None,
     readers: Mapping[str, Iterable[str]] | None = None,
+    upstream: Mapping[str, Iterable[str]] | None = None,
 ) -> None:
     """Keep a full judgment. ``before`` holds the signatures taken when the judgment started: if a
     file changed while it was computed, nothing is stored. ``readers``: the steps each step file
     (input, output, function source, contract) belongs to; a later change to only such files
-    re-judges only those steps (:func:`lookup_known`)."""
+    re-judges only those steps (:func:`lookup_known`). ``upstream``: each step's upstream steps
+    (kept so that the fast answer's AGILAB states are the full judgment's)."""
+    ups = upstream or {}
     now = signatures(files)
     if before is not None and any(now.get(p) != sig for p, sig in before.items()):
         return
@@ -138,7 +145,10 @@ def store(
         "key": _key(options),
         "env": {name: os.environ.get(name) for name in sorted(set(env_names))},
         "files": now,
-        "statuses": [{"id": s.id, "state": s.state, "reasons": list(s.reasons)} for s in statuses],
+        "statuses": [
+            {"id": s.id, "state": s.state, "reasons": list(s.reasons), "upstream": sorted(ups.get(s.id, ()))}
+            for s in statuses
+        ],
         "conditional": sorted(conditional),
         "readers": _readers(readers or {}),
     }
@@ -159,10 +169,8 @@ def update(
     files.update({p: sig for p, sig in signed.items() if p in files})
     entry["files"] = files
     new = {s.id: s for s in statuses}
-    entry["statuses"] = [
-        {"id": s["id"], "state": new[s["id"]].state, "reasons": list(new[s["id"]].reasons)}
-        if s["id"] in new
-        else s
+    entry["statuses"] = [  # a step's upstream steps are the lab's: unchanged when only files changed
+        {**s, "state": new[s["id"]].state, "reasons": list(new[s["id"]].reasons)} if s["id"] in new else s
         for s in entry["statuses"]
     ]
     _write(lab_path, entry)
