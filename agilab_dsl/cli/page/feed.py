@@ -50,22 +50,18 @@ def lab_graph(
 
 
 def agilab_states(runner: Runner, statuses: list[StepStatus]) -> dict[str, tuple[str, list[str]]]:
-    """Each judged step in AGILAB's vocabulary (upstream steps first: ready needs them done)."""
-    from ...plan.failures import read_failures
-    from ...plan.vocabulary import agilab_state
+    """Each judged step in AGILAB's vocabulary, as ``status`` says it (:mod:`...plan.shared`)."""
+    from ...plan.failures import failure_reasons, read_failures
+    from ...plan.shared import shared_states
 
-    failures = read_failures(runner.lab_dir)
-    judged = {s.id: s for s in statuses}
-    out: dict[str, tuple[str, list[str]]] = {}
-    for sid in runner.full_graph.order():
-        status = judged.get(sid)
-        if status is None:
-            continue
-        upstream_done = all(out.get(u, ("done",))[0] == "done" for u in runner.full_graph.upstream(sid))
-        failed = failures.get(sid)
-        state, why = agilab_state(status.state, upstream_done, failed["error"] if failed else None)
-        out[sid] = (state, list(why or status.reasons))
-    return out
+    graph = runner.full_graph
+    shared = shared_states(
+        statuses,
+        {sid: graph.upstream(sid) for sid in graph.order()},
+        failure_reasons(read_failures(runner.lab_dir)),
+    )
+    reasons = {s.id: list(s.reasons) for s in statuses}
+    return {sid: (s.state, list(s.reasons) or reasons[sid]) for sid, s in shared.items()}
 
 
 def judged_graph(request: LabRequest, state: LiveState) -> Refusal | None:
