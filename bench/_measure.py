@@ -123,7 +123,7 @@ def all_fresh(status_json: str, n_steps: int) -> None:
         )
 
 
-def settle(lab_folder: Path, limit: float = 120) -> float:
+def settle(lab_folder: Path, limit: float = 600) -> float:
     """Wait until the detached history writer of the last run is done (it would otherwise compete
     for the cores with whatever is timed next); how long that took after the run returned."""
     start = time.perf_counter()
