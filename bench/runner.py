@@ -1,5 +1,9 @@
 """The runner against doit on the same workload, whole-process wall time, in this one script.
 
+The smaller, older version of bench/w1.py (issue 18), kept as it is: w1.py runs both tools from an
+installed wheel, at up to N = 100,000, checks which steps each run ran, and adds -j 2, a touched
+input, peak memory, a CPU workload and the lab file load.
+
     python bench/runner.py [--steps N] [--repeat R]
 
 Workload (issue 3): N independent one-input/one-output steps plus a final gather step. The lab is

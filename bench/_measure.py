@@ -1,0 +1,146 @@
+"""Timing one command of bench/w1.py, and telling which steps it ran.
+
+:func:`timed` runs a command as a child of this process and takes its wall time and, from
+``os.wait4``'s rusage, its peak resident memory (``ru_maxrss``: Linux reports the larger of the
+process's own peak and that of any child it waited for — a maximum, never a sum).
+
+Which steps a run of ours ran comes from the events every run that starts a step keeps in
+``.agilab/runs/<run_id>/events.jsonl`` (read after the timed run, so the check costs the run
+nothing); a run that starts nothing writes no run folder. ``status --json`` is read for the no-op
+status. doit's own output says which of its tasks ran (``.  name``) and which were up to date
+(``-- name``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class BenchFailure(SystemExit):
+    """A staleness answer that is not the expected one: the bench stops, loudly."""
+
+
+@dataclass(frozen=True)
+class Timed:
+    seconds: float
+    max_rss_mb: float
+    stdout: str
+
+
+class TimedOut(Exception):
+    pass
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float | None = None) -> Timed:
+    """Run ``cmd`` in ``cwd``; its wall time and peak RSS. Fails loudly on a non-zero exit;
+    :class:`TimedOut` (the child killed) past ``timeout`` seconds."""
+    out_path = cwd.parent / f".{cwd.name}.stdout"  # beside the folder: the tools see nothing new
+    err_path = cwd.parent / f".{cwd.name}.stderr"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        status, rusage = _wait(proc, start, timeout)
+        elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen
+    stdout = out_path.read_text(encoding="utf-8", errors="replace")
+    if proc.returncode != 0:
+        stderr = err_path.read_text(encoding="utf-8", errors="replace")
+        raise BenchFailure(f"{' '.join(cmd)} (in {cwd}) exited {proc.returncode}:\n{stderr[-3000:]}")
+    return Timed(elapsed, rusage.ru_maxrss / 1024, stdout)
+
+
+def _wait(proc: subprocess.Popen[bytes], start: float, timeout: float | None) -> tuple[int, os.struct_rusage]:
+    if timeout is None:
+        _, status, rusage = os.wait4(proc.pid, 0)
+        return status, rusage
+    while True:
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            return status, rusage
+        if time.perf_counter() - start > timeout:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            raise TimedOut(f"{' '.join(proc.args)} ran past {timeout:.0f} s")  # type: ignore[arg-type]
+        time.sleep(0.05)
+
+
+# -- ours -------------------------------------------------------------------------------------------
+def run_folders(lab_folder: Path) -> set[str]:
+    runs = lab_folder / ".agilab" / "runs"
+    return {p.name for p in runs.iterdir() if p.is_dir()} if runs.is_dir() else set()
+
+
+def ran_since(lab_folder: Path, before: set[str]) -> set[str]:
+    """The steps the runs started after ``before`` (run folder names) ran; fails loudly when a
+    run's events cannot say, or when a step failed."""
+    ran: set[str] = set()
+    for run_id in sorted(run_folders(lab_folder) - before):
+        events = lab_folder / ".agilab" / "runs" / run_id / "events.jsonl"
+        if not events.is_file():
+            raise BenchFailure(f"run {run_id} kept no events.jsonl: cannot tell which steps it ran")
+        finished = False
+        for line in events.read_text(encoding="utf-8").splitlines():
+            event = json.loads(line)
+            if event.get("kind") == "run_finished":
+                finished = True
+            if event.get("kind") != "step_finished":
+                continue
+            outcome = (event.get("payload") or {}).get("outcome") or {}
+            if outcome.get("status") == "ran":
+                ran.add(event["target_id"])
+            elif outcome.get("status") not in ("fresh", "skipped", "disabled"):
+                raise BenchFailure(f"run {run_id}: step {event['target_id']} ended {outcome.get('status')!r}")
+        if not finished:
+            raise BenchFailure(f"run {run_id}: its events.jsonl has no run_finished event")
+    return ran
+
+
+def expect(what: str, got: set[str], wanted: set[str]) -> None:
+    if got != wanted:
+        extra = sorted(got - wanted)
+        missing = sorted(wanted - got)
+        raise BenchFailure(
+            f"STALENESS CHECK FAILED — {what}: {len(got)} step(s) ran, expected {len(wanted)}"
+            f"; ran but should not: {extra[:10]}{' …' if len(extra) > 10 else ''}"
+            f"; should have run: {missing[:10]}{' …' if len(missing) > 10 else ''}"
+        )
+
+
+def all_fresh(status_json: str, n_steps: int) -> None:
+    """``status --json``: every one of the ``n_steps`` steps fresh."""
+    steps = json.loads(status_json)["steps"]
+    stale = [s["id"] for s in steps if s.get("state") != "fresh"]
+    if len(steps) != n_steps or stale:
+        raise BenchFailure(
+            f"STALENESS CHECK FAILED — no-op status: {len(steps)} steps listed (expected {n_steps}), "
+            f"not fresh: {stale[:10]}"
+        )
+
+
+def settle(lab_folder: Path, limit: float = 600) -> float:
+    """Wait until the detached history writer of the last run is done (it would otherwise compete
+    for the cores with whatever is timed next); how long that took after the run returned."""
+    start = time.perf_counter()
+    pending = lab_folder / ".agilab" / "history-pending"
+    while pending.is_dir() and any(p.suffix == ".json" for p in pending.iterdir()):
+        if time.perf_counter() - start > limit:
+            raise BenchFailure(f"the history writer did not finish in {limit:.0f} s")
+        time.sleep(0.01)
+    return time.perf_counter() - start
+
+
+# -- doit -------------------------------------------------------------------------------------------
+def doit_ran(stdout: str) -> set[str]:
+    """The tasks a doit run (verbosity 1, the default) executed: its lines ``.  name``."""
+    return {line[3:].strip() for line in stdout.splitlines() if line.startswith(".  ")}
+
+
+def doit_name(step: str) -> str:
+    """Our step id as doit's task name (``s000017`` → ``s:000017``)."""
+    return step if step == "gather" else f"s:{step[1:]}"

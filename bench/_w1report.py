@@ -1,0 +1,197 @@
+"""The printed report of bench/w1.py: the table (Markdown, as in issue 18), the lab file load, the CPU
+workload, and a verdict for each of the issue's goals 1-3 that the run measured."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from typing import Any
+
+ROWS = ("no-op status", "no-op run", "one changed", "one touched", "cold -j1", "cold -j2")
+LABELS = {
+    "no-op status": "no-op status",
+    "no-op run": "no-op run",
+    "one changed": "one input changed (2 steps run)",
+    "one touched": "one input touched (same content)",
+    "cold -j1": "cold run -j 1",
+    "cold -j2": "cold run -j 2",
+}
+
+
+def _med(samples: list[float]) -> float | None:
+    return statistics.median(samples) if samples else None
+
+
+def _ratio(size: Any, scenario: str) -> float | None:
+    ours, doit = _med(size.ours[scenario]), _med(size.doit[scenario])
+    return ours / doit if ours is not None and doit else None
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def _s(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} s"
+
+
+def print_report(
+    sizes: list[Any], cpu: dict[str, list[float]] | None, args: argparse.Namespace, context: dict[str, Any]
+) -> None:
+    load = context["load"]
+    print()
+    print(
+        f"W1 — N steps copying one input each + 1 gather; ours: {context['install']} (Python "
+        f"{context['python']}); {context['doit']}"
+    )
+    print(
+        f"{context['cores']} cores, shared (load average {load[0][0]:.2f} at the start, {load[1][0]:.2f} "
+        f"at the end); {context['minutes']:.1f} min in all. Whole-process wall time, medians; "
+        "ratio = ours / doit (below 1: ours faster);"
+    )
+    print(
+        "peak RSS = ours' largest ru_maxrss over the repeats (os.wait4: the run's process, or a child "
+        "it waited for if larger). doit's no-op status is a no-op doit run."
+    )
+    print()
+    print("| scenario | N | ours | doit | ratio | ours peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for scenario in ROWS:
+        for size in sizes:
+            ratio = _ratio(size, scenario)
+            skipped = size.doit_skipped.get(scenario)
+            doit = (
+                f"skipped ({skipped})"
+                if skipped and not size.doit[scenario]
+                else _s(_med(size.doit[scenario]))
+            )
+            rss = max(size.rss[scenario]) if size.rss[scenario] else None
+            print(
+                f"| {LABELS[scenario]} | {size.n:,} | {_s(_med(size.ours[scenario]))} | {doit} | "
+                f"{'—' if ratio is None else f'{ratio:.2f}x'} | {'—' if rss is None else f'{rss:.0f} MB'} |"
+            )
+    repeats = ", ".join(f"N = {s.n:,}: {len(s.ours['cold -j1'])}" for s in sizes)
+    print(f"(repeats: {repeats}; every run of ours was checked for which steps ran, and so was doit's)")
+    waits = [x for s in sizes for x in s.history_wait]
+    if waits:
+        print(
+            f"after a run that did something, our detached history writer finished {statistics.median(waits):.2f} s "
+            f"(median; max {max(waits):.2f} s) after the run returned; the next command was timed after it"
+        )
+    _print_load(sizes)
+    if cpu is not None:
+        j1, j2 = _med(cpu["-j1"]), _med(cpu["-j2"])
+        print()
+        print(
+            f"CPU workload: {args.cpu_steps:,} steps × {args.cpu_ms:g} ms CPU, cold, ours, median of "
+            f"{len(cpu['-j1'])}: -j 1 {_s(j1)}, -j 2 {_s(j2)}: speed-up {j1 / j2:.2f}x"
+            if j1 and j2
+            else ""
+        )
+    print()
+    for line in goals(sizes, cpu):
+        print(line)
+
+
+def _print_load(sizes: list[Any]) -> None:
+    loads = [s for s in sizes if s.load]
+    if not loads:
+        return
+    print()
+    print(
+        "The lab file load, in process (bench/_labload.py under the same interpreter): "
+        "execute.session.open_lab, as status and a run call it, against tomllib.loads of the same text"
+    )
+    print(
+        "| N | lab size | tomllib.loads | ours, no cache (parse, validate, check) | ratio | "
+        "ours through the spec cache | ratio | parse + validate only (load_lab) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for s in loads:
+        d = s.load
+        cached = f"{d['cached'] * 1000:.0f} ms" + (
+            "" if d["cache_answered"] else " (the cache did NOT answer)"
+        )
+        print(
+            f"| {s.n:,} | {d['bytes'] / 1024:,.0f} KiB | {d['tomllib'] * 1000:.0f} ms | {d['cold'] * 1000:.0f} ms | "
+            f"{d['cold'] / d['tomllib']:.2f}x | {cached} | {d['cached'] / d['tomllib']:.2f}x | "
+            f"{d['parse_validate'] * 1000:.0f} ms |"
+        )
+    print(f"(medians of {', '.join(str(s.load['repeat']) for s in loads)}, each after one untimed call)")
+
+
+def goals(sizes: list[Any], cpu: dict[str, list[float]] | None) -> list[str]:
+    by_n = {s.n: s for s in sizes}
+    out = ["Goals (issue 18):"]
+    for n in (1000, 10_000):
+        s = by_n.get(n)
+        if s is None:
+            out.append(f"  1. N = {n:,}: not measured")
+            continue
+        for scenario in ("one changed", "one touched"):
+            r = _ratio(s, scenario)
+            out.append(
+                f"  1. {LABELS[scenario]}, N = {n:,}: "
+                + ("no doit figure" if r is None else f"{r:.2f}x doit (goal ≤ 0.5x): {_verdict(r <= 0.5)}")
+            )
+    s = by_n.get(100_000)
+    if s is None:
+        out.append("  2. N = 100,000: not measured (--sizes 100000)")
+    else:
+        status, changed = _med(s.ours["no-op status"]), _med(s.ours["one changed"])
+        peak = max((x for v in s.rss.values() for x in v), default=None)
+        if status is not None:
+            out.append(f"  2. N = 100,000 no-op status {status:.2f} s (goal ≤ 1 s): {_verdict(status <= 1)}")
+        if changed is not None:
+            out.append(
+                f"  2. N = 100,000 one input changed {changed:.2f} s (goal ≤ 2 s): {_verdict(changed <= 2)}"
+            )
+        if peak is not None:
+            out.append(f"  2. N = 100,000 peak RSS {peak:.0f} MB (goal ≤ 1,024 MB): {_verdict(peak <= 1024)}")
+    for s in sizes:
+        if s.load:
+            d = s.load
+            tail = "" if s.n == 100_000 else " (the goal is at N = 100,000)"
+            out.append(
+                f"  2. lab file load, N = {s.n:,}: {d['cold'] / d['tomllib']:.2f}x tomllib without a cache, "
+                f"{d['cached'] / d['tomllib']:.2f}x through the spec cache (goal ≤ 2x){tail}: "
+                f"{_verdict(d['cold'] / d['tomllib'] <= 2)} without, {_verdict(d['cached'] / d['tomllib'] <= 2)} with"
+            )
+    s = by_n.get(1000)
+    r = _ratio(s, "cold -j1") if s else None
+    out.append(
+        "  3. cold run -j 1, N = 1,000: "
+        + ("not measured" if r is None else f"{r:.2f}x doit (goal ≤ 0.5x): {_verdict(r <= 0.5)}")
+    )
+    for s in sizes:
+        j1, j2 = _med(s.ours["cold -j1"]), _med(s.ours["cold -j2"])
+        if j1 and j2:
+            out.append(
+                f"  3. -j 2 never slower than -j 1, N = {s.n:,}: {j2:.2f} s vs {j1:.2f} s: {_verdict(j2 <= j1)}"
+            )
+    if cpu is not None and cpu["-j1"] and cpu["-j2"]:
+        speed = _med(cpu["-j1"]) / _med(cpu["-j2"])  # type: ignore[operator]
+        out.append(
+            f"  3. CPU workload -j 2 speed-up {speed:.2f}x (goal ≥ 1.7x on 2 cores): {_verdict(speed >= 1.7)}"
+        )
+    out.append("  4. start-up: bench/startup.py --wheel;  5-6. partitions and memory: bench/parallel.py")
+    return out
+
+
+def samples(sizes: list[Any], cpu: dict[str, list[float]] | None, context: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "context": context,
+        "sizes": [
+            {
+                "n": s.n,
+                "ours": s.ours,
+                "ours_rss_mb": s.rss,
+                "doit": s.doit,
+                "doit_skipped": s.doit_skipped,
+                "history_wait": s.history_wait,
+                "lab_load": s.load,
+            }
+            for s in sizes
+        ],
+        "cpu": cpu,
+    }
