@@ -136,3 +136,27 @@ def test_text_is_written_a_slice_at_a_time_without_splitting_crlf(
         spill.write_text(raw, text)
         want = text.replace("\r\n", "\n")
         assert raw.getvalue() == (want if want.endswith("\n") else want + "\n").encode(), text
+
+
+def test_joblib_parallel_still_works_after_a_pool_stage(tmp_path: Path) -> None:
+    """The pool backend keeps its own executor: joblib's reusable one stays joblib's."""
+    from joblib import Parallel, delayed
+
+    path = stage(tmp_path, "mixed")
+    run(path, "pool")
+    assert Parallel(n_jobs=2)(delayed(abs)(-n) for n in range(4)) == [0, 1, 2, 3]
+    run(path, "pool")  # and the other way round
+
+
+def test_a_stage_after_a_crashed_worker_gets_a_working_pool(tmp_path: Path) -> None:
+    (tmp_path / "dies").mkdir()
+    path = stage(tmp_path / "dies", "text")
+    funcs = tmp_path / "dies" / "funcs.py"
+    funcs.write_text(
+        funcs.read_text() + "\ndef die(part):\n    import os\n    os._exit(9)\n", encoding="utf-8"
+    )
+    path.write_text(path.read_text().replace("funcs.py:text", "funcs.py:die"), encoding="utf-8")
+    with pytest.raises(StageFailed, match=r"partition 0 \(params"):
+        run(path, "pool")
+    good = stage(tmp_path, "mixed")
+    assert run(good, "pool") == run(good, "local")

@@ -110,6 +110,7 @@ def concat_csv(results: Iterable[tuple[str, Any]], output: str) -> None:
                 write_rows(raw, value)
             except NotCsv:  # pragma: no cover - _columns refused it already
                 raise ReduceError(f"{name}: concat-csv cannot take this result") from None
+            del value  # not held while the next partition runs
 
 
 def _columns(name: str, value: Any) -> list[str]:
