@@ -70,6 +70,7 @@ def main() -> int:
         lab = folder / "lab_stages.toml"
         lab.write_text(text, encoding="utf-8")
         (folder / "app_settings.toml").write_text('[args]\ndata_in = "data"\n', encoding="utf-8")
+
         def forget_code() -> None:
             """Answers kept per code text in the process (inferred artifacts, df use) are dropped
             before each timed check: a command reads a lab's code cold."""

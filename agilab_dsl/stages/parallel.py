@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import spill
 from .backends import Failed, FunctionRef, PartitionCall, Placement, available_cores, get
 from .partition import GridError, PartitionPlan, load_grid, plan_partitions, resolve_inputs
 from .reducers import REDUCERS, ReduceError, custom
@@ -162,8 +163,10 @@ def run_contract(
     workers = max(1, workers)
     where = Placement(workers, max(1, (limit or cores) // workers), scheduler, fallback)
     engine = get(name, where, tell)
-    call = PartitionCall(function, retries, compiled=compiled)
     output = contract.output if os.path.isabs(contract.output) else os.path.join(base, contract.output)
+    call = spill.wrap(
+        PartitionCall(function, retries, compiled=compiled), engine.name, contract.reducer, output
+    )
 
     took: list[float] = []
 
@@ -173,15 +176,19 @@ def run_contract(
                 raise StageFailed(outcome)
             took.append(outcome.seconds)
             yield part.describe(), outcome.value
+            del outcome  # not held while the next partition runs (local: in this process)
 
+    stream = results()
     try:
         if contract.reducer == "custom":
             reducer = FunctionRef.parse(contract.reducer_function or "", base).load()
-            custom(reducer, results(), output)
+            custom(reducer, stream, output)
         else:
-            REDUCERS[contract.reducer](results(), output)
+            REDUCERS[contract.reducer](stream, output)
     finally:
+        stream.close()  # a stage stopped early stops its partitions now, not when collected
         engine.close()
+        spill.clean(output)  # what a failed stage's workers wrote ahead
     return StageResult(
         contract.name,
         output,

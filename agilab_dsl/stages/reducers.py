@@ -22,6 +22,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from .spill import Encoded, NotCsv, Spilled, copy_into, header_of, write_rows
+
 
 class ReduceError(Exception):
     """A result the reducer cannot take; the message names the partition."""
@@ -75,54 +77,58 @@ def concat_jsonl(results: Iterable[tuple[str, Any]], output: str) -> None:
                     raise ReduceError(f"{name} returned a row JSON cannot hold: {exc}") from None
 
 
-def _csv_rows(name: str, value: Any) -> tuple[list[str], Iterable[list[Any]] | str]:
-    """(columns, rows) of one partition's result; rows given as CSV text stay text (copied as they
-    are, not parsed and written again)."""
-    if isinstance(value, str):  # CSV text: its header is read; its rows are copied as they are
-        first, _, body = value.partition("\n")
-        header = next(csv.reader([first]), None)
-        return (list(header) if header else []), body.replace("\r\n", "\n")
-    if isinstance(value, list):
-        if not value:
-            return [], []
-        if not all(isinstance(r, dict) for r in value):
-            raise ReduceError(f"{name} returned a list that is not of row dicts (concat-csv)")
-        columns = list(value[0])
-        return columns, ([r.get(c) for c in columns] for r in value)
-    if type(value).__name__ == "Table" and hasattr(value, "to_batches"):  # a pyarrow Table
-        columns = list(value.column_names)
-
-        def rows() -> Iterator[list[Any]]:
-            for batch in value.to_batches():
-                cols = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
-                yield from (list(r) for r in zip(*cols, strict=True))
-
-        return columns, rows()
-    raise ReduceError(
-        f"{name} returned {type(value).__name__}; concat-csv takes a pyarrow Table, a list of row dicts or CSV text"
-    )
-
-
 def concat_csv(results: Iterable[tuple[str, Any]], output: str) -> None:
-    with _atomic(output) as fh:
-        writer = csv.writer(fh, lineterminator="\n")
+    """One header, then every partition's rows in order; CSV text is copied as it is (a slice at a
+    time, not parsed), a spilled result (:mod:`.spill`) is copied from its file in the kernel."""
+    with _replacing(output) as tmp, open(tmp, "wb") as raw:
         header: list[str] | None = None
         first = ""
-        for name, value in results:
-            columns, rows = _csv_rows(name, value)
-            if not columns:
-                continue  # an empty result adds nothing
+
+        def check(name: str, columns: list[str]) -> None:
+            nonlocal header, first
             if header is None:
                 header, first = columns, name
-                writer.writerow(header)
+                csv.writer(Encoded(raw), lineterminator="\n").writerow(header)
             elif columns != header:
                 raise ReduceError(
                     f"{name} returned columns {columns}, unlike {first} {header} (concat-csv needs one schema)"
                 )
-            if isinstance(rows, str):
-                fh.write(rows if not rows or rows.endswith("\n") else rows + "\n")
-            else:
-                writer.writerows(rows)
+
+        for name, value in results:
+            if isinstance(value, Spilled):
+                if value.columns:  # an empty result adds nothing
+                    check(name, list(value.columns))
+                    copy_into(raw, value.path)
+                else:
+                    os.unlink(value.path)
+                continue
+            columns = _columns(name, value)
+            if not columns:
+                continue  # an empty result adds nothing
+            check(name, columns)
+            try:
+                write_rows(raw, value)
+            except NotCsv:  # pragma: no cover - _columns refused it already
+                raise ReduceError(f"{name}: concat-csv cannot take this result") from None
+            del value  # not held while the next partition runs
+
+
+def _columns(name: str, value: Any) -> list[str]:
+    """The columns of one partition's concat-csv result; :class:`ReduceError` names a result that
+    concat-csv does not take."""
+    if isinstance(value, str):  # CSV text: its header is read; its rows are copied as they are
+        return header_of(value)[0]
+    if isinstance(value, list):
+        if not value:
+            return []
+        if not all(isinstance(r, dict) for r in value):
+            raise ReduceError(f"{name} returned a list that is not of row dicts (concat-csv)")
+        return list(value[0])
+    if type(value).__name__ == "Table" and hasattr(value, "to_batches"):  # a pyarrow Table
+        return list(value.column_names)
+    raise ReduceError(
+        f"{name} returned {type(value).__name__}; concat-csv takes a pyarrow Table, a list of row dicts or CSV text"
+    )
 
 
 REDUCERS: dict[str, Callable[[Iterable[tuple[str, Any]], str], None]] = {
