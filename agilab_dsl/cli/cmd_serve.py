@@ -44,21 +44,23 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             lab_graph(runner, state)
 
     state.on_unknown = reshape
-    try:
-        serving = start_page(args.file, args.serve, state)
-    except AddressProblem as exc:
-        print(f"agilab-run serve: error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
     feed = FileFeed(Path(args.file).resolve().parent, state)
-    feed.start()
-    try:
+    serving = None
+    try:  # Ctrl-C (or SIGTERM) from the moment the address is said stops the page cleanly
         with sigterm_interrupts():
+            try:
+                serving = start_page(args.file, args.serve, state)
+            except AddressProblem as exc:
+                print(f"agilab-run serve: error: {exc}", file=sys.stderr)
+                return EXIT_INVALID
+            feed.start()
             while serving.thread.is_alive():
                 time.sleep(0.25)
     except KeyboardInterrupt:
         pass
     finally:
         feed.close()
-        serving.close()
+        if serving is not None:
+            serving.close()
     print("agilab-run: live page stopped", file=sys.stderr)
     return EXIT_OK
