@@ -29,6 +29,7 @@ from ..plan.stale import StepStatus, components, reasons
 from ..plan.state import LabState, StepRecord, new_run_id
 from .agilab_env import AgilabOptions, step_context, with_frame
 from .executors import executor
+from .follow import follow
 from .judged import JudgedFiles
 from .machine import Machine, Warm
 from .outcome import (
@@ -194,6 +195,7 @@ class Runner(JudgedFiles):
         LocalCluster up between runs: this run neither starts nor ends them."""
         reporter = reporter or SilentReporter()
         run_id = run_id or new_run_id()
+        reporter, unfollow = follow(reporter, self.lab_dir / ".agilab" / "runs" / run_id)  # live output
         if not options.jobs:
             options = dataclasses.replace(options, jobs=self.jobs(options))
         machine = (
@@ -312,6 +314,7 @@ class Runner(JudgedFiles):
             raise
         finally:
             threads.shutdown(wait=True, cancel_futures=True)
+            unfollow()
             if not interrupted and warm is None:
                 pool.release()  # the workers exit while the state is saved
             try:

@@ -17,6 +17,7 @@ from typing import Any
 
 from .backends import Failed, FunctionRef, PartitionCall, Placement, available_cores, get
 from .partition import GridError, PartitionPlan, load_grid, plan_partitions, resolve_inputs
+from .progress import StageProgress
 from .reducers import REDUCERS, ReduceError, custom
 from .splits import Partition, make_partitions
 
@@ -114,6 +115,7 @@ def run_contract(
     fallback: str | None = None,
     compiled: bool = False,
     say: Callable[[str], None] | None = None,
+    progress: str | None = None,
 ) -> StageResult:
     """Run a validated contract (a :class:`~agilab_dsl.load.model.ParallelContract`).
 
@@ -121,6 +123,8 @@ def run_contract(
     stage starts when it shares the machine with other stages (``-j N``); inner thread pools get
     ``cores // processes`` threads each. ``compiled`` (the cython bit) prefers a compiled twin of
     the function's module. ``say`` hears what is worth telling (auto's choice, the dashboard link).
+    ``progress``: a file that receives a JSON line per partition started and finished
+    (:mod:`.progress`).
     """
     started = time.perf_counter()
     notes: list[str] = []
@@ -153,9 +157,11 @@ def run_contract(
     output = contract.output if os.path.isabs(contract.output) else os.path.join(base, contract.output)
 
     took: list[float] = []
+    tracked = StageProgress(progress, len(parts), engine.name, _dashboard(engine))
 
     def results() -> Iterator[tuple[str, Any]]:
-        for part, outcome in engine.map(call, parts):
+        for part, outcome in engine.map(call, parts, tracked.started if progress else None):
+            tracked.finished(part.describe(), not isinstance(outcome, Failed))
             if isinstance(outcome, Failed):
                 raise StageFailed(outcome)
             took.append(outcome.seconds)
@@ -168,6 +174,7 @@ def run_contract(
         else:
             REDUCERS[contract.reducer](results(), output)
     finally:
+        tracked.close()
         engine.close()
     return StageResult(
         contract.name,
@@ -181,6 +188,15 @@ def run_contract(
         _spread(took),
         os.path.getsize(output) if os.path.exists(output) else 0,
     )
+
+
+def _dashboard(engine: Any) -> str | None:
+    """The Dask dashboard link of a backend (or of the Dask backend it wraps), if it has one."""
+    for backend in (engine, getattr(engine, "inner", None)):
+        link = getattr(backend, "dashboard", None)
+        if isinstance(link, str) and link:
+            return link
+    return None
 
 
 def _spread(seconds: list[float]) -> dict[str, float] | None:
@@ -261,6 +277,7 @@ def serve(
         cores=req.get("cores"),
         limit=req.get("limit"),
         say=say,
+        progress=req.get("progress"),
     )
     if isinstance(result, StageProblem):
         complain(f"{result.message}\n{result.traceback}".rstrip("\n"))

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..splits import Partition
-from . import Failed, PartitionCall
+from . import Failed, PartitionCall, Started
 
 
 class PoolBackend:
@@ -22,7 +22,9 @@ class PoolBackend:
         self.workers = max(1, workers)
         self.threads = max(1, threads)
 
-    def map(self, call: PartitionCall, parts: list[Partition]) -> Iterator[tuple[Partition, Any]]:
+    def map(
+        self, call: PartitionCall, parts: list[Partition], started: Started = None
+    ) -> Iterator[tuple[Partition, Any]]:
         if not parts:
             return
         import os
@@ -37,7 +39,14 @@ class PoolBackend:
             os.environ.setdefault(name, value)
         with parallel_config(backend="loky", inner_max_num_threads=self.threads):
             parallel = Parallel(n_jobs=min(self.workers, len(parts)), return_as="generator")
-        results = parallel(delayed(call)(p) for p in parts)
+
+        def dispatched() -> Iterator[Any]:  # joblib takes each call as it hands it to a worker
+            for p in parts:
+                if started is not None:
+                    started(p.describe())
+                yield delayed(call)(p)
+
+        results = parallel(dispatched())
         position = 0
         try:
             for outcome in results:
