@@ -287,7 +287,7 @@ def test_logs_keep_what_a_step_printed_even_when_it_crashed(tmp_path: Path, caps
     assert Path(got["bad"]["log"]).read_text() == "about to crash\n"
     assert "│ about to crash" in captured.err
     assert "log" not in got["free"]  # a step that printed nothing leaves no log file
-    assert sorted(p.name for p in Path(got["bad"]["log"]).parent.iterdir()) == ["bad.log"]
+    assert sorted(p.name for p in Path(got["bad"]["log"]).parent.iterdir()) == ["bad.log", "events.jsonl"]
 
 
 def test_without_keep_going_independent_steps_stop(tmp_path: Path, capsys) -> None:

@@ -18,7 +18,7 @@ from .common import (
     run_options,
     show_statuses,
 )
-from .progress import Reporting, sigterm_interrupts
+from .progress import Reporting, close_events, events_hub, sigterm_interrupts
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -45,7 +45,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .cmd_watch import run_watch
 
         return run_watch(args, request)
-    cached = None if args.force else session.cached_judgment(request)
+    if args.events == "-" and args.json:
+        print(
+            "agilab-run: error: --events - and --json both write to stdout: give --events a PATH",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    # with --events, even a run with nothing to do goes through the runner (its events are the answer)
+    cached = None if args.force or args.events else session.cached_judgment(request)
     if cached is not None:
         statuses, conditional = cached
         if args.dry_run:
@@ -63,8 +70,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         show_statuses(judged, args.json)
         return EXIT_OK
     reporting = Reporting(args)
-    with sigterm_interrupts():
-        ran = session.run(request, options, reporting.reporter_for, say=_say)
+    hub = events_hub(args.events)
+    if isinstance(hub, int):
+        return hub
+    try:
+        with sigterm_interrupts():
+            ran = session.run(request, options, reporting.reporter_for, say=_say, events=hub)
+    finally:
+        close_events(hub)
     if isinstance(ran, session.Refusal) and ran.kind == "contract":
         return _run_contract(args, ran.value)
     if isinstance(ran, session.Refusal):

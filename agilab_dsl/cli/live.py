@@ -32,7 +32,7 @@ BAR = 24  # the bar's width in cells
 class LiveReporter(TextReporter):
     """The run on a terminal: finished steps' lines above, the running steps in a live block."""
 
-    live = frozenset({"output", "progress"})
+    wants_live = frozenset({"output", "progress"})
 
     def __init__(self, out: TextIO, width: int = 20, color: bool = True, verbose: bool = False) -> None:
         super().__init__(out, width, color=color, verbose=verbose)

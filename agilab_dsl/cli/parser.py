@@ -359,6 +359,12 @@ def build_run_parser() -> argparse.ArgumentParser:
         action="store_true",
         help='print {"run_id", "steps": [{"id", "status", "reasons"}]} on stdout',
     )
+    parser.add_argument(
+        "--events",
+        metavar="PATH",
+        help="also write the run's events as JSON lines to PATH ('-': stdout); every run that starts a "
+        "step keeps them in .agilab/runs/<run_id>/events.jsonl",
+    )
     _add_lab_options(parser)
     return parser
 

@@ -89,7 +89,7 @@ class PlainReporter(TextReporter):
         every: float = EVERY,
     ) -> None:
         super().__init__(out, width, color=color, verbose=verbose)
-        self.live = frozenset({"progress", "output"} if verbose else {"progress"})
+        self.wants_live = frozenset({"progress", "output"} if verbose else {"progress"})
         self.every = every
         self.running = RunningSteps()
         self._ticker: threading.Thread | None = None

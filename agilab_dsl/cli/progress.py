@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from types import FrameType
     from typing import TextIO
 
+    from ..execute.events import EventHub
     from ..execute.outcome import RunResult
     from ..execute.run import Runner
     from .show import TextReporter
@@ -85,3 +86,27 @@ def no_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def events_hub(target: str | None) -> EventHub | int | None:
+    """``--events PATH|-``: a hub writing the run's events there; None without the option; the exit
+    status when PATH cannot be opened (said)."""
+    if not target:
+        return None
+    from ..execute.events import EventHub, JsonlSink
+    from ..load.errors import os_error
+    from .common import EXIT_INVALID
+
+    try:
+        sink = JsonlSink(sys.stdout if target == "-" else target)
+    except OSError as exc:
+        print(f"agilab-run: error: --events: {os_error(exc)}", file=sys.stderr)
+        return EXIT_INVALID
+    return EventHub([sink])
+
+
+def close_events(hub: EventHub | int | None) -> None:
+    for sink in getattr(hub, "sinks", ()):
+        close = getattr(sink, "close", None)
+        if close is not None:
+            close()

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..execute.logs import LOG_TAIL, log_tail, stage_result
+from ..execute.outcome import SilentReporter
 
 if TYPE_CHECKING:  # pragma: no cover - this module stays light: the judgment cache prints through it
     from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover - this module stays light: the judgment ca
 MARKS = {"ran": "✓", "fresh": "=", "skipped": "-", "disabled": "·", "failed": "✗", "blocked": "!"}
 
 
-class TextReporter:
+class TextReporter(SilentReporter):
     """One line per step event; a failed step's log tail (its traceback) printed under its id.
     Fresh steps are counted in the summary and listed only when ``verbose``."""
 

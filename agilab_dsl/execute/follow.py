@@ -8,9 +8,9 @@ is new to the reporter: ``step_output(step_id, line)`` for each whole line print
 ``step_progress(step_id, progress)`` for each partition event. When a step finishes, what is left in
 its files is read before the reporter hears ``step_finished``, so its last lines come first.
 
-The thread runs only for a reporter that wants it: one whose ``live`` attribute names
-``"output"`` and/or ``"progress"`` (a reporter forwarding to others, with a ``reporters``
-attribute, wants what they want). Nothing here prints.
+The thread runs only for a reporter that wants it: one whose ``wants_live`` attribute is true
+(everything) or names what it wants, ``"output"`` and/or ``"progress"`` (a reporter forwarding to
+others, with a ``reporters`` attribute, wants what they want). Nothing here prints.
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ def progress_file(log: str | Path) -> Path:
 
 def live_wants(reporter: Any) -> frozenset[str]:
     """What a reporter (or those it forwards to) wants followed: ``"output"``, ``"progress"``."""
-    live = getattr(reporter, "live", None)
-    wants = KINDS if live is True else frozenset(live or ()) & KINDS
-    for inner in getattr(reporter, "reporters", ()) or ():
-        wants |= live_wants(inner)
-    return wants
+    inner = getattr(reporter, "reporters", None)
+    if inner is not None:  # a fan-out (outcome.Reporters): what those it forwards to want
+        return frozenset().union(*(live_wants(r) for r in inner))
+    live = getattr(reporter, "wants_live", None)
+    return KINDS if live is True else frozenset(live or ()) & KINDS
 
 
 class _Tail:

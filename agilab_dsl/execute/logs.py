@@ -10,6 +10,13 @@ from typing import Any
 LOG_TAIL = 40  # lines of a failed step's log printed under its id
 
 
+def log_path(lab_dir: Path, run_id: str, step_id: str, attempt: int = 1) -> Path:
+    """Where a step's output goes: ``.agilab/runs/<run_id>/<step>.log`` (``<step>.<n>.log`` for
+    attempt n > 1)."""
+    suffix = f".{attempt}" if attempt > 1 else ""
+    return lab_dir / ".agilab" / "runs" / run_id / f"{step_id}{suffix}.log"
+
+
 def log_tail(path: str | None, lines: int = LOG_TAIL) -> list[str]:
     if not path:
         return []
@@ -24,3 +31,14 @@ def stage_result(returned: object) -> dict[str, Any] | None:
     """What a parallel stage's step handed back (its partitions, backend and notes), if it is one."""
     inner = returned.get("returned") if isinstance(returned, dict) else None
     return inner if isinstance(inner, dict) and "partitions" in inner else None
+
+
+def failure_line(error: str | None, log: str | None) -> str:
+    """One line saying why a step failed: the exception its log ends with (``ValueError: …``) when
+    the error is only its exit status, else the error's first line."""
+    first = next((line.strip() for line in (error or "").splitlines() if line.strip()), "failed")
+    if first.startswith("exited with status"):
+        tail = [line for line in log_tail(log, 5) if line.strip() and not line.startswith(" ")]
+        if tail:
+            return tail[-1].strip()
+    return first

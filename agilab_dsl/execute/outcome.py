@@ -4,7 +4,7 @@ reporter protocol the scheduling loop sends outcomes to (the loop itself prints 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -80,17 +80,42 @@ class RunResult:
 
 
 class Reporter(Protocol):
+    """What the scheduling loop tells as a run goes (see README "Event stream": each call
+    becomes one event of the run's stream, :mod:`agilab_dsl.execute.events`). Called from the run's
+    threads: a reporter locks what it shares."""
+
+    def run_started(self, run_id: str, states: Mapping[str, str]) -> None: ...
+    def step_queued(self, step_id: str, why: list[str]) -> None: ...
     def step_started(
         self, step_id: str, why: list[str], attempt: int, interpreter: str | None = None
     ) -> None: ...
+    def step_progress(self, step_id: str, progress: Mapping[str, Any]) -> None: ...
+    def step_output(self, step_id: str, line: str) -> None: ...
     def step_finished(self, outcome: StepOutcome) -> None: ...
     def note(self, text: str) -> None: ...
+    def run_finished(self, result: RunResult) -> None: ...
 
 
 class SilentReporter:
+    """Hears everything, says nothing: the base of every reporter (each overrides what it shows)."""
+
+    wants_live = False  # True: the run follows running steps' logs and progress files for it
+
+    def run_started(self, run_id: str, states: Mapping[str, str]) -> None:
+        return None
+
+    def step_queued(self, step_id: str, why: list[str]) -> None:
+        return None
+
     def step_started(
         self, step_id: str, why: list[str], attempt: int, interpreter: str | None = None
     ) -> None:
+        return None
+
+    def step_progress(self, step_id: str, progress: Mapping[str, Any]) -> None:
+        return None
+
+    def step_output(self, step_id: str, line: str) -> None:
         return None
 
     def step_finished(self, outcome: StepOutcome) -> None:
@@ -98,3 +123,48 @@ class SilentReporter:
 
     def note(self, text: str) -> None:
         return None
+
+    def run_finished(self, result: RunResult) -> None:
+        return None
+
+
+class Reporters(SilentReporter):
+    """Several reporters heard as one (the terminal's and the event stream's)."""
+
+    def __init__(self, *reporters: Reporter) -> None:
+        self.reporters = [r for r in reporters if r is not None]
+        self.wants_live = any(getattr(r, "wants_live", False) for r in self.reporters)
+
+    def run_started(self, run_id: str, states: Mapping[str, str]) -> None:
+        for r in self.reporters:
+            r.run_started(run_id, states)
+
+    def step_queued(self, step_id: str, why: list[str]) -> None:
+        for r in self.reporters:
+            r.step_queued(step_id, why)
+
+    def step_started(
+        self, step_id: str, why: list[str], attempt: int, interpreter: str | None = None
+    ) -> None:
+        for r in self.reporters:
+            r.step_started(step_id, why, attempt, interpreter)
+
+    def step_progress(self, step_id: str, progress: Mapping[str, Any]) -> None:
+        for r in self.reporters:
+            r.step_progress(step_id, progress)
+
+    def step_output(self, step_id: str, line: str) -> None:
+        for r in self.reporters:
+            r.step_output(step_id, line)
+
+    def step_finished(self, outcome: StepOutcome) -> None:
+        for r in self.reporters:
+            r.step_finished(outcome)
+
+    def note(self, text: str) -> None:
+        for r in self.reporters:
+            r.note(text)
+
+    def run_finished(self, result: RunResult) -> None:
+        for r in self.reporters:
+            r.run_finished(result)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from ..plan.fingerprint import digest
 from ..plan.resolve import ResolvedStep
 from ..plan.spec import LabSpec
 from ..plan.state import LabState
-from .logs import log_tail, stage_result
+from .logs import failure_line, log_tail, stage_result
 from .outcome import StepOutcome
 
 
@@ -136,3 +136,26 @@ def _error_text(outcome: StepOutcome) -> str | None:
         return None
     last = next((line.strip() for line in reversed(log_tail(outcome.log, 5)) if line.strip()), "")
     return f"{outcome.error}: {last}" if last and last not in outcome.error else outcome.error
+
+
+def remember_failures(
+    lab_dir: Path, run_id: str, outcomes: Iterable[StepOutcome], note: Callable[[str], None]
+) -> None:
+    """Keep which steps failed in this run (and forget those that ran) for ``status`` and the live
+    page (:mod:`agilab_dsl.plan.failures`). An interrupted step is not a failure of its own."""
+    from ..load.errors import os_error
+    from ..plan.failures import update_failures
+
+    failed: dict[str, str | None] = {}
+    succeeded: set[str] = set()
+    for o in outcomes:
+        if o.status == "ran":
+            succeeded.add(o.id)
+        elif o.status == "failed" and o.error != "interrupted":
+            failed[o.id] = failure_line(o.error, o.log)
+    if not failed and not succeeded:
+        return
+    try:
+        update_failures(lab_dir, run_id, failed, succeeded)
+    except OSError as exc:
+        note(f"state: the failed steps could not be kept ({os_error(exc)})")

@@ -28,6 +28,7 @@ from ..plan.spec import LabSpec
 from ..plan.stale import StepStatus, components, reasons
 from ..plan.state import LabState, StepRecord, new_run_id
 from .agilab_env import AgilabOptions, step_context, with_frame
+from .events import EventHub, RunStream
 from .executors import executor
 from .follow import follow
 from .judged import JudgedFiles
@@ -42,7 +43,7 @@ from .outcome import (
     StepOutcome,
     not_run,
 )
-from .recording import record_run
+from .recording import record_run, remember_failures
 from .steps import StepExecutor
 
 
@@ -190,14 +191,17 @@ class Runner(JudgedFiles):
         run_id: str | None = None,
         execute: Callable[[ResolvedStep, str, int], StepOutcome] | None = None,
         warm: Warm | None = None,
+        events: EventHub | None = None,
     ) -> RunResult:
         """Run the selected stale steps. ``warm`` (watch mode) keeps the step workers and a Dask
-        LocalCluster up between runs: this run neither starts nor ends them."""
-        reporter = reporter or SilentReporter()
+        LocalCluster up between runs: this run neither starts nor ends them. Its events go to the
+        run's ``events.jsonl`` and to ``events`` (a caller's hub)."""
         run_id = run_id or new_run_id()
-        reporter, unfollow = follow(reporter, self.lab_dir / ".agilab" / "runs" / run_id)  # live output
         if not options.jobs:
             options = dataclasses.replace(options, jobs=self.jobs(options))
+        stream = RunStream(self.lab_dir, run_id, str(self.lab.path), options.jobs, events)
+        reporter = stream.reporter(reporter or SilentReporter())
+        reporter, unfollow = follow(reporter, self.lab_dir / ".agilab" / "runs" / run_id)  # live output
         machine = (
             warm.machine(options, self.settings, reporter)
             if warm
@@ -232,6 +236,7 @@ class Runner(JudgedFiles):
             rank = {sid: n for n, sid in enumerate(order)}
             waiting = {sid: len(self.full_graph.upstream(sid) & selected) for sid in order}
             ready = deque(sid for sid in order if waiting[sid] == 0)
+            reporter.run_started(run_id, {sid: "waiting" if waiting[sid] else "ready" for sid in order})
             runnable: deque[tuple[str, dict[str, Any], list[str]]] = deque()  # judged stale, not started
 
             def settle(sid: str, outcome: StepOutcome) -> None:
@@ -255,6 +260,7 @@ class Runner(JudgedFiles):
                     else:
                         assert comps is not None
                         runnable.append((sid, comps, why))
+                        reporter.step_queued(sid, why)
                 # ... and start at most -j at a time
                 while runnable and len(running) < options.jobs:
                     sid, comps, why = runnable.popleft()
@@ -347,8 +353,13 @@ class Runner(JudgedFiles):
                     recorded = True
                 except OSError as exc:  # the run itself is complete and saved; only its record is not
                     reporter.note(f"history: this run is not recorded ({os_error(exc)})")
-        lab_order = [sid for sid in self.lab.ids if sid in settled]
-        return RunResult(run_id, [settled[sid] for sid in lab_order], interrupted, recorded)
+            if execute_is_real:
+                remember_failures(self.lab_dir, run_id, settled.values(), reporter.note)
+            lab_order = [sid for sid in self.lab.ids if sid in settled]
+            result = RunResult(run_id, [settled[sid] for sid in lab_order], interrupted, recorded)
+            reporter.run_finished(result)
+            stream.close()
+        return result
 
     def _decide(
         self,

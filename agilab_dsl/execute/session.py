@@ -275,12 +275,14 @@ def run(
     say: Callable[[str], None] | None = None,
     warm: Any = None,
     opened: Runner | None = None,
+    events: Any = None,
 ) -> tuple[Runner, RunResult] | Refusal:
     """Run the lab under its lock; afterwards, when every selected step is fresh, keep that as the
     judgment. ``reporter_for`` makes the reporter once the lab is open (it may size columns to the
     ids); ``say`` hears that the run waits for the lab's lock, and why. ``opened``: run this
     runner's definition instead of the file's (watch mode, the last good one while the file is
-    broken); no judgment is kept then, the file on disk being another definition."""
+    broken); no judgment is kept then, the file on disk being another definition. ``events``: an
+    :class:`~.events.EventHub` the run's events also go to."""
     from ..plan import judgment
     from ..plan.state import LabState, lab_lock
     from ..plan.tempfiles import sweep
@@ -310,7 +312,7 @@ def run(
         outputs = (os.path.join(runner.lab_dir, p) for s in runner.resolved.values() for p in s.outputs)
         sweep({os.path.dirname(p) for p in outputs})  # temporary files of killed writers, beside outputs
         before |= judgment.signatures([f for f in files if f not in data and f not in state_files])
-        result = runner.run(options, reporter, warm=warm)
+        result = runner.run(options, reporter, warm=warm, events=events)
     selected = {o.id for o in result.outcomes}
     complete = all(o.status in ("ran", "fresh", "disabled") for o in result.outcomes)
     if opened is None and _use_cache(request) and complete and not selected & set(runner.conditional()):

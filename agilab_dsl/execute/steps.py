@@ -21,6 +21,7 @@ from ..plan.resolve import ResolvedStep
 from ..plan.state import STEPS_LOCK
 from .agilab_env import StepContext, step_extras
 from .follow import progress_file
+from .logs import log_path
 from .machine import Machine, contract_backend
 from .outcome import StepOutcome
 
@@ -49,10 +50,9 @@ class StepExecutor:
         chosen = self.interpreter(step.id) if self.interpreter is not None else None
         if chosen is not None and chosen.problem is not None:
             return StepOutcome(step.id, "failed", error=chosen.problem)
-        run_dir = self.lab_dir / ".agilab" / "runs" / run_id
-        suffix = f".{attempt}" if attempt > 1 else ""
-        log = run_dir / f"{step.id}{suffix}.log"
-        result_file = run_dir / f"{step.id}{suffix}.json"
+        log = log_path(self.lab_dir, run_id, step.id, attempt)
+        run_dir = log.parent
+        result_file = log.with_suffix(".json")
         declared = [out for out in step.outputs if out not in step.inferred]  # the code makes its own
         for out in declared:  # a rendered path, or a symlink made since check: judged again, now
             problem = output_problem(out, self.lab_dir, allow_outside=stage.allow_outside)

@@ -161,7 +161,7 @@ def run_contract(
 
     def results() -> Iterator[tuple[str, Any]]:
         for part, outcome in engine.map(call, parts, tracked.started if progress else None):
-            tracked.finished(part.describe(), not isinstance(outcome, Failed))
+            tracked.finished(part.describe(), outcome.error if isinstance(outcome, Failed) else None)
             if isinstance(outcome, Failed):
                 raise StageFailed(outcome)
             took.append(outcome.seconds)

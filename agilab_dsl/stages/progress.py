@@ -8,7 +8,8 @@ far, so that whoever follows the file (:mod:`agilab_dsl.execute.follow`) needs o
     {"event": "started"|"finished", "partition": "partition 3 (data/f3.csv)", "done": 3,
      "total": 16, "failed": 0, "backend": "pool", "dashboard": "http://127.0.0.1:8787/status"}
 
-(``dashboard`` only for a Dask backend). Nothing here fails a stage: a progress file that cannot be
+(``dashboard`` only for a Dask backend; a partition that failed adds ``"error"``, its exception in
+one line). Nothing here fails a stage: a progress file that cannot be
 written is given up silently (the stage's result and log are what count).
 """
 
@@ -41,13 +42,13 @@ class StageProgress:
     def started(self, partition: str) -> None:
         self._write("started", partition)
 
-    def finished(self, partition: str, ok: bool) -> None:
+    def finished(self, partition: str, error: str | None = None) -> None:
         with self._lock:
             self.done += 1
-            self.failed += 0 if ok else 1
-        self._write("finished", partition)
+            self.failed += 0 if error is None else 1
+        self._write("finished", partition, error)
 
-    def _write(self, event: str, partition: str) -> None:
+    def _write(self, event: str, partition: str, error: str | None = None) -> None:
         if self._out is None:
             return
         with self._lock:
@@ -61,6 +62,8 @@ class StageProgress:
             }
             if self.dashboard:
                 line["dashboard"] = self.dashboard
+            if error is not None:
+                line["error"] = error
             try:
                 self._out.write(json.dumps(line) + "\n")
                 self._out.flush()
