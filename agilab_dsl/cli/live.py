@@ -23,7 +23,7 @@ from .plain import Running, RunningSteps
 from .show import TextReporter
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..execute.outcome import StepOutcome
+    from ..execute.outcome import RunResult, StepOutcome
 
 REFRESH = 10  # redraws per second
 BAR = 24  # the bar's width in cells
@@ -80,6 +80,9 @@ class LiveReporter(TextReporter):
         self.running.output(step_id, line)
         if self.verbose:
             self._line(f"{step_id:<{self.width}} │ {line}")
+
+    def run_finished(self, result: RunResult) -> None:
+        self.close()
 
     def close(self) -> None:
         with self._lock:
