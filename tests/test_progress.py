@@ -338,3 +338,48 @@ def test_a_step_log_is_written_while_the_step_runs(tmp_path: Path) -> None:
     finally:
         assert proc.wait(timeout=60) == 0
     assert logs[0].read_text() == "hello from sleepy\nbye\n"
+
+
+def test_every_backend_reports_each_partition_started_and_finished(
+    tmp_path: Path, on: dict[str, object]
+) -> None:
+    slow_lab(tmp_path, partitions=4, function="bad")
+    (tmp_path / "funcs.py").write_text(SLOW + "\ndef fine(part):\n    return {'i': part.index}\n")
+    path = tmp_path / "parallel_stage.toml"
+    path.write_text(path.read_text().replace("funcs.py:bad", "funcs.py:fine"))
+    progress = tmp_path / "p.progress.jsonl"
+    run_contract(load(path, "contract"), path, cores=2, progress=str(progress), **on)  # type: ignore[arg-type]
+    lines = [json.loads(x) for x in progress.read_text().splitlines()]
+    started = [x["partition"] for x in lines if x["event"] == "started"]
+    finished = [x for x in lines if x["event"] == "finished"]
+    assert sorted(started) == sorted(x["partition"] for x in finished) and len(started) == 4
+    assert [x["done"] for x in finished] == [1, 2, 3, 4] and {x["total"] for x in lines} == {4}
+    assert {x["backend"] for x in lines} == {on["backend"]}
+    if on["backend"] == "dask":  # its dashboard, for the terminal to show
+        assert all(x["dashboard"].startswith("http") for x in lines)
+
+
+def test_a_dumb_terminal_gets_plain_lines(tmp_path: Path) -> None:
+    lab = slow_lab(tmp_path, partitions=2, sleepy=0.2)
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [*RUN, str(lab), "-v"], stdin=slave, stdout=slave, stderr=slave, env=env(TERM="dumb"), close_fds=True
+    )
+    os.close(slave)
+    seen = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 60)
+            try:
+                chunk = os.read(master, 65536) if ready else b""
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        proc.wait(timeout=30)
+        os.close(master)
+    text = seen.decode("utf-8", errors="replace")
+    assert proc.returncode == 0, text
+    assert "\x1b" not in text and "sleepy │ hello from sleepy" in text and "✓ stats" in text
