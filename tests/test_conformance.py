@@ -27,7 +27,15 @@ INVALID = [p for p in INVALID if p.name != "app_settings.toml"]
 VALID = sorted(p for p in (CONFORMANCE / "valid").glob("*.toml"))
 # Codes about the file itself, which a file in a folder cannot show; tests/test_cli.py covers them.
 # stage-no-inputs is an info `check` adds beside check_file's diagnostics (tests/test_infer.py).
-NOT_REPRESENTABLE = {"file-missing", "file-unreadable", "stage-no-inputs"}
+# input-empty and function-unimportable are found when a contract runs, not when it is checked
+# (tests/test_parallel.py covers them).
+NOT_REPRESENTABLE = {
+    "file-missing",
+    "file-unreadable",
+    "stage-no-inputs",
+    "input-empty",
+    "function-unimportable",
+}
 
 
 def diagnostics_of(path: Path) -> list[str]:

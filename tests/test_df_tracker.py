@@ -171,7 +171,9 @@ def test_df_chains_through_two_safe_action_steps(shop: Path, capsys: pytest.Capt
         (e.upstream, e.downstream, e.kind) for e in runner.full_graph.edges
     }
     assert main(["graph", str(shop)]) == 0
-    assert capsys.readouterr().out.count("s0 --> s1") == 1  # one arrow: sequence and df join them
+    mermaid = capsys.readouterr().out
+    assert mermaid.count("s0 --") == 1  # one arrow: sequence and df join them
+    assert "  s0 -->|lab_out.csv| s1\n" in mermaid  # named by the frame it hands over
 
 
 def test_a_changed_input_frame_makes_the_df_steps_stale(

@@ -429,7 +429,7 @@ def test_graph_command_draws_inferred_edges(tmp_path: Path, capsys: pytest.Captu
         encoding="utf-8",
     )
     assert main(["graph", str(path), "--format", "dot"]) == 0
-    assert "s0 -> s1;" in capsys.readouterr().out
+    assert 's0 -> s1 [label="a.txt"];' in capsys.readouterr().out  # the arrow names what it carries
     assert main(["graph", str(path), "--format", "dot", "--no-infer"]) == 0
     assert "->" not in capsys.readouterr().out
 

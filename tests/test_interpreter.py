@@ -279,7 +279,7 @@ def test_a_runpy_step_runs_in_the_lab_projects_venv_and_says_so(tmp_path: Path, 
     assert f"▶ which running: never ran — python: {venv_python} (the lab's project)" in err
     assert main(["status", str(lab), "-v"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines() == ["which  fresh", f"    python: {venv_python} (the lab's project {root})"]
+    assert out.splitlines() == ["which  done", f"    python: {venv_python} (the lab's project {root})"]
     assert main(["status", str(lab), "-v", "--json"]) == 0
     (step,) = json.loads(capsys.readouterr().out)["steps"]
     assert step["interpreter"] == {
@@ -391,7 +391,7 @@ def test_an_agi_step_with_a_relative_e_uses_apps_path(tmp_path: Path, capsys, mo
     monkeypatch.setenv("APPS_PATH", str(apps))  # the variable does the same
     assert main(["status", str(lab), "-v"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "which  fresh",
+        "which  done",
         f"    python: {venv_python} (E = 'demo_project')",
     ]
 

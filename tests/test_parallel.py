@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agilab_dsl.check.files import load
-from agilab_dsl.stages.parallel import StageFailed, run_contract
+from agilab_dsl.stages.parallel import Located, StageFailed, attempt, run_contract
 from agilab_dsl.stages.splits import Partition, make_partitions
 
 FUNCS = """
@@ -187,8 +187,10 @@ def test_parameter_sweep_over_a_toml_grid_of_axes(tmp_path: Path, on: dict[str, 
     assert [p["product"] for p in lines] == [10, 20, 20, 40, 30, 60]
 
 
-def test_empty_input_writes_an_empty_output(tmp_path: Path, on: dict[str, object]) -> None:
-    path = contract(tmp_path, input="nothing/*.csv", reducer="collect-json", output="out/r.json")
+def test_empty_input_writes_an_empty_output_when_allowed(tmp_path: Path, on: dict[str, object]) -> None:
+    path = contract(
+        tmp_path, input="nothing/*.csv", reducer="collect-json", output="out/r.json", allow_empty=True
+    )
     assert json.loads(run(path, on)) == []
 
 
@@ -437,3 +439,42 @@ def test_a_partition_that_keeps_killing_dask_workers_fails_named(tmp_path: Path)
         run(path, "dask")
     assert str(info.value).startswith("partition 0 (") and "KilledWorker" in str(info.value)
     assert not (tmp_path / "out" / "r.json").exists()
+
+
+def test_an_input_matching_no_file_is_a_located_error(tmp_path: Path) -> None:
+    path = contract(tmp_path, input="nothing/*.csv", reducer="collect-json", output="out/r.json")
+    with pytest.raises(Located) as info:
+        run(path, "pool")
+    d = info.value.diagnostic
+    assert (d.code, d.line, d.column) == ("input-empty", 5, 9)  # at the glob's value
+    assert d.message.startswith("input 'nothing/*.csv' matches no file")
+    assert "allow_empty = true" in (d.hint or "")
+    assert not (tmp_path / "out").exists()  # no output written
+    problem = attempt(path, backend="local")
+    assert problem.located and problem.message.startswith(f"{path}:5:9: error[input-empty]")
+    assert not problem.traceback
+
+
+@pytest.mark.parametrize("backend", ["local", "pool", "auto"])
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("import nosuch_dependency\n", "ModuleNotFoundError: No module named 'nosuch_dependency'"),
+        ("raise RuntimeError('no licence')\n", "RuntimeError: no licence"),
+    ],
+)  # (a module with a syntax error, or without the function, is located when the contract loads)
+def test_a_partition_module_that_cannot_be_imported_is_a_located_error(
+    tmp_path: Path, backend: str, module: str, expected: str
+) -> None:
+    csv_files(tmp_path, (5, 5))
+    path = contract(tmp_path)
+    (tmp_path / "funcs.py").write_text(module, encoding="utf-8")
+    problem = attempt(path, backend=backend, cores=2)
+    assert problem.located and not problem.traceback  # not each partition's traceback
+    first = problem.message.splitlines()[0]
+    assert first.startswith(
+        f"{path}:3:12: error[function-unimportable]: cannot import the function funcs.py:stats"
+    )
+    assert expected in first
+    assert 'function = "funcs.py:stats"' in problem.message  # the source line, under it a caret
+    assert not (tmp_path / "out" / "result.csv").exists()

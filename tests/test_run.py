@@ -401,10 +401,14 @@ def test_graph_formats_colour_by_state(lab: Path, capsys) -> None:
     assert main(["graph", str(lab)]) == 0
     mermaid = capsys.readouterr().out
     assert mermaid.startswith("flowchart LR") and "s0 --> s1" in mermaid  # load feeds count
-    assert ":::never_ran" in mermaid and ":::fresh" in mermaid
+    assert 'load<br/><small>ready (never-ran)</small>"]:::ready' in mermaid  # AGILAB's words, ours beside
+    assert 'count<br/><small>stale (never-ran)</small>"]:::stale' in mermaid  # after load, which never ran
+    assert 'side<br/><small>done</small>"]:::done' in mermaid
+    assert "classDef ready fill:#dcfce7" in mermaid and "classDef done fill:#e0f2fe" in mermaid
     assert main(["graph", str(lab), "--format", "dot"]) == 0
     dot = capsys.readouterr().out
-    assert dot.startswith("digraph lab {") and "s0 -> s1;" in dot
+    assert dot.startswith("digraph lab {") and "s0 -> s1" in dot
+    assert 'fillcolor="#dcfce7"' in dot and 'fillcolor="#e0f2fe"' in dot  # AGILAB's ready and done
 
 
 def test_second_runner_waits_for_the_lock(lab: Path) -> None:

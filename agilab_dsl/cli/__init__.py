@@ -34,6 +34,7 @@ COMMANDS = {
     "schema": "cmd_schema",
     "status": "cmd_status",
     "graph": "cmd_status:cmd_graph",
+    "serve": "cmd_serve",
     "doctor": "cmd_doctor",
     "history": "cmd_history",
     "diff": "cmd_diff",
@@ -49,7 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .parser import build_parser, build_run_parser
 
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and not args_list[0].startswith("-") and args_list[0] not in COMMANDS:
+    mistyped = _mistyped_command(args_list)
+    if mistyped:
+        print(mistyped, file=sys.stderr)
+        return EXIT_INVALID
+    if _runs_a_lab(args_list):
         try:
             run_args = build_run_parser().parse_args(args_list)
         except SystemExit as exc:
@@ -94,6 +99,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except OSError as exc:
         return os_failure(exc)
+
+
+def _runs_a_lab(args_list: Sequence[str]) -> bool:
+    """``agilab-run FILE [options]``, options before or after FILE (``--dry-run lab.toml`` too):
+    the first word is not a command, and no word is one when options come first."""
+    if not args_list or args_list[0] in COMMANDS:
+        return False
+    if not args_list[0].startswith("-"):
+        return True
+    top_level = {"-h", "--help", "--version"}
+    return args_list[0] not in top_level and not any(a in COMMANDS for a in args_list)
+
+
+def _mistyped_command(args_list: Sequence[str]) -> str | None:
+    """What to say for ``agilab-run stauts FILE``: a first word that is no file and is close to a
+    command's name (None otherwise: it is taken as the lab FILE, as ever)."""
+    from .parser import nearest_command
+
+    if not args_list or args_list[0].startswith("-") or args_list[0] in COMMANDS:
+        return None
+    word = args_list[0]
+    if os.path.lexists(word):
+        return None
+    command = nearest_command(word, COMMANDS)
+    if command is None:
+        return None
+    return f"agilab-run: error: unknown command {word!r} (did you mean {command!r}?)"
 
 
 def _dispatch(args: argparse.Namespace, out: TextIO) -> int:

@@ -35,6 +35,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("agilab-run: error: -j must be at least 1", file=sys.stderr)
         return EXIT_INVALID
     request = lab_request(args)
+    if args.serve is not None and not args.watch:
+        print(
+            "agilab-run: error: --serve serves a watch session's live page: add --watch "
+            "(or `agilab-run serve FILE` to follow the runs other commands make)",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     if args.watch:
         if args.dry_run or args.json:
             print(
@@ -52,9 +59,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_INVALID
     # with --events, even a run with nothing to do goes through the runner (its events are the answer)
-    cached = None if args.force or args.events else session.cached_judgment(request)
-    if cached is not None:
-        statuses, conditional = cached
+    known = None if args.force else session.known_judgment(request)
+    if known is not None and not known.changed and not args.events:
+        statuses, conditional = known.statuses, known.conditional
         if args.dry_run:
             show_statuses(statuses, args.json)
             return EXIT_OK
@@ -64,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _report_nothing_to_do(args, statuses)
     options = run_options(args)
     if args.dry_run:
-        judged = judge_lab(args, options)
+        judged = judge_lab(args, options, known)
         if isinstance(judged, int):
             return judged
         show_statuses(judged, args.json)
@@ -75,7 +82,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return hub
     try:
         with sigterm_interrupts():
-            ran = session.run(request, options, reporting.reporter_for, say=_say, events=hub)
+            ran = session.run(
+                request,
+                options,
+                reporting.reporter_for,
+                say=_say,
+                events=hub,
+                known=known if known is not None and not args.dry_run else None,
+            )
     finally:
         close_events(hub)
     if isinstance(ran, session.Refusal) and ran.kind == "contract":
@@ -104,7 +118,7 @@ def _run_contract(args: argparse.Namespace, contract: ParallelContract) -> int:
 
     result = attempt(args.file, contract, backend=args.backend, scheduler=args.scheduler, say=say)
     if isinstance(result, StageProblem) and not result.traceback:
-        print(f"agilab-run: {result.message}", file=sys.stderr)
+        print(result.message if result.located else f"agilab-run: {result.message}", file=sys.stderr)
         return EXIT_PROBLEMS
     if isinstance(result, StageProblem):  # a partition failed
         print(f"✗ {result.message}", file=sys.stderr)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from .common import (
     EXIT_INVALID,
     EXIT_OK,
-    judge_lab,
     lab_request,
     open_runner,
     print_warnings,
@@ -26,33 +25,43 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from ..execute.session import cached_judgment
+    """Every step's state in AGILAB's words (ours beside it where it says more) and why: from the
+    judgment cache while nothing it read changed (judging again only the steps whose files changed,
+    when only steps' files did), else a full judgment; the same answer either way."""
+    from ..execute.session import Refusal, judge, known_judgment, shared_states, upstream_of
 
+    request = lab_request(args)
     if args.verbose:
         return _status_verbose(args, out)
-    cached = cached_judgment(lab_request(args))
-    if cached is not None:
-        show_statuses(cached[0], args.json)
+    known = known_judgment(request)
+    if known is not None and not known.changed:
+        statuses = known.statuses
+        shared = shared_states(request, statuses, {s.id: s.upstream for s in statuses})
+        show_statuses(statuses, args.json, shared)
         return EXIT_OK
-    statuses = judge_lab(args, None)
-    if isinstance(statuses, int):
-        return statuses
-    show_statuses(statuses, args.json)
+    judged = judge(request, None, known)
+    if isinstance(judged, Refusal):
+        return report_refusal(judged)
+    runner, full = judged
+    print_warnings(runner)
+    show_statuses(full, args.json, shared_states(request, full, upstream_of(runner)))
     return EXIT_OK
 
 
 def _status_verbose(args: argparse.Namespace, out: TextIO) -> int:
     """``status -v``: a full judgment, and under each step what the lab does not say: the interpreter
     that runs it (and why), and its inferred artifacts, each with where it was found."""
-    from ..execute.session import Refusal, judge
+    from ..execute.session import Refusal, judge, shared_states, upstream_of
     from ..load.errors import to_json_text
     from .show import print_statuses
 
-    judged = judge(lab_request(args), None)
+    request = lab_request(args)
+    judged = judge(request, None)
     if isinstance(judged, Refusal):
         return report_refusal(judged)
     runner, statuses = judged
     print_warnings(runner)
+    shared = shared_states(request, statuses, upstream_of(runner))
     inferred = {
         s.id: [
             {"direction": d, "path": p, "origin": origin, "how": how}
@@ -64,6 +73,7 @@ def _status_verbose(args: argparse.Namespace, out: TextIO) -> int:
         steps = [
             {
                 **s.to_json(),
+                **shared[s.id].to_json(),
                 "interpreter": runner.interpreter(s.id).to_json(),
                 "inferred": inferred.get(s.id, []),
             }
@@ -79,20 +89,29 @@ def _status_verbose(args: argparse.Namespace, out: TextIO) -> int:
             ]
             for s in statuses
         }
-        print_statuses(statuses, out, details)
+        print_statuses(statuses, out, details, shared)
     return EXIT_OK
 
 
 def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
+    from ..execute.session import shared_states, upstream_of
     from .show import graph_text
 
     runner = open_runner(args)
     if isinstance(runner, int):
         return runner
-    # one arrow per pair of steps, however many reasons (deps, artifact, sequence, df) join them
-    edges = list(dict.fromkeys((e.upstream, e.downstream) for e in runner.full_graph.edges))
+    # one arrow per pair of steps, however many reasons (deps, artifacts, sequence, df) join them,
+    # labelled with the artifacts it carries
+    carried: dict[tuple[str, str], list[str]] = {}
+    for e in runner.full_graph.edges:
+        shared = carried.setdefault((e.upstream, e.downstream), [])
+        if e.detail and e.detail not in shared:
+            shared.append(e.detail)
+    edges = list(carried)
     if args.diff is None and args.since is None:
-        out.write(graph_text(runner.statuses(), edges, args.format))
+        statuses = runner.statuses()
+        shared = shared_states(lab_request(args), statuses, upstream_of(runner))
+        out.write(graph_text(statuses, edges, args.format, carried, shared))
         return EXIT_OK
     import tempfile
 

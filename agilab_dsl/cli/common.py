@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from typing import TextIO
 
     from ..execute.outcome import RunOptions
     from ..execute.run import Runner
     from ..execute.session import LabRequest, Refusal
-    from ..plan.judgment import CachedStatus
+    from ..plan.judgment import CachedStatus, Known
+    from ..plan.shared import SharedState
     from ..plan.stale import StepStatus
 
 EXIT_OK = 0
@@ -124,11 +125,14 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     )
 
 
-def judge_lab(args: argparse.Namespace, options: RunOptions | None) -> list[StepStatus] | int:
-    """Full judgment (kept in the judgment cache); the statuses, or an exit code."""
+def judge_lab(
+    args: argparse.Namespace, options: RunOptions | None, known: Known | None = None
+) -> list[StepStatus | CachedStatus] | int:
+    """A judgment (kept in the judgment cache; from ``known`` when only steps' files changed
+    since it was stored); the statuses, or an exit code."""
     from ..execute.session import Refusal, judge
 
-    judged = judge(lab_request(args), options)
+    judged = judge(lab_request(args), options, known)
     if isinstance(judged, Refusal):
         return report_refusal(judged)
     runner, statuses = judged
@@ -136,12 +140,18 @@ def judge_lab(args: argparse.Namespace, options: RunOptions | None) -> list[Step
     return statuses
 
 
-def show_statuses(statuses: Sequence[StepStatus | CachedStatus], as_json: bool) -> None:
-    """The statuses as text or JSON (``status -v`` adds its details in cmd_status)."""
+def show_statuses(
+    statuses: Sequence[StepStatus | CachedStatus],
+    as_json: bool,
+    shared: Mapping[str, SharedState] | None = None,
+) -> None:
+    """The statuses as text or JSON (``status -v`` adds its details in cmd_status); ``shared``, the
+    states in AGILAB's words (``status``): the text shows them, the JSON adds them to each step."""
     from ..load.errors import to_json_text
     from .show import print_statuses
 
     if as_json:
-        sys.stdout.write(to_json_text({"steps": [s.to_json() for s in statuses]}) + "\n")
+        steps = [{**s.to_json(), **(shared[s.id].to_json() if shared else {})} for s in statuses]
+        sys.stdout.write(to_json_text({"steps": steps}) + "\n")
     else:
-        print_statuses(statuses, sys.stdout)
+        print_statuses(statuses, sys.stdout, shared=shared)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from .common import EXIT_INVALID
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable, Sequence
     from typing import NoReturn
 
 _DESCRIPTION = """\
@@ -25,6 +26,7 @@ usage: agilab-run FILE [--watch] [--dry-run] [--only ID]... [--from ID] [--force
 
 commands:
   status FILE             every step: fresh, stale, never-ran or disabled, and why
+  serve FILE              the live page of a lab on 127.0.0.1 (view only; --serve HOST:PORT)
   graph FILE              the step graph in Mermaid or dot, coloured by state (--diff / --since: by change)
   check FILE...           validate files; every problem located (file:line:col)
   plan FILE               partition plan of a parallel stage (or of every stage of a lab)
@@ -52,6 +54,55 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_INVALID)
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """As argparse's, but an unknown option gets the nearest known one as a hint (``--dryrun``:
+        did you mean '--dry-run'?), taken from the sub-command's options when one was given."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser: argparse.ArgumentParser = self
+            command = getattr(parsed, "command", None)
+            for action in self._actions:
+                if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+                    parser = action.choices[command]
+            known = list(parser._option_string_actions)
+            misplaced = [e for e in extras if e.split("=")[0] in known]
+            if misplaced:  # `agilab-run --json status FILE`
+                parser.error(
+                    f"{' '.join(misplaced)} goes after the command: {parser.prog} ... {misplaced[0]}"
+                )
+            hints = [f"{e} -> {m}" for e in extras for m in _nearest(e, known)]
+            hint = f" (did you mean {', '.join(hints)}?)" if len(hints) > 1 else ""
+            if len(hints) == 1:
+                hint = f" (did you mean {hints[0].split(' -> ')[1]!r}?)"
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return parsed
+
+
+def _nearest(word: str, known: Iterable[str]) -> list[str]:
+    """The known word ``word`` most likely mistypes (``--dryrun`` -> ``--dry-run``), if any: options
+    are matched with and without their dashes, so ``dryrun`` finds ``--dry-run`` too."""
+    import difflib
+
+    if not word.startswith("-") or len(word) < 3:
+        return []
+    bare = {k.lstrip("-").replace("-", ""): k for k in known if k.startswith("--")}
+    found = difflib.get_close_matches(word.lstrip("-").replace("-", ""), list(bare), n=1, cutoff=0.75)
+    return [bare[f] for f in found]
+
+
+def nearest_command(word: str, commands: Iterable[str]) -> str | None:
+    """The command ``word`` most likely mistypes (``stauts`` -> ``status``), or None."""
+    import difflib
+
+    found = difflib.get_close_matches(word, [c for c in commands if c not in HIDDEN], n=1, cutoff=0.7)
+    return found[0] if found else None
+
+
+# Commands that git runs for `git-setup`, not people: not listed in --help, never suggested.
+HIDDEN = frozenset({"git-diff-driver", "textconv"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="also each step's interpreter (and why) and its inferred artifacts",
     )
 
+    serve = sub.add_parser(
+        "serve",
+        help="the live page of a lab (view only: runs nothing)",
+        description="Serve the lab's live page: the step graph coloured by AGILAB's states, each step's "
+        "reasons, partitions, duration and log tail, and the recorded history; it follows the runs "
+        "other commands make. Loopback (127.0.0.1) unless --serve names another address.",
+    )
+    serve.add_argument("file", metavar="FILE")
+    _add_serve_option(
+        serve, "HOST:PORT to serve on (default 127.0.0.1, port 8765 when free, else a free one)"
+    )
+    _add_lab_options(serve)
+
     graph = sub.add_parser("graph", help="the step graph, coloured by state (or by change)")
     graph.add_argument("file", metavar="FILE")
     graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
@@ -210,9 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument(
         "--global", dest="globally", action="store_true", help="configure the driver in ~/.gitconfig"
     )
-    driver = sub.add_parser("git-diff-driver", help=argparse.SUPPRESS)
+    # no help= at all: argparse lists a sub-command given help=SUPPRESS as "==SUPPRESS==" (HIDDEN)
+    driver = sub.add_parser("git-diff-driver")
     driver.add_argument("args", nargs="+")
-    conv = sub.add_parser("textconv", help=argparse.SUPPRESS)
+    conv = sub.add_parser("textconv")
     conv.add_argument("file")
 
     hist = sub.add_parser(
@@ -256,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--share", required=True, metavar="PATH", help="the folder every worker should see")
     doctor.add_argument("--json", action="store_true")
     return parser
+
+
+def _add_serve_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--serve", nargs="?", const="", default=None, metavar="HOST:PORT", help=help_text)
 
 
 def _add_lab_options(parser: argparse.ArgumentParser) -> None:
@@ -320,6 +389,11 @@ def build_run_parser() -> argparse.ArgumentParser:
         "--watch",
         action="store_true",
         help="run, then re-run the affected steps whenever a file they depend on changes (Ctrl-C stops)",
+    )
+    _add_serve_option(
+        parser,
+        "with --watch: serve the live page on HOST:PORT (default 127.0.0.1, port 8765 when free, else a "
+        "free one; another address than loopback only when given, with a warning)",
     )
     parser.add_argument(
         "--only", action="append", default=[], metavar="ID", help="run only this step (repeatable)"

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover - this module stays light: the judgment ca
 
     from ..execute.outcome import RunResult, StepOutcome
     from ..plan.judgment import CachedStatus
+    from ..plan.shared import SharedState
     from ..plan.stale import StepStatus
 
 MARKS = {"ran": "✓", "fresh": "=", "skipped": "-", "disabled": "·", "failed": "✗", "blocked": "!"}
@@ -103,48 +104,93 @@ def print_statuses(
     statuses: Sequence[StepStatus | CachedStatus],
     out: TextIO,
     details: Mapping[str, Sequence[str]] | None = None,
+    shared: Mapping[str, SharedState] | None = None,
 ) -> None:
-    """One line per step (id, state, reasons); ``details`` (``status -v``) adds lines under a step."""
+    """One line per step (id, state, reasons); ``details`` (``status -v``) adds lines under a step.
+    With ``shared`` (``status``) the state is AGILAB's word, ours beside it where it says more, and a
+    failed step's reason is its error's first line."""
     width = max([len(s.id) for s in statuses] + [4])
+    rows = []
     for s in statuses:
-        print(f"{s.id:<{width}}  {s.state:<9}  {'; '.join(s.reasons)}".rstrip(), file=out)
-        for line in (details or {}).get(s.id, ()):
+        state, reasons = s.state, list(s.reasons)
+        if shared and s.id in shared:
+            state = shared[s.id].label()
+            if shared[s.id].state == "failed":
+                reasons = list(shared[s.id].reasons)
+        rows.append((s.id, state, reasons))
+    states = max([len(state) for _, state, _ in rows] + [9])
+    for sid, state, reasons in rows:
+        print(f"{sid:<{width}}  {state:<{states}}  {'; '.join(reasons)}".rstrip(), file=out)
+        for line in (details or {}).get(sid, ()):
             print(f"    {line}", file=out)
 
 
-STATE_COLORS = {  # fill, stroke
-    "fresh": ("#d4edda", "#28a745"),
-    "stale": ("#fff3cd", "#d39e00"),
-    "never-ran": ("#f8d7da", "#c82333"),
-    "disabled": ("#e2e3e5", "#6c757d"),
-}
+# AGILAB's fills (its WORKFLOW graph: plan/vocabulary.COLORS), on a neutral outline as its DOT draws
+STATE_STROKE = "#6b7280"
 
 
-def graph_text(statuses: list[StepStatus], edges: list[tuple[str, str]], fmt: str) -> str:
-    """The step graph in Mermaid or Graphviz dot, each step coloured by its state."""
+def edge_label(artifacts: Sequence[str]) -> str:
+    """What an arrow carries: its artifacts joined (two at most), else their count; '' for none."""
+    if len(artifacts) > 2:
+        return f"{len(artifacts)} artifacts"
+    return ", ".join(artifacts)
+
+
+def graph_text(
+    statuses: list[StepStatus],
+    edges: list[tuple[str, str]],
+    fmt: str,
+    carried: Mapping[tuple[str, str], Sequence[str]] | None = None,
+    shared: Mapping[str, SharedState] | None = None,
+) -> str:
+    """The step graph in Mermaid or Graphviz dot, each step coloured by its state in AGILAB's words
+    (``shared``; AGILAB's colours), one arrow per pair of steps labelled with the artifacts it
+    carries (``carried``)."""
+    from ..plan.vocabulary import COLORS
+
     node = {s.id: f"s{n}" for n, s in enumerate(statuses)}
+    labels = {pair: edge_label(arts) for pair, arts in (carried or {}).items()}
+    word = {
+        s.id: (shared[s.id].state, shared[s.id].label()) if shared else (s.state, s.state) for s in statuses
+    }
     if fmt == "dot":
         lines = ["digraph lab {", "  rankdir=LR;", '  node [shape=box, style="rounded,filled"];']
         for s in statuses:
-            fill, stroke = STATE_COLORS[s.state]
+            state, text = word[s.id]
+            fill = COLORS.get(state, "#f8fafc")
             lines.append(
-                f'  {node[s.id]} [label="{s.id}\\n{s.state}", fillcolor="{fill}", color="{stroke}"];'
+                f'  {node[s.id]} [label="{_dot_text(s.id)}\\n{_dot_text(text)}", fillcolor="{fill}", '
+                f'color="{STATE_STROKE}"];'
             )
         for a, b in edges:
             if a in node and b in node:
-                lines.append(f"  {node[a]} -> {node[b]};")
+                label = _dot_text(labels.get((a, b), ""))
+                attrs = f' [label="{label}"]' if label else ""
+                lines.append(f"  {node[a]} -> {node[b]}{attrs};")
         lines.append("}")
         return "\n".join(lines) + "\n"
     lines = ["flowchart LR"]
     for s in statuses:
-        label = s.id.replace('"', "#quot;")
-        lines.append(f'  {node[s.id]}["{label}<br/><small>{s.state}</small>"]:::{s.state.replace("-", "_")}')
+        state, text = word[s.id]
+        label = _mermaid_text(s.id)
+        lines.append(f'  {node[s.id]}["{label}<br/><small>{_mermaid_text(text)}</small>"]:::{state}')
     for a, b in edges:
         if a in node and b in node:
-            lines.append(f"  {node[a]} --> {node[b]}")
-    for state, (fill, stroke) in STATE_COLORS.items():
-        lines.append(f"  classDef {state.replace('-', '_')} fill:{fill},stroke:{stroke}")
+            label = _mermaid_text(labels.get((a, b), ""))
+            lines.append(f"  {node[a]} -->|{label}| {node[b]}" if label else f"  {node[a]} --> {node[b]}")
+    for state, fill in COLORS.items():
+        lines.append(f"  classDef {state} fill:{fill},stroke:{STATE_STROKE}")
     return "\n".join(lines) + "\n"
+
+
+def _dot_text(text: str) -> str:
+    """Text safe inside a quoted DOT string."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _mermaid_text(text: str) -> str:
+    """Text safe inside a Mermaid label: quotes and pipes as entities."""
+    return text.replace('"', "#quot;").replace("|", "#124;")
 
 
 def print_history(listed: list[tuple[Any, Any]], out: TextIO) -> None:

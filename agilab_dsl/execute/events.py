@@ -219,6 +219,8 @@ class EventReporter(SilentReporter):
         self.hub.emit("step_output", "step", step_id, "running", line, {"line": line}, operator_visible=False)
 
     def step_finished(self, outcome: StepOutcome) -> None:
+        if outcome.status == "fresh":
+            return  # done before the run and still: run_finished counts it (a large lab's run stays small)
         status = FINISHED.get(outcome.status, outcome.status)
         if outcome.status == "failed":
             message = f"{outcome.id} failed: {failure_line(outcome.error, outcome.log)}"

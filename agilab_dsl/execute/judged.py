@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from ..plan.fingerprint import FileHashes
     from ..plan.interpreter import Chooser, Interpreter
@@ -49,37 +49,56 @@ class JudgedFiles:
     def dependencies(self) -> tuple[list[str], list[str]]:
         """What a judgment of this lab read: files (lab, function sources, inputs, outputs,
         contracts, state) and the names of environment variables its ``${env.…}`` holes use."""
-        from ..load import expr
-        from ..load.locate import function_source
-
-        root = str(self.lab_dir)
         files = [self.lab.path, str(self.state.path), str(self.state.journal_path)]
         env: set[str] = set()
-        for step in self.resolved.values():
-            stage = step.placed.stage
-            files += [os.path.join(root, p) for p in (*step.inputs, *step.outputs)]
-            if step.contract is not None:
-                from ..plan.stale import contract_parts, glob_root
-
-                contract = os.path.join(root, step.contract)
-                files.append(contract)
-                pattern, function = contract_parts(contract)
-                if pattern:  # the folder its glob searches: a new matching file changes it
-                    files.append(glob_root(pattern, os.path.dirname(contract)))
-                if function:
-                    ref = expr.parse_funcref(function)
-                    source = function_source(ref.module, ref.is_path, Path(contract).parent)
-                    files.append(
-                        str(source) if source else os.path.join(os.path.dirname(contract), ref.module)
-                    )
-            if stage.function:
-                ref = expr.parse_funcref(stage.function)
-                source = function_source(ref.module, ref.is_path, self.lab_dir)
-                files.append(str(source) if source else str(self.lab_dir / ref.module))
+        for sid, step in self.resolved.items():
+            files += self.files_of(sid)
             env.update(step.env_names)
             if step.env and not self.chooser.options.apps_path:
                 env.add("APPS_PATH")
         return files, sorted(env)
+
+    def readers(self, ids: Iterable[str] | None = None) -> dict[str, list[str]]:
+        """Each step file (input, output, function source, contract, the folder a glob searches)
+        and the steps whose judgment reads it."""
+        out: dict[str, list[str]] = {}
+        for sid in self.resolved if ids is None else ids:
+            for path in self.files_of(sid):
+                out.setdefault(path, []).append(sid)
+        return out
+
+    def files_of(self, sid: str) -> list[str]:
+        """The files one step's judgment reads, absolute (found once per runner)."""
+        memo: dict[str, list[str]] = self.__dict__.setdefault("_files_memo", {})
+        if sid not in memo:
+            memo[sid] = self._files_of(sid)
+        return memo[sid]
+
+    def _files_of(self, sid: str) -> list[str]:
+        from ..load import expr
+        from ..load.locate import function_source
+
+        step = self.resolved[sid]
+        stage = step.placed.stage
+        root = str(self.lab_dir)
+        files = [os.path.join(root, p) for p in (*step.inputs, *step.outputs)]
+        if step.contract is not None:
+            from ..plan.stale import contract_parts, glob_root
+
+            contract = os.path.join(root, step.contract)
+            files.append(contract)
+            pattern, function = contract_parts(contract)
+            if pattern:  # the folder its glob searches: a new matching file changes it
+                files.append(glob_root(pattern, os.path.dirname(contract)))
+            if function:
+                ref = expr.parse_funcref(function)
+                source = function_source(ref.module, ref.is_path, Path(contract).parent)
+                files.append(str(source) if source else os.path.join(os.path.dirname(contract), ref.module))
+        if stage.function:
+            ref = expr.parse_funcref(stage.function)
+            source = function_source(ref.module, ref.is_path, self.lab_dir)
+            files.append(str(source) if source else str(self.lab_dir / ref.module))
+        return files
 
     def interpreter_files(self) -> list[str]:
         """What the choice of each step's interpreter looked at (a judgment depends on them; watch

@@ -38,7 +38,14 @@ def failure_line(error: str | None, log: str | None) -> str:
     the error is only its exit status, else the error's first line."""
     first = next((line.strip() for line in (error or "").splitlines() if line.strip()), "failed")
     if first.startswith("exited with status"):
-        tail = [line for line in log_tail(log, 5) if line.strip() and not line.startswith(" ")]
+        tail = log_tail(log, 40)
+        # the exception line follows the last traceback's frames (its message may run on below it)
+        starts = [n for n, line in enumerate(tail) if line.startswith("Traceback (most recent call last)")]
+        after = tail[starts[-1] + 1 :] if starts else []
+        raised = [line for line in after if line.strip() and not line.startswith(" ")]
+        if raised:
+            return raised[0].strip()
+        tail = [line for line in tail[-5:] if line.strip() and not line.startswith(" ")]
         if tail:
             return tail[-1].strip()
     return first

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..plan.fingerprint import digest
 from ..plan.resolve import ResolvedStep
-from ..plan.spec import LabSpec
+from ..plan.spec import LabSpec, PlacedSpec
 from ..plan.state import LabState
 from .logs import failure_line, log_tail, stage_result
 from .outcome import StepOutcome
@@ -39,16 +39,24 @@ def record_run(
 
     rows = []
     root = str(lab_dir)
+    placed = {s.id: s for s in lab.stages}
     for o in outcomes:
         rec = state.steps.get(o.id) if o.status in ("ran", "fresh") else None
-        step = resolved[o.id]
-        shown = _as_agilab_shows(step)
         if o.status == "fresh" and rec is not None:
-            # a reference: the flusher copies its details from the run it last ran in
+            # a reference: the flusher copies its details from the run it last ran in (the step is
+            # not rendered for it: a run that touches a few steps of a large lab renders those)
             rows.append(
-                history.StepRow(o.id, "fresh", fingerprint=rec.fingerprint, ran_in=rec.run_id, **shown)
+                history.StepRow(
+                    o.id,
+                    "fresh",
+                    fingerprint=rec.fingerprint,
+                    ran_in=rec.run_id,
+                    **_as_agilab_shows(placed[o.id], _runtime(placed[o.id], resolved, o.id)),
+                )
             )
             continue
+        step = resolved[o.id]
+        shown = _as_agilab_shows(step.placed, step.env)
         comps = rec.components if rec is not None else attempted.get(o.id)
         stage = stage_result(o.returned)
         spread = (stage or {}).get("partition_seconds") or {}
@@ -117,17 +125,23 @@ def _tracked(tracked: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _as_agilab_shows(step: ResolvedStep) -> dict[str, Any]:
+def _as_agilab_shows(placed: PlacedSpec, runtime: str | None) -> dict[str, Any]:
     """The stage's place (1-based, in its module's list), D, Q, M, R and E, for the history."""
-    stage = step.placed.stage
+    stage = placed.stage
     return {
-        "stage_index": step.placed.index + 1,
+        "stage_index": placed.index + 1,
         "description": stage.description,
         "question": stage.question,
         "model": stage.model,
         "engine": stage.engine,
-        "runtime": step.env,
+        "runtime": runtime,
     }
+
+
+def _runtime(placed: PlacedSpec, resolved: Mapping[str, ResolvedStep], sid: str) -> str | None:
+    """A step's E as run: as written, unless it has ``${…}`` holes (then the step is rendered)."""
+    env = placed.stage.env
+    return resolved[sid].env if env is not None and "${" in env else env
 
 
 def _error_text(outcome: StepOutcome) -> str | None:

@@ -23,11 +23,11 @@ from ..load.errors import os_error
 from ..plan.fingerprint import FileHashes, digest
 from ..plan.graph import StepGraph
 from ..plan.interpreter import Chooser, Interpreter, InterpreterOptions
-from ..plan.resolve import ResolvedStep, resolve_step
+from ..plan.resolve import ResolvedStep
 from ..plan.spec import LabSpec
 from ..plan.stale import StepStatus, components, reasons
 from ..plan.state import LabState, StepRecord, new_run_id
-from .agilab_env import AgilabOptions, step_context, with_frame
+from .agilab_env import AgilabOptions, step_context
 from .events import EventHub, RunStream
 from .executors import executor
 from .follow import follow
@@ -44,6 +44,8 @@ from .outcome import (
     not_run,
 )
 from .recording import record_run, remember_failures
+from .rendered import Rendered
+from .reuse import CachedStatus, Known, Reuse
 from .steps import StepExecutor
 
 
@@ -75,27 +77,25 @@ class Runner(JudgedFiles):
         self.hashes = FileHashes(state.hashes)
         self.environ = dict(os.environ if environ is None else environ)
         self.context = step_context(lab, self.lab_dir, agilab or AgilabOptions())  # df, profile
-        self.resolved = self._resolve_all()
+        # each step rendered when first needed (df's input and lab_out.csv added)
+        self.resolved = Rendered(
+            self.full_graph.order(),
+            {s.id: s for s in lab.stages},
+            settings,
+            self.environ,
+            self.context.frames,
+        )
         self.chooser = Chooser(self.lab_dir, interpreters, self.environ)  # which Python runs each step
         self.choices: dict[str, Interpreter] = {}
+        self.judged_ids: set[str] = set()  # the steps the last run judged (not reused, :mod:`.reuse`)
         self.warnings: list[str] = []  # said once by the caller (an unreadable state file, say)
         self._steps = StepExecutor(
             self.lab_dir, settings, self.context, self.interpreter
         )  # how each step is executed
 
     # -- preparation -------------------------------------------------------------------------
-    def _resolve_all(self) -> dict[str, ResolvedStep]:
-        steps: dict[str, dict[str, list[str]]] = {}
-        resolved: dict[str, ResolvedStep] = {}
-        placed = {s.id: s for s in self.lab.stages}
-        for sid in self.full_graph.order():
-            step = resolve_step(placed[sid], self.settings, steps, self.environ)
-            resolved[sid] = with_frame(step, self.context.frames.get(sid))  # df in and lab_out.csv
-            steps[sid] = {"outputs": step.outputs}
-        return resolved
-
     def conditional(self) -> list[str]:
-        return [sid for sid, step in self.resolved.items() if step.placed.stage.when is not None]
+        return [s.id for s in self.lab.stages if s.stage.when is not None]
 
     def select(self, options: RunOptions) -> StepGraph:
         graph = self.full_graph
@@ -151,16 +151,27 @@ class Runner(JudgedFiles):
         )
         return StepStatus(sid, state, tuple(why), fingerprint, comps), comps
 
-    def statuses(self, options: RunOptions | None = None) -> list[StepStatus]:
+    def statuses(
+        self, options: RunOptions | None = None, known: Known | None = None
+    ) -> list[StepStatus | CachedStatus]:
         """Every selected step's state and reasons, without running anything (``status``, ``--dry-run``).
 
-        A step downstream of one that would run is stale too: ``upstream X will run``."""
+        A step downstream of one that would run is stale too: ``upstream X will run``. ``known``: a
+        stored judgment reused for the steps none of whose files changed (:mod:`.reuse`)."""
         options = options or RunOptions()
         graph = self.select(options)
         fingerprints = {sid: rec.fingerprint for sid, rec in self.state.steps.items()}
         will: dict[str, bool] = {}
-        out = []
+        out: list[StepStatus | CachedStatus] = []
+        reuse = Reuse(known, self.full_graph, ()) if known and not options.force else None
+        self.judged_ids = reuse.judged if reuse is not None else set(self.full_graph.ids)
         for sid in self.full_graph.order():
+            stored = reuse.status(sid) if reuse is not None else None
+            if stored is not None:
+                will[sid] = stored.state not in ("fresh", "disabled") and sid in graph.ids
+                if sid in graph.ids:
+                    out.append(stored)
+                continue
             status, _ = self._judge(
                 sid, fingerprints, {}, options.force and sid in graph.ids, options.all_stages
             )
@@ -178,6 +189,8 @@ class Runner(JudgedFiles):
                         sid, status.state, status.reasons + extra, status.fingerprint, status.components
                     )
                 will[sid] = status.state != "fresh" and sid in graph.ids
+            if reuse is not None:
+                reuse.judged_as(sid, status.state)
             if sid in graph.ids:
                 out.append(status)
         position = {sid: n for n, sid in enumerate(self.lab.ids)}
@@ -192,10 +205,12 @@ class Runner(JudgedFiles):
         execute: Callable[[ResolvedStep, str, int], StepOutcome] | None = None,
         warm: Warm | None = None,
         events: EventHub | None = None,
+        known: Known | None = None,
     ) -> RunResult:
         """Run the selected stale steps. ``warm`` (watch mode) keeps the step workers and a Dask
         LocalCluster up between runs: this run neither starts nor ends them. Its events go to the
-        run's ``events.jsonl`` and to ``events`` (a caller's hub)."""
+        run's ``events.jsonl`` and to ``events`` (a caller's hub). ``known``: a stored judgment that
+        holds but for some steps' files; only those steps and what is downstream are judged."""
         run_id = run_id or new_run_id()
         if not options.jobs:
             options = dataclasses.replace(options, jobs=self.jobs(options))
@@ -213,6 +228,8 @@ class Runner(JudgedFiles):
         git: Any = None  # `git status`, started with the first step, read when the run is recorded
         graph = self.select(options)
         selected = set(graph.ids)
+        reuse = Reuse(known, self.full_graph, self.conditional()) if known and not options.force else None
+        self.judged_ids = reuse.judged if reuse is not None else set(self.full_graph.ids)
         order = [sid for sid in self.full_graph.order() if sid in selected]
         fingerprints = {sid: rec.fingerprint for sid, rec in self.state.steps.items()}
         ran: dict[str, bool] = {}
@@ -252,9 +269,13 @@ class Runner(JudgedFiles):
                 while ready:
                     sid = ready.popleft()
                     ups = self.full_graph.upstream(sid) & selected
-                    outcome, comps, why = self._decide(
-                        sid, ups, settled, fingerprints, ran, options, stopped_by
-                    )
+                    outcome = reuse.outcome(sid) if reuse is not None and stopped_by is None else None
+                    if outcome is None:
+                        outcome, comps, why = self._decide(
+                            sid, ups, settled, fingerprints, ran, options, stopped_by
+                        )
+                        if reuse is not None:
+                            reuse.judged_as(sid, outcome.status if outcome is not None else None)
                     if outcome is not None:
                         settle(sid, outcome)
                     else:

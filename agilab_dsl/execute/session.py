@@ -16,16 +16,19 @@ Nothing here prints; refusals are values (:class:`Refusal`) the CLI renders.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable, Mapping, Sequence
+
     from ..load.errors import Diagnostic
     from ..plan.graph import StepGraph
     from ..plan.interpreter import InterpreterOptions
-    from ..plan.judgment import CachedStatus
+    from ..plan.judgment import CachedStatus, Known
+    from ..plan.shared import SharedState
     from ..plan.spec import LabSpec
     from ..plan.stale import StepStatus
     from .agilab_env import AgilabOptions
@@ -223,6 +226,31 @@ def _definition_files(request: LabRequest) -> list[str]:
     ]
 
 
+def known_judgment(request: LabRequest) -> Known | None:
+    """The stored judgment and what changed since, while only steps' own files changed."""
+    from ..plan import judgment
+
+    if not _use_cache(request):
+        return None
+    return judgment.lookup_known(request.file, _judgment_key(request))
+def upstream_of(runner: Runner) -> dict[str, frozenset[str]]:
+    """Each step's upstream steps in the lab's whole graph (for AGILAB's ready / stale)."""
+    graph = runner.full_graph
+    return {sid: graph.upstream(sid) for sid in graph.order()}
+
+
+def shared_states(
+    request: LabRequest, statuses: Sequence[StepStatus | CachedStatus], upstream: Mapping[str, Iterable[str]]
+) -> dict[str, SharedState]:
+    """Every step's state in AGILAB's words (:mod:`..plan.shared`), the failures of the lab's last
+    runs (``.agilab/failed.json``) read now: the same for a full judgment and the cached answer."""
+    from ..plan.failures import failure_reasons, read_failures
+    from ..plan.shared import shared_states as shared
+
+    lab_dir = os.path.dirname(os.path.abspath(request.file))
+    return shared(statuses, upstream, failure_reasons(read_failures(lab_dir)))
+
+
 def cached_judgment(request: LabRequest) -> tuple[list[CachedStatus], list[str]] | None:
     """Every step's stored state (and the ids of selected steps with a ``when``), while nothing the
     judgment read has changed."""
@@ -243,14 +271,23 @@ def sweep_temps(request: LabRequest) -> None:
     sweep([folder.parent], own=(folder, folder / "history", folder / "history-pending"))
 
 
-def judge(request: LabRequest, options: RunOptions | None) -> tuple[Runner, list[StepStatus]] | Refusal:
-    """A full judgment, kept in the judgment cache."""
+def judge(
+    request: LabRequest, options: RunOptions | None, known: Known | None = None
+) -> tuple[Runner, list[StepStatus | CachedStatus]] | Refusal:
+    """A judgment, kept in the judgment cache: in full, or from ``known`` (only the steps whose
+    files changed and what is downstream judged again)."""
     from ..plan import judgment
 
-    before = judgment.signatures(_definition_files(request))
+    definition = _definition_files(request)
+    before = judgment.signatures(definition)
     runner = open_lab(request)
     if isinstance(runner, Refusal):
         return runner
+    if known is not None and _state_unchanged(known, set(definition[-2:])):
+        statuses = runner.statuses(options, known)
+        if _use_cache(request):
+            _keep(request, known, {}, [s for s in statuses if s.id in runner.judged_ids])
+        return runner, statuses
     files, env = runner.dependencies()
     files += runner.interpreter_files()
     before |= judgment.signatures(files)
@@ -264,6 +301,8 @@ def judge(request: LabRequest, options: RunOptions | None) -> tuple[Runner, list
             statuses,
             runner.conditional(),
             before=before,
+            readers=_step_readers(runner, definition),
+            upstream=upstream_of(runner),
         )
     return runner, statuses
 
@@ -276,16 +315,18 @@ def run(
     warm: Any = None,
     opened: Runner | None = None,
     events: Any = None,
+    known: Known | None = None,
 ) -> tuple[Runner, RunResult] | Refusal:
     """Run the lab under its lock; afterwards, when every selected step is fresh, keep that as the
     judgment. ``reporter_for`` makes the reporter once the lab is open (it may size columns to the
     ids); ``say`` hears that the run waits for the lab's lock, and why. ``opened``: run this
     runner's definition instead of the file's (watch mode, the last good one while the file is
     broken); no judgment is kept then, the file on disk being another definition. ``events``: an
-    :class:`~.events.EventHub` the run's events also go to."""
+    :class:`~.events.EventHub` the run's events also go to. ``known``: the stored judgment, when
+    only some steps' files changed since (:func:`known_judgment`): only those steps, and what is
+    downstream, are judged, and only what they change is stored again."""
     from ..plan import judgment
     from ..plan.state import LabState, lab_lock
-    from ..plan.tempfiles import sweep
 
     definition = _definition_files(request)
     state_files = set(definition[-2:])  # the run itself rewrites these
@@ -306,11 +347,17 @@ def run(
         if runner.state.problem:
             runner.warnings.append(runner.state.problem)
         reporter = reporter_for(runner)
+        if known is not None and (opened is not None or not _state_unchanged(known, state_files)):
+            known = None  # another run moved the state meanwhile: judged in full
+        if known is not None:
+            _sweep_beside(runner, known.affected)
+            result = runner.run(options, reporter, warm=warm, events=events, known=known)
+            _keep_known(request, runner, result, known, state_files)
+            return runner, result
         files, env = runner.dependencies()
         files += runner.interpreter_files()
         data = set(runner.data_files())
-        outputs = (os.path.join(runner.lab_dir, p) for s in runner.resolved.values() for p in s.outputs)
-        sweep({os.path.dirname(p) for p in outputs})  # temporary files of killed writers, beside outputs
+        _sweep_beside(runner, runner.resolved)  # temporary files of killed writers, beside outputs
         before |= judgment.signatures([f for f in files if f not in data and f not in state_files])
         result = runner.run(options, reporter, warm=warm, events=events)
     selected = {o.id for o in result.outcomes}
@@ -336,5 +383,79 @@ def run(
                 statuses,
                 runner.conditional(),
                 before=before | hashed,
+                readers=_step_readers(runner, definition),
+                upstream=upstream_of(runner),
             )
     return runner, result
+
+
+def _step_readers(runner: Runner, shared: list[str]) -> dict[str, list[str]]:
+    """The files only steps read, and which; a file the lab as a whole also depends on (the lab,
+    the settings, the state, an interpreter's) is left out: its change is judged in full."""
+    common = {os.path.abspath(f) for f in [*shared, *runner.interpreter_files()]}
+    return {p: ids for p, ids in runner.readers().items() if os.path.abspath(p) not in common}
+
+
+def _sweep_beside(runner: Runner, ids: Iterable[str]) -> None:
+    """Remove the temporary files killed writers left beside these steps' outputs."""
+    from ..plan.tempfiles import sweep
+
+    sweep(
+        {
+            os.path.dirname(os.path.join(runner.lab_dir, p))
+            for sid in ids
+            for p in runner.resolved[sid].outputs
+        }
+    )
+
+
+def _state_unchanged(known: Known, state_files: set[str]) -> bool:
+    from ..plan.judgment import signatures
+
+    stored = known.entry["files"]
+    return all(stored.get(p) == sig for p, sig in signatures(state_files).items())
+
+
+def _keep_known(
+    request: LabRequest, runner: Runner, result: RunResult, known: Known, state_files: set[str]
+) -> None:
+    """After a run judged from ``known``: store the steps judged again and the files they touched,
+    when every selected step is now fresh (as a full run does)."""
+    from ..plan import judgment
+
+    selected = {o.id for o in result.outcomes}
+    complete = all(o.status in ("ran", "fresh", "disabled") for o in result.outcomes)
+    if not (_use_cache(request) and complete and not selected & set(runner.conditional())):
+        return
+    signed: dict[str, str] = {}
+    for path, sig in known.now.items():  # as looked at before judging: a later change is seen again
+        entry = runner.hashes.cache.get(path)
+        signed[path] = f"{entry[0]}:{entry[1]}" if entry is not None else sig
+    for sid in runner.judged_ids:  # their inputs and outputs, as last hashed
+        for path in runner.files_of(sid):
+            entry = runner.hashes.cache.get(path)
+            if entry is not None:
+                signed[path] = f"{entry[0]}:{entry[1]}"
+    signed |= judgment.signatures(state_files)
+    _keep(
+        request,
+        known,
+        signed,
+        [
+            judgment.CachedStatus(
+                o.id,
+                "disabled" if o.status == "disabled" else "fresh",
+                tuple(o.reasons) if o.status == "disabled" else (),
+            )
+            for o in result.outcomes
+            if o.id in runner.judged_ids
+        ],
+    )
+
+
+def _keep(request: LabRequest, known: Known, signed: dict[str, str], statuses: list[Any]) -> None:
+    """Store a judgment made from ``known``: the changed files as they were looked at (a change
+    since is seen again), then ``signed``, and the statuses of the steps judged again."""
+    from ..plan import judgment
+
+    judgment.update(request.file, known, {**known.now, **signed}, statuses)

@@ -224,8 +224,10 @@ class Watcher:
         source: ChangeSource,
         say: Callable[[str], None],
         rerun: Callable[[Any], Any] | None = None,
+        seen: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.run_once = run_once
+        self.seen = seen  # hears each batch of relevant changes (absolute paths) before it runs
         self.rerun = rerun  # runs a runner's (the last good) definition again, the file unread
         self.last: Any = None  # the runner of the last good definition
         self.settings_file = settings_file
@@ -261,6 +263,8 @@ class Watcher:
             shown = [os.path.relpath(p, self.scope.lab_dir) for p in changed]
             more = f" (+{len(shown) - 5})" if len(shown) > 5 else ""
             self.say(f"⟳ {', '.join(shown[:5])}{more} changed")
+            if self.seen is not None:
+                self.seen(changed)
             runner = self.run_once(False)
             self.runs += 1
             if runner is None:

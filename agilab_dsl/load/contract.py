@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import expr
-from .errors import did_you_mean
+from .errors import Diagnostic, did_you_mean
 from .parse import LoadResult, Locator, read_source, toml_repr
 from .validation import report_validation
 
@@ -21,6 +21,17 @@ def load_contract(path: str | Path, text: str | None = None) -> LoadResult[Any]:
     if result.data is not None:
         build_contract(result, loc)
     return result
+
+
+def locate_in_contract(
+    path: str | Path, code: str, message: str, key: str, hint: str | None = None
+) -> Diagnostic:
+    """A problem found when a contract runs (its input matches nothing, its function cannot be
+    imported), located at the value of ``key`` in the contract as it is on disk now."""
+    result, loc = read_source(path, None, "contract")
+    if result.data is None:  # changed under the run and unreadable now: the file alone
+        loc = Locator(str(path), None)
+    return loc.at_value(code, message, (key,), hint=hint)
 
 
 def build_contract(result: LoadResult[Any], loc: Locator) -> None:

@@ -84,6 +84,14 @@ CODES: dict[str, tuple[Severity, str]] = {
         "a stage's C is not valid Python (AGILAB's validator fails it too)",
     ),
     "function-module-invalid": (Severity.ERROR, "the module a function reference names is not valid Python"),
+    "input-empty": (
+        Severity.ERROR,
+        "a parallel contract's input matches no file when it runs (allow_empty = true accepts that)",
+    ),
+    "function-unimportable": (
+        Severity.ERROR,
+        "a parallel contract's function module cannot be imported when the stage runs",
+    ),
     "parallel-outputs-overlap": (
         Severity.ERROR,
         "two parallel_safe stages that may run at once declare overlapping outputs (AGILAB blocks them)",
@@ -293,6 +301,25 @@ def did_you_mean(word: str, candidates: Iterable[str], *, cutoff: float = 0.6) -
         if word.lower() in lowered:
             matches = [lowered[word.lower()]]
     return f"did you mean {matches[0]!r}?" if matches else None
+
+
+def nearest_key(word: str, candidates: Iterable[str]) -> str | None:
+    """The ``unknown-key`` hint: ``did you mean 'x'?`` when a known key is close, else the nearest
+    known key all the same (``the nearest known key is 'x'``), so that the hint always names one;
+    None only when there is no known key at all."""
+    import difflib
+
+    close = did_you_mean(word, candidates)
+    if close:
+        return close
+    if word[:3].upper() == "NB_" and not word.startswith("NB_"):  # provenance is NB_* in capitals
+        return f"did you mean {'NB_' + word[3:]!r}? (notebook provenance keys start with NB_)"
+    pool = sorted({c for c in candidates if c != word})
+    if not pool:
+        return None
+    lowered = word.lower()
+    best = max(pool, key=lambda c: (difflib.SequenceMatcher(None, lowered, c.lower()).ratio(), -len(c)))
+    return f"the nearest known key is {best!r}"
 
 
 def render_text(diag: Diagnostic, *, color: bool = False) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import Severity, did_you_mean
+from .errors import Severity, did_you_mean, nearest_key
 from .parse import LoadResult, Locator, read_source, toml_repr
 from .source import KeyPath
 from .stage import build_stage, check_stage_expressions, id_problem
@@ -242,7 +242,7 @@ def _build_meta(raw: Any, modules: list[str], data: Mapping[str, Any], loc: Loca
                 "unknown-key",
                 f"unknown key {key!r} in [__meta__] (kept, not used)",
                 kp,
-                hint=did_you_mean(key, known),
+                hint=nearest_key(key, known),
                 severity=Severity.WARNING,
             )
     if not ok:

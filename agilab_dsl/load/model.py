@@ -334,6 +334,11 @@ class ParallelContract(_Frozen):
     allow_outside: StrictBool = Field(
         False, description="true lets output lie outside the contract's folder (../, absolute paths)"
     )
+    allow_empty: StrictBool = Field(
+        False,
+        description="true lets input match no file (the stage makes no partition and its reducer writes "
+        "an empty output); otherwise a run whose input matches nothing fails, located at input",
+    )
 
     @field_validator("split", mode="before")
     @classmethod

@@ -22,7 +22,7 @@ from typing import Any
 
 from .address import scheduler_problem
 from .coercion import int_flag, loose_bool, settings_version, verbose_level, worker_count
-from .errors import Severity, did_you_mean
+from .errors import Severity, nearest_key
 from .parse import LoadResult, Locator, key_text, read_source, toml_repr
 from .validation import report_validation
 
@@ -124,7 +124,7 @@ def _cluster(cluster: Mapping[str, Any] | None, loc: Locator) -> None:
                 f"unknown [cluster] key {key!r}",
                 ("cluster", key),
                 severity=W,
-                hint=did_you_mean(key, CLUSTER_KEYS),
+                hint=nearest_key(key, CLUSTER_KEYS),
             )
     for flag in INT_FLAGS:
         if flag in cluster:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import expr
-from .errors import did_you_mean
+from .errors import did_you_mean, nearest_key
 from .parse import LoadResult, Locator, StringRef, toml_repr
 from .source import KeyPath, iter_strings
 from .validation import report_validation
@@ -56,7 +56,7 @@ def build_stage(
                 "unknown-key",
                 f"unknown stage key {key!r} (kept, not used)",
                 base + (key,),
-                hint=did_you_mean(key, aliases) or "NB_* keys are kept as notebook provenance",
+                hint=nearest_key(key, aliases),
                 severity=Severity.WARNING,
             )
             continue
@@ -232,7 +232,7 @@ def _check_profile(
                 "unknown-key",
                 f"profile {name!r} overrides unknown stage key {key!r} (kept, not used)",
                 at + (key,),
-                hint=did_you_mean(key, aliases),
+                hint=nearest_key(key, aliases),
                 severity=Severity.WARNING,
             )
             continue

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import did_you_mean
+from .errors import did_you_mean, nearest_key
 from .parse import Locator, key_text, toml_repr
 from .source import KeyPath
 
@@ -93,7 +93,7 @@ def report_validation(
                 "unknown-key",
                 f"{context}unknown key {name!r}",
                 full,
-                hint=did_you_mean(str(path[-1]), known_keys),
+                hint=nearest_key(str(path[-1]), known_keys),
             )
             continue
         codes_phrases = [_phrase(e) for e in errs]

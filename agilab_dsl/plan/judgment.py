@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 from .tempfiles import temp_path
 
-FORMAT = 1
+FORMAT = 2  # 2: each status keeps its upstream steps
 NAME = "judgment.json"
 
 
@@ -37,6 +37,7 @@ class CachedStatus(NamedTuple):
     id: str
     state: str
     reasons: tuple[str, ...]
+    upstream: tuple[str, ...] = ()  # the steps it depends on, for AGILAB's ready / stale (.shared)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "state": self.state, "reasons": list(self.reasons)}
@@ -71,9 +72,30 @@ def _key(options: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8", "surrogateescape")).hexdigest()
 
 
+class Known(NamedTuple):
+    """A stored judgment that still holds except for some steps' own files (inputs, outputs,
+    function sources, contracts): only the steps reading them (and what is downstream) need judging."""
+
+    statuses: list[CachedStatus]
+    conditional: list[str]
+    changed: set[str]  # the step files whose signature changed (absolute paths)
+    affected: set[str]  # the steps that read them
+    entry: dict[str, Any]  # the stored judgment, to update after a run
+    now: dict[str, str]  # the changed files' signatures when looked up
+
+
 def lookup(lab_path: str, options: Mapping[str, Any]) -> tuple[list[CachedStatus], list[str]] | None:
     """The stored statuses (and the ids of selected steps with a ``when``), or None when anything
     the judgment depended on changed."""
+    known = lookup_known(lab_path, options)
+    if known is None or known.changed:
+        return None
+    return known.statuses, known.conditional
+
+
+def lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:
+    """The stored judgment and what changed since, when only files that belong to steps changed
+    (a change to the lab, the settings, the state, an interpreter or the environment: None)."""
     try:
         with open(_file(lab_path), encoding="utf-8") as fh:
             entry = json.load(fh)
@@ -81,10 +103,20 @@ def lookup(lab_path: str, options: Mapping[str, Any]) -> tuple[list[CachedStatus
             return None
         if any(os.environ.get(name) != value for name, value in entry["env"].items()):
             return None
-        if any(_stat(path) != sig for path, sig in entry["files"].items()):
-            return None
-        statuses = [CachedStatus(s["id"], s["state"], tuple(s["reasons"])) for s in entry["statuses"]]
-        return statuses, list(entry["conditional"])
+        readers: dict[str, list[str]] = entry.get("readers") or {}
+        now = {}
+        for path, sig in entry["files"].items():
+            current = _stat(path)
+            if current != sig:
+                if path not in readers:
+                    return None
+                now[path] = current
+        affected = {sid for path in now for sid in readers[path]}
+        statuses = [
+            CachedStatus(s["id"], s["state"], tuple(s["reasons"]), tuple(s["upstream"]))
+            for s in entry["statuses"]
+        ]
+        return Known(statuses, list(entry["conditional"]), set(now), affected, entry, now)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # damaged or foreign: judged afresh, and the next full judgment replaces it
 
@@ -97,9 +129,15 @@ def store(
     statuses: Iterable[Any],
     conditional: Iterable[str],
     before: Mapping[str, str] | None = None,
+    readers: Mapping[str, Iterable[str]] | None = None,
+    upstream: Mapping[str, Iterable[str]] | None = None,
 ) -> None:
     """Keep a full judgment. ``before`` holds the signatures taken when the judgment started: if a
-    file changed while it was computed, nothing is stored."""
+    file changed while it was computed, nothing is stored. ``readers``: the steps each step file
+    (input, output, function source, contract) belongs to; a later change to only such files
+    re-judges only those steps (:func:`lookup_known`). ``upstream``: each step's upstream steps
+    (kept so that the fast answer's AGILAB states are the full judgment's)."""
+    ups = upstream or {}
     now = signatures(files)
     if before is not None and any(now.get(p) != sig for p, sig in before.items()):
         return
@@ -107,9 +145,45 @@ def store(
         "key": _key(options),
         "env": {name: os.environ.get(name) for name in sorted(set(env_names))},
         "files": now,
-        "statuses": [{"id": s.id, "state": s.state, "reasons": list(s.reasons)} for s in statuses],
+        "statuses": [
+            {"id": s.id, "state": s.state, "reasons": list(s.reasons), "upstream": sorted(ups.get(s.id, ()))}
+            for s in statuses
+        ],
         "conditional": sorted(conditional),
+        "readers": _readers(readers or {}),
     }
+    _write(lab_path, entry)
+
+
+def update(
+    lab_path: str,
+    known: Known,
+    signed: Mapping[str, str],
+    statuses: Iterable[Any],
+) -> None:
+    """Keep a judgment made from ``known``: the files in ``signed`` with their new signatures (the
+    others keep theirs: a file changed meanwhile is still seen as changed) and the new statuses of
+    the steps judged again (only the steps: the files, readers and key are the stored ones)."""
+    entry = dict(known.entry)
+    files = dict(entry["files"])
+    files.update({p: sig for p, sig in signed.items() if p in files})
+    entry["files"] = files
+    new = {s.id: s for s in statuses}
+    entry["statuses"] = [  # a step's upstream steps are the lab's: unchanged when only files changed
+        {**s, "state": new[s["id"]].state, "reasons": list(new[s["id"]].reasons)} if s["id"] in new else s
+        for s in entry["statuses"]
+    ]
+    _write(lab_path, entry)
+
+
+def _readers(readers: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    return {
+        (path if os.path.isabs(path) else os.path.abspath(path)): sorted(set(ids))
+        for path, ids in readers.items()
+    }
+
+
+def _write(lab_path: str, entry: dict[str, Any]) -> None:
     target = _file(lab_path)
     tmp = temp_path(target)
     try:

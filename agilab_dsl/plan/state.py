@@ -198,12 +198,30 @@ class LabState:
 
     def settle(self) -> None:
         """End of a run: close the journal, and compact it into state.json once it holds more than
-        an eighth of the records (so a run that re-ran 2 steps of 1,000 does not rewrite all 1,000)."""
-        if self.repair or self.journal_lines > max(32, len(self.steps) // 8):
+        an eighth of the records (so a run that re-ran 2 steps of 1,000 does not rewrite all 1,000),
+        or has grown past half of state.json's size (a step gathering 10,000 inputs has a record of
+        ~1.6 MB: re-run each time, its lines would otherwise pile up)."""
+        if (
+            self.repair
+            or self.journal_lines > max(32, len(self.steps) // 8)
+            or self._journal_bytes() > max(1 << 20, self._state_bytes() // 2)
+        ):
             self.save()
         elif self._journal is not None:
             self._journal.close()
             self._journal = None
+
+    def _journal_bytes(self) -> int:
+        try:
+            return self._journal.tell() if self._journal is not None else 0
+        except (OSError, ValueError):
+            return 0
+
+    def _state_bytes(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
 
     def save(self) -> None:
         """Compact: replace state.json atomically with every record, then drop the journal."""

@@ -28,6 +28,15 @@ class StageFailed(Exception):
         self.failed = failed
 
 
+class Located(Exception):
+    """A problem of the contract met when it runs (its input matches no file, its function module
+    cannot be imported): a diagnostic located in the contract, said without a traceback."""
+
+    def __init__(self, diagnostic: Any) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
 @dataclass(frozen=True)
 class StageResult:
     name: str
@@ -138,6 +147,8 @@ def run_contract(
     base = str(path.parent)
     cores = cores or available_cores()
     plan, parts = planned(contract, path, cores)
+    if plan.input_files == 0 and not getattr(contract, "allow_empty", False):
+        raise Located(_empty_input(contract, path))
     function = FunctionRef.parse(contract.function, base)
     if compiled:
         tell(_compiled_note(function))
@@ -145,10 +156,12 @@ def run_contract(
     if name == "auto":
         try:
             fn = function.load(compiled)
-        except (ImportError, AttributeError, SyntaxError):  # said as each partition's failure
+        except Exception:  # said below (local, pool) or as the first partition's failure
             fn = None
         name, why = choose_auto(contract, plan, parts, fn, scheduler)
         tell(f"auto: {name} ({why})")
+    if name in ("local", "pool") and parts:
+        _importable(function, compiled, path)
     workers = min(plan.effective_workers, limit) if limit else plan.effective_workers
     workers = max(1, workers)
     where = Placement(workers, max(1, (limit or cores) // workers), scheduler, fallback)
@@ -199,6 +212,50 @@ def _dashboard(engine: Any) -> str | None:
     return None
 
 
+def _empty_input(contract: Any, path: Path) -> Any:
+    from ..load.contract import locate_in_contract
+
+    where = contract.input if os.path.isabs(contract.input) else os.path.join(path.parent, contract.input)
+    return locate_in_contract(
+        path,
+        "input-empty",
+        f"input {contract.input!r} matches no file (looked for {where})",
+        "input",
+        hint="write the files first (an upstream step), fix the glob, or set allow_empty = true",
+    )
+
+
+def _importable(function: FunctionRef, compiled: bool, path: Path) -> None:
+    """Import the partition function here, before any partition starts, when the partitions run
+    on this machine under this interpreter (local, pool): one that cannot be imported is a located
+    error, not each partition's traceback. (A Dask or GPU stage's workers may hold modules this
+    process lacks: there a failure stays the first partition's.)"""
+    from ..load.contract import locate_in_contract
+
+    try:
+        function.load(compiled)
+    except Exception as exc:  # whatever the module's top-level code raises while it is imported
+        raise Located(
+            locate_in_contract(
+                path,
+                "function-unimportable",
+                f"cannot import the function {function.module}:{function.name}: {type(exc).__name__}: {exc}",
+                "function",
+                hint=_import_hint(exc),
+            )
+        ) from None
+
+
+def _import_hint(exc: BaseException) -> str:
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return f"install {exc.name} in the interpreter that runs the stage, or fix the import"
+    if isinstance(exc, AttributeError):
+        return "check the function's name after the colon"
+    if isinstance(exc, SyntaxError):
+        return "fix the module's syntax"
+    return "the module raises while it is imported: run it with python to see why"
+
+
 def _spread(seconds: list[float]) -> dict[str, float] | None:
     """min / median / max of the partitions' durations."""
     if not seconds:
@@ -239,6 +296,7 @@ class StageProblem:
 
     message: str
     traceback: str = ""
+    located: bool = False  # message is rendered diagnostics (file:line:col first)
 
 
 def attempt(path: str | Path, contract: Any = None, **options: Any) -> StageResult | StageProblem:
@@ -253,7 +311,9 @@ def attempt(path: str | Path, contract: Any = None, **options: Any) -> StageResu
             contract = load(path, "contract")
         return run_contract(contract, path, **options)
     except LoadError as exc:
-        return StageProblem("\n".join(render_text(d) for d in exc.diagnostics))
+        return StageProblem("\n".join(render_text(d) for d in exc.diagnostics), located=True)
+    except Located as exc:
+        return StageProblem(render_text(exc.diagnostic), located=True)
     except (BackendUnavailable, ReduceError, GridError) as exc:
         return StageProblem(str(exc))
     except (ImportError, AttributeError) as exc:  # a custom reducer that cannot be loaded

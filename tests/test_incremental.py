@@ -1,0 +1,144 @@
+"""One change costs what it touches (issue 18): after a stored judgment, a change to some steps'
+own files (an input, an output, a function source) judges only the steps that read them and what
+is downstream; every other step keeps its stored state. The answers are those of a full judgment."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from agilab_dsl.cli import main
+from agilab_dsl.execute.run import Runner
+
+N = 12
+
+
+def _lab(folder: Path) -> Path:
+    (folder / "in").mkdir()
+    parts = []
+    for i in range(N):
+        (folder / "in" / f"{i}.txt").write_text(f"line {i}\n")
+        parts.append(
+            f'[[w]]\nid = "s{i}"\nC = "open(outputs[0], \'w\').write(open(inputs[0]).read())"\n'
+            f'consumes = ["in/{i}.txt"]\nproduces = ["out/{i}.txt"]\n\n'
+        )
+    inputs = ", ".join(f'"out/{i}.txt"' for i in range(N))
+    parts.append(
+        f'[[w]]\nid = "gather"\nC = "open(outputs[0], \'w\').write(str(sum(len(open(p).read()) for p in inputs)))"\n'
+        f'consumes = [{inputs}]\nproduces = ["total.txt"]\n\n'
+        '[[w]]\nid = "count"\nfunction = "helpers.py:count"\nparams = { path = "total.txt" }\n'
+        'depends_on = ["gather"]\n'
+    )
+    (folder / "helpers.py").write_text("def count(path):\n    return {'n': len(open(path).read())}\n")
+    lab = folder / "lab_stages.toml"
+    lab.write_text("".join(parts))
+    return lab
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Path:
+    return _lab(tmp_path)
+
+
+@pytest.fixture
+def judged(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the steps judged (not reused from the stored judgment)."""
+    seen: list[str] = []
+    original = Runner._judge
+
+    def spy(self: Runner, sid: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        seen.append(sid)
+        return original(self, sid, *args, **kwargs)
+
+    monkeypatch.setattr(Runner, "_judge", spy)
+    return seen
+
+
+def _run(lab: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, str]:
+    capsys.readouterr()
+    main([str(lab), "--json", *extra])
+    return {s["id"]: s["status"] for s in json.loads(capsys.readouterr().out)["steps"]}
+
+
+def _status(lab: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> list[dict]:
+    capsys.readouterr()
+    assert main(["status", str(lab), "--json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)["steps"]
+
+
+def test_one_changed_input_judges_its_step_and_what_is_downstream(
+    lab: Path, judged: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert set(_run(lab, capsys).values()) == {"ran"}
+    judged.clear()
+    (lab.parent / "in" / "3.txt").write_text("changed\n")
+    statuses = _run(lab, capsys)
+    assert [s for s, v in statuses.items() if v == "ran"] == ["s3", "gather", "count"]
+    assert sorted(judged) == ["count", "gather", "s3"]
+    assert (lab.parent / "out" / "3.txt").read_text() == "changed\n"
+    judged.clear()
+    assert set(_run(lab, capsys).values()) == {"fresh"}  # the judgment was kept: nothing judged
+    assert judged == []
+
+
+def test_a_touched_input_runs_nothing_and_is_kept(
+    lab: Path, judged: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(lab, capsys)
+    path = lab.parent / "in" / "5.txt"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    judged.clear()
+    assert set(_run(lab, capsys).values()) == {"fresh"}
+    assert judged == ["s5"]  # its content is the same: fresh, so nothing downstream is judged
+    judged.clear()
+    _run(lab, capsys)
+    assert judged == []
+
+
+@pytest.mark.parametrize("change", ["input", "output-deleted", "function", "two-inputs"])
+def test_status_from_a_stored_judgment_is_the_full_answer(
+    lab: Path, judged: list[str], capsys: pytest.CaptureFixture[str], change: str
+) -> None:
+    _run(lab, capsys)
+    folder = lab.parent
+    if change == "input":
+        (folder / "in" / "7.txt").write_text("new\n")
+    elif change == "output-deleted":
+        (folder / "out" / "2.txt").unlink()
+    elif change == "function":
+        (folder / "helpers.py").write_text("def count(path):\n    return {'n': 2 * len(open(path).read())}\n")
+    else:
+        (folder / "in" / "1.txt").write_text("new\n")
+        (folder / "in" / "9.txt").write_text("new\n")
+    judged.clear()
+    partial = _status(lab, capsys)
+    assert len(judged) < N  # not every step was judged
+    full = _status(lab, capsys, "--no-cache")
+    assert partial == full
+    assert any(s["state"] == "stale" for s in partial)
+    judged.clear()
+    assert _status(lab, capsys) == full and judged == []  # kept: answered without judging
+
+
+def test_a_change_to_the_lab_is_judged_in_full(
+    lab: Path, judged: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(lab, capsys)
+    lab.write_text(lab.read_text() + "\n# a comment\n")
+    judged.clear()
+    assert set(_run(lab, capsys).values()) == {"fresh"}
+    assert len(judged) == N + 2
+
+
+def test_a_failure_after_a_stored_judgment_is_not_kept(
+    lab: Path, judged: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(lab, capsys)
+    (lab.parent / "helpers.py").write_text("def count(path):\n    raise ValueError('no')\n")
+    assert _run(lab, capsys)["count"] == "failed"
+    judged.clear()
+    assert _run(lab, capsys)["count"] == "failed"  # judged again, not answered as fresh
+    assert "count" in judged

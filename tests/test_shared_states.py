@@ -1,0 +1,142 @@
+"""``status`` in AGILAB's words (ready, waiting, running, done, failed, stale, disabled, skipped): ours
+kept where it says more, a failed step ``failed`` with its error until it runs again, ``--json``
+keeping every key it had, and the judgment cache's fast answer equal to the full judgment's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agilab_dsl.cli import main
+from agilab_dsl.plan.judgment import CachedStatus
+from agilab_dsl.plan.shared import shared_states
+
+LAB = """[[m]]
+id = "make"
+produces = ["a.txt"]
+C = "open('a.txt', 'w').write('x')"
+
+[[m]]
+id = "check"
+consumes = ["a.txt"]
+produces = ["b.txt"]
+C = '''
+import os
+if os.environ.get("AGILAB_TEST_FAIL"):
+    raise ValueError("the threshold is negative\\nsecond line")
+open("b.txt", "w").write("y")
+'''
+
+[[m]]
+id = "report"
+consumes = ["b.txt"]
+C = "pass"
+
+[[m]]
+id = "off"
+enabled = false
+C = "pass"
+"""
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Path:
+    path = tmp_path / "lab_stages.toml"
+    path.write_text(LAB, encoding="utf-8")
+    return path
+
+
+def status_json(lab: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> list[dict]:
+    assert main(["status", str(lab), "--json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)["steps"]
+
+
+def status_text(lab: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    assert main(["status", str(lab)]) == 0
+    return {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+
+
+def test_the_mapping_from_our_states() -> None:
+    statuses = [
+        CachedStatus("a", "fresh", ()),
+        CachedStatus("b", "stale", ("code changed",)),
+        CachedStatus("c", "never-ran", ("never ran",)),
+        CachedStatus("d", "disabled", ()),
+        CachedStatus("e", "never-ran", ("never ran",)),
+        CachedStatus("f", "stale", ()),
+    ]
+    upstream = {"b": ["a"], "c": ["b"], "e": ["d"], "f": ["a", "outside"]}
+    got = shared_states(statuses, upstream, {})
+    assert {k: v.state for k, v in got.items()} == {
+        "a": "done",
+        "b": "ready",  # every upstream step done: it can run now
+        "c": "stale",  # after b
+        "d": "disabled",
+        "e": "ready",  # a disabled upstream does not hold it
+        "f": "ready",  # a step not judged here (outside the selection) counts as done
+    }
+    assert [got[k].label() for k in "abcd"] == ["done", "ready (stale)", "stale (never-ran)", "disabled"]
+    failed = shared_states(statuses, upstream, {"b": "ValueError: boom"})
+    assert failed["b"] == ("failed", ("ValueError: boom",), "stale")
+    assert failed["c"].state == "stale"  # its upstream failed: not ready
+    assert shared_states(statuses, upstream, {"d": "x"})["d"].state == "disabled"
+
+
+def test_status_speaks_agilab_and_keeps_its_json_keys(lab: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = status_text(lab, capsys)
+    assert lines["make"].split()[1:] == ["ready", "(never-ran)", "never", "ran"]
+    assert lines["check"].split()[1:3] == ["stale", "(never-ran)"]
+    assert lines["off"].split()[1] == "disabled"
+    steps = status_json(lab, capsys)
+    assert steps[0] == {
+        "id": "make",
+        "state": "never-ran",  # every key it had, unchanged
+        "reasons": ["never ran"],
+        "agilab_state": "ready",
+        "agilab_reasons": [],
+    }
+    assert [s["agilab_state"] for s in steps] == ["ready", "stale", "stale", "disabled"]
+
+
+def test_a_failed_step_is_failed_with_its_error_until_it_runs_again(
+    lab: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGILAB_TEST_FAIL", "1")
+    assert main([str(lab)]) == 1
+    capsys.readouterr()
+    lines = status_text(lab, capsys)
+    assert lines["make"].split()[1] == "done"
+    assert lines["check"].split()[1] == "failed"
+    assert lines["check"].endswith("ValueError: the threshold is negative")  # the error's first line
+    assert lines["report"].split()[1:3] == ["stale", "(never-ran)"]  # waits for check
+    steps = {s["id"]: s for s in status_json(lab, capsys)}
+    assert steps["check"]["agilab_state"] == "failed"
+    assert steps["check"]["agilab_reasons"] == ["ValueError: the threshold is negative"]
+    assert steps["check"]["state"] in ("never-ran", "stale")  # our judgment, as before
+    assert status_json(lab, capsys) == list(steps.values())  # asked again: the same
+    monkeypatch.delenv("AGILAB_TEST_FAIL")
+    assert main([str(lab)]) == 0
+    capsys.readouterr()
+    assert [s["agilab_state"] for s in status_json(lab, capsys)] == ["done", "done", "done", "disabled"]
+
+
+def test_the_cached_answer_is_the_full_judgments(
+    lab: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agilab_dsl.execute.session as session
+
+    assert main([str(lab), "--only", "make"]) == 0  # a run stores its judgment; make is done
+    capsys.readouterr()
+    full = status_json(lab, capsys, "--no-cache")
+    assert [s["agilab_state"] for s in full] == ["done", "ready", "stale", "disabled"]
+    assert status_json(lab, capsys) == full  # a full judgment, kept in .agilab/judgment.json
+
+    def no_full_judgment(*args: object, **kwargs: object) -> None:
+        raise AssertionError("status judged the lab afresh: the cache was not used")
+
+    monkeypatch.setattr(session, "judge", no_full_judgment)
+    assert status_json(lab, capsys) == full  # the fast path: the same states, ready and stale alike
+    before = status_text(lab, capsys)
+    assert before["check"].split()[1:3] == ["ready", "(never-ran)"]
