@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import CONFORMANCE
 
-HEAVY = ("dask", "distributed", "pyarrow", "joblib", "watchfiles", "cupy", "starlette", "uvicorn")
+HEAVY = ("dask", "distributed", "pyarrow", "joblib", "watchfiles", "cupy", "starlette", "uvicorn", "rich")
 
 PROBE = """
 import json, sys

@@ -5,7 +5,8 @@ its entry in :data:`COMMANDS` (the dispatch imports that module only).
 
 Exit codes: 0 ok; 1 a step failed, or ``check`` found problems; 2 the definition is invalid, a
 file cannot be read, or the call is wrong. Every command imports what it needs when it runs, so
-``--help`` and ``check`` never pay for dask, distributed, pyarrow, joblib, watchfiles or cupy.
+``--help`` and ``check`` never pay for dask, distributed, pyarrow, joblib, watchfiles, cupy or rich
+(rich draws a run's live block on a terminal only: :mod:`.live`).
 
 This module holds :func:`main` and the dispatch only: the parsers are in :mod:`.parser`, each
 command in its own ``cmd_*`` module (imported only when that command runs), what they share in

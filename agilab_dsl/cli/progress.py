@@ -1,11 +1,13 @@
 """What a run in progress needs from the command line (``agilab-run FILE`` and ``--watch``): the
-text reporter, made once the lab is open, and the signal handling around a run (SIGTERM as
-Ctrl-C; Ctrl-C held off during a clean-up).
+reporter, made once the lab is open — on a terminal a live block drawn with rich (:mod:`.live`),
+else plain lines (:mod:`.plain`) —, and the signal handling around a run (SIGTERM as Ctrl-C;
+Ctrl-C held off during a clean-up).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -15,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import argparse
     from collections.abc import Iterator
     from types import FrameType
+    from typing import TextIO
 
     from ..execute.events import EventHub
     from ..execute.outcome import RunResult
@@ -22,25 +25,38 @@ if TYPE_CHECKING:  # pragma: no cover
     from .show import TextReporter
 
 
+def live_terminal(stream: TextIO) -> bool:
+    """Whether a run's progress is drawn live on ``stream``: a terminal that is not ``TERM=dumb``
+    (``NO_COLOR`` keeps the block, without colours)."""
+    return stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
 class Reporting:
-    """The run's text reporter, made once the lab is open (its column fits the step ids)."""
+    """The run's reporter, made once the lab is open (its column fits the step ids)."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.reporter: TextReporter | None = None
 
     def reporter_for(self, runner: Runner) -> TextReporter:
-        from .show import TextReporter
-
         print_warnings(runner)
         width = max([len(i) for i in runner.lab.ids] + [4])
-        self.reporter = TextReporter(
-            sys.stderr, width, color=use_color(sys.stderr), verbose=self.args.verbose
-        )
+        color, verbose = use_color(sys.stderr), self.args.verbose
+        if live_terminal(sys.stderr):
+            from .live import LiveReporter  # rich: only for a terminal
+
+            self.reporter = LiveReporter(sys.stderr, width, color=color, verbose=verbose)
+        else:
+            from .plain import PlainReporter
+
+            self.reporter = PlainReporter(sys.stderr, width, color=color, verbose=verbose)
         return self.reporter
 
     def finished(self, result: RunResult) -> None:
         assert self.reporter is not None
+        close = getattr(self.reporter, "close", None)
+        if close is not None:  # the live block, if a step left it up
+            close()
         self.reporter.finished(result, self.args.file)
 
 

@@ -41,16 +41,14 @@ class Machine:
         self._serving = threading.Lock()
 
     def serve_here(self, request: dict[str, Any], log: Path, result_file: Path) -> dict[str, Any]:
-        """Run a contract step in this process (one at a time); its log and result as a worker
-        would leave them, and a worker's reply."""
+        """Run a contract step in this process (one at a time); its log (written line by line, as a
+        worker's is, so that it can be followed) and result as a worker would leave them, and a
+        worker's reply."""
         from ..stages.parallel import serve
 
-        lines: list[str] = []
         started = time.perf_counter()
-        with self._serving:
-            status, payload = serve(request, lines.append, lines.append)
-        if lines:
-            log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        with self._serving, _LineLog(log) as say:
+            status, payload = serve(request, say, say)
         if payload is not None:
             result_file.write_text(json.dumps(payload), encoding="utf-8")
         return {"exit": status, "signal": None, "timed_out": False, "seconds": time.perf_counter() - started}
@@ -87,6 +85,28 @@ class Machine:
     def close(self) -> None:
         if self._local is not None:
             self._local.close()
+
+
+class _LineLog:
+    """A step's log written a line at a time, flushed; created with its first line (a stage that
+    said nothing leaves no log)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._out: Any = None
+
+    def __enter__(self) -> Any:
+        return self.say
+
+    def say(self, text: str) -> None:
+        if self._out is None:
+            self._out = self.path.open("w", encoding="utf-8")
+        self._out.write(text + "\n")
+        self._out.flush()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._out is not None:
+            self._out.close()
 
 
 class Warm:

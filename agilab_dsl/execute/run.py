@@ -30,6 +30,7 @@ from ..plan.state import LabState, StepRecord, new_run_id
 from .agilab_env import AgilabOptions, step_context
 from .events import EventHub, RunStream
 from .executors import executor
+from .follow import follow
 from .judged import JudgedFiles
 from .machine import Machine, Warm
 from .outcome import (
@@ -215,6 +216,7 @@ class Runner(JudgedFiles):
             options = dataclasses.replace(options, jobs=self.jobs(options))
         stream = RunStream(self.lab_dir, run_id, str(self.lab.path), options.jobs, events)
         reporter = stream.reporter(reporter or SilentReporter())
+        reporter, unfollow = follow(reporter, self.lab_dir / ".agilab" / "runs" / run_id)  # live output
         machine = (
             warm.machine(options, self.settings, reporter)
             if warm
@@ -339,6 +341,7 @@ class Runner(JudgedFiles):
             raise
         finally:
             threads.shutdown(wait=True, cancel_futures=True)
+            unfollow()
             if not interrupted and warm is None:
                 pool.release()  # the workers exit while the state is saved
             try:

@@ -20,6 +20,7 @@ from ..plan.interpreter import Interpreter, missing_module
 from ..plan.resolve import ResolvedStep
 from ..plan.state import STEPS_LOCK
 from .agilab_env import StepContext, step_extras
+from .follow import progress_file
 from .logs import log_path
 from .machine import Machine, contract_backend
 from .outcome import StepOutcome
@@ -98,6 +99,7 @@ class StepExecutor:
                 cython=self._cython(step),
                 limit=machine.share,
                 scheduler=machine.scheduler_for(served_by),
+                progress=str(progress_file(log)),  # followed live (follow.py)
             )
         elif stage.function:
             module, _, function = stage.function.rpartition(":")

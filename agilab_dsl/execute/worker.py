@@ -17,8 +17,11 @@ reply    {"exit": int, "signal": int|null, "timed_out": bool, "seconds": float} 
          when the step's log could not be written)
 
 The child writes what the step returned to ``result`` (JSON); its stdout/stderr (and a traceback
-on failure) go to an anonymous scratch file that is copied to ``log`` when the step printed
-anything (a silent step leaves no log). This module imports only the standard library.
+on failure) go straight to ``log`` as the step runs, so that the runner can follow it live
+(:mod:`agilab_dsl.execute.follow`); a log left empty is removed (a silent step leaves no log). A
+pre-forked child's output points at an anonymous scratch file until its request names the log; when
+the log cannot be opened, the output stays there and is copied to the log at the end (saying why
+when that fails too). This module imports only the standard library.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ def _jsonable(value: Any) -> Any:
 
 def _run_child(req: dict[str, Any]) -> int:
     """In the forked child: run the step, write its result, return the exit status. Its output
-    goes to the scratch file the worker gave it (see :func:`_keep_log`)."""
+    goes to the step's log (see :func:`_to_log`)."""
+    _to_log(req["log"])
     if req.get("hold"):
         _hold(req["hold"])
     os.chdir(req["cwd"])
@@ -299,6 +303,35 @@ def _scratch() -> int:
         return os.dup(fh.fileno())
 
 
+def _to_log(path: str) -> None:
+    """In the step's child: its stdout and stderr (C level and subprocesses included) go straight to
+    its log from now on, where the runner can follow them. A log that cannot be opened leaves them in
+    the scratch file (:func:`_settle_log` copies it, or says why it could not)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _settle_log(scratch: int, path: str) -> None:
+    """After the step: its log is removed when it stayed empty (a silent step leaves no log); when
+    the child could not open it, what went to the scratch file is copied there."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        _keep_log(scratch, path)
+        return
+    if size:
+        return
+    if os.fstat(scratch).st_size:  # it wrote before its log was open (a request it could not read)
+        _keep_log(scratch, path)
+    else:
+        os.unlink(path)
+
+
 def _keep_log(scratch: int, path: str) -> None:
     """Copy a step's output to its log; a step that printed nothing leaves no log file."""
     size = os.fstat(scratch).st_size
@@ -366,7 +399,7 @@ def handle(
             _Running.spare = following[0]
         code, sig, timed_out, reaped = _wait(pid, done, req.get("timeout"))
         try:
-            _keep_log(scratch, req["log"])
+            _settle_log(scratch, req["log"])
         except OSError as exc:  # a full disk, say: the step's outcome stands, its output is lost
             log_error = f"{exc.filename or req['log']}: {exc.strerror or exc}"
     finally:
@@ -403,7 +436,7 @@ def _on_term(signum: int, frame: Any) -> None:
             _signal_group(child, signal.SIGKILL)
     if _Running.scratch is not None and _Running.log is not None:
         with contextlib.suppress(OSError):
-            _keep_log(_Running.scratch, _Running.log)  # what the interrupted step printed
+            _settle_log(_Running.scratch, _Running.log)  # what the interrupted step printed
     os._exit(128 + signum)
 
 

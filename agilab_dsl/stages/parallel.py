@@ -18,6 +18,7 @@ from typing import Any
 from . import spill
 from .backends import Failed, FunctionRef, PartitionCall, Placement, available_cores, get
 from .partition import GridError, PartitionPlan, load_grid, plan_partitions, resolve_inputs
+from .progress import StageProgress
 from .reducers import REDUCERS, ReduceError, custom
 from .splits import Partition, make_partitions
 
@@ -124,6 +125,7 @@ def run_contract(
     fallback: str | None = None,
     compiled: bool = False,
     say: Callable[[str], None] | None = None,
+    progress: str | None = None,
 ) -> StageResult:
     """Run a validated contract (a :class:`~agilab_dsl.load.model.ParallelContract`).
 
@@ -131,6 +133,8 @@ def run_contract(
     stage starts when it shares the machine with other stages (``-j N``); inner thread pools get
     ``cores // processes`` threads each. ``compiled`` (the cython bit) prefers a compiled twin of
     the function's module. ``say`` hears what is worth telling (auto's choice, the dashboard link).
+    ``progress``: a file that receives a JSON line per partition started and finished
+    (:mod:`.progress`).
     """
     started = time.perf_counter()
     notes: list[str] = []
@@ -169,9 +173,11 @@ def run_contract(
     )
 
     took: list[float] = []
+    tracked = StageProgress(progress, len(parts), engine.name, _dashboard(engine))
 
     def results() -> Iterator[tuple[str, Any]]:
-        for part, outcome in engine.map(call, parts):
+        for part, outcome in engine.map(call, parts, tracked.started if progress else None):
+            tracked.finished(part.describe(), outcome.error if isinstance(outcome, Failed) else None)
             if isinstance(outcome, Failed):
                 raise StageFailed(outcome)
             took.append(outcome.seconds)
@@ -187,6 +193,7 @@ def run_contract(
             REDUCERS[contract.reducer](stream, output)
     finally:
         stream.close()  # a stage stopped early stops its partitions now, not when collected
+        tracked.close()
         engine.close()
         spill.clean(output)  # what a failed stage's workers wrote ahead
     return StageResult(
@@ -201,6 +208,15 @@ def run_contract(
         _spread(took),
         os.path.getsize(output) if os.path.exists(output) else 0,
     )
+
+
+def _dashboard(engine: Any) -> str | None:
+    """The Dask dashboard link of a backend (or of the Dask backend it wraps), if it has one."""
+    for backend in (engine, getattr(engine, "inner", None)):
+        link = getattr(backend, "dashboard", None)
+        if isinstance(link, str) and link:
+            return link
+    return None
 
 
 def _empty_input(contract: Any, path: Path) -> Any:
@@ -328,6 +344,7 @@ def serve(
         cores=req.get("cores"),
         limit=req.get("limit"),
         say=say,
+        progress=req.get("progress"),
     )
     if isinstance(result, StageProblem):
         complain(f"{result.message}\n{result.traceback}".rstrip("\n"))

@@ -1,7 +1,9 @@
 """Where a parallel stage's partitions run: one small module per backend behind one interface.
 
 A backend maps a :class:`PartitionCall` over partitions and yields ``(partition, outcome)`` in
-partition order, as results arrive (so a reducer can stream them). An outcome is a value, never a
+partition order, as results arrive (so a reducer can stream them); it calls ``started`` (when given)
+with each partition's description as the partition starts (``pool``: is handed to a worker process;
+``dask``: is submitted), for the stage's progress. An outcome is a value, never a
 raised exception: :class:`Failed` carries the partition's description and traceback, so a failure
 crosses process and machine boundaries intact.
 """
@@ -198,10 +200,15 @@ def takes_xp(fn: Any) -> bool:
     return "xp" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+Started = Callable[[str], None] | None  # hears a partition's description as it starts
+
+
 class Backend(Protocol):
     name: str
 
-    def map(self, call: PartitionCall, parts: list[Partition]) -> Iterator[tuple[Partition, Any]]: ...
+    def map(
+        self, call: PartitionCall, parts: list[Partition], started: Started = None
+    ) -> Iterator[tuple[Partition, Any]]: ...
 
     def close(self) -> None: ...
 

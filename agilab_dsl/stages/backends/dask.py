@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..splits import Partition
-from . import BackendUnavailable, Failed, PartitionCall, thread_limits
+from . import BackendUnavailable, Failed, PartitionCall, Started, thread_limits
 
 CONNECT_TIMEOUT = "10s"
 
@@ -251,7 +251,9 @@ class DaskBackend:
         self.dashboard: str | None = self.client.dashboard_link
         say(f"dask: {where}, dashboard {self.dashboard}")
 
-    def map(self, call: PartitionCall, parts: list[Partition]) -> Iterator[tuple[Partition, Any]]:
+    def map(
+        self, call: PartitionCall, parts: list[Partition], started: Started = None
+    ) -> Iterator[tuple[Partition, Any]]:
         if not parts:
             return
 
@@ -265,6 +267,8 @@ class DaskBackend:
         futures = self.client.map(
             functools.partial(run_batch, call), batches, key=keys, pure=False, resources=self.resources
         )
+        for part in parts if started is not None else ():  # submitted: the scheduler decides when
+            started(part.describe())
         try:
             # gathered in order, a few tasks at a time: results stream to the reducer, and at most
             # that many tasks' results wait in this process

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..splits import Partition
-from . import Backend, BackendUnavailable, PartitionCall, Placement, in_order
+from . import Backend, BackendUnavailable, PartitionCall, Placement, Started, in_order
 
 
 def missing() -> str | None:
@@ -46,7 +46,9 @@ class DeviceBackend:
     def __init__(self, devices: list[int]) -> None:
         self.devices = devices
 
-    def map(self, call: PartitionCall, parts: list[Partition]) -> Iterator[tuple[Partition, Any]]:
+    def map(
+        self, call: PartitionCall, parts: list[Partition], started: Started = None
+    ) -> Iterator[tuple[Partition, Any]]:
         if not parts:
             return
         from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -59,6 +61,8 @@ class DeviceBackend:
 
         def on_a_device(part: Partition) -> Any:
             device = free.get()  # blocks until a device is free
+            if started is not None:
+                started(part.describe())
             try:
                 with cupy.cuda.Device(device):
                     outcome = call(part)
@@ -87,8 +91,10 @@ class WithArrays:
         self.xp = xp
         self.name = name
 
-    def map(self, call: PartitionCall, parts: list[Partition]) -> Iterator[tuple[Partition, Any]]:
-        return self.inner.map(dataclasses.replace(call, xp=self.xp), parts)
+    def map(
+        self, call: PartitionCall, parts: list[Partition], started: Started = None
+    ) -> Iterator[tuple[Partition, Any]]:
+        return self.inner.map(dataclasses.replace(call, xp=self.xp), parts, started)
 
     def close(self) -> None:
         self.inner.close()

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..splits import Partition
-from . import Done, Failed, PartitionCall
+from . import Done, Failed, PartitionCall, Started
 
 BATCH_SECONDS = 0.05  # of partition work per batch, once the first partitions were timed
 IDLE_SECONDS = 300  # a worker left idle this long exits (joblib's default)
@@ -66,7 +66,10 @@ class PoolBackend:
         self.workers = max(1, workers)
         self.threads = max(1, threads)
 
-    def map(self, call: PartitionCall, parts: list[Partition]) -> Iterator[tuple[Partition, Any]]:
+    def map(
+        self, call: PartitionCall, parts: list[Partition], started: Started = None
+    ) -> Iterator[tuple[Partition, Any]]:
+        """``started`` hears each partition as its batch is handed to the executor."""
         if not parts:
             return
         import os
@@ -92,6 +95,9 @@ class PoolBackend:
                     ideal = int(BATCH_SECONDS * timed / took) if took > 0 else left
                     size = max(1, min(ideal, left // (4 * workers)))
                 batch = parts[sent : sent + size]
+                if started is not None:
+                    for part in batch:
+                        started(part.describe())
                 flying.append((sent, size, executor.submit(run_batch, call, batch)))
                 sent += size
 
