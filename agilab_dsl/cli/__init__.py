@@ -19,8 +19,6 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from .common import EXIT_INVALID, EXIT_OK, os_failure
-
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
     from collections.abc import Callable, Sequence
@@ -47,9 +45,20 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["status"]:  # answered from the judgment cache with nothing else loaded
+        from .fast import status_answer
+
+        try:
+            answered = status_answer(args_list)
+        except BrokenPipeError:  # `agilab-run status lab.toml | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        if answered is not None:
+            return answered
+    from .common import EXIT_INVALID, EXIT_OK, os_failure
     from .parser import build_parser, build_run_parser
 
-    args_list = list(sys.argv[1:] if argv is None else argv)
     mistyped = _mistyped_command(args_list)
     if mistyped:
         print(mistyped, file=sys.stderr)

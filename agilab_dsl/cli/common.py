@@ -11,16 +11,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .listing import show_statuses  # noqa: F401 - the commands' shared helpers include it
+
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
-    from collections.abc import Mapping, Sequence
     from typing import TextIO
 
     from ..execute.outcome import RunOptions
     from ..execute.run import Runner
     from ..execute.session import LabRequest, Refusal
     from ..plan.judgment import CachedStatus, Known
-    from ..plan.shared import SharedState
     from ..plan.stale import StepStatus
 
 EXIT_OK = 0
@@ -138,20 +138,3 @@ def judge_lab(
     runner, statuses = judged
     print_warnings(runner)
     return statuses
-
-
-def show_statuses(
-    statuses: Sequence[StepStatus | CachedStatus],
-    as_json: bool,
-    shared: Mapping[str, SharedState] | None = None,
-) -> None:
-    """The statuses as text or JSON (``status -v`` adds its details in cmd_status); ``shared``, the
-    states in AGILAB's words (``status``): the text shows them, the JSON adds them to each step."""
-    from ..load.errors import to_json_text
-    from .show import print_statuses
-
-    if as_json:
-        steps = [{**s.to_json(), **(shared[s.id].to_json() if shared else {})} for s in statuses]
-        sys.stdout.write(to_json_text({"steps": steps}) + "\n")
-    else:
-        print_statuses(statuses, sys.stdout, shared=shared)

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ..execute.logs import LOG_TAIL, log_tail, stage_result
 from ..execute.outcome import SilentReporter
+from .listing import print_statuses  # noqa: F401 - where the commands import it from
 
 if TYPE_CHECKING:  # pragma: no cover - this module stays light: the judgment cache prints through it
     from collections.abc import Mapping, Sequence
 
     from ..execute.outcome import RunResult, StepOutcome
-    from ..plan.judgment import CachedStatus
     from ..plan.shared import SharedState
     from ..plan.stale import StepStatus
 
@@ -98,31 +98,6 @@ class TextReporter(SilentReporter):
         if result.failed:
             first = result.failed[0].id
             self._line(f"resume with: agilab-run {lab_file} --from {first}")
-
-
-def print_statuses(
-    statuses: Sequence[StepStatus | CachedStatus],
-    out: TextIO,
-    details: Mapping[str, Sequence[str]] | None = None,
-    shared: Mapping[str, SharedState] | None = None,
-) -> None:
-    """One line per step (id, state, reasons); ``details`` (``status -v``) adds lines under a step.
-    With ``shared`` (``status``) the state is AGILAB's word, ours beside it where it says more, and a
-    failed step's reason is its error's first line."""
-    width = max([len(s.id) for s in statuses] + [4])
-    rows = []
-    for s in statuses:
-        state, reasons = s.state, list(s.reasons)
-        if shared and s.id in shared:
-            state = shared[s.id].label()
-            if shared[s.id].state == "failed":
-                reasons = list(shared[s.id].reasons)
-        rows.append((s.id, state, reasons))
-    states = max([len(state) for _, state, _ in rows] + [9])
-    for sid, state, reasons in rows:
-        print(f"{sid:<{width}}  {state:<{states}}  {'; '.join(reasons)}".rstrip(), file=out)
-        for line in (details or {}).get(sid, ()):
-            print(f"    {line}", file=out)
 
 
 # AGILAB's fills (its WORKFLOW graph: plan/vocabulary.COLORS), on a neutral outline as its DOT draws

@@ -196,18 +196,20 @@ def _agilab_options(request: LabRequest) -> AgilabOptions | Refusal:
 
 # -- the judgment cache ------------------------------------------------------------------------
 def _judgment_key(request: LabRequest) -> dict[str, Any]:
-    return {
-        "file": os.path.abspath(request.file),
-        "settings": request.settings,
-        "profile": request.profile,
-        "only": sorted(request.only),
-        "from": request.from_step,
-        "all": request.all_stages,
-        "dataframe": request.dataframe and os.path.abspath(request.dataframe),
-        "export_dir": request.export_dir and os.path.abspath(request.export_dir),
-        "interpreters": request.interpreters.to_json() if request.interpreters else None,
-        "infer": request.infer,
-    }
+    from ..plan.judgment import request_key
+
+    return request_key(
+        request.file,
+        settings=request.settings,
+        profile=request.profile,
+        only=request.only,
+        from_step=request.from_step,
+        all_stages=request.all_stages,
+        dataframe=request.dataframe,
+        export_dir=request.export_dir,
+        interpreters=request.interpreters.to_json() if request.interpreters else None,
+        infer=request.infer,
+    )
 
 
 def _definition_files(request: LabRequest) -> list[str]:

@@ -26,6 +26,7 @@ import sys
 from typing import Any
 
 from ..load.errors import Diagnostic, Severity
+from .toolsig import tool_signature
 
 FORMAT = 2  # 2: entries are {"seen", "payload"}
 
@@ -76,26 +77,6 @@ class Observations:
 
     def unchanged(self) -> bool:
         return all(signature(p) == sig for p, sig in self.seen.items())
-
-
-def tool_signature() -> str:
-    """Every source file of the tool (its sub-packages and grammars included), by size and mtime."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    folders = [os.path.join(os.path.dirname(package), "grammar")]
-    for folder, dirs, _files in os.walk(package):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        folders.append(folder)
-    parts = []
-    for folder in folders:
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.endswith((".py", ".lark")):
-                st = entry.stat()
-                parts.append(f"{entry.path}:{st.st_size}:{st.st_mtime_ns}")
-    return "\n".join(parts)
 
 
 def _key(path: str, options: dict[str, Any]) -> str:

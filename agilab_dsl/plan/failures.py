@@ -6,19 +6,19 @@ A missing or damaged file reads as no failure (it only colours what is shown).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from .safe_read import read_json
-from .state import FOLDER, write_json_atomic
 
 FILE = "failed.json"
+FOLDER = ".agilab"  # plan.state.FOLDER, not imported: status answered from its cache reads this file
 
 
-def read_failures(lab_dir: str | Path) -> dict[str, dict[str, Any]]:
-    data, _why = read_json(Path(lab_dir) / FOLDER / FILE)
+def read_failures(lab_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    data, _why = read_json(os.path.join(lab_dir, FOLDER, FILE))
     if not isinstance(data, dict):
         return {}
     return {k: v for k, v in data.items() if isinstance(v, dict) and isinstance(v.get("error"), str)}
@@ -30,9 +30,13 @@ def first_line(error: str | None) -> str:
 
 
 def update_failures(
-    lab_dir: str | Path, run_id: str, failed: Mapping[str, str | None], succeeded: set[str]
+    lab_dir: str | os.PathLike[str], run_id: str, failed: Mapping[str, str | None], succeeded: set[str]
 ) -> None:
     """Record ``failed`` (step id → error) and forget ``succeeded``; written only when it changes."""
+    from pathlib import Path
+
+    from .state import write_json_atomic
+
     before = read_failures(lab_dir)
     after = {k: v for k, v in before.items() if k not in succeeded}
     now = time.time()

@@ -27,8 +27,6 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from .tempfiles import temp_path
-
 FORMAT = 2  # 2: each status keeps its upstream steps
 NAME = "judgment.json"
 
@@ -66,7 +64,7 @@ def _file(lab_path: str) -> str:
 
 
 def _key(options: Mapping[str, Any]) -> str:
-    from .cache import tool_signature
+    from .toolsig import tool_signature
 
     material = {"format": FORMAT, "tool": tool_signature(), "options": options, "sys_path": sys.path}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8", "surrogateescape")).hexdigest()
@@ -82,6 +80,34 @@ class Known(NamedTuple):
     affected: set[str]  # the steps that read them
     entry: dict[str, Any]  # the stored judgment, to update after a run
     now: dict[str, str]  # the changed files' signatures when looked up
+
+
+def request_key(
+    file: str,
+    *,
+    settings: str | None = None,
+    profile: str | None = None,
+    only: Iterable[str] = (),
+    from_step: str | None = None,
+    all_stages: bool = False,
+    dataframe: str | None = None,
+    export_dir: str | None = None,
+    interpreters: Mapping[str, Any] | None = None,
+    infer: bool = True,
+) -> dict[str, Any]:
+    """What a call on a lab is keyed by (the options :func:`lookup` and :func:`store` take)."""
+    return {
+        "file": os.path.abspath(file),
+        "settings": settings,
+        "profile": profile,
+        "only": sorted(only),
+        "from": from_step,
+        "all": all_stages,
+        "dataframe": dataframe and os.path.abspath(dataframe),
+        "export_dir": export_dir and os.path.abspath(export_dir),
+        "interpreters": dict(interpreters) if interpreters is not None else None,
+        "infer": infer,
+    }
 
 
 def lookup(lab_path: str, options: Mapping[str, Any]) -> tuple[list[CachedStatus], list[str]] | None:
@@ -184,6 +210,8 @@ def _readers(readers: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
 
 
 def _write(lab_path: str, entry: dict[str, Any]) -> None:
+    from .tempfiles import temp_path
+
     target = _file(lab_path)
     tmp = temp_path(target)
     try:

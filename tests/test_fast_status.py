@@ -1,0 +1,104 @@
+"""``status FILE [--json]`` answered from the judgment cache before the argument parser or the
+runner is loaded (:mod:`agilab_dsl.cli.fast`): the same answer as the full path, or no answer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_events import LAB  # make → check (fails on 'bad') → after
+
+from agilab_dsl.cli import fast, main
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Path:
+    (tmp_path / "lab_stages.toml").write_text(LAB)
+    (tmp_path / "in.txt").write_text("good\n")
+    return tmp_path / "lab_stages.toml"
+
+
+def _both(
+    lab: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *extra: str
+) -> tuple[str, str]:
+    capsys.readouterr()
+    assert main(["status", str(lab), *extra]) == 0  # stores the judgment, or answers from it
+    capsys.readouterr()
+    answered = fast.status_answer(["status", str(lab), *extra])
+    quick = capsys.readouterr().out
+    with monkeypatch.context() as m:
+        m.setattr(fast, "status_answer", lambda argv: None)
+        assert main(["status", str(lab), *extra]) == 0
+    full = capsys.readouterr().out
+    assert answered == 0, "the stored judgment should have answered"
+    return quick, full
+
+
+@pytest.mark.parametrize("extra", [(), ("--json",)])
+def test_the_quick_answer_is_the_full_one(
+    lab: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, extra: tuple[str, ...]
+) -> None:
+    quick, full = _both(lab, capsys, monkeypatch, *extra)  # never ran: ready / stale
+    assert quick == full and "make" in quick
+    assert main([str(lab)]) == 0
+    quick, full = _both(lab, capsys, monkeypatch, *extra)  # done
+    assert quick == full
+    (lab.parent / "in.txt").write_text("bad\n")
+    assert main([str(lab)]) == 1
+    quick, full = _both(lab, capsys, monkeypatch, *extra)  # a failure remembered
+    assert quick == full
+    if extra:
+        states = {s["id"]: s["agilab_state"] for s in json.loads(quick)["steps"]}
+        assert states["check"] == "failed"
+    else:
+        assert "the input says bad" in quick
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status"],
+        ["status", "a.toml", "b.toml"],
+        ["status", "LAB", "-v"],
+        ["status", "LAB", "--no-cache"],
+        ["status", "LAB", "--json", "--json"],
+        ["status", "LAB", "--only", "make"],
+        ["check", "LAB"],
+    ],
+)
+def test_other_calls_take_the_full_path(lab: Path, argv: list[str]) -> None:
+    assert main([str(lab)]) == 0
+    assert main(["status", str(lab)]) == 0
+    assert fast.status_answer([str(lab) if a == "LAB" else a for a in argv]) is None
+
+
+def test_a_change_or_no_cache_takes_the_full_path(lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main([str(lab)]) == 0
+    assert main(["status", str(lab)]) == 0
+    monkeypatch.setenv("AGILAB_NO_CACHE", "1")
+    assert fast.status_answer(["status", str(lab)]) is None
+    monkeypatch.delenv("AGILAB_NO_CACHE")
+    (lab.parent / "in.txt").write_text("changed\n")
+    assert fast.status_answer(["status", str(lab)]) is None  # judged again, for what changed
+
+
+def test_the_quick_answer_loads_neither_the_parser_nor_the_runner(lab: Path) -> None:
+    probe = (
+        "import sys\nfrom agilab_dsl.cli import main\ncode = main(sys.argv[1:])\n"
+        "heavy = [m for m in ('argparse', 'dataclasses', 'agilab_dsl.execute.session', 'agilab_dsl.cli.parser')"
+        " if m in sys.modules]\nprint(code, heavy, file=sys.stderr)\n"
+    )
+    assert main([str(lab)]) == 0
+    for expected in ("0 [", "0 []"):  # the first call stores the judgment under this interpreter's key
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, "status", str(lab)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.stderr.strip().splitlines()[-1].startswith(expected), proc.stderr
+    assert "make" in proc.stdout
