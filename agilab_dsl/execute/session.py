@@ -21,14 +21,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .judging import (  # noqa: F401 - the judgment cache's calls, kept importable from here
+    cached_judgment,
+    definition_files,
+    judgment_key,
+    keep,
+    keep_known,
+    known_judgment,
+    shared_states,
+    state_unchanged,
+    step_readers,
+    upstream_of,
+    use_cache,
+)
+from .request import LabRequest
+
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable
 
     from ..load.errors import Diagnostic
     from ..plan.graph import StepGraph
-    from ..plan.interpreter import InterpreterOptions
     from ..plan.judgment import CachedStatus, Known
-    from ..plan.shared import SharedState
     from ..plan.spec import LabSpec
     from ..plan.stale import StepStatus
     from .agilab_env import AgilabOptions
@@ -36,23 +49,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .run import Runner
 
 SPEC_CACHE = "spec"
-
-
-@dataclass(frozen=True)
-class LabRequest:
-    """Which lab, seen how: the options every command on a lab shares."""
-
-    file: str
-    settings: str | None = None
-    profile: str | None = None
-    only: tuple[str, ...] = ()
-    from_step: str | None = None
-    use_cache: bool = True
-    all_stages: bool = False  # --all: also the stages a saved __sequence leaves out
-    dataframe: str | None = None  # --dataframe: the first df step's df (see plan/dataframe.py)
-    export_dir: str | None = None  # --export-dir: where df steps save lab_out.csv
-    interpreters: InterpreterOptions | None = None  # --python, --agilab-python, --apps-path
-    infer: bool = True  # --no-infer: no artifact inferred from code or NB_ARTIFACT_REFERENCES
 
 
 BUSY = "busy"  # a Refusal's kind when AGILAB's run lock for the app is held
@@ -74,12 +70,6 @@ class Opened:
     graph: StepGraph
     settings: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
-
-
-def _use_cache(request: LabRequest) -> bool:
-    from ..plan import cache
-
-    return request.use_cache and cache.enabled()
 
 
 def _spec_options(request: LabRequest) -> dict[str, Any]:
@@ -142,7 +132,7 @@ def _load_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]]
     spec = lab_spec(lab, request.infer)
     graph = with_edges(result.graph, spec.stages)  # producer -> consumer through inferred artifacts
     snapshot = settings.value.as_dict() if settings is not None and settings.value is not None else {}
-    if _use_cache(request):
+    if use_cache(request):
         payload = {"lab": spec.to_json(), "graph": graph.to_json(), "settings": snapshot}
         cache.store_entry(SPEC_CACHE, request.file, _spec_options(request), obs, payload)
     return spec, graph, snapshot
@@ -158,7 +148,7 @@ def open_lab(request: LabRequest, *, load_state: bool = True) -> Runner | Refusa
     problem = request.interpreters.problem() if request.interpreters is not None else None
     if problem is not None:
         return Refusal(message=problem)
-    loaded = _cached_spec(request) if _use_cache(request) else None
+    loaded = _cached_spec(request) if use_cache(request) else None
     if loaded is None:
         fresh = _load_spec(request)
         if isinstance(fresh, Refusal):
@@ -195,74 +185,6 @@ def _agilab_options(request: LabRequest) -> AgilabOptions | Refusal:
 
 
 # -- the judgment cache ------------------------------------------------------------------------
-def _judgment_key(request: LabRequest) -> dict[str, Any]:
-    from ..plan.judgment import request_key
-
-    return request_key(
-        request.file,
-        settings=request.settings,
-        profile=request.profile,
-        only=request.only,
-        from_step=request.from_step,
-        all_stages=request.all_stages,
-        dataframe=request.dataframe,
-        export_dir=request.export_dir,
-        interpreters=request.interpreters.to_json() if request.interpreters else None,
-        infer=request.infer,
-    )
-
-
-def _definition_files(request: LabRequest) -> list[str]:
-    """What loading a lab reads or looks for, before the lab itself says more; the last two are
-    the state files a run rewrites."""
-    from ..load.locate import settings_candidates
-
-    folder = os.path.dirname(os.path.abspath(request.file))
-    settings = [request.settings] if request.settings else [str(p) for p in settings_candidates(request.file)]
-    agilab = os.path.join(folder, ".agilab")
-    return [
-        request.file,
-        *settings,
-        os.path.join(agilab, "state.json"),
-        os.path.join(agilab, "journal.jsonl"),
-    ]
-
-
-def known_judgment(request: LabRequest) -> Known | None:
-    """The stored judgment and what changed since, while only steps' own files changed."""
-    from ..plan import judgment
-
-    if not _use_cache(request):
-        return None
-    return judgment.lookup_known(request.file, _judgment_key(request))
-def upstream_of(runner: Runner) -> dict[str, frozenset[str]]:
-    """Each step's upstream steps in the lab's whole graph (for AGILAB's ready / stale)."""
-    graph = runner.full_graph
-    return {sid: graph.upstream(sid) for sid in graph.order()}
-
-
-def shared_states(
-    request: LabRequest, statuses: Sequence[StepStatus | CachedStatus], upstream: Mapping[str, Iterable[str]]
-) -> dict[str, SharedState]:
-    """Every step's state in AGILAB's words (:mod:`..plan.shared`), the failures of the lab's last
-    runs (``.agilab/failed.json``) read now: the same for a full judgment and the cached answer."""
-    from ..plan.failures import failure_reasons, read_failures
-    from ..plan.shared import shared_states as shared
-
-    lab_dir = os.path.dirname(os.path.abspath(request.file))
-    return shared(statuses, upstream, failure_reasons(read_failures(lab_dir)))
-
-
-def cached_judgment(request: LabRequest) -> tuple[list[CachedStatus], list[str]] | None:
-    """Every step's stored state (and the ids of selected steps with a ``when``), while nothing the
-    judgment read has changed."""
-    from ..plan import judgment
-
-    if not _use_cache(request):
-        return None
-    return judgment.lookup(request.file, _judgment_key(request))
-
-
 def sweep_temps(request: LabRequest) -> None:
     """Remove the temporary files that killed writers left in ``.agilab/`` and beside the lab (a run
     under the lock also sweeps its outputs' folders): for a run that has nothing to do."""
@@ -280,30 +202,30 @@ def judge(
     files changed and what is downstream judged again)."""
     from ..plan import judgment
 
-    definition = _definition_files(request)
+    definition = definition_files(request)
     before = judgment.signatures(definition)
     runner = open_lab(request)
     if isinstance(runner, Refusal):
         return runner
-    if known is not None and _state_unchanged(known, set(definition[-2:])):
+    if known is not None and state_unchanged(known, set(definition[-2:])):
         statuses = runner.statuses(options, known)
-        if _use_cache(request):
-            _keep(request, known, {}, [s for s in statuses if s.id in runner.judged_ids])
+        if use_cache(request):
+            keep(request, known, {}, [s for s in statuses if s.id in runner.judged_ids])
         return runner, statuses
     files, env = runner.dependencies()
     files += runner.interpreter_files()
     before |= judgment.signatures(files)
     statuses = runner.statuses(options)
-    if _use_cache(request):
+    if use_cache(request):
         judgment.store(
             request.file,
-            _judgment_key(request),
-            [*_definition_files(request), *files],
+            judgment_key(request),
+            [*definition_files(request), *files],
             env,
             statuses,
             runner.conditional(),
             before=before,
-            readers=_step_readers(runner, definition),
+            readers=step_readers(runner, definition),
             upstream=upstream_of(runner),
         )
     return runner, statuses
@@ -330,7 +252,7 @@ def run(
     from ..plan import judgment
     from ..plan.state import LabState, lab_lock
 
-    definition = _definition_files(request)
+    definition = definition_files(request)
     state_files = set(definition[-2:])  # the run itself rewrites these
     before = judgment.signatures([f for f in definition if f not in state_files])
     runner = opened if opened is not None else open_lab(request, load_state=False)
@@ -349,12 +271,12 @@ def run(
         if runner.state.problem:
             runner.warnings.append(runner.state.problem)
         reporter = reporter_for(runner)
-        if known is not None and (opened is not None or not _state_unchanged(known, state_files)):
+        if known is not None and (opened is not None or not state_unchanged(known, state_files)):
             known = None  # another run moved the state meanwhile: judged in full
         if known is not None:
             _sweep_beside(runner, known.affected)
             result = runner.run(options, reporter, warm=warm, events=events, known=known)
-            _keep_known(request, runner, result, known, state_files)
+            keep_known(request, runner, result, known, state_files)
             return runner, result
         files, env = runner.dependencies()
         files += runner.interpreter_files()
@@ -364,7 +286,7 @@ def run(
         result = runner.run(options, reporter, warm=warm, events=events)
     selected = {o.id for o in result.outcomes}
     complete = all(o.status in ("ran", "fresh", "disabled") for o in result.outcomes)
-    if opened is None and _use_cache(request) and complete and not selected & set(runner.conditional()):
+    if opened is None and use_cache(request) and complete and not selected & set(runner.conditional()):
         # every selected step is now fresh: keep that judgment, provided no data file changed after
         # its hash was taken and no definition file changed since the run started
         hashed = runner.hashed_signatures(sorted(data))
@@ -379,23 +301,16 @@ def run(
             ]
             judgment.store(
                 request.file,
-                _judgment_key(request),
+                judgment_key(request),
                 [*definition, *files],
                 env,
                 statuses,
                 runner.conditional(),
                 before=before | hashed,
-                readers=_step_readers(runner, definition),
+                readers=step_readers(runner, definition),
                 upstream=upstream_of(runner),
             )
     return runner, result
-
-
-def _step_readers(runner: Runner, shared: list[str]) -> dict[str, list[str]]:
-    """The files only steps read, and which; a file the lab as a whole also depends on (the lab,
-    the settings, the state, an interpreter's) is left out: its change is judged in full."""
-    common = {os.path.abspath(f) for f in [*shared, *runner.interpreter_files()]}
-    return {p: ids for p, ids in runner.readers().items() if os.path.abspath(p) not in common}
 
 
 def _sweep_beside(runner: Runner, ids: Iterable[str]) -> None:
@@ -409,55 +324,3 @@ def _sweep_beside(runner: Runner, ids: Iterable[str]) -> None:
             for p in runner.resolved[sid].outputs
         }
     )
-
-
-def _state_unchanged(known: Known, state_files: set[str]) -> bool:
-    from ..plan.judgment import signatures
-
-    stored = known.entry["files"]
-    return all(stored.get(p) == sig for p, sig in signatures(state_files).items())
-
-
-def _keep_known(
-    request: LabRequest, runner: Runner, result: RunResult, known: Known, state_files: set[str]
-) -> None:
-    """After a run judged from ``known``: store the steps judged again and the files they touched,
-    when every selected step is now fresh (as a full run does)."""
-    from ..plan import judgment
-
-    selected = {o.id for o in result.outcomes}
-    complete = all(o.status in ("ran", "fresh", "disabled") for o in result.outcomes)
-    if not (_use_cache(request) and complete and not selected & set(runner.conditional())):
-        return
-    signed: dict[str, str] = {}
-    for path, sig in known.now.items():  # as looked at before judging: a later change is seen again
-        entry = runner.hashes.cache.get(path)
-        signed[path] = f"{entry[0]}:{entry[1]}" if entry is not None else sig
-    for sid in runner.judged_ids:  # their inputs and outputs, as last hashed
-        for path in runner.files_of(sid):
-            entry = runner.hashes.cache.get(path)
-            if entry is not None:
-                signed[path] = f"{entry[0]}:{entry[1]}"
-    signed |= judgment.signatures(state_files)
-    _keep(
-        request,
-        known,
-        signed,
-        [
-            judgment.CachedStatus(
-                o.id,
-                "disabled" if o.status == "disabled" else "fresh",
-                tuple(o.reasons) if o.status == "disabled" else (),
-            )
-            for o in result.outcomes
-            if o.id in runner.judged_ids
-        ],
-    )
-
-
-def _keep(request: LabRequest, known: Known, signed: dict[str, str], statuses: list[Any]) -> None:
-    """Store a judgment made from ``known``: the changed files as they were looked at (a change
-    since is seen again), then ``signed``, and the statuses of the steps judged again."""
-    from ..plan import judgment
-
-    judgment.update(request.file, known, {**known.now, **signed}, statuses)
