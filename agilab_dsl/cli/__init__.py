@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         except OSError as exc:  # the lab's folder cannot be written (read-only, no permission, full)
             return os_failure(exc)
-    parser = build_parser()
+    parser = build_parser(args_list[0] if args_list and args_list[0] in COMMANDS else None)
     git_path: str | None = None
     if args_list[:1] == ["diff"] and "--" in args_list:  # diff REV [REV] -- PATH
         cut = args_list.index("--")
