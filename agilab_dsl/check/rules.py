@@ -84,6 +84,7 @@ def check_lab(
 
     # artifacts produced twice; outputs that would write outside the lab or over its own files
     protected = [Path(result.path)]
+    real: dict[str, str] = {}  # the real paths of the lab's folder and its protected files, once
     if settings is not None:
         protected.append(Path(settings.path))
     protected += [base_dir / s.stage.stage for s in lab.stages if s.stage.stage and "${" not in s.stage.stage]
@@ -104,7 +105,7 @@ def check_lab(
                 producer.setdefault(norm, (s, j))
             if "${" not in out:
                 problem = output_problem(
-                    out, base_dir, allow_outside=s.stage.allow_outside, protected=protected
+                    out, base_dir, allow_outside=s.stage.allow_outside, protected=protected, resolved=real
                 )
                 if problem is not None:
                     where = (s.module, s.index, key or "produces", j)

@@ -42,6 +42,7 @@ class StepExecutor:
         self.interpreter = interpreter  # the interpreter of a step (None: this tool's own, always)
         self._foreign: set[Any] = set()  # the workers running steps under other interpreters now
         self._made: set[Path] = set()  # folders already created in this run
+        self._real: dict[str, str] = {}  # the lab folder's real path, resolved once
 
     def execute(
         self, step: ResolvedStep, run_id: str, attempt: int, pool: Any, machine: Machine
@@ -55,7 +56,9 @@ class StepExecutor:
         result_file = log.with_suffix(".json")
         declared = [out for out in step.outputs if out not in step.inferred]  # the code makes its own
         for out in declared:  # a rendered path, or a symlink made since check: judged again, now
-            problem = output_problem(out, self.lab_dir, allow_outside=stage.allow_outside)
+            problem = output_problem(
+                out, self.lab_dir, allow_outside=stage.allow_outside, resolved=self._real
+            )
             if problem is not None:
                 why = problem[1].strip() or "outside the lab's folder"
                 return StepOutcome(step.id, "failed", error=f"refused to run: output {out!r} {why}")

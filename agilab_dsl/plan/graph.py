@@ -62,7 +62,12 @@ def _inside(path: str, root: str) -> bool:
 
 
 def output_problem(
-    path: str, base_dir: str | os.PathLike[str], *, allow_outside: bool, protected: Iterable[Any] = ()
+    path: str,
+    base_dir: str | os.PathLike[str],
+    *,
+    allow_outside: bool,
+    protected: Iterable[Any] = (),
+    resolved: dict[str, str] | None = None,
 ) -> tuple[str, str] | None:
     """``(code, why)`` when an output written relative to ``base_dir`` may not be written, else None:
     empty or the folder itself (``output-invalid``); this tool's ``.agilab/`` state (not
@@ -70,13 +75,24 @@ def output_problem(
     ``protected`` files (the lab, its contracts, its settings) or a file of a pipeline file's name
     beside the folder (``output-protected``, whatever ``allow_outside`` says); a
     path that leads out of the folder as written or once its symlinks are followed, without
-    ``allow_outside`` (``output-outside-lab``). Reads the file system (symlinks) but writes nothing."""
+    ``allow_outside`` (``output-outside-lab``). Reads the file system (symlinks) but writes nothing.
+    ``resolved``: where a caller checking many outputs at once keeps the real paths of ``base_dir``
+    and of the ``protected`` files (each resolved once, not once per output)."""
+
+    def real(where: Any) -> str:
+        key = os.fspath(where)
+        if resolved is None:
+            return os.path.realpath(key)
+        if key not in resolved:
+            resolved[key] = os.path.realpath(key)
+        return resolved[key]
+
     norm = normalize_artifact(path)
     if not path.strip() or norm == ".":
         return "output-invalid", "names the folder itself, not a file or folder in it"
     if "\0" in path:
         return "output-invalid", "holds a NUL character, which no file name can"
-    root = os.path.realpath(base_dir)
+    root = real(base_dir)
     target = os.path.realpath(os.path.join(root, os.path.expanduser(path)))
     export = os.path.join(root, STATE_FOLDER, "export")  # AGILAB's export area (df frames): not state
     if _inside(target, os.path.join(root, STATE_FOLDER)) and not (
@@ -84,7 +100,7 @@ def output_problem(
     ):
         return "output-protected", f"lies under {STATE_FOLDER}/, where this tool keeps its state"
     beside = os.path.dirname(target) == root and os.path.basename(target) in PROTECTED_NAMES
-    if beside or any(target == os.path.realpath(file) for file in protected):
+    if beside or any(target == real(file) for file in protected):
         return "output-protected", f"is {os.path.basename(target)}, a pipeline file this tool reads"
     if not allow_outside:
         if escapes(path):
