@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..execute import session
+    from ..execute.judging import known_judgment
     from ..load.errors import to_json_text
 
     if args.jobs is not None and args.jobs < 1:
@@ -59,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_INVALID
     # with --events, even a run with nothing to do goes through the runner (its events are the answer)
-    known = None if args.force else session.known_judgment(request)
+    known = None if args.force else known_judgment(request)
     if known is not None and not known.changed and not args.events:
         statuses, conditional = known.statuses, known.conditional
         if args.dry_run:

@@ -28,7 +28,8 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     """Every step's state in AGILAB's words (ours beside it where it says more) and why: from the
     judgment cache while nothing it read changed (judging again only the steps whose files changed,
     when only steps' files did), else a full judgment; the same answer either way."""
-    from ..execute.session import Refusal, judge, known_judgment, shared_states, upstream_of
+    from ..execute.judging import known_judgment, shared_states, upstream_of
+    from ..execute.session import Refusal, judge
 
     request = lab_request(args)
     if args.verbose:
@@ -51,7 +52,8 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
 def _status_verbose(args: argparse.Namespace, out: TextIO) -> int:
     """``status -v``: a full judgment, and under each step what the lab does not say: the interpreter
     that runs it (and why), and its inferred artifacts, each with where it was found."""
-    from ..execute.session import Refusal, judge, shared_states, upstream_of
+    from ..execute.judging import shared_states, upstream_of
+    from ..execute.session import Refusal, judge
     from ..load.errors import to_json_text
     from .show import print_statuses
 
@@ -94,7 +96,7 @@ def _status_verbose(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_graph(args: argparse.Namespace, out: TextIO) -> int:
-    from ..execute.session import shared_states, upstream_of
+    from ..execute.judging import shared_states, upstream_of
     from .show import graph_text
 
     runner = open_runner(args)

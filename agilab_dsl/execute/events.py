@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from ..plan.vocabulary import RUN_STATES
+from ..plan.vocabulary import outcome_state
 from .logs import failure_line, log_path, stage_result
 from .outcome import Reporter, Reporters, RunResult, SilentReporter, StepOutcome
 
@@ -146,9 +146,6 @@ class RunEvents:
             self.sink.close()
 
 
-FINISHED = {"ran": "done", "fresh": "done", "failed": "failed", "blocked": "waiting"}
-
-
 class EventReporter(SilentReporter):
     """The scheduling loop's calls as events of ``hub`` (README "Event stream")."""
 
@@ -221,7 +218,7 @@ class EventReporter(SilentReporter):
     def step_finished(self, outcome: StepOutcome) -> None:
         if outcome.status == "fresh":
             return  # done before the run and still: run_finished counts it (a large lab's run stays small)
-        status = FINISHED.get(outcome.status, outcome.status)
+        status = outcome_state(outcome.status)
         if outcome.status == "failed":
             message = f"{outcome.id} failed: {failure_line(outcome.error, outcome.log)}"
         elif outcome.status == "ran":
@@ -250,7 +247,6 @@ class EventReporter(SilentReporter):
         for o in result.outcomes:
             counts[o.status] = counts.get(o.status, 0) + 1
         status = "interrupted" if result.interrupted else ("failed" if result.failed else "done")
-        assert status in RUN_STATES
         summary = ", ".join(f"{n} {k}" for k, n in counts.items()) or "nothing to do"
         self.hub.emit(
             "run_finished",

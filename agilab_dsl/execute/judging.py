@@ -87,16 +87,6 @@ def shared_states(
     return shared(statuses, upstream, failure_reasons(read_failures(lab_dir)))
 
 
-def cached_judgment(request: LabRequest) -> tuple[list[CachedStatus], list[str]] | None:
-    """Every step's stored state (and the ids of selected steps with a ``when``), while nothing the
-    judgment read has changed."""
-    from ..plan import judgment
-
-    if not use_cache(request):
-        return None
-    return judgment.lookup(request.file, judgment_key(request))
-
-
 def step_readers(runner: Runner, shared: list[str]) -> dict[str, list[str]]:
     """The files only steps read, and which; a file the lab as a whole also depends on (the lab,
     the settings, the state, an interpreter's) is left out: its change is judged in full."""

@@ -21,14 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .judging import (  # noqa: F401 - the judgment cache's calls, kept importable from here
-    cached_judgment,
+from .judging import (
     definition_files,
     judgment_key,
     keep,
     keep_known,
-    known_judgment,
-    shared_states,
     state_unchanged,
     step_readers,
     upstream_of,

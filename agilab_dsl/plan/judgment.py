@@ -95,7 +95,7 @@ def request_key(
     interpreters: Mapping[str, Any] | None = None,
     infer: bool = True,
 ) -> dict[str, Any]:
-    """What a call on a lab is keyed by (the options :func:`lookup` and :func:`store` take)."""
+    """What a call on a lab is keyed by (the options :func:`lookup_known` and :func:`store` take)."""
     return {
         "file": os.path.abspath(file),
         "settings": settings,
@@ -108,15 +108,6 @@ def request_key(
         "interpreters": dict(interpreters) if interpreters is not None else None,
         "infer": infer,
     }
-
-
-def lookup(lab_path: str, options: Mapping[str, Any]) -> tuple[list[CachedStatus], list[str]] | None:
-    """The stored statuses (and the ids of selected steps with a ``when``), or None when anything
-    the judgment depended on changed."""
-    known = lookup_known(lab_path, options)
-    if known is None or known.changed:
-        return None
-    return known.statuses, known.conditional
 
 
 def lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:

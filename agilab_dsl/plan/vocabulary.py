@@ -11,10 +11,7 @@ and a run's outcomes (ran, fresh, failed, blocked, skipped, disabled).
 
 from __future__ import annotations
 
-STATES = ("ready", "waiting", "running", "done", "failed", "stale", "disabled", "skipped")
-RUN_STATES = ("running", "done", "failed", "interrupted")
-
-COLORS = {  # AGILAB's fills (src/agilab/pipeline: runnable, running, completed, blocked, failed, stale)
+COLORS = {  # each state's fill, AGILAB's (src/agilab/pipeline: runnable, running, completed, blocked, failed, stale)
     "ready": "#dcfce7",
     "running": "#dbeafe",
     "done": "#e0f2fe",
