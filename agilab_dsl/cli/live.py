@@ -9,8 +9,7 @@ This module imports rich: it is imported only when a run shows its progress on a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -19,8 +18,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from .plain import Running, RunningSteps
-from .show import TextReporter
+from .plain import Running, TrackingReporter
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..execute.outcome import RunResult, StepOutcome
@@ -29,7 +27,7 @@ REFRESH = 10  # redraws per second
 BAR = 24  # the bar's width in cells
 
 
-class LiveReporter(TextReporter):
+class LiveReporter(TrackingReporter):
     """The run on a terminal: finished steps' lines above, the running steps in a live block."""
 
     wants_live = frozenset({"output", "progress"})
@@ -37,7 +35,6 @@ class LiveReporter(TextReporter):
     def __init__(self, out: TextIO, width: int = 20, color: bool = True, verbose: bool = False) -> None:
         super().__init__(out, width, color=color, verbose=verbose)
         self.console = Console(file=out, no_color=not color, highlight=False, soft_wrap=False)
-        self.running = RunningSteps()
         self._spinners: dict[str, Spinner] = {}
         self._live: Live | None = None
 
@@ -50,7 +47,6 @@ class LiveReporter(TextReporter):
         self, step_id: str, why: list[str], attempt: int, interpreter: str | None = None
     ) -> None:
         super().step_started(step_id, why, attempt, interpreter)
-        self.running.start(step_id)
         with self._lock:
             self._spinners.setdefault(step_id, Spinner("dots", style="cyan"))
             if self._live is None:
@@ -65,21 +61,12 @@ class LiveReporter(TextReporter):
                 self._live.start()
 
     def step_finished(self, outcome: StepOutcome) -> None:
-        self.running.finish(outcome.id)
         super().step_finished(outcome)
         with self._lock:
             self._spinners.pop(outcome.id, None)
             if self._live is not None and not self.running.steps:
                 self._live.stop()  # nothing runs: the block goes until the next step starts
                 self._live = None
-
-    def step_progress(self, step_id: str, progress: Mapping[str, Any]) -> None:
-        self.running.progress(step_id, progress)
-
-    def step_output(self, step_id: str, line: str) -> None:
-        self.running.output(step_id, line)
-        if self.verbose:
-            self._line(f"{step_id:<{self.width}} │ {line}")
 
     def run_finished(self, result: RunResult) -> None:
         self.close()

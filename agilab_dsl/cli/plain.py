@@ -76,34 +76,20 @@ class RunningSteps:
             ]
 
 
-class PlainReporter(TextReporter):
-    """:class:`~.show.TextReporter` plus, for a stream that is not a terminal, what runs: ``-v``'s
-    output lines and a progress line per running step every ``every`` seconds."""
+class TrackingReporter(TextReporter):
+    """:class:`~.show.TextReporter` that also keeps what runs (:class:`RunningSteps`: start, partitions,
+    last output line) and, with ``-v``, prints each output line (``sleepy │ line``): what the plain and
+    the live reporter share."""
 
-    def __init__(
-        self,
-        out: TextIO,
-        width: int = 20,
-        color: bool = False,
-        verbose: bool = False,
-        every: float = EVERY,
-    ) -> None:
+    def __init__(self, out: TextIO, width: int = 20, color: bool = False, verbose: bool = False) -> None:
         super().__init__(out, width, color=color, verbose=verbose)
-        self.wants_live = frozenset({"progress", "output"} if verbose else {"progress"})
-        self.every = every
         self.running = RunningSteps()
-        self._ticker: threading.Thread | None = None
-        self._wake = threading.Event()
 
     def step_started(
         self, step_id: str, why: list[str], attempt: int, interpreter: str | None = None
     ) -> None:
         super().step_started(step_id, why, attempt, interpreter)
         self.running.start(step_id)
-        with self.running.lock:
-            if self._ticker is None:
-                self._ticker = threading.Thread(target=self._tick, name="agilab-progress", daemon=True)
-                self._ticker.start()
 
     def step_finished(self, outcome: StepOutcome) -> None:
         self.running.finish(outcome.id)
@@ -116,6 +102,34 @@ class PlainReporter(TextReporter):
         self.running.output(step_id, line)
         if self.verbose:
             self._line(f"{step_id:<{self.width}} │ {line}")
+
+
+class PlainReporter(TrackingReporter):
+    """For a stream that is not a terminal: what :class:`TrackingReporter` says, and a progress line
+    per running step every ``every`` seconds."""
+
+    def __init__(
+        self,
+        out: TextIO,
+        width: int = 20,
+        color: bool = False,
+        verbose: bool = False,
+        every: float = EVERY,
+    ) -> None:
+        super().__init__(out, width, color=color, verbose=verbose)
+        self.wants_live = frozenset({"progress", "output"} if verbose else {"progress"})
+        self.every = every
+        self._ticker: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    def step_started(
+        self, step_id: str, why: list[str], attempt: int, interpreter: str | None = None
+    ) -> None:
+        super().step_started(step_id, why, attempt, interpreter)
+        with self.running.lock:
+            if self._ticker is None:
+                self._ticker = threading.Thread(target=self._tick, name="agilab-progress", daemon=True)
+                self._ticker.start()
 
     def progress_lines(self) -> list[str]:
         """One line per step running for at least ``every`` seconds (what a tick prints)."""
