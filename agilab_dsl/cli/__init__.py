@@ -124,7 +124,7 @@ def _runs_a_lab(args_list: Sequence[str]) -> bool:
 def _mistyped_command(args_list: Sequence[str]) -> str | None:
     """What to say for ``agilab-run stauts FILE``: a first word that is no file and is close to a
     command's name (None otherwise: it is taken as the lab FILE, as ever)."""
-    from .parser import nearest_command
+    from .usage import nearest_command
 
     if not args_list or args_list[0].startswith("-") or args_list[0] in COMMANDS:
         return None

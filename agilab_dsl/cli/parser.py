@@ -6,14 +6,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_INVALID
+from .usage import Parser, Unused
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Callable, Iterable, Sequence
-    from typing import NoReturn
+    pass
 
 _DESCRIPTION = """\
 Read AGILAB pipeline files (lab_steps.toml / lab_stages.toml, parallel_stage.toml,
@@ -25,7 +23,7 @@ usage: agilab-run FILE [--watch] [--dry-run] [--only ID]... [--from ID] [--force
        run the stale steps of a lab (and say why each runs); FILE may be a parallel_stage.toml
 
 commands:
-  status FILE             every step: fresh, stale, never-ran or disabled, and why
+  status FILE             every step's state in AGILAB's words (ready, done, stale, failed...), and why
   serve FILE              the live page of a lab on 127.0.0.1 (view only; --serve HOST:PORT)
   graph FILE              the step graph in Mermaid or dot, coloured by state (--diff / --since: by change)
   check FILE...           validate files; every problem located (file:line:col)
@@ -49,89 +47,23 @@ NO_INFER_HELP = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # argparse's default exits 2 too; keep the message short
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_INVALID)
-
-    def parse_args(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> argparse.Namespace:
-        """As argparse's, but an unknown option gets the nearest known one as a hint (``--dryrun``:
-        did you mean '--dry-run'?), taken from the sub-command's options when one was given."""
-        parsed, extras = self.parse_known_args(args, namespace)
-        if extras:
-            parser: argparse.ArgumentParser = self
-            command = getattr(parsed, "command", None)
-            for action in self._actions:
-                if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-                    parser = action.choices[command]
-            known = list(parser._option_string_actions)
-            misplaced = [e for e in extras if e.split("=")[0] in known]
-            if misplaced:  # `agilab-run --json status FILE`
-                parser.error(
-                    f"{' '.join(misplaced)} goes after the command: {parser.prog} ... {misplaced[0]}"
-                )
-            hints = [f"{e} -> {m}" for e in extras for m in _nearest(e, known)]
-            hint = f" (did you mean {', '.join(hints)}?)" if len(hints) > 1 else ""
-            if len(hints) == 1:
-                hint = f" (did you mean {hints[0].split(' -> ')[1]!r}?)"
-            parser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
-        return parsed
-
-
-def _nearest(word: str, known: Iterable[str]) -> list[str]:
-    """The known word ``word`` most likely mistypes (``--dryrun`` -> ``--dry-run``), if any: options
-    are matched with and without their dashes, so ``dryrun`` finds ``--dry-run`` too."""
-    import difflib
-
-    if not word.startswith("-") or len(word) < 3:
-        return []
-    bare = {k.lstrip("-").replace("-", ""): k for k in known if k.startswith("--")}
-    found = difflib.get_close_matches(word.lstrip("-").replace("-", ""), list(bare), n=1, cutoff=0.75)
-    return [bare[f] for f in found]
-
-
-def nearest_command(word: str, commands: Iterable[str]) -> str | None:
-    """The command ``word`` most likely mistypes (``stauts`` -> ``status``), or None."""
-    import difflib
-
-    found = difflib.get_close_matches(word, [c for c in commands if c not in HIDDEN], n=1, cutoff=0.7)
-    return found[0] if found else None
-
-
-# Commands that git runs for `git-setup`, not people: not listed in --help, never suggested.
-HIDDEN = frozenset({"git-diff-driver", "textconv"})
-
-
-class _Unused:
-    """A sub-command's parser that this call will not parse with: what it is told is dropped."""
-
-    def __getattr__(self, name: str) -> Callable[..., _Unused]:
-        return self._drop
-
-    def _drop(self, *args: object, **kwargs: object) -> _Unused:
-        return self
-
-
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of ``agilab-run COMMAND …``. Given the ``command`` that argv names, only that
     sub-command's arguments are built (each ``add_argument`` costs a help formatter: building all of
     them took ~4 ms of every call); the others are names only, for argparse's list of choices."""
-    parser = _Parser(
+    parser = Parser(
         prog="agilab-run", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     if command is not None:
         register = sub.add_parser
 
         def add_parser(name: str, **kwargs: Any) -> Any:
             if name == command:
                 return register(name, **kwargs)
-            sub.choices[name] = _Unused()  # type: ignore[index]
-            return _Unused()
+            sub.choices[name] = Unused()  # type: ignore[index]
+            return Unused()
 
         sub.add_parser = add_parser  # type: ignore[method-assign]
 
@@ -405,7 +337,7 @@ def _add_dataframe_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_run_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="agilab-run", description="Run the stale steps of a lab, saying why each runs.")
+    parser = Parser(prog="agilab-run", description="Run the stale steps of a lab, saying why each runs.")
     parser.add_argument("file", metavar="FILE")
     parser.add_argument("--dry-run", action="store_true", help="say what would run and why; run nothing")
     parser.add_argument(
