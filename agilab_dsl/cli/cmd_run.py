@@ -16,8 +16,8 @@ from .common import (
     lab_request,
     report_refusal,
     run_options,
-    show_statuses,
 )
+from .listing import show_statuses
 from .progress import Reporting, close_events, events_hub, sigterm_interrupts
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -16,8 +16,8 @@ from .common import (
     open_runner,
     print_warnings,
     report_refusal,
-    show_statuses,
 )
+from .listing import show_statuses
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -55,7 +55,7 @@ def _status_verbose(args: argparse.Namespace, out: TextIO) -> int:
     from ..execute.judging import shared_states, upstream_of
     from ..execute.session import Refusal, judge
     from ..load.errors import to_json_text
-    from .show import print_statuses
+    from .listing import print_statuses
 
     request = lab_request(args)
     judged = judge(request, None)

@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .listing import show_statuses  # noqa: F401 - the commands' shared helpers include it
-
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
     from typing import TextIO

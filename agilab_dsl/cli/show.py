@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ..execute.logs import LOG_TAIL, log_tail, stage_result
 from ..execute.outcome import SilentReporter
-from .listing import print_statuses  # noqa: F401 - where the commands import it from
 
 if TYPE_CHECKING:  # pragma: no cover - this module stays light: the judgment cache prints through it
     from collections.abc import Mapping, Sequence
