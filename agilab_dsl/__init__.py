@@ -5,7 +5,7 @@ The public API is re-exported lazily so that ``import agilab_dsl`` stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing itself is not imported: start-up pays for every module
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any

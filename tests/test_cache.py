@@ -129,3 +129,14 @@ def test_entries_are_written_atomically(lab: Path, capsys) -> None:
     run(lab, capsys)
     names = os.listdir(Path(cache.cache_dir()) / "check")
     assert names and all(n.endswith(".json") for n in names)
+
+
+@pytest.mark.parametrize("size", [0, 5, cache.SMALL, cache.SMALL + 1])
+def test_a_files_signature_is_its_sha256_small_or_large(tmp_path: Path, size: int) -> None:
+    import hashlib
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+    assert cache.signature(str(path)) == "file:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    names = "\n".join(["f.bin"]).encode()
+    assert cache.signature(str(tmp_path)) == "dir:" + hashlib.sha256(names).hexdigest()

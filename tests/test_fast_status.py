@@ -1,5 +1,6 @@
-"""``status FILE [--json]`` answered from the judgment cache before the argument parser or the
-runner is loaded (:mod:`agilab_dsl.cli.fast`): the same answer as the full path, or no answer."""
+"""``status FILE [--json]`` answered from the judgment cache, and ``check FILE... [--json]`` from the
+result cache, before the argument parser or the runner is loaded (:mod:`agilab_dsl.cli.fast`): the
+same answer as the full path, or no answer."""
 
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ def test_the_quick_answer_is_the_full_one(
         ["status", "LAB", "--json", "--json"],
         ["status", "LAB", "--only", "make"],
         ["check", "LAB"],
+        ["status", "LAB", "--strict"],
     ],
 )
 def test_other_calls_take_the_full_path(lab: Path, argv: list[str]) -> None:
@@ -102,3 +104,59 @@ def test_the_quick_answer_loads_neither_the_parser_nor_the_runner(lab: Path) -> 
         )
         assert proc.stderr.strip().splitlines()[-1].startswith(expected), proc.stderr
     assert "make" in proc.stdout
+
+
+BROKEN = 'stages = [\n  { id = "a", C = "x = 1", depends_on = ["nowhere"] },\n]\n'
+
+
+def _check_both(
+    files: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *extra: str
+) -> tuple[tuple[int | None, str], tuple[int, str]]:
+    capsys.readouterr()
+    main(["check", *files, *extra])  # stores each file's reports, or answers from them
+    capsys.readouterr()
+    quick = fast.check_answer(["check", *files, *extra])
+    quick_out = capsys.readouterr().out
+    with monkeypatch.context() as m:
+        m.setattr(fast, "check_answer", lambda argv: None)
+        full = main(["check", *files, *extra])
+    return (quick, quick_out), (full, capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("extra", [(), ("--json",)])
+def test_check_answered_from_its_cache_is_the_full_check(
+    lab: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    extra: tuple[str, ...],
+) -> None:
+    monkeypatch.setenv("AGILAB_CACHE_DIR", str(tmp_path / "cache"))
+    broken = tmp_path / "broken" / "lab_steps.toml"
+    broken.parent.mkdir()
+    broken.write_text(BROKEN)
+    for files in ([str(lab)], [str(broken)], [str(lab), str(broken), str(lab)]):
+        quick, full = _check_both(files, capsys, monkeypatch, *extra)
+        assert quick == full, files
+    assert full[0] == 1 and "nowhere" in full[1]  # the broken lab's problem, located
+    broken.write_text(BROKEN.replace("nowhere", "elsewhere"))  # changed: checked again, in full
+    assert fast.check_answer(["check", str(broken), *extra]) is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check"],
+        ["check", "LAB", "--strict"],
+        ["check", "LAB", "--format", "github"],
+        ["check", "LAB", "--no-cache"],
+    ],
+)
+def test_other_checks_take_the_full_path(
+    lab: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AGILAB_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["check", str(lab)]) == 0
+    assert fast.check_answer([str(lab) if a == "LAB" else a for a in argv]) is None
+    monkeypatch.setenv("AGILAB_NO_CACHE", "1")
+    assert fast.check_answer(["check", str(lab)]) is None

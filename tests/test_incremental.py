@@ -92,10 +92,33 @@ def test_a_touched_input_runs_nothing_and_is_kept(
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     judged.clear()
     assert set(_run(lab, capsys).values()) == {"fresh"}
-    assert judged == ["s5"]  # its content is the same: fresh, so nothing downstream is judged
+    assert judged == []  # its content is as judged (the hash cache's, hashed again): nothing to judge
+    entry = json.loads((lab.parent / ".agilab" / "judgment.json").read_text())
+    assert entry["files"][str(path)] == f"{path.stat().st_size}:{path.stat().st_mtime_ns}"
+    hashes = json.loads((lab.parent / ".agilab" / "hashes.json").read_text())
+    assert hashes[str(path)][:2] == [path.stat().st_size, path.stat().st_mtime_ns]
     judged.clear()
     _run(lab, capsys)
     assert judged == []
+
+
+@pytest.mark.parametrize("command", ["run", "status"])
+def test_new_content_of_the_same_size_is_judged(
+    lab: Path, judged: list[str], capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    _run(lab, capsys)
+    path = lab.parent / "in" / "5.txt"
+    before = path.stat()
+    path.write_text("LINE 5\n")  # the same size, another content
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    judged.clear()
+    if command == "status":
+        stale = {s["id"] for s in _status(lab, capsys) if s["state"] == "stale"}
+        assert stale == {"s5", "gather", "count"} and "s5" in judged
+    else:
+        ran = {s for s, v in _run(lab, capsys).items() if v == "ran"}
+        assert {"s5", "gather"} <= ran
+        assert (lab.parent / "out" / "5.txt").read_text() == "LINE 5\n"
 
 
 @pytest.mark.parametrize("change", ["input", "output-deleted", "function", "two-inputs"])

@@ -8,8 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agilab_dsl.cli import main
+from agilab_dsl.cli.listing import steps_json
 from agilab_dsl.plan.judgment import CachedStatus
 from agilab_dsl.plan.shared import shared_states
 
@@ -140,3 +143,44 @@ def test_the_cached_answer_is_the_full_judgments(
     assert status_json(lab, capsys) == full  # the fast path: the same states, ready and stale alike
     before = status_text(lab, capsys)
     assert before["check"].split()[1:3] == ["ready", "(never-ran)"]
+
+
+def test_states_follow_the_graph_whatever_order_the_steps_come_in() -> None:
+    # c after b after a, listed backwards; d beside them; a cycle (x <-> y) never loops
+    statuses = [
+        CachedStatus(s, st, ())
+        for s, st in [("c", "stale"), ("b", "stale"), ("a", "fresh"), ("d", "never-ran")]
+    ]
+    shared = shared_states(statuses, {"c": ["b"], "b": ["a", "a"], "d": []}, {})
+    assert {sid: s.state for sid, s in shared.items()} == {
+        "c": "stale",
+        "b": "ready",
+        "a": "done",
+        "d": "ready",
+    }
+    assert list(shared) == ["c", "b", "a", "d"]  # in the statuses' order
+    looped = shared_states(
+        [CachedStatus("x", "stale", ()), CachedStatus("y", "stale", ())], {"x": ["y"], "y": ["x"]}, {}
+    )
+    assert set(looped) == {"x", "y"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.text(max_size=8),
+            st.one_of(
+                st.text(max_size=12),
+                st.lists(st.text(max_size=12), max_size=3),
+                st.none(),
+                st.integers(),
+                st.dictionaries(st.text(max_size=4), st.lists(st.integers(), max_size=2), max_size=2),
+            ),
+            max_size=5,
+        ),
+        max_size=4,
+    )
+)
+def test_status_json_is_written_as_json_dumps_writes_it(steps: list[dict]) -> None:
+    assert steps_json(steps) == json.dumps({"steps": steps}, indent=2, ensure_ascii=False)

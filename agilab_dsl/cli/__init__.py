@@ -15,9 +15,11 @@ command in its own ``cmd_*`` module (imported only when that command runs), what
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing itself is not imported: start-up pays for every module
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -45,12 +47,18 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["status"]:  # answered from the judgment cache with nothing else loaded
-        from .fast import status_answer
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        gc.unfreeze()  # what plan.longlived froze while the command ran: the collector's again
+
+
+def _main(args_list: list[str]) -> int:
+    if args_list[:1] in (["status"], ["check"]):  # answered from a cache with nothing else loaded
+        from .fast import check_answer, status_answer
 
         try:
-            answered = status_answer(args_list)
+            answered = status_answer(args_list) if args_list[0] == "status" else check_answer(args_list)
         except BrokenPipeError:  # `agilab-run status lab.toml | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0

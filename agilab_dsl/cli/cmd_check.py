@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_INVALID, EXIT_OK, EXIT_PROBLEMS, use_color
-
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
     from typing import TextIO
@@ -57,69 +55,8 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         from .cmd_check_agilab import cmd_check_agilab
 
         return cmd_check_agilab(args, out)
-    from ..load.errors import Severity, render_github, render_text, to_json_text
+    from .check_report import show_reports
 
     fmt = "json" if args.json else args.format
-    color = fmt == "text" and use_color(out)
-    reports: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    unreadable = False
     named = {os.path.abspath(f) for f in args.files}
-    for path in args.files:
-        for entry in _check_one(path, args, named):
-            key = os.path.abspath(entry["path"])
-            if key in seen:
-                continue
-            seen.add(key)
-            diags = sorted(  # problems first, in file order; then the infos
-                entry["diagnostics"],
-                key=lambda d: (d.severity is Severity.INFO, d.line or 0, d.column or 0),
-            )
-            if any(d.code in ("file-missing", "file-unreadable") for d in diags):
-                unreadable = True
-            errors = sum(d.is_error for d in diags)
-            warnings = sum(d.severity is Severity.WARNING for d in diags)  # infos are not problems
-            ok = errors == 0 and not (args.strict and warnings)
-            reports.append(
-                {
-                    "path": entry["path"],
-                    "ok": ok,
-                    "kind": entry["kind"],
-                    "diagnostics": diags,
-                    **({"inferred": entry["inferred"]} if "inferred" in entry else {}),
-                }
-            )
-    if fmt == "json":
-        payload = [
-            {
-                "path": r["path"],
-                "ok": r["ok"],
-                "issues": [d.to_json() for d in r["diagnostics"]],
-                **({"inferred": r["inferred"]} if "inferred" in r else {}),
-            }
-            for r in reports
-        ]
-        out.write(to_json_text(payload[0] if len(payload) == 1 else payload) + "\n")
-    elif fmt == "github":
-        for r in reports:
-            for d in r["diagnostics"]:
-                out.write(render_github(d) + "\n")
-    else:
-        for r in reports:
-            for d in r["diagnostics"]:
-                out.write(render_text(d, color=color) + "\n")
-        diags = [d for r in reports for d in r["diagnostics"]]
-        errors = sum(d.is_error for d in diags)
-        warnings = sum(d.severity is Severity.WARNING for d in diags)
-        infos = len(diags) - errors - warnings
-        files = len(reports)
-        verdict = "ok" if all(r["ok"] for r in reports) else "problems found"
-        out.write(
-            f"{files} file{'s' * (files != 1)} checked: {errors} error{'s' * (errors != 1)}, "
-            f"{warnings} warning{'s' * (warnings != 1)} — {verdict}"
-            + (f" ({infos} info{'s' * (infos != 1)})" if infos else "")
-            + "\n"
-        )
-    if unreadable:
-        return EXIT_INVALID
-    return EXIT_OK if all(r["ok"] for r in reports) else EXIT_PROBLEMS
+    return show_reports(args.files, lambda path: _check_one(path, args, named), fmt, args.strict, out)

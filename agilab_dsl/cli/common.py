@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing itself is not imported: start-up pays for every module
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -36,7 +36,7 @@ def os_failure(exc: OSError) -> int:
     from ..plan.state import FOLDER
 
     print(f"agilab-run: error: {os_error(exc)}", file=sys.stderr)
-    if exc.filename and FOLDER in Path(str(exc.filename)).parts:
+    if exc.filename and FOLDER in str(exc.filename).split(os.sep):
         print(
             f"  hint: a lab's state lives in {FOLDER}/ beside its file; that folder must be writable",
             file=sys.stderr,

@@ -1,8 +1,9 @@
-"""``agilab-run status FILE [--json]`` answered from the judgment cache before anything else is
-loaded: no argument parser, no lab request, no runner — the stored judgment's key, its files'
-signatures and its statuses, printed as :mod:`.cmd_status` prints them. Any other call, or a
-judgment that does not hold as it is, returns None and takes the full path (which answers the
-same: ``tests/test_fast_status.py`` compares the two).
+"""``agilab-run status FILE [--json]`` and ``check FILE... [--json]`` answered from their caches
+before anything else is loaded: no argument parser, no lab request, no runner. ``status``: the
+stored judgment's key, its files' signatures and its statuses, printed as :mod:`.cmd_status`
+prints them; ``check``: every file's stored reports, printed as :mod:`.cmd_check` prints them. Any
+other call, or a cache entry that does not hold as it is, returns None and takes the full path
+(which answers the same: ``tests/test_fast_status.py`` compares the two).
 """
 
 from __future__ import annotations
@@ -10,27 +11,66 @@ from __future__ import annotations
 import os
 import sys
 
-# the options of `status` that leave the judgment's key as it is by default; nothing else may appear
+# the options of `status` and `check` that leave the cache's key as it is by default; no other
 _FLAGS = {"--json"}
+
+
+def _files_and_flags(rest: list[str]) -> tuple[list[str], list[str]] | None:
+    flags = [a for a in rest if a.startswith("-")]
+    files = [a for a in rest if not a.startswith("-")]
+    if not files or not set(flags) <= _FLAGS or len(flags) != len(set(flags)):
+        return None
+    if os.environ.get("AGILAB_NO_CACHE", "") not in ("", "0"):
+        return None
+    return files, flags
+
+
+def check_answer(argv: list[str]) -> int | None:
+    """The exit code of ``check FILE... [--json]`` answered from the result cache, or None."""
+    if argv[:1] != ["check"]:
+        return None
+    parsed = _files_and_flags(argv[1:])
+    if parsed is None:
+        return None
+    files, flags = parsed
+    from ..plan import cache
+
+    named = {os.path.abspath(f) for f in files}
+    options = {"kind": None, "settings": None, "named": sorted(named), "infer": True}  # cmd_check's
+    reports = {}
+    for path in files:
+        found = reports.get(path) or cache.lookup(path, options)
+        if found is None:
+            return None
+        reports[path] = found
+    from .check_report import show_reports
+
+    code = show_reports(files, reports.__getitem__, "json" if flags else "text", False, sys.stdout)
+    sys.stdout.flush()
+    return code
 
 
 def status_answer(argv: list[str]) -> int | None:
     """The exit code of ``status FILE [--json]`` answered from the judgment cache, or None."""
     if len(argv) not in (2, 3) or argv[0] != "status":
         return None
-    rest = argv[1:]
-    flags = [a for a in rest if a.startswith("-")]
-    files = [a for a in rest if not a.startswith("-")]
-    if len(files) != 1 or not set(flags) <= _FLAGS or len(flags) != len(set(flags)):
+    parsed = _files_and_flags(argv[1:])
+    if parsed is None:
         return None
-    if os.environ.get("AGILAB_NO_CACHE", "") not in ("", "0") or not os.path.isfile(files[0]):
+    files, flags = parsed
+    if len(files) != 1 or not os.path.isfile(files[0]):
         return None
+    from ..plan.longlived import long_lived
+
+    with long_lived():  # 100,000 statuses and their states: nothing for the collector to find
+        return _answer(files[0], "--json" in flags)
+
+
+def _answer(file: str, as_json: bool) -> int | None:
     from ..plan import judgment
 
-    key = judgment.request_key(
-        files[0], interpreters={"python": None, "agilab_python": None, "apps_path": None}
-    )
-    known = judgment.lookup_known(files[0], key)
+    key = judgment.request_key(file, interpreters={"python": None, "agilab_python": None, "apps_path": None})
+    known = judgment.lookup_known(file, key)
     if known is None or known.changed:
         return None
     from ..plan.failures import failure_reasons, read_failures
@@ -38,8 +78,8 @@ def status_answer(argv: list[str]) -> int | None:
     from .listing import show_statuses
 
     statuses = known.statuses
-    failed = failure_reasons(read_failures(os.path.dirname(os.path.abspath(files[0]))))
+    failed = failure_reasons(read_failures(os.path.dirname(os.path.abspath(file))))
     shared = shared_states(statuses, {s.id: s.upstream for s in statuses}, failed)
-    show_statuses(statuses, "--json" in flags, shared)
+    show_statuses(statuses, as_json, shared)
     sys.stdout.flush()
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..plan.fingerprint import digest
+from ..plan.longlived import transient
 from ..plan.resolve import ResolvedStep
 from ..plan.spec import LabSpec, PlacedSpec
 from ..plan.state import LabState
@@ -18,6 +19,7 @@ from .logs import failure_line, log_tail, stage_result
 from .outcome import StepOutcome
 
 
+@transient()  # a row per step: 10,000 of them when 2 steps of 10,000 ran
 def record_run(
     lab: LabSpec,
     lab_dir: Path,
@@ -37,7 +39,7 @@ def record_run(
 
     from ..record import history
 
-    rows = []
+    rows: list[history.StepRow | dict[str, Any]] = []
     root = str(lab_dir)
     placed = {s.id: s for s in lab.stages}
     for o in outcomes:
@@ -45,15 +47,8 @@ def record_run(
         if o.status == "fresh" and rec is not None:
             # a reference: the flusher copies its details from the run it last ran in (the step is
             # not rendered for it: a run that touches a few steps of a large lab renders those)
-            rows.append(
-                history.StepRow(
-                    o.id,
-                    "fresh",
-                    fingerprint=rec.fingerprint,
-                    ran_in=rec.run_id,
-                    **_as_agilab_shows(placed[o.id], _runtime(placed[o.id], resolved, o.id)),
-                )
-            )
+            shown = _as_agilab_shows(placed[o.id], _runtime(placed[o.id], resolved, o.id))
+            rows.append(history.fresh_row(o.id, rec.fingerprint, rec.run_id, shown))
             continue
         step = resolved[o.id]
         shown = _as_agilab_shows(step.placed, step.env)

@@ -139,14 +139,18 @@ def open_lab(request: LabRequest, *, load_state: bool = True) -> Runner | Refusa
     """A runner for the lab, ready to judge or run it; or why there is none. Without
     ``load_state`` its state is empty until the caller loads it (a run does, under the lock)."""
     from ..load.errors import did_you_mean
+    from ..plan.longlived import long_lived
     from ..plan.state import LabState, state_dir
     from .run import Runner
 
     problem = request.interpreters.problem() if request.interpreters is not None else None
     if problem is not None:
         return Refusal(message=problem)
-    loaded = _cached_spec(request) if use_cache(request) else None
-    if loaded is None:
+    loaded = None
+    if use_cache(request):
+        with long_lived():  # a spec of 10,000 steps: its records live as long as the run
+            loaded = _cached_spec(request)
+    if loaded is None:  # parsed and validated (the collector stays on: parsing leaves garbage)
         fresh = _load_spec(request)
         if isinstance(fresh, Refusal):
             return fresh

@@ -23,6 +23,7 @@ exit status is 0 — stopping is how watch mode ends.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -265,6 +266,7 @@ class Watcher:
             self.say(f"⟳ {', '.join(shown[:5])}{more} changed")
             if self.seen is not None:
                 self.seen(changed)
+            gc.unfreeze()  # the last run's spec and state (plan.longlived): collectable again
             runner = self.run_once(False)
             self.runs += 1
             if runner is None:

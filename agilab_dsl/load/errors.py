@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from enum import Enum
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing itself is not imported: `check` answered from its cache loads this
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterable, Sequence

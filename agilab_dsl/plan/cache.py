@@ -18,15 +18,17 @@ never required: any failure to read or write it is ignored. ``--no-cache`` or
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import stat
 import sys
-from typing import Any
 
 from ..load.errors import Diagnostic, Severity
 from .toolsig import tool_signature
+
+TYPE_CHECKING = False  # typing itself is not imported: `check` answered from here pays for every module
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 FORMAT = 2  # 2: entries are {"seen", "payload"}
 
@@ -43,17 +45,38 @@ def enabled() -> bool:
     return os.environ.get("AGILAB_NO_CACHE", "") in ("", "0")
 
 
+# The files a check reads are small: their SHA-256 comes from the interpreter's built-in module
+# (what hashlib itself falls back to), sparing hashlib's import of OpenSSL (~2 ms of `check`'s
+# start-up); a file over this size is hashed by hashlib (OpenSSL's SHA-256 is faster on large data).
+SMALL = 1 << 20
+
+
+def _sha256(data: bytes) -> str:
+    try:
+        from _sha2 import sha256  # Python ≥ 3.12
+    except ImportError:
+        try:
+            from _sha256 import sha256  # Python 3.11
+        except ImportError:  # an interpreter built without it
+            from hashlib import sha256
+    return sha256(data).hexdigest()
+
+
 def signature(path: str) -> str:
     """What a path holds now: 'missing', a folder's listing hash, or a file's content hash."""
     try:
-        mode = os.stat(path).st_mode
-        if stat.S_ISDIR(mode):
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
             names = "\n".join(sorted(os.listdir(path)))
-            return "dir:" + hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()
-        if not stat.S_ISREG(mode):  # a FIFO or a device: opening or reading it may never end
-            return f"special:{stat.S_IFMT(mode)}"
+            return "dir:" + _sha256(names.encode("utf-8", "surrogateescape"))
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or a device: opening or reading it may never end
+            return f"special:{stat.S_IFMT(st.st_mode)}"
         with open(path, "rb") as fh:
-            return "file:" + hashlib.file_digest(fh, "sha256").hexdigest()
+            if st.st_size > SMALL:
+                import hashlib
+
+                return "file:" + hashlib.file_digest(fh, "sha256").hexdigest()
+            return "file:" + _sha256(fh.read())
     except FileNotFoundError:
         return "missing"
     except OSError as exc:
@@ -95,7 +118,7 @@ def _key(path: str, options: dict[str, Any]) -> str:
         },
         sort_keys=True,
     )
-    return hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()
+    return _sha256(material.encode("utf-8", "surrogateescape"))
 
 
 def _to_json(d: Diagnostic) -> dict[str, Any]:

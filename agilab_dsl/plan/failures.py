@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
-from typing import Any
 
 from .safe_read import read_json
+
+TYPE_CHECKING = False  # typing is not imported: `status` answered from the judgment cache loads this
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Mapping
+    from typing import Any
 
 FILE = "failed.json"
 FOLDER = ".agilab"  # plan.state.FOLDER, not imported: status answered from its cache reads this file

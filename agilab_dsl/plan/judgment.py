@@ -19,23 +19,27 @@ which a run evaluates and ``status`` does not. This module imports only the stan
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import stat
 import sys
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from collections import namedtuple
+
+TYPE_CHECKING = False  # typing itself is not imported: `status` from this cache pays for every module
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable, Mapping
+    from typing import Any
 
 FORMAT = 2  # 2: each status keeps its upstream steps
 NAME = "judgment.json"
+HASHES = "hashes.json"  # the file-hash cache plan.state keeps beside it
 
 
-class CachedStatus(NamedTuple):
-    id: str
-    state: str
-    reasons: tuple[str, ...]
-    upstream: tuple[str, ...] = ()  # the steps it depends on, for AGILAB's ready / stale (.shared)
+class CachedStatus(namedtuple("CachedStatus", "id state reasons upstream", defaults=((),))):
+    """A step's stored status: ``id``, ``state``, ``reasons`` (a tuple) and ``upstream``, the steps
+    it depends on, for AGILAB's ready / stale (:mod:`.shared`)."""
+
+    __slots__ = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "state": self.state, "reasons": list(self.reasons)}
@@ -55,6 +59,8 @@ def _stat(path: str) -> str:
             for name in sorted(files):
                 full = os.path.join(root, name)
                 parts.append(f"{os.path.relpath(full, path)}:{_stat(full)}")
+        import hashlib
+
         return "dir:" + hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
     return f"{st.st_size}:{st.st_mtime_ns}"
 
@@ -64,22 +70,23 @@ def _file(lab_path: str) -> str:
 
 
 def _key(options: Mapping[str, Any]) -> str:
+    """What the judgment is keyed by, as text: compared whole (a hash would cost hashlib's import)."""
     from .toolsig import tool_signature
 
     material = {"format": FORMAT, "tool": tool_signature(), "options": options, "sys_path": sys.path}
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8", "surrogateescape")).hexdigest()
+    return json.dumps(material, sort_keys=True)
 
 
-class Known(NamedTuple):
+class Known(namedtuple("Known", "statuses conditional changed affected entry now")):
     """A stored judgment that still holds except for some steps' own files (inputs, outputs,
-    function sources, contracts): only the steps reading them (and what is downstream) need judging."""
+    function sources, contracts): only the steps reading them (and what is downstream) need judging.
 
-    statuses: list[CachedStatus]
-    conditional: list[str]
-    changed: set[str]  # the step files whose signature changed (absolute paths)
-    affected: set[str]  # the steps that read them
-    entry: dict[str, Any]  # the stored judgment, to update after a run
-    now: dict[str, str]  # the changed files' signatures when looked up
+    ``statuses`` (list of :class:`CachedStatus`) and ``conditional`` (step ids) as stored;
+    ``changed``: the step files whose signature changed (absolute paths); ``affected``: the steps
+    that read them; ``entry``: the stored judgment, to update after a run; ``now``: the changed
+    files' signatures when looked up."""
+
+    __slots__ = ()
 
 
 def request_key(
@@ -113,6 +120,13 @@ def request_key(
 def lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:
     """The stored judgment and what changed since, when only files that belong to steps changed
     (a change to the lab, the settings, the state, an interpreter or the environment: None)."""
+    from .longlived import long_lived
+
+    with long_lived():
+        return _lookup_known(lab_path, options)
+
+
+def _lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:
     try:
         with open(_file(lab_path), encoding="utf-8") as fh:
             entry = json.load(fh)
@@ -128,6 +142,8 @@ def lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:
                 if path not in readers:
                     return None
                 now[path] = current
+        if now:
+            _same_content(lab_path, entry, now)
         affected = {sid for path in now for sid in readers[path]}
         statuses = [
             CachedStatus(s["id"], s["state"], tuple(s["reasons"]), tuple(s["upstream"]))
@@ -136,6 +152,60 @@ def lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:
         return Known(statuses, list(entry["conditional"]), set(now), affected, entry, now)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # damaged or foreign: judged afresh, and the next full judgment replaces it
+
+
+def _same_content(lab_path: str, entry: dict[str, Any], now: dict[str, str]) -> None:
+    """Drop from ``now`` the files only touched: same size, a new mtime, and the content they had
+    when judged (the hash cache's entry for the stored signature, against a hash taken now). The
+    judgment holds for them as it is; it and the hash cache are kept with their new signatures, so
+    the next call does not hash them again."""
+    hashes_path = os.path.join(os.path.dirname(_file(lab_path)), HASHES)
+    files: dict[str, str] = entry["files"]
+    touched = [p for p, sig in now.items() if _same_size(files[p], sig)]
+    if not touched:
+        return
+    try:
+        with open(hashes_path, encoding="utf-8") as fh:
+            hashes = json.load(fh)
+    except (OSError, ValueError):
+        return
+    if not isinstance(hashes, dict):
+        return
+    same = []
+    for path in touched:
+        size, mtime = (int(part) for part in files[path].split(":"))
+        cached = hashes.get(path)
+        if not (isinstance(cached, list) and len(cached) == 3 and cached[:2] == [size, mtime]):
+            continue  # no hash of the content as judged
+        try:
+            digest = _sha256(path)
+        except OSError:
+            continue
+        if digest == cached[2] and _stat(path) == now[path]:  # and not changed while hashed
+            new_size, new_mtime = (int(part) for part in now[path].split(":"))
+            hashes[path] = [new_size, new_mtime, digest]
+            same.append(path)
+    if not same:
+        return
+    for path in same:
+        files[path] = now.pop(path)
+    _write_json(hashes_path, hashes, sort_keys=True)  # as plan.state writes it
+    _write(lab_path, entry)
+
+
+def _same_size(before: str, after: str) -> bool:
+    """Whether two file signatures (``size:mtime_ns``) differ in their mtime only."""
+    old, _, old_time = before.partition(":")
+    new, _, new_time = after.partition(":")
+    return old == new and old.isdigit() and old_time.isdigit() and new_time.isdigit()
+
+
+def _sha256(path: str) -> str:
+    """A file's content hash, as :func:`agilab_dsl.plan.fingerprint.file_hash_uncached` takes it."""
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def store(
@@ -201,13 +271,17 @@ def _readers(readers: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
 
 
 def _write(lab_path: str, entry: dict[str, Any]) -> None:
+    _write_json(_file(lab_path), entry)
+
+
+def _write_json(target: str, entry: Any, *, sort_keys: bool = False) -> None:
+    """Replace ``target`` (a cache) atomically, or leave it as it was."""
     from .tempfiles import temp_path
 
-    target = _file(lab_path)
     tmp = temp_path(target)
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        text = json.dumps(entry)  # json.dump would take the pure-Python encoder
+        text = json.dumps(entry, sort_keys=sort_keys)  # json.dump would take the pure-Python encoder
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, target)

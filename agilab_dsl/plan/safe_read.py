@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported: `status` answered from the judgment cache loads this
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 MAX_NOTES = 5  # damaged records named one by one; the rest are counted
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .longlived import long_lived
 from .safe_read import parse_json, read_json, summary
 from .tempfiles import sweep, temp_path
 
@@ -132,6 +133,11 @@ class LabState:
         """Read ``state.json``, replay the journal over it and read the hash cache, defensively: a
         damaged file or record is named (file, line) in :attr:`problem` and skipped — the steps it
         concerned count as never run and are judged again — and the next save rewrites it."""
+        with long_lived():
+            return cls._load(lab_path)
+
+    @classmethod
+    def _load(cls, lab_path: str | Path) -> LabState:
         folder = state_dir(lab_path)
         state = cls(folder / "state.json")
         notes: list[str] = []

@@ -1,0 +1,44 @@
+"""Large structures built without the cyclic garbage collector watching.
+
+Loading a big lab's spec, its state or its stored judgment creates hundreds of thousands of dicts,
+lists and records that live until the process ends and hold no reference cycles. While they are
+built, CPython's collector runs again and again over the growing heap and finds nothing: at 10,000
+steps that was ~0.25 s of a 0.9 s run after one change; at 100,000 steps the spec cache loads 3x
+faster without it. :func:`long_lived` turns the collector off while such a structure is built and
+then freezes what exists (``gc.freeze``): later collections skip it. Frozen objects are still
+freed by reference counting; only cycles that were already garbage at that moment stay (a one-shot
+command ends soon after; the CLI's ``main`` hands everything back to the collector when a command
+returns).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+
+def long_lived() -> AbstractContextManager[None]:
+    """Build what the block builds with the collector off; freeze it afterwards. Nested blocks
+    freeze once, when the outermost ends; a collector the caller turned off stays off."""
+    return _paused(freeze=True)
+
+
+def transient() -> AbstractContextManager[None]:
+    """The collector off while the block builds many objects that die with it (a run's history
+    rows, say), without freezing anything. Also a decorator: ``@transient()``."""
+    return _paused(freeze=False)
+
+
+@contextmanager
+def _paused(*, freeze: bool) -> Iterator[None]:
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        if freeze:
+            gc.freeze()
+        gc.enable()
