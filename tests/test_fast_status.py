@@ -160,3 +160,18 @@ def test_other_checks_take_the_full_path(
     assert fast.check_answer([str(lab) if a == "LAB" else a for a in argv]) is None
     monkeypatch.setenv("AGILAB_NO_CACHE", "1")
     assert fast.check_answer(["check", str(lab)]) is None
+
+
+def test_the_judgments_graph_is_read_only_when_needed(lab: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(lab)]) == 0  # every step done
+    graph = lab.parent / ".agilab" / "judgment-graph.json"
+    graph.unlink()
+    capsys.readouterr()
+    assert fast.status_answer(["status", str(lab)]) == 0  # all done: no upstream steps needed
+    assert "done" in capsys.readouterr().out
+    (lab.parent / "in.txt").write_text("changed\n")  # a step file changed: who reads it is needed
+    assert fast.status_answer(["status", str(lab)]) is None
+    assert main(["status", str(lab)]) == 0  # judged in full, and kept with its graph again
+    assert graph.is_file()
+    graph.write_text(graph.read_text().replace('"token": "', '"token": "x'))  # another judgment's
+    assert fast.status_answer(["status", str(lab)]) is None  # stale steps need it: the full path

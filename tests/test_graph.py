@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import graphlib
+import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agilab_dsl.check.files import load
-from agilab_dsl.plan.graph import StepGraph
+from agilab_dsl.plan.graph import Edge, StepGraph
 
 
 def lab_of(tmp_path: Path, body: str) -> StepGraph:
@@ -106,3 +110,31 @@ def test_cycle_is_reported_with_its_path(tmp_path: Path) -> None:
     (cycle,) = [d for d in result.diagnostics if d.code == "dependency-cycle"]
     assert cycle.message == "dependency cycle: a → b → c → a"
     assert (cycle.line, cycle.column) == (4, 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, 25), st.lists(st.tuples(st.integers(0, 24), st.integers(0, 24)), max_size=60), st.randoms()
+)
+def test_waves_are_graphlibs_generations_in_lab_order(
+    n: int, pairs: list[tuple[int, int]], rnd: random.Random
+) -> None:
+    ids = [f"s{i}" for i in range(n)]
+    edges = tuple(Edge(ids[a], ids[b], "deps") for a, b in pairs if a < b < n)  # acyclic: low to high
+    rnd.shuffle(ids)  # lab order is not the topological one
+    graph = StepGraph(tuple(ids), edges)
+    rank = {sid: k for k, sid in enumerate(ids)}
+    sorter = graphlib.TopologicalSorter({i: graph.upstream(i) for i in ids})
+    sorter.prepare()
+    expected = []
+    while sorter.is_active():
+        ready = tuple(sorted(sorter.get_ready(), key=rank.__getitem__))
+        expected.append(ready)
+        sorter.done(*ready)
+    assert graph.waves() == expected
+
+
+def test_waves_of_a_cycle_raise_as_graphlib_does() -> None:
+    graph = StepGraph(("a", "b"), (Edge("a", "b", "deps"), Edge("b", "a", "deps")))
+    with pytest.raises(graphlib.CycleError):
+        graph.waves()

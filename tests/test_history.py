@@ -326,3 +326,17 @@ def test_the_run_id_shown_is_one_the_history_knows(tmp_path: Path, capsys) -> No
         noop = capsys.readouterr()
         assert json.loads(noop.out)["run_id"] is None and "(run " not in noop.err  # nothing started
         assert run_ids(path, capsys) == [first]
+
+
+def test_a_pending_record_is_written_in_batches_as_json_dumps_writes_it() -> None:
+    from agilab_dsl.record.history import RunRecord, StepRow, fresh_row
+
+    rows = [
+        StepRow("a", "ran", ["why"], params={"p": 1}, metrics={"m": 1.5}),
+        fresh_row("b", "fp", "r", {"stage_index": 2}),
+    ]
+    for n in (0, 1, 3, 4, 9):
+        run = RunRecord("id", 1.0, 2.0, "ok", "lab", "h", "app", None, None, (rows * 5)[:n])
+        whole = json.dumps(run.to_json(), default=str, separators=(",", ":"))
+        assert "".join(run.json_text(batch=3)) == whole
+        assert RunRecord.from_json(json.loads(whole)).steps[: min(n, 1)] == [rows[0]][: min(n, 1)]

@@ -30,4 +30,4 @@ def test_wheel_contents(tmp_path: Path) -> None:
     # the step side of AGILAB's df and tracker, loaded by path in a step's process
     for support in ("_agilab_run_step.py", "agilab/__init__.py", "agilab/tracking.py"):
         assert f"agilab_dsl/execute/step_support/{support}" in names
-    assert "agilab-run = agilab_dsl.cli:main" in scripts
+    assert "agilab-run = agilab_dsl.cli:console" in scripts

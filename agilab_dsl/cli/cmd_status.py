@@ -30,15 +30,15 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     when only steps' files did), else a full judgment; the same answer either way."""
     from ..execute.judging import known_judgment, shared_states, upstream_of
     from ..execute.session import Refusal, judge
+    from ..plan.shared import needs_upstream
 
     request = lab_request(args)
     if args.verbose:
         return _status_verbose(args, out)
     known = known_judgment(request)
-    if known is not None and not known.changed:
-        statuses = known.statuses
-        shared = shared_states(request, statuses, {s.id: s.upstream for s in statuses})
-        show_statuses(statuses, args.json, shared)
+    upstream = known.graph.upstream() if known is not None and needs_upstream(known.statuses) else {}
+    if known is not None and not known.changed and upstream is not None:
+        show_statuses(known.statuses, args.json, shared_states(request, known.statuses, upstream))
         return EXIT_OK
     judged = judge(request, None, known)
     if isinstance(judged, Refusal):

@@ -67,21 +67,23 @@ def steps_json(steps: Sequence[Mapping[str, object]]) -> str:
     except ImportError:  # pragma: no cover - an interpreter without the C accelerator
         from json.encoder import py_encode_basestring as quote
 
+    keys: dict[object, str] = {}  # each key, quoted and indented once
     parts = []
     for step in steps:
         fields = []
         for key, value in step.items():
+            head = keys.get(key)
+            if head is None:
+                if not isinstance(key, str):
+                    return json.dumps({"steps": steps}, indent=2, ensure_ascii=False)
+                head = keys[key] = f"      {quote(key)}: "
             if isinstance(value, str):
                 text = quote(value)
             elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-                text = (
-                    "[]" if not value else "[\n        " + ",\n        ".join(map(quote, value)) + "\n      ]"
-                )
+                text = "[\n        " + ",\n        ".join(map(quote, value)) + "\n      ]" if value else "[]"
             else:  # not a string: as json writes it, indented to its place
                 text = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n      ")
-            if not isinstance(key, str):
-                return json.dumps({"steps": steps}, indent=2, ensure_ascii=False)
-            fields.append(f"      {quote(key)}: {text}")
+            fields.append(head + text)
         parts.append("    {\n" + ",\n".join(fields) + "\n    }" if fields else "    {}")
     if not parts:
         return '{\n  "steps": []\n}'

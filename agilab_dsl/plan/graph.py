@@ -186,15 +186,27 @@ class StepGraph:
         return None
 
     def waves(self) -> list[tuple[str, ...]]:
-        """Topological generations: each wave only needs steps of earlier waves."""
+        """Topological generations: each wave only needs steps of earlier waves (Kahn's algorithm,
+        wave by wave; graphlib's sorter would also search the whole graph for a cycle first, ~20 ms
+        of every run at 10,000 steps). A graph with a cycle (refused when the lab is checked)
+        raises graphlib.CycleError, as the sorter did."""
         order = {sid: n for n, sid in enumerate(self.ids)}
-        sorter = graphlib.TopologicalSorter({i: self._up[i] for i in self.ids})
-        sorter.prepare()
+        waiting = {sid: len(self._up[sid]) for sid in self.ids}
+        ready = [sid for sid in self.ids if not waiting[sid]]  # in lab order
         out: list[tuple[str, ...]] = []
-        while sorter.is_active():
-            ready = tuple(sorted(sorter.get_ready(), key=order.__getitem__))
-            out.append(ready)
-            sorter.done(*ready)
+        placed = 0
+        while ready:
+            wave = tuple(sorted(ready, key=order.__getitem__))
+            out.append(wave)
+            placed += len(wave)
+            ready = []
+            for sid in wave:
+                for nxt in self._down[sid]:
+                    waiting[nxt] -= 1
+                    if not waiting[nxt]:
+                        ready.append(nxt)
+        if placed < len(self.ids):
+            raise graphlib.CycleError("nodes are in a cycle", self.cycle())
         return out
 
     def order(self) -> tuple[str, ...]:

@@ -30,14 +30,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterable, Mapping
     from typing import Any
 
-FORMAT = 2  # 2: each status keeps its upstream steps
+FORMAT = 3  # 2: each status keeps its upstream steps; 3: they and the readers in GRAPH
 NAME = "judgment.json"
+GRAPH = "judgment-graph.json"  # the readers and upstream steps: read only when needed
 HASHES = "hashes.json"  # the file-hash cache plan.state keeps beside it
 
 
-class CachedStatus(namedtuple("CachedStatus", "id state reasons upstream", defaults=((),))):
-    """A step's stored status: ``id``, ``state``, ``reasons`` (a tuple) and ``upstream``, the steps
-    it depends on, for AGILAB's ready / stale (:mod:`.shared`)."""
+class CachedStatus(namedtuple("CachedStatus", "id state reasons")):
+    """A step's stored status: ``id``, ``state``, ``reasons`` (a tuple)."""
 
     __slots__ = ()
 
@@ -77,16 +77,52 @@ def _key(options: Mapping[str, Any]) -> str:
     return json.dumps(material, sort_keys=True)
 
 
-class Known(namedtuple("Known", "statuses conditional changed affected entry now")):
+class Known(namedtuple("Known", "statuses conditional changed affected entry now graph")):
     """A stored judgment that still holds except for some steps' own files (inputs, outputs,
     function sources, contracts): only the steps reading them (and what is downstream) need judging.
 
     ``statuses`` (list of :class:`CachedStatus`) and ``conditional`` (step ids) as stored;
     ``changed``: the step files whose signature changed (absolute paths); ``affected``: the steps
     that read them; ``entry``: the stored judgment, to update after a run; ``now``: the changed
-    files' signatures when looked up."""
+    files' signatures when looked up; ``graph``: its :class:`StoredGraph`."""
 
     __slots__ = ()
+
+
+class StoredGraph:
+    """What a stored judgment keeps apart, in ``judgment-graph.json``, and reads only when asked:
+    which steps read each step file (needed when such a file changed) and each step's upstream
+    steps (needed for AGILAB's ready / stale of a step that is not fresh). At 100,000 steps they
+    are half of the judgment; a no-op ``status`` reads neither. Both files carry the same token: a
+    graph file of another judgment reads as none."""
+
+    def __init__(self, lab_path: str, token: str) -> None:
+        self._path = os.path.join(os.path.dirname(_file(lab_path)), GRAPH)
+        self._token = token
+        self._data: dict[str, Any] | None = None
+        self._read = False
+
+    def _load(self) -> dict[str, Any] | None:
+        if not self._read:
+            self._read = True
+            try:
+                with open(self._path, encoding="utf-8") as fh:
+                    data = json.load(fh)
+                if isinstance(data, dict) and data.get("token") == self._token:
+                    self._data = data
+            except (OSError, ValueError):
+                pass
+        return self._data
+
+    def readers(self) -> dict[str, list[str]] | None:
+        """Step file (absolute path) → the steps that read it; None when there is no such record."""
+        data = self._load()
+        return None if data is None else data["readers"]
+
+    def upstream(self) -> dict[str, list[str]] | None:
+        """Step id → its upstream steps (a step without any is left out); None when unrecorded."""
+        data = self._load()
+        return None if data is None else data["upstream"]
 
 
 def request_key(
@@ -134,22 +170,21 @@ def _lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:
             return None
         if any(os.environ.get(name) != value for name, value in entry["env"].items()):
             return None
-        readers: dict[str, list[str]] = entry.get("readers") or {}
         now = {}
         for path, sig in entry["files"].items():
             current = _stat(path)
             if current != sig:
-                if path not in readers:
-                    return None
                 now[path] = current
+        graph = StoredGraph(lab_path, entry["token"])
+        readers: dict[str, list[str]] = {}
         if now:
+            readers = graph.readers() or {}
+            if any(path not in readers for path in now):
+                return None  # not only steps' own files changed (or what reads them is unrecorded)
             _same_content(lab_path, entry, now)
         affected = {sid for path in now for sid in readers[path]}
-        statuses = [
-            CachedStatus(s["id"], s["state"], tuple(s["reasons"]), tuple(s["upstream"]))
-            for s in entry["statuses"]
-        ]
-        return Known(statuses, list(entry["conditional"]), set(now), affected, entry, now)
+        statuses = [CachedStatus(s["id"], s["state"], tuple(s["reasons"])) for s in entry["statuses"]]
+        return Known(statuses, list(entry["conditional"]), set(now), affected, entry, now, graph)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # damaged or foreign: judged afresh, and the next full judgment replaces it
 
@@ -224,20 +259,23 @@ def store(
     (input, output, function source, contract) belongs to; a later change to only such files
     re-judges only those steps (:func:`lookup_known`). ``upstream``: each step's upstream steps
     (kept so that the fast answer's AGILAB states are the full judgment's)."""
-    ups = upstream or {}
     now = signatures(files)
     if before is not None and any(now.get(p) != sig for p, sig in before.items()):
         return
+    token = os.urandom(8).hex()
+    graph = {
+        "token": token,
+        "readers": _readers(readers or {}),
+        "upstream": {sid: sorted(ups) for sid, ups in (upstream or {}).items() if ups},
+    }
+    _write_json(os.path.join(os.path.dirname(_file(lab_path)), GRAPH), graph)  # first: see StoredGraph
     entry = {
         "key": _key(options),
+        "token": token,
         "env": {name: os.environ.get(name) for name in sorted(set(env_names))},
         "files": now,
-        "statuses": [
-            {"id": s.id, "state": s.state, "reasons": list(s.reasons), "upstream": sorted(ups.get(s.id, ()))}
-            for s in statuses
-        ],
+        "statuses": [{"id": s.id, "state": s.state, "reasons": list(s.reasons)} for s in statuses],
         "conditional": sorted(conditional),
-        "readers": _readers(readers or {}),
     }
     _write(lab_path, entry)
 
@@ -250,13 +288,13 @@ def update(
 ) -> None:
     """Keep a judgment made from ``known``: the files in ``signed`` with their new signatures (the
     others keep theirs: a file changed meanwhile is still seen as changed) and the new statuses of
-    the steps judged again (only the steps: the files, readers and key are the stored ones)."""
+    the steps judged again (only the steps: the files, key and graph are the stored ones)."""
     entry = dict(known.entry)
     files = dict(entry["files"])
     files.update({p: sig for p, sig in signed.items() if p in files})
     entry["files"] = files
     new = {s.id: s for s in statuses}
-    entry["statuses"] = [  # a step's upstream steps are the lab's: unchanged when only files changed
+    entry["statuses"] = [  # the graph is the lab's: unchanged when only files changed
         {**s, "state": new[s["id"]].state, "reasons": list(new[s["id"]].reasons)} if s["id"] in new else s
         for s in entry["statuses"]
     ]

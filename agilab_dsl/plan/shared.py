@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Upstream states a run does not wait for.
 PASSED = ("done", "disabled", "skipped")
+WAITS = ("stale", "never-ran")  # our states whose AGILAB word depends on the upstream steps
 
 
 class SharedState(namedtuple("SharedState", "state reasons ours")):
@@ -55,34 +56,25 @@ def shared_states(
 ) -> dict[str, SharedState]:
     """Step id → its :class:`SharedState`. ``upstream`` maps a step to the steps it depends on (a step
     not judged here counts as done); ``failed`` maps a step whose last run failed to the error's
-    first line."""
+    first line.
+
+    No order is needed: whether an upstream step lets a step be ``ready`` (done, disabled or
+    skipped) depends on that step's own state and failure only, never on its upstream in turn
+    (ready and stale are both not done)."""
     ours = {s.id: s.state for s in statuses}
-    ups = {sid: [u for u in upstream.get(sid, ()) if u in ours and u != sid] for sid in ours}
-    order = _upstream_first(ups)
+    passed = {sid: agilab_state(state, True, failed.get(sid))[0] in PASSED for sid, state in ours.items()}
     out: dict[str, SharedState] = {}
-    for sid in order:
-        done = all(out[u].state in PASSED for u in ups[sid] if u in out)
-        state, reasons = agilab_state(ours[sid], done, failed.get(sid))
-        out[sid] = SharedState(state, tuple(reasons or ()), ours[sid])
-    return {sid: out[sid] for sid in ours}
+    done_fresh = SharedState("done", (), "fresh")  # the common answer, shared
+    for sid, state in ours.items():
+        if state == "fresh" and sid not in failed:
+            out[sid] = done_fresh
+            continue
+        done = state not in WAITS or all(passed.get(u, True) for u in upstream.get(sid, ()) if u != sid)
+        word, reasons = agilab_state(state, done, failed.get(sid))
+        out[sid] = SharedState(word, tuple(reasons), state)
+    return out
 
 
-def _upstream_first(ups: Mapping[str, list[str]]) -> list[str]:
-    """The steps, each after its upstream ones (Kahn's algorithm; graphlib's sorter also searches
-    for a cycle first, ~10% of a 100,000-step ``status``). A lab with a cycle is refused before it
-    is judged; should one come here, the steps left are taken as they come: never a loop."""
-    waiting = {sid: len(set(u)) for sid, u in ups.items()}
-    downstream: dict[str, list[str]] = {}
-    for sid, u in ups.items():
-        for up in set(u):
-            downstream.setdefault(up, []).append(sid)
-    order = [sid for sid, n in waiting.items() if n == 0]
-    for sid in order:  # grows while it is walked
-        for nxt in downstream.get(sid, ()):
-            waiting[nxt] -= 1
-            if waiting[nxt] == 0:
-                order.append(nxt)
-    if len(order) < len(ups):
-        placed = set(order)
-        order += [sid for sid in ups if sid not in placed]
-    return order
+def needs_upstream(statuses: Iterable[Judged]) -> bool:
+    """Whether AGILAB's words for these statuses depend on the graph (a step not fresh nor disabled)."""
+    return any(s.state in WAITS for s in statuses)

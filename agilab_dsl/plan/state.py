@@ -18,7 +18,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -48,12 +48,19 @@ def state_dir(lab_path: str | Path) -> Path:
 def write_json_atomic(path: Path, payload: Any, *, durable: bool = True) -> None:
     """Replace ``path`` with ``payload`` so that readers see the old file or the new one, never half.
     ``durable``: also survive a power cut (fsync); a cache that can be rebuilt does without."""
+    # json.dump and indent= take the pure-Python encoder
+    write_text_atomic(path, [json.dumps(payload, sort_keys=True)], durable=durable)
+
+
+def write_text_atomic(path: Path, chunks: Iterable[str], *, durable: bool = True) -> None:
+    """:func:`write_json_atomic` for a text given piece by piece (a 100,000-step state is written
+    record by record, never held whole in memory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(temp_path(path))
-    text = json.dumps(payload, sort_keys=True)  # json.dump and indent= take the pure-Python encoder
     try:
         with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(text)
+            for chunk in chunks:
+                fh.write(chunk)
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -95,6 +102,22 @@ class StepRecord:
     @classmethod
     def from_json(cls, value: Any) -> StepRecord | str:
         """The record ``value`` holds, or why it is not one (a wrongly typed field, say)."""
+        if type(value) is dict and value.keys() == _FIELDS.keys():  # as written: checked by type
+            fp, comps, outputs, finished, seconds, run_id = (value[name] for name in _FIELDS)
+            if (
+                type(fp) is str
+                and type(comps) is dict
+                and type(outputs) is dict
+                and type(finished) in _NUMBERS
+                and type(seconds) in _NUMBERS
+                and type(run_id) is str
+                and all(type(k) is str and type(v) is str for k, v in outputs.items())
+            ):
+                return cls(fp, comps, outputs, finished, seconds, run_id)
+        return cls._checked(value)
+
+    @classmethod
+    def _checked(cls, value: Any) -> StepRecord | str:
         if not isinstance(value, dict):
             return f"a {type(value).__name__}, not a record"
         for name, kinds in _FIELDS.items():
@@ -105,7 +128,8 @@ class StepRecord:
         return cls(**{name: value[name] for name in _FIELDS})
 
 
-_FIELDS: dict[str, tuple[type, ...]] = {
+_NUMBERS = (float, int)  # not bool: a record's times are numbers
+_FIELDS: dict[str, tuple[type, ...]] = {  # in StepRecord's order
     "fingerprint": (str,),
     "components": (dict,),
     "outputs": (dict,),
@@ -232,9 +256,7 @@ class LabState:
     def save(self) -> None:
         """Compact: replace state.json atomically with every record, then drop the journal."""
         _clear_folder(self.path)
-        write_json_atomic(
-            self.path, {"format": FORMAT, "steps": {k: v.to_json() for k, v in self.steps.items()}}
-        )
+        write_text_atomic(self.path, _state_text(self.steps))
         if self._journal is not None:
             self._journal.close()
             self._journal = None
@@ -248,6 +270,16 @@ class LabState:
         _clear_folder(self.path.with_name("hashes.json"))
         self.hashes_damaged = False
         write_json_atomic(self.path.with_name("hashes.json"), self.hashes, durable=False)  # a cache
+
+
+def _state_text(steps: dict[str, StepRecord], batch: int = 1000) -> Iterator[str]:
+    """``json.dumps({"format": FORMAT, "steps": …}, sort_keys=True)``, ``batch`` records at a time."""
+    yield f'{{"format": {FORMAT}, "steps": {{'
+    ids = sorted(steps)
+    for start in range(0, len(ids), batch):
+        part = json.dumps({sid: steps[sid].to_json() for sid in ids[start : start + batch]}, sort_keys=True)
+        yield (", " if start else "") + part[1:-1]  # the records, without the braces around them
+    yield "}}"
 
 
 def _replay(path: Path, steps: dict[str, StepRecord], notes: list[str]) -> tuple[int, bool]:
@@ -296,10 +328,10 @@ def _clear_folder(path: Path) -> None:
 def _hash_entry(value: Any) -> bool:
     """Whether ``value`` is a hash-cache entry: ``[size, mtime_ns, hash]``."""
     return (
-        isinstance(value, list)
+        type(value) is list
         and len(value) == 3
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value[:2])
-        and isinstance(value[2], str)
+        and type(value[0]) is type(value[1]) is int
+        and type(value[2]) is str
     )
 
 
