@@ -76,10 +76,10 @@ def show_reports(
         errors = sum(d.is_error for d in diags)
         warnings = sum(d.severity is Severity.WARNING for d in diags)
         infos = len(diags) - errors - warnings
-        files = len(reports)
+        checked = len(reports)
         verdict = "ok" if all(r["ok"] for r in reports) else "problems found"
         out.write(
-            f"{files} file{'s' * (files != 1)} checked: {errors} error{'s' * (errors != 1)}, "
+            f"{checked} file{'s' * (checked != 1)} checked: {errors} error{'s' * (errors != 1)}, "
             f"{warnings} warning{'s' * (warnings != 1)} — {verdict}"
             + (f" ({infos} info{'s' * (infos != 1)})" if infos else "")
             + "\n"

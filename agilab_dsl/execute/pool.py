@@ -85,14 +85,18 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._closed = False
 
-    def prestart(self) -> None:
-        """Start one worker now (it boots in the background) rather than when the first step runs."""
+    def prestart(self, early: Worker | None = None) -> None:
+        """Start one worker now (it boots in the background) rather than when the first step runs;
+        or take ``early``, one the caller started sooner (while the lab loaded): the pool owns it."""
         with self._lock:
             if self._started == 0 and not self._closed:
                 self._started += 1
-                worker = Worker()
+                worker = early or Worker()
                 self._all.append(worker)
                 self._idle.put(worker)
+                return
+        if early is not None:  # not needed after all
+            early.close()
 
     def _take(self) -> Worker:
         with self._lock:

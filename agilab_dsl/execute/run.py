@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..load.errors import os_error
 from ..plan.fingerprint import FileHashes, digest
@@ -47,6 +47,9 @@ from .recording import record_run, remember_failures
 from .rendered import Rendered
 from .reuse import CachedStatus, Known, Reuse
 from .steps import StepExecutor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pool import Worker
 
 
 def outputs_exist(lab_dir: Path, outputs: Iterable[str]) -> bool:
@@ -206,11 +209,13 @@ class Runner(JudgedFiles):
         warm: Warm | None = None,
         events: EventHub | None = None,
         known: Known | None = None,
+        early: Worker | None = None,
     ) -> RunResult:
         """Run the selected stale steps. ``warm`` (watch mode) keeps the step workers and a Dask
         LocalCluster up between runs: this run neither starts nor ends them. Its events go to the
         run's ``events.jsonl`` and to ``events`` (a caller's hub). ``known``: a stored judgment that
-        holds but for some steps' files; only those steps and what is downstream are judged."""
+        holds but for some steps' files; only those steps and what is downstream are judged.
+        ``early``: a step worker the caller started while the lab loaded; the run owns it."""
         run_id = run_id or new_run_id()
         if not options.jobs:
             options = dataclasses.replace(options, jobs=self.jobs(options))
@@ -239,9 +244,11 @@ class Runner(JudgedFiles):
 
         pool = warm.pool(options.jobs) if warm else WorkerPool(options.jobs)
         execute_is_real = execute is None  # a test's stand-in executor leaves no history
+        if execute is None and order:
+            pool.prestart(early)  # its interpreter starts (or started) while the steps are judged
+        elif early is not None:
+            early.close()
         if execute is None:
-            if order:
-                pool.prestart()  # its interpreter starts while the steps are judged
             execute = lambda step, rid, attempt: self._steps.execute(step, rid, attempt, pool, machine)  # noqa: E731
         interrupted = recorded = False
         running: dict[Any, tuple[str, dict[str, Any], list[str]]] = {}  # future -> (id, comps, why)

@@ -11,9 +11,13 @@ what it depended on:
   (the signature the input-hash cache already trusts); folders by the same of everything in them;
 * the values of the environment variables the lab's ``${env.…}`` holes read.
 
-The answer is used only while every one of those is unchanged. A stored judgment whose steps are
+The answer is used only while every one of those is unchanged, but for the files that belong to
+steps: when only they changed, :func:`lookup_known` names them and the steps that read them (kept
+apart in ``judgment-graph.json``, :class:`StoredGraph`), and a file only touched — its content the
+hash cache's for the signature judged — is no change at all. A stored judgment whose steps are
 all fresh also answers a run (nothing to do), unless a selected step has a ``when`` condition,
-which a run evaluates and ``status`` does not. This module imports only the standard library.
+which a run evaluates and ``status`` does not. This module imports only the standard library, and
+of it not ``typing`` or ``hashlib`` unless needed: ``status`` from here pays for every module.
 """
 
 from __future__ import annotations
