@@ -73,9 +73,9 @@ def _absolute(path: str | None) -> str | None:
 
 def _program(name: str | None) -> str | None:
     """``--python python3.13``: a bare name is looked for on the PATH; a path is made absolute."""
-    import shutil
-
     if name and os.sep not in name and not os.path.exists(name):
+        import shutil
+
         return shutil.which(name) or _absolute(name)
     return _absolute(name)
 

@@ -100,7 +100,6 @@ def share_root(settings: Mapping[str, Any], environ: Mapping[str, str], home: Pa
 
 def runtime_target(lab_file: Path, module_key: str) -> str:
     """The app's runtime target (see the module's docstring)."""
-    import tomllib
 
     def bare(name: str) -> str:
         name = name.strip().replace("-", "_")
@@ -109,6 +108,8 @@ def runtime_target(lab_file: Path, module_key: str) -> str:
     project = next((p for p in lab_file.resolve().parents if p.name.endswith("_project")), None)
     if project is None:
         return bare(module_key) or "agilab"
+    import tomllib  # only for a lab inside an AGILAB project (a run pays for every import)
+
     try:
         data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -34,11 +34,9 @@ FOLDER = ".agilab"
 def new_run_id() -> str:
     """``20261121T232304.123-bb0f7a`` (UTC, to the millisecond): sortable by time, unique by its
     random tail (which abbreviates it, as a prefix does)."""
-    import secrets
-
     now = time.time()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
-    return f"{stamp}.{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
+    return f"{stamp}.{int(now * 1000) % 1000:03d}-{os.urandom(3).hex()}"  # what secrets.token_hex(3) gives, without its imports
 
 
 def state_dir(lab_path: str | Path) -> Path:
