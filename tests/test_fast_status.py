@@ -175,3 +175,19 @@ def test_the_judgments_graph_is_read_only_when_needed(lab: Path, capsys: pytest.
     assert graph.is_file()
     graph.write_text(graph.read_text().replace('"token": "', '"token": "x'))  # another judgment's
     assert fast.status_answer(["status", str(lab)]) is None  # stale steps need it: the full path
+
+
+@pytest.mark.parametrize(
+    "damage", ['{"token": "TOKEN"}', '{"token": "TOKEN", "upstream": {"a": 1}, "readers": 2}', "[", ""]
+)
+def test_a_damaged_judgment_graph_means_a_full_judgment(
+    lab: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    assert main(["status", str(lab)]) == 0  # never ran: stale steps, so the graph is needed
+    full = capsys.readouterr().out
+    folder = lab.parent / ".agilab"
+    token = json.loads((folder / "judgment.json").read_text())["token"]
+    (folder / "judgment-graph.json").write_text(damage.replace("TOKEN", token))
+    assert fast.status_answer(["status", str(lab)]) is None
+    assert main(["status", str(lab)]) == 0
+    assert capsys.readouterr().out == full

@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def console() -> int:
     """``agilab-run`` and ``python -m agilab_dsl``: :func:`main`, but what plan.longlived froze stays
     frozen, since the process ends next: CPython collects once more at exit, and would otherwise
-    walk every object a large lab loaded (~40 ms at 10,000 steps)."""
+    walk every object a large lab loaded (~0.05 s of a 0.65 s run after one change at 10,000 steps)."""
     return _main(sys.argv[1:])
 
 

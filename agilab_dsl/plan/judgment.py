@@ -120,13 +120,18 @@ class StoredGraph:
 
     def readers(self) -> dict[str, list[str]] | None:
         """Step file (absolute path) → the steps that read it; None when there is no such record."""
-        data = self._load()
-        return None if data is None else data["readers"]
+        return self._part("readers")
 
     def upstream(self) -> dict[str, list[str]] | None:
         """Step id → its upstream steps (a step without any is left out); None when unrecorded."""
+        return self._part("upstream")
+
+    def _part(self, name: str) -> dict[str, list[str]] | None:
         data = self._load()
-        return None if data is None else data["upstream"]
+        part = data.get(name) if data is not None else None
+        if not isinstance(part, dict) or not all(isinstance(v, list) for v in part.values()):
+            return None  # damaged: the caller judges in full, and the next full judgment replaces it
+        return part
 
 
 def request_key(
