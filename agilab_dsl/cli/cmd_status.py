@@ -30,14 +30,14 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     when only steps' files did), else a full judgment; the same answer either way."""
     from ..execute.judging import known_judgment, shared_states, upstream_of
     from ..execute.session import Refusal, judge
-    from ..plan.shared import needs_upstream
+    from ..plan.shared import stored_upstream
 
     request = lab_request(args)
     if args.verbose:
         return _status_verbose(args, out)
     known = known_judgment(request)
-    upstream = known.graph.upstream() if known is not None and needs_upstream(known.statuses) else {}
-    if known is not None and not known.changed and upstream is not None:
+    upstream = stored_upstream(known) if known is not None and not known.changed else None
+    if known is not None and upstream is not None:
         show_statuses(known.statuses, args.json, shared_states(request, known.statuses, upstream))
         return EXIT_OK
     judged = judge(request, None, known)

@@ -74,15 +74,14 @@ def _answer(file: str, as_json: bool) -> int | None:
     if known is None or known.changed:
         return None
     from ..plan.failures import failure_reasons, read_failures
-    from ..plan.shared import needs_upstream, shared_states
+    from ..plan.shared import shared_states, stored_upstream
     from .listing import show_statuses
 
-    statuses = known.statuses
-    upstream = known.graph.upstream() if needs_upstream(statuses) else {}
+    upstream = stored_upstream(known)
     if upstream is None:
         return None
     failed = failure_reasons(read_failures(os.path.dirname(os.path.abspath(file))))
-    shared = shared_states(statuses, upstream, failed)
-    show_statuses(statuses, as_json, shared)
+    shared = shared_states(known.statuses, upstream, failed)
+    show_statuses(known.statuses, as_json, shared)
     sys.stdout.flush()
     return 0

@@ -215,7 +215,8 @@ class Runner(JudgedFiles):
         LocalCluster up between runs: this run neither starts nor ends them. Its events go to the
         run's ``events.jsonl`` and to ``events`` (a caller's hub). ``known``: a stored judgment that
         holds but for some steps' files; only those steps and what is downstream are judged.
-        ``early``: a step worker the caller started while the lab loaded; the run owns it."""
+        ``early``: a step worker the caller started while the lab loaded; the run's pool takes it
+        (and closes it with its other workers)."""
         run_id = run_id or new_run_id()
         if not options.jobs:
             options = dataclasses.replace(options, jobs=self.jobs(options))

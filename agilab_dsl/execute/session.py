@@ -255,12 +255,12 @@ def run(
 
     # the first step worker boots while the lab and its state load: at 1,000 steps, one change runs
     # in 0.141 s instead of 0.155 s (A/B, medians of 10)
-    early = [StepWorker()] if opened is None and warm is None else []
+    early = StepWorker() if opened is None and warm is None else None
     try:
         return _run(request, options, reporter_for, say, warm, opened, events, known, early)
     finally:
-        for worker in early:  # not handed to the run: nothing ran
-            worker.close()
+        if early is not None:  # a refusal: it was never used; after a run, closed already (a no-op)
+            early.close()
 
 
 def _run(
@@ -272,9 +272,9 @@ def _run(
     opened: Runner | None,
     events: Any,
     known: Known | None,
-    early: list[Worker],
+    early: Worker | None,
 ) -> tuple[Runner, RunResult] | Refusal:
-    """:func:`run`; ``early`` holds the worker started for it until the run takes it."""
+    """:func:`run`; ``early``: the worker started for it, handed to the run's pool."""
     from ..plan import judgment
     from ..plan.state import LabState, lab_lock
 
@@ -301,7 +301,7 @@ def _run(
             known = None  # another run moved the state meanwhile: judged in full
         if known is not None:
             _sweep_beside(runner, known.affected)
-            result = runner.run(options, reporter, warm=warm, events=events, known=known, early=_take(early))
+            result = runner.run(options, reporter, warm=warm, events=events, known=known, early=early)
             keep_known(request, runner, result, known, state_files)
             return runner, result
         files, env = runner.dependencies()
@@ -309,7 +309,7 @@ def _run(
         data = set(runner.data_files())
         _sweep_beside(runner, runner.resolved)  # temporary files of killed writers, beside outputs
         before |= judgment.signatures([f for f in files if f not in data and f not in state_files])
-        result = runner.run(options, reporter, warm=warm, events=events, early=_take(early))
+        result = runner.run(options, reporter, warm=warm, events=events, early=early)
     selected = {o.id for o in result.outcomes}
     complete = all(o.status in ("ran", "fresh", "disabled") for o in result.outcomes)
     if opened is None and use_cache(request) and complete and not selected & set(runner.conditional()):
@@ -337,10 +337,6 @@ def _run(
                 upstream=upstream_of(runner),
             )
     return runner, result
-
-
-def _take(early: list[Worker]) -> Worker | None:
-    return early.pop() if early else None
 
 
 def _sweep_beside(runner: Runner, ids: Iterable[str]) -> None:

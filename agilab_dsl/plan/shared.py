@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterable, Mapping, Sequence
     from typing import Protocol
 
+    from .judgment import Known
+
     class Judged(Protocol):
         @property
         def id(self) -> str: ...
@@ -75,6 +77,10 @@ def shared_states(
     return out
 
 
-def needs_upstream(statuses: Iterable[Judged]) -> bool:
-    """Whether AGILAB's words for these statuses depend on the graph (a step not fresh nor disabled)."""
-    return any(s.state in WAITS for s in statuses)
+def stored_upstream(known: Known) -> Mapping[str, Iterable[str]] | None:
+    """The upstream steps :func:`shared_states` needs for a stored judgment's statuses: none when no
+    step waits on its upstream (every step fresh or disabled), else the judgment's stored graph;
+    None when that graph is not recorded (the caller judges in full)."""
+    if not any(s.state in WAITS for s in known.statuses):
+        return {}
+    return known.graph.upstream()
