@@ -191,3 +191,42 @@ def test_a_damaged_judgment_graph_means_a_full_judgment(
     assert fast.status_answer(["status", str(lab)]) is None
     assert main(["status", str(lab)]) == 0
     assert capsys.readouterr().out == full
+
+
+RUN_CALLS = [
+    ["lab.toml"],
+    *([flag, "lab.toml"] for flag in fast.RUN_FLAGS),
+    *(["lab.toml", flag] for flag in fast.RUN_FLAGS),
+    ["lab.toml", "-j", "2"],
+    ["--jobs", "12", "lab.toml", "--json", "--force"],
+    ["lab.toml", "--keep-going", "-j", "0", "-v", "--dry-run"],
+]
+
+
+@pytest.mark.parametrize("argv", RUN_CALLS, ids=" ".join)
+def test_a_run_s_arguments_parsed_without_argparse_are_the_parser_s(argv: list[str]) -> None:
+    from agilab_dsl.cli.parser import build_run_parser
+
+    assert vars(fast.run_arguments(argv)) == vars(build_run_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--json"],
+        ["a.toml", "b.toml"],
+        ["lab.toml", "--json", "--json"],
+        ["lab.toml", "-j"],
+        ["lab.toml", "-j", "x"],
+        ["lab.toml", "-j", "-1"],
+        ["lab.toml", "-j2"],
+        ["lab.toml", "-j", "2", "--jobs", "3"],
+        ["lab.toml", "--only", "a"],
+        ["lab.toml", "--dry"],  # argparse's abbreviation: left to it
+        ["lab.toml", "--profile=fast"],
+    ],
+    ids=repr,
+)
+def test_other_run_calls_are_left_to_argparse(argv: list[str]) -> None:
+    assert fast.run_arguments(argv) is None

@@ -290,6 +290,24 @@ def test_logs_keep_what_a_step_printed_even_when_it_crashed(tmp_path: Path, caps
     assert sorted(p.name for p in Path(got["bad"]["log"]).parent.iterdir()) == ["bad.log", "events.jsonl"]
 
 
+def test_steps_sharing_one_code_text_each_name_themselves_in_tracebacks(tmp_path: Path, capsys) -> None:
+    # the worker compiles a text once and renames it per step: nested functions included
+    code = "def inner():\n    raise ValueError(step_id)\ninner()"
+    lab = tmp_path / "lab_steps.toml"
+    lab.write_text(
+        '[[m]]\nid = "a"\nC = "pass"\n\n'
+        + "".join(f'[[m]]\nid = "{sid}"\nC = {json.dumps(code)}\ndeps = ["a"]\n\n' for sid in ("one", "two")),
+        encoding="utf-8",
+    )
+    assert main([str(lab), "--json", "--keep-going"]) == 1
+    got = {s["id"]: s for s in json.loads(capsys.readouterr().out)["steps"]}
+    for sid in ("one", "two"):
+        log = Path(got[sid]["log"]).read_text()
+        assert f'File "<step {sid}>", line 3, in <module>' in log
+        assert f'File "<step {sid}>", line 2, in inner' in log
+        assert f"ValueError: {sid}" in log
+
+
 def test_without_keep_going_independent_steps_stop(tmp_path: Path, capsys) -> None:
     lab = tmp_path / "lab_steps.toml"
     lab.write_text(FAILING.format(code="raise ValueError('boom')"), encoding="utf-8")

@@ -73,17 +73,22 @@ def _main(args_list: list[str]) -> int:
         if answered is not None:
             return answered
     from .common import EXIT_INVALID, EXIT_OK, os_failure
-    from .parser import build_parser, build_run_parser
 
     mistyped = _mistyped_command(args_list)
     if mistyped:
         print(mistyped, file=sys.stderr)
         return EXIT_INVALID
     if _runs_a_lab(args_list):
-        try:
-            run_args = build_run_parser().parse_args(args_list)
-        except SystemExit as exc:
-            return int(exc.code or 0)
+        from .fast import run_arguments
+
+        run_args = run_arguments(args_list)
+        if run_args is None:
+            from .parser import build_run_parser
+
+            try:
+                run_args = build_run_parser().parse_args(args_list)
+            except SystemExit as exc:
+                return int(exc.code or 0)
         from .cmd_run import cmd_run
 
         try:
@@ -93,6 +98,8 @@ def _main(args_list: list[str]) -> int:
             return 130
         except OSError as exc:  # the lab's folder cannot be written (read-only, no permission, full)
             return os_failure(exc)
+    from .parser import build_parser
+
     parser = build_parser(args_list[0] if args_list and args_list[0] in COMMANDS else None)
     git_path: str | None = None
     if args_list[:1] == ["diff"] and "--" in args_list:  # diff REV [REV] -- PATH
@@ -140,13 +147,13 @@ def _runs_a_lab(args_list: Sequence[str]) -> bool:
 def _mistyped_command(args_list: Sequence[str]) -> str | None:
     """What to say for ``agilab-run stauts FILE``: a first word that is no file and is close to a
     command's name (None otherwise: it is taken as the lab FILE, as ever)."""
-    from .usage import nearest_command
-
     if not args_list or args_list[0].startswith("-") or args_list[0] in COMMANDS:
         return None
     word = args_list[0]
     if os.path.lexists(word):
         return None
+    from .usage import nearest_command  # (argparse: a run of an existing lab does not import it)
+
     command = nearest_command(word, COMMANDS)
     if command is None:
         return None

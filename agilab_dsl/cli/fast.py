@@ -11,6 +11,10 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False  # typing itself is not imported: start-up pays for every module
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
 # the options of `status` and `check` that leave the cache's key as it is by default; no other
 _FLAGS = {"--json"}
 
@@ -23,6 +27,77 @@ def _files_and_flags(rest: list[str]) -> tuple[list[str], list[str]] | None:
     if os.environ.get("AGILAB_NO_CACHE", "") not in ("", "0"):
         return None
     return files, flags
+
+
+# `agilab-run FILE`'s arguments as its argparse parser (parser.build_run_parser) gives them when no
+# option is given, and the flags parsed here too: a run of a small lab spends ~10 ms importing
+# argparse and building that parser. tests/test_fast_status.py compares both for every flag.
+_RUN_DEFAULTS = {
+    "dry_run": False,
+    "watch": False,
+    "serve": None,
+    "only": [],
+    "from_step": None,
+    "force": False,
+    "jobs": None,
+    "keep_going": False,
+    "verbose": False,
+    "backend": None,
+    "scheduler": None,
+    "json": False,
+    "events": None,
+    "no_cache": False,
+    "settings": None,
+    "profile": None,
+    "dataframe": None,
+    "export_dir": None,
+    "all_stages": False,
+    "no_infer": False,
+    "python": None,
+    "agilab_python": None,
+    "apps_path": None,
+}
+RUN_FLAGS = {
+    "--dry-run": "dry_run",
+    "--watch": "watch",
+    "--force": "force",
+    "--keep-going": "keep_going",
+    "-v": "verbose",
+    "--verbose": "verbose",
+    "--json": "json",
+    "--no-cache": "no_cache",
+    "--all": "all_stages",
+    "--no-infer": "no_infer",
+}
+
+
+def run_arguments(argv: list[str]) -> Any | None:
+    """``FILE [FLAG...] [-j N]`` parsed without argparse (a namespace with the parser's attributes),
+    or None: anything else (another option, a repeated one, ``-j`` with no plain number) is left
+    to the parser, which also words every usage error."""
+    values: dict[str, Any] = {"file": None, **_RUN_DEFAULTS, "only": []}
+    words = iter(argv)
+    seen = set()
+    for word in words:
+        if word in seen:
+            return None
+        seen.add(word)
+        if word in RUN_FLAGS:
+            values[RUN_FLAGS[word]] = True
+        elif word in ("-j", "--jobs"):
+            number = next(words, "")
+            if not (number.isascii() and number.isdigit()):
+                return None
+            values["jobs"] = int(number)
+        elif word.startswith("-") or values["file"] is not None:
+            return None
+        else:
+            values["file"] = word
+    if values["file"] is None or ("-j" in seen and "--jobs" in seen):
+        return None
+    import types
+
+    return types.SimpleNamespace(**values)
 
 
 def check_answer(argv: list[str]) -> int | None:

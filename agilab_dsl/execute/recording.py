@@ -35,8 +35,7 @@ def record_run(
 ) -> None:
     """Append this run to the experiment history (see :mod:`agilab_dsl.record.history`);
     ``note`` hears of a record left pending when it is written here and now."""
-    import hashlib
-
+    from ..plan.fingerprint import file_hash_uncached
     from ..record import history
 
     rows: list[history.StepRow | dict[str, Any]] = []
@@ -88,7 +87,7 @@ def record_run(
     commit, dirty = git.result() if git is not None else (None, None)
     lab_file = Path(lab.path).resolve()
     try:
-        lab_hash = hashlib.sha256(lab_file.read_bytes()).hexdigest()
+        lab_hash = file_hash_uncached(lab_file)
     except OSError:
         lab_hash = ""
     modules = getattr(lab, "module_keys", ())

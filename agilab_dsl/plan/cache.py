@@ -47,11 +47,13 @@ def enabled() -> bool:
 
 # The files a check reads are small: their SHA-256 comes from the interpreter's built-in module
 # (what hashlib itself falls back to), sparing hashlib's import of OpenSSL (~2 ms of `check`'s
-# start-up); a file over this size is hashed by hashlib (OpenSSL's SHA-256 is faster on large data).
+# start-up, and of a run's); a file over this size is hashed by hashlib (OpenSSL's SHA-256 is
+# faster on large data). plan.fingerprint hashes a run's small values and files with it too.
 SMALL = 1 << 20
 
 
-def _sha256(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
+    """``hashlib.sha256(data).hexdigest()``, without importing hashlib."""
     try:
         from _sha2 import sha256  # Python ≥ 3.12
     except ImportError:
@@ -62,21 +64,30 @@ def _sha256(data: bytes) -> str:
     return sha256(data).hexdigest()
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """A file's SHA-256 (hex): read whole when small, else streamed through hashlib."""
+    with open(path, "rb") as fh:
+        data = fh.read(SMALL + 1)
+        if len(data) <= SMALL:
+            return sha256_hex(data)
+        import hashlib
+
+        h = hashlib.sha256(data)
+        while chunk := fh.read(SMALL):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def signature(path: str) -> str:
     """What a path holds now: 'missing', a folder's listing hash, or a file's content hash."""
     try:
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
             names = "\n".join(sorted(os.listdir(path)))
-            return "dir:" + _sha256(names.encode("utf-8", "surrogateescape"))
+            return "dir:" + sha256_hex(names.encode("utf-8", "surrogateescape"))
         if not stat.S_ISREG(st.st_mode):  # a FIFO or a device: opening or reading it may never end
             return f"special:{stat.S_IFMT(st.st_mode)}"
-        with open(path, "rb") as fh:
-            if st.st_size > SMALL:
-                import hashlib
-
-                return "file:" + hashlib.file_digest(fh, "sha256").hexdigest()
-            return "file:" + _sha256(fh.read())
+        return "file:" + file_sha256(path)
     except FileNotFoundError:
         return "missing"
     except OSError as exc:
@@ -118,7 +129,7 @@ def _key(path: str, options: dict[str, Any]) -> str:
         },
         sort_keys=True,
     )
-    return _sha256(material.encode("utf-8", "surrogateescape"))
+    return sha256_hex(material.encode("utf-8", "surrogateescape"))
 
 
 def _to_json(d: Diagnostic) -> dict[str, Any]:

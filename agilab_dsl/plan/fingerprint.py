@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import hashlib
 import json
 import os
 import stat
@@ -25,14 +24,13 @@ from typing import Any
 
 from ..load.expr import FuncRef
 from ..load.locate import function_source
-
-CHUNK = 1 << 20
+from .cache import file_sha256, sha256_hex
 
 
 def digest(value: Any) -> str:
     """A stable hash of a JSON-able value (keys sorted)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return sha256_hex(text.encode("utf-8", "surrogatepass"))
 
 
 def strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -62,7 +60,7 @@ def _normalized(code: str) -> str:
 
 def code_hash(code: str) -> str:
     """Hash of code with comments, blank lines, docstrings, formatting and quote style removed."""
-    return hashlib.sha256(_normalized(code).encode("utf-8", "surrogatepass")).hexdigest()
+    return sha256_hex(_normalized(code).encode("utf-8", "surrogatepass"))
 
 
 def function_hash(ref: FuncRef, base_dir: Path) -> str:
@@ -86,16 +84,11 @@ def function_hash(ref: FuncRef, base_dir: Path) -> str:
         ):
             strip_docstrings(node)
             dumped = ast.dump(node, annotate_fields=False, include_attributes=False)
-            return hashlib.sha256(dumped.encode("utf-8", "surrogatepass")).hexdigest()
+            return sha256_hex(dumped.encode("utf-8", "surrogatepass"))
     return f"undefined:{ref}:{file_hash_uncached(source_file)}"
 
 
-def file_hash_uncached(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+file_hash_uncached = file_sha256  # a file's content hash, read now
 
 
 class FileHashes:

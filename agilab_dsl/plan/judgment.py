@@ -246,10 +246,9 @@ def _same_size(before: str, after: str) -> bool:
 
 def _sha256(path: str) -> str:
     """A file's content hash, as :func:`agilab_dsl.plan.fingerprint.file_hash_uncached` takes it."""
-    import hashlib
+    from .cache import file_sha256
 
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    return file_sha256(path)
 
 
 def store(
