@@ -24,3 +24,29 @@ def test_check_and_fingerprint_agree_on_every_kind_of_module(tmp_path: Path) -> 
     missing = parse_funcref("no_such_module_xyz:run")
     assert locate_function(missing, tmp_path) is not None
     assert function_hash(missing, tmp_path) == "missing:no_such_module_xyz:run"
+
+
+def test_file_hashes_take_assumed_signatures_until_a_file_is_forgotten(tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    from agilab_dsl.plan.fingerprint import FileHashes
+
+    data = tmp_path / "in.txt"
+    data.write_text("one\n")
+    hashes = FileHashes()
+    first = hashes.of(data)
+    assert first == hashlib.sha256(b"one\n").hexdigest()
+    st = os.stat(data)
+    # a stored judgment's lookup saw this signature: the cached hash is taken without looking again
+    hashes.assume({str(data): f"{st.st_size}:{st.st_mtime_ns}", str(tmp_path / "x"): "missing"})
+    data.write_text("two, longer\n")
+    assert hashes.of(data) == first
+    hashes.forget(str(data))  # a step that writes it is about to run
+    assert hashes.of(data) == hashlib.sha256(b"two, longer\n").hexdigest()
+    # a signature that does not match the cache's entry is looked at again
+    hashes.assume({str(data): f"{st.st_size}:{st.st_mtime_ns + 1}"})
+    assert hashes.of(data) == hashlib.sha256(b"two, longer\n").hexdigest()
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom((1 << 20) + 5))  # over plan.cache.SMALL: streamed through hashlib
+    assert hashes.of(big) == hashlib.sha256(big.read_bytes()).hexdigest()

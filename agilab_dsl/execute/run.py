@@ -168,6 +168,8 @@ class Runner(JudgedFiles):
         out: list[StepStatus | CachedStatus] = []
         reuse = Reuse(known, self.full_graph, ()) if known and not options.force else None
         self.judged_ids = reuse.judged if reuse is not None else set(self.full_graph.ids)
+        if known is not None:  # the files the lookup found unchanged are not looked at again
+            self.hashes.assume({p: sig for p, sig in known.entry["files"].items() if p not in known.now})
         for sid in self.full_graph.order():
             stored = reuse.status(sid) if reuse is not None else None
             if stored is not None:
@@ -236,6 +238,8 @@ class Runner(JudgedFiles):
         selected = set(graph.ids)
         reuse = Reuse(known, self.full_graph, self.conditional()) if known and not options.force else None
         self.judged_ids = reuse.judged if reuse is not None else set(self.full_graph.ids)
+        if known is not None:  # the files the lookup found unchanged are not looked at again
+            self.hashes.assume({p: sig for p, sig in known.entry["files"].items() if p not in known.now})
         order = [sid for sid in self.full_graph.order() if sid in selected]
         fingerprints = {sid: rec.fingerprint for sid, rec in self.state.steps.items()}
         ran: dict[str, bool] = {}
@@ -302,6 +306,8 @@ class Runner(JudgedFiles):
                         git = GitProbe(self.lab_dir)
                     attempted[sid] = comps
                     started_for[sid] = why
+                    for out in self.resolved[sid].outputs:  # it may rewrite them: looked at again
+                        self.hashes.forget(os.path.join(self.lab_dir, out))
                     fut = threads.submit(self._attempts, self.resolved[sid], run_id, execute, reporter, why)
                     running[fut] = (sid, comps, why)
                 if not running:

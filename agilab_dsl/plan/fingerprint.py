@@ -97,10 +97,28 @@ class FileHashes:
     def __init__(self, cache: Mapping[str, list[Any]] | None = None) -> None:
         self.cache: dict[str, list[Any]] = dict(cache or {})
         self.changed = False
+        self.seen: dict[str, tuple[int, int]] = {}  # (size, mtime_ns) of files already looked at
+
+    def assume(self, signatures: Mapping[str, str]) -> None:
+        """Take files' ``size:mtime_ns`` signatures as looked at moments ago (a stored judgment's
+        lookup) instead of looking again, as ninja stats each file once per build. A file a step
+        writes is :meth:`forget`-ten before it runs, and looked at afresh."""
+        for path, sig in signatures.items():
+            size, sep, mtime = sig.partition(":")
+            if sep and size.isdigit() and mtime.isdigit():
+                self.seen[path] = (int(size), int(mtime))
+
+    def forget(self, path: str) -> None:
+        self.seen.pop(path, None)
 
     def of(self, path: str | os.PathLike[str]) -> str:
         """``sha256`` hex of a file, a tree hash for a folder, or ``"missing"``."""
         key = os.fspath(path)
+        seen = self.seen.get(key)
+        if seen is not None:
+            cached = self.cache.get(key)
+            if cached and cached[0] == seen[0] and cached[1] == seen[1]:
+                return str(cached[2])
         try:
             st = os.stat(key)
         except (FileNotFoundError, NotADirectoryError):
