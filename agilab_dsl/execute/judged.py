@@ -75,7 +75,6 @@ class JudgedFiles:
         return memo[sid]
 
     def _files_of(self, sid: str) -> list[str]:
-        from ..load import expr
         from ..load.locate import function_source
 
         step = self.resolved[sid]
@@ -91,11 +90,15 @@ class JudgedFiles:
             if pattern:  # the folder its glob searches: a new matching file changes it
                 files.append(glob_root(pattern, os.path.dirname(contract)))
             if function:
-                ref = expr.parse_funcref(function)
+                from ..load.expr import parse_funcref
+
+                ref = parse_funcref(function)
                 source = function_source(ref.module, ref.is_path, Path(contract).parent)
                 files.append(str(source) if source else os.path.join(os.path.dirname(contract), ref.module))
         if stage.function:
-            ref = expr.parse_funcref(stage.function)
+            from ..load.expr import parse_funcref
+
+            ref = parse_funcref(stage.function)
             source = function_source(ref.module, ref.is_path, self.lab_dir)
             files.append(str(source) if source else str(self.lab_dir / ref.module))
         return files

@@ -280,6 +280,11 @@ class AgilabError(Exception):
     """Base class of every exception this package raises on purpose."""
 
 
+class EvalError(AgilabError):
+    """An expression that parsed but cannot be evaluated in the given context (raised by
+    :mod:`agilab_dsl.load.expr`; defined here, so that catching it does not import that package)."""
+
+
 class LoadError(AgilabError):
     """A file could not be loaded; ``diagnostics`` holds every problem found in it."""
 

@@ -11,8 +11,6 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..load.expr.nodes import Ref
-
 LIMIT = 60
 """The most characters a value takes in a change's wording (its ellipsis included)."""
 
@@ -64,6 +62,8 @@ def change(old: Any, new: Any) -> str:
 
 def key_path(prefix: str, key: Any) -> str:
     """``prefix.key``, or ``prefix["odd key"]`` / ``prefix[0]`` — as a reference writes it."""
+    from ..load.expr.nodes import Ref  # (only when a change is described)
+
     tail = Ref("", (key if isinstance(key, str | int) else str(key),)).dotted()
     return prefix + tail if prefix else tail.removeprefix(".")
 

@@ -20,11 +20,13 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..load.expr import FuncRef
 from ..load.locate import function_source
 from .cache import file_sha256, sha256_hex
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..load.expr import FuncRef
 
 
 def digest(value: Any) -> str:

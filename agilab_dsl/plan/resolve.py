@@ -10,11 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..load import expr
+from ..load.errors import EvalError
 from .graph import escapes
 from .spec import PlacedSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..load import expr
+
+
+def _expr() -> Any:
+    """The expression package, imported when a step has a hole, a ``when`` or a settings list:
+    a lab without them does not load its parser and syntax tree (~3 ms of a run's start-up)."""
+    from ..load import expr
+
+    return expr
+
+
+def _holds_template(text: str) -> bool:
+    return "${" in text or "$$" in text  # expr.is_template
+
 
 AGI_SETTINGS = ("args", "cluster")  # what an agi.* engine's generated snippet depends on
 
@@ -38,8 +54,9 @@ class ResolvedStep:
 
 def _render(value: Any, context: Mapping[str, Any], keep_type: bool) -> Any:
     if isinstance(value, str):
-        if not expr.is_template(value):
+        if not _holds_template(value):
             return value
+        expr = _expr()
         template = expr.parse_template(value)
         if keep_type and len(template.parts) == 1 and isinstance(template.parts[0], expr.Ref):
             return expr.resolve(template.parts[0], context)
@@ -55,6 +72,7 @@ def refs_in(value: Any, root: str | None = "settings") -> list[expr.Ref]:
     """The ``${root.…}`` references in a value's strings (every reference when ``root`` is None)."""
     out: list[expr.Ref] = []
     if isinstance(value, str) and "${" in value:
+        expr = _expr()
         out += [r for r in expr.iter_refs(expr.parse_template(value)) if root is None or r.root == root]
     elif isinstance(value, dict):
         for v in value.values():
@@ -66,6 +84,7 @@ def refs_in(value: Any, root: str | None = "settings") -> list[expr.Ref]:
 
 
 def dotted(path: tuple[str | int, ...]) -> str:
+    expr = _expr()
     return expr.to_source(expr.Ref("settings", path)).removeprefix("settings.")
 
 
@@ -85,19 +104,19 @@ def resolve_step(
         every += refs_in(value, None)
     condition = None
     if stage.when is not None:
-        condition = expr.parse_condition(stage.when)
-        every += expr.iter_refs(condition)
+        condition = _expr().parse_condition(stage.when)
+        every += _expr().iter_refs(condition)
     refs = [r for r in every if r.root == "settings"]
     env_names = tuple(sorted({str(r.path[0]) for r in every if r.root == "env"}))
     try:
         for ref in refs:
-            used[dotted(ref.path)] = expr.resolve(ref, context)
+            used[dotted(ref.path)] = _expr().resolve(ref, context)
         if stage.settings == "*":
             used["*"] = dict(settings)
         else:
             for key in stage.settings:
-                ref = expr.parse_reference("settings." + key)
-                used[dotted(ref.path)] = expr.resolve(ref, context)
+                ref = _expr().parse_reference("settings." + key)
+                used[dotted(ref.path)] = _expr().resolve(ref, context)
         if (stage.engine or "").startswith("agi."):
             for table in AGI_SETTINGS:
                 used[table] = settings.get(table, {})
@@ -106,8 +125,8 @@ def resolve_step(
         outputs = [str(_render(p, context, False)) for p in stage.produces]
         env = _render(stage.env, context, False) if stage.env is not None else None
         contract = _render(stage.stage, context, False) if stage.stage is not None else None
-        when = bool(expr.evaluate(condition, context)) if condition is not None else None
-    except expr.EvalError as exc:
+        when = bool(_expr().evaluate(condition, context)) if condition is not None else None
+    except EvalError as exc:
         return ResolvedStep(
             placed.id, placed, {}, [], list(stage.produces), None, None, used, None, str(exc), env_names
         )

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..load import expr
 from .changes import change, key_changes, path_changes, settings_changes
 from .fingerprint import FileHashes, code_hash, digest, function_hash
 from .interpreter import changed as interpreter_changed
@@ -48,7 +47,7 @@ def components(
     ``interpreter`` is the identity (path, version) of the interpreter that runs it."""
     stage = step.placed.stage
     if stage.function:
-        code = "function:" + function_hash(expr.parse_funcref(stage.function), lab_dir)
+        code = "function:" + function_hash(_funcref(stage.function), lab_dir)
     elif stage.code is not None:
         code = code_hash(stage.code)
     else:
@@ -59,7 +58,7 @@ def components(
         "engine": stage.engine or "",
         "env": step.env or "",
         "backend": stage.backend,
-        "mode": expr.parse_mode(stage.mode) if stage.mode is not None else None,
+        "mode": _mode(stage.mode),
         "params": step.params,
         "settings": step.settings_used,
         "inputs": {p: hashes.of(os.path.join(lab_dir, p)) for p in step.inputs},
@@ -76,9 +75,7 @@ def components(
             for f in resolve_glob(stage_inputs, os.path.dirname(path))
         }
         # ... and its partition function's own source
-        comps["stage_function"] = (
-            function_hash(expr.parse_funcref(function), Path(path).parent) if function else ""
-        )
+        comps["stage_function"] = function_hash(_funcref(function), Path(path).parent) if function else ""
     if interpreter is not None:
         comps["interpreter"] = dict(interpreter)
     return comps
@@ -182,11 +179,7 @@ def reasons(
     if old.get("mode") != comps.get("mode"):
 
         def flags(bits: Any) -> str:
-            return (
-                f"{bits} ({' | '.join(expr.mode_flags(bits)) or 'none'})"
-                if isinstance(bits, int)
-                else "unset"
-            )
+            return f"{bits} ({' | '.join(_mode_flags(bits)) or 'none'})" if isinstance(bits, int) else "unset"
 
         out.append(f"mode changed: {flags(old.get('mode'))} → {flags(comps.get('mode'))}")
     out += _dict_changes("param", old.get("params", {}), comps["params"])
@@ -225,3 +218,26 @@ def reasons(
     if not out and record.fingerprint != (fingerprint or digest(comps)):
         out.append("definition changed")
     return out
+
+
+# the expression package, imported only for the steps that need it (see plan.resolve._expr)
+
+
+def _mode(mode: str | None) -> int | None:
+    if mode is None:
+        return None
+    from ..load.expr import parse_mode
+
+    return parse_mode(mode)
+
+
+def _funcref(text: str) -> Any:
+    from ..load.expr import parse_funcref
+
+    return parse_funcref(text)
+
+
+def _mode_flags(bits: int) -> list[str]:
+    from ..load.expr import mode_flags
+
+    return list(mode_flags(bits))

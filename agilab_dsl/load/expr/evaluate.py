@@ -11,14 +11,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import AgilabError
+from ..errors import EvalError
 from .nodes import And, Compare, ListLit, Literal, Node, Not, Or, Ref, Template
 from .printer import to_source
 
-
-class EvalError(AgilabError):
-    """An expression that parsed but cannot be evaluated in the given context."""
-
+__all__ = ["EvalError", "evaluate", "render", "resolve"]
 
 _MISSING = object()
 
