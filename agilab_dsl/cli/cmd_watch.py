@@ -21,8 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def run_watch(args: argparse.Namespace, request: LabRequest, source: ChangeSource | None = None) -> int:
     """``--watch``: see :mod:`agilab_dsl.execute.watch`. ``source`` replaces watchfiles (tests script it)."""
-    import dataclasses
-
     from ..execute import session
     from ..execute.machine import Warm
     from ..execute.watch import Watcher, watchfiles_source
@@ -42,7 +40,7 @@ def run_watch(args: argparse.Namespace, request: LabRequest, source: ChangeSourc
     def run_once(first: bool, last_good: Runner | None = None) -> Runner | None:
         ran = session.run(
             request,
-            options if first else dataclasses.replace(options, force=False),
+            options if first else options.replace(force=False),
             reporter_for,
             sys.stderr,
             warm,

@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..load.records import Record
 from .show import TextReporter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -21,14 +21,22 @@ if TYPE_CHECKING:  # pragma: no cover
 EVERY = 10.0  # seconds between two progress lines of a running step
 
 
-@dataclass
-class Running:
+class Running(Record):
     """What is known of a running step: when it started, its partitions, its last output line."""
 
-    started: float
-    progress: dict[str, Any] = field(default_factory=dict)
-    first_progress: float | None = None  # when its first partition event came (for the rate)
-    last_line: str = ""
+    _fields = ("started", "progress", "first_progress", "last_line")
+
+    def __init__(
+        self,
+        started: float,
+        progress: dict[str, Any] | None = None,
+        first_progress: float | None = None,  # when its first partition event came (for the rate)
+        last_line: str = "",
+    ) -> None:
+        self.started = started
+        self.progress = {} if progress is None else progress
+        self.first_progress = first_progress
+        self.last_line = last_line
 
     def partitions(self) -> str:
         done, total = self.progress.get("done"), self.progress.get("total")

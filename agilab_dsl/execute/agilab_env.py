@@ -15,13 +15,12 @@ else ``balanced``) and ``MLFLOW_TRACKING_URI`` when it is set here.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..load.records import FrozenRecord
 from ..plan.dataframe import FramePaths, frame_links, frame_paths
 from ..plan.resolve import ResolvedStep
 from ..plan.spec import LabSpec
@@ -29,22 +28,28 @@ from ..plan.spec import LabSpec
 SUPPORT_DIR = str(Path(__file__).resolve().with_name("step_support"))
 
 
-@dataclass(frozen=True)
-class AgilabOptions:
+class AgilabOptions(FrozenRecord):
     """What the command line says of them: ``--dataframe``, ``--export-dir`` (absolute, or
     relative to the lab's folder) and ``--profile``."""
 
-    dataframe: str | None = None
-    export_dir: str | None = None
-    profile: str | None = None
+    _fields = ("dataframe", "export_dir", "profile")
+
+    def __init__(
+        self, dataframe: str | None = None, export_dir: str | None = None, profile: str | None = None
+    ) -> None:
+        self.dataframe = dataframe
+        self.export_dir = export_dir
+        self.profile = profile
 
 
-@dataclass(frozen=True)
-class StepContext:
+class StepContext(FrozenRecord):
     """What every step of a run is told: the frames of the df steps and the pipeline profile."""
 
-    frames: Mapping[str, FramePaths] = dataclasses.field(default_factory=dict)
-    profile: str = "balanced"
+    _fields = ("frames", "profile")
+
+    def __init__(self, frames: Mapping[str, FramePaths] | None = None, profile: str = "balanced") -> None:
+        self.frames: Mapping[str, FramePaths] = {} if frames is None else frames
+        self.profile = profile
 
     def frame_output(self, step_id: str) -> str | None:
         frame = self.frames.get(step_id)
@@ -73,7 +78,7 @@ def with_frame(step: ResolvedStep, frame: FramePaths | None) -> ResolvedStep:
     outputs = list(step.outputs)
     if frame.output not in outputs:
         outputs.append(frame.output)
-    return dataclasses.replace(step, inputs=inputs, outputs=outputs)
+    return step.replace(inputs=inputs, outputs=outputs)
 
 
 def agilab_environ(run_id: str, stage_index: int, profile: str, environ: Mapping[str, str]) -> dict[str, str]:

@@ -24,25 +24,35 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..load.records import FrozenRecord
 
 SCHEMA = "agilab.pipeline.lock.v1"
 FILENAME = "pipeline_run.lock"
 DEFAULT_TTL = 6 * 3600.0
 
 
-@dataclass(frozen=True)
-class LockState:
+class LockState(FrozenRecord):
     """What AGILAB's lock for a target says: ``held`` (refuse to run) or ``stale`` (ignored, with
     ``why``); no lock, or a released one, is None from :func:`inspect`."""
 
-    path: Path
-    held: bool
-    payload: dict[str, Any]
-    age: float | None
-    why: str = ""
+    _fields = ("path", "held", "payload", "age", "why")
+
+    def __init__(
+        self,
+        path: Path,
+        held: bool,
+        payload: dict[str, Any],
+        age: float | None,
+        why: str = "",
+    ) -> None:
+        self.path = path
+        self.held = held
+        self.payload = payload
+        self.age = age
+        self.why = why
 
     def holder(self) -> str:
         """``host …, pid …, started …, log …`` — what the payload names."""

@@ -5,8 +5,9 @@ reporter protocol the scheduling loop sends outcomes to (the loop itself prints 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from ..load.records import Record
 
 Status = Literal["ran", "fresh", "skipped", "disabled", "failed", "blocked"]
 
@@ -22,28 +23,56 @@ def not_run(reasons: Sequence[str]) -> Literal["skipped", "disabled"]:
     return "skipped" if tuple(reasons) == (OUTPUTS_EXIST,) else "disabled"
 
 
-@dataclass
-class RunOptions:
-    only: tuple[str, ...] = ()
-    from_step: str | None = None
-    force: bool = False
-    jobs: int = 0  # 0: the lab's saved max_workers ([__meta__]."<key>__automation"), else 1
-    keep_going: bool = False
-    all_stages: bool = False  # --all: the stages a saved __sequence leaves out run too
-    backend: str | None = None  # --backend: the backend of every parallel step
-    scheduler: str | None = None  # --scheduler: the Dask scheduler of every dask (and gpu) step
+class RunOptions(Record):
+    """What a run was asked for (``agilab-run FILE`` options)."""
+
+    _fields = ("only", "from_step", "force", "jobs", "keep_going", "all_stages", "backend", "scheduler")
+
+    def __init__(
+        self,
+        only: tuple[str, ...] = (),
+        from_step: str | None = None,
+        force: bool = False,
+        jobs: int = 0,  # 0: the lab's saved max_workers ([__meta__]."<key>__automation"), else 1
+        keep_going: bool = False,
+        all_stages: bool = False,  # --all: the stages a saved __sequence leaves out run too
+        backend: str | None = None,  # --backend: the backend of every parallel step
+        scheduler: str | None = None,  # --scheduler: the Dask scheduler of every dask (and gpu) step
+    ) -> None:
+        self.only = only
+        self.from_step = from_step
+        self.force = force
+        self.jobs = jobs
+        self.keep_going = keep_going
+        self.all_stages = all_stages
+        self.backend = backend
+        self.scheduler = scheduler
 
 
-@dataclass
-class StepOutcome:
-    id: str
-    status: Status
-    reasons: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    error: str | None = None
-    log: str | None = None
-    attempts: int = 0
-    returned: Any = None
+class StepOutcome(Record):
+    """How one step of a run ended, and why it ran (or not)."""
+
+    _fields = ("id", "status", "reasons", "seconds", "error", "log", "attempts", "returned")
+
+    def __init__(
+        self,
+        id: str,
+        status: Status,
+        reasons: list[str] | None = None,
+        seconds: float = 0.0,
+        error: str | None = None,
+        log: str | None = None,
+        attempts: int = 0,
+        returned: Any = None,
+    ) -> None:
+        self.id = id
+        self.status = status
+        self.reasons = [] if reasons is None else reasons
+        self.seconds = seconds
+        self.error = error
+        self.log = log
+        self.attempts = attempts
+        self.returned = returned
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "status": self.status, "reasons": self.reasons}
@@ -56,12 +85,22 @@ class StepOutcome:
         return out
 
 
-@dataclass
-class RunResult:
-    run_id: str
-    outcomes: list[StepOutcome]
-    interrupted: bool = False
-    recorded: bool = False  # in the experiment history (a run in which no step started is not)
+class RunResult(Record):
+    """A run's outcomes, in the lab's order."""
+
+    _fields = ("run_id", "outcomes", "interrupted", "recorded")
+
+    def __init__(
+        self,
+        run_id: str,
+        outcomes: list[StepOutcome],
+        interrupted: bool = False,
+        recorded: bool = False,  # in the experiment history (a run in which no step started is not)
+    ) -> None:
+        self.run_id = run_id
+        self.outcomes = outcomes
+        self.interrupted = interrupted
+        self.recorded = recorded
 
     @property
     def failed(self) -> list[StepOutcome]:

@@ -11,7 +11,6 @@ the experiment history in :mod:`.recording`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections import deque
@@ -221,7 +220,7 @@ class Runner(JudgedFiles):
         (and closes it with its other workers)."""
         run_id = run_id or new_run_id()
         if not options.jobs:
-            options = dataclasses.replace(options, jobs=self.jobs(options))
+            options = options.replace(jobs=self.jobs(options))
         stream = RunStream(self.lab_dir, run_id, str(self.lab.path), options.jobs, events)
         reporter = stream.reporter(reporter or SilentReporter())
         reporter, unfollow = follow(reporter, self.lab_dir / ".agilab" / "runs" / run_id)  # live output

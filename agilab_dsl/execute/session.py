@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..load.records import Record
 from .judging import (
     definition_files,
     judgment_key,
@@ -52,22 +52,38 @@ SPEC_CACHE = "spec"
 BUSY = "busy"  # a Refusal's kind when AGILAB's run lock for the app is held
 
 
-@dataclass
-class Refusal:
+class Refusal(Record):
     """Why a lab cannot be judged or run: diagnostics located in files, or one message."""
 
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    message: str | None = None
-    kind: str | None = None  # the kind of file it is, when it is a valid file other than a lab
-    value: Any = None  # and its model (a contract runs by itself)
+    _fields = ("diagnostics", "message", "kind", "value")
+
+    def __init__(
+        self,
+        diagnostics: list[Diagnostic] | None = None,
+        message: str | None = None,
+        kind: str | None = None,  # the kind of file it is, when it is a valid file other than a lab
+        value: Any = None,  # and its model (a contract runs by itself)
+    ) -> None:
+        self.diagnostics = [] if diagnostics is None else diagnostics
+        self.message = message
+        self.kind = kind
+        self.value = value
 
 
-@dataclass
-class Opened:
-    spec: LabSpec
-    graph: StepGraph
-    settings: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
+class Opened(Record):
+    _fields = ("spec", "graph", "settings", "warnings")
+
+    def __init__(
+        self,
+        spec: LabSpec,
+        graph: StepGraph,
+        settings: dict[str, Any],
+        warnings: list[str] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.graph = graph
+        self.settings = settings
+        self.warnings = [] if warnings is None else warnings
 
 
 def _spec_options(request: LabRequest) -> dict[str, Any]:

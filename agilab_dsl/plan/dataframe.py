@@ -28,8 +28,9 @@ import functools
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from ..load.records import FrozenRecord
 
 FRAME_FILE = "lab_out.csv"  # AGILAB's DEFAULT_DF
 EXPORT_DIR = os.path.join(".agilab", "export")
@@ -37,33 +38,52 @@ EXPORT_DIR = os.path.join(".agilab", "export")
 _MENTION = re.compile(r"\bdf\b")
 
 
-@dataclass(frozen=True)
-class FrameUse:
+class FrameUse(FrozenRecord):
     """How a step's code uses ``df``: ``reads`` when it loads the name before binding it."""
 
-    reads: bool
+    _fields = ("reads",)
+
+    def __init__(
+        self,
+        reads: bool,
+    ) -> None:
+        self.reads = reads
 
 
-@dataclass(frozen=True)
-class FrameLink:
+class FrameLink(FrozenRecord):
     """A df step's place in its module's chain: whether it reads ``df`` and, if so, the df step
     whose saved frame it reads (None: the first reader, which reads ``--dataframe``)."""
 
-    reads: bool
-    source: str | None = None
+    _fields = ("reads", "source")
+
+    def __init__(
+        self,
+        reads: bool,
+        source: str | None = None,
+    ) -> None:
+        self.reads = reads
+        self.source = source
 
 
-@dataclass(frozen=True)
-class FramePaths:
+class FramePaths(FrozenRecord):
     """Where a df step's frame comes from and goes: paths relative to the lab's folder when they
     lie inside it, else absolute. ``input`` is None when the step does not read ``df`` or has no
     frame to read (a first reader without ``--dataframe``: its ``df`` is None, as in AGILAB with
     no dataframe selected)."""
 
-    reads: bool
-    input: str | None
-    output: str
-    source: str | None = None  # the df step whose frame ``input`` is, if any
+    _fields = ("reads", "input", "output", "source")
+
+    def __init__(
+        self,
+        reads: bool,
+        input: str | None,
+        output: str,
+        source: str | None = None,  # the df step whose frame ``input`` is, if any
+    ) -> None:
+        self.reads = reads
+        self.input = input
+        self.output = output
+        self.source = source
 
 
 def frame_use(code: str | None) -> FrameUse | None:

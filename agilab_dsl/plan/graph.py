@@ -14,8 +14,9 @@ import itertools
 import os
 import posixpath
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from ..load.records import FrozenRecord
 
 if TYPE_CHECKING:  # pragma: no cover - the graph builds from a model or from a plain spec
     from ..load.model import Lab
@@ -24,12 +25,20 @@ if TYPE_CHECKING:  # pragma: no cover - the graph builds from a model or from a 
 EdgeKind = Literal["deps", "artifact", "reference", "sequence", "dataframe"]
 
 
-@dataclass(frozen=True)
-class Edge:
-    upstream: str
-    downstream: str
-    kind: EdgeKind
-    detail: str = ""  # the artifact path, for artifact edges
+class Edge(FrozenRecord):
+    _fields = ("upstream", "downstream", "kind", "detail")
+
+    def __init__(
+        self,
+        upstream: str,
+        downstream: str,
+        kind: EdgeKind,
+        detail: str = "",  # the artifact path, for artifact edges
+    ) -> None:
+        self.upstream = upstream
+        self.downstream = downstream
+        self.kind = kind
+        self.detail = detail
 
 
 def dataframe_edges(stages: Iterable[Any]) -> list[Edge]:
@@ -110,24 +119,22 @@ def output_problem(
     return None
 
 
-@dataclass(frozen=True)
-class StepGraph:
+class StepGraph(FrozenRecord):
     """Step ids in lab order and the edges between them."""
 
-    ids: tuple[str, ...]
-    edges: tuple[Edge, ...]
-    _up: Mapping[str, frozenset[str]] = field(repr=False, compare=False, default_factory=dict)
-    _down: Mapping[str, frozenset[str]] = field(repr=False, compare=False, default_factory=dict)
+    _fields = ("ids", "edges")
 
-    def __post_init__(self) -> None:
-        up: dict[str, set[str]] = {i: set() for i in self.ids}
-        down: dict[str, set[str]] = {i: set() for i in self.ids}
-        for e in self.edges:
+    def __init__(self, ids: tuple[str, ...], edges: tuple[Edge, ...]) -> None:
+        self.ids = ids
+        self.edges = edges
+        up: dict[str, set[str]] = {i: set() for i in ids}
+        down: dict[str, set[str]] = {i: set() for i in ids}
+        for e in edges:
             if e.upstream in up and e.downstream in up:
                 up[e.downstream].add(e.upstream)
                 down[e.upstream].add(e.downstream)
-        object.__setattr__(self, "_up", {k: frozenset(v) for k, v in up.items()})
-        object.__setattr__(self, "_down", {k: frozenset(v) for k, v in down.items()})
+        self._up: Mapping[str, frozenset[str]] = {k: frozenset(v) for k, v in up.items()}
+        self._down: Mapping[str, frozenset[str]] = {k: frozenset(v) for k, v in down.items()}
 
     # -- construction -----------------------------------------------------------------------
     @classmethod

@@ -30,9 +30,9 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..load.records import FrozenRecord
 from .pyidentity import Identity, canonical, identify, own, same_environment
 
 OWN = "agilab-run's own"
@@ -49,13 +49,20 @@ HOW_TO_PICK = (
 )
 
 
-@dataclass(frozen=True)
-class InterpreterOptions:
+class InterpreterOptions(FrozenRecord):
     """The command line's say in the choice."""
 
-    python: str | None = None  # --python: every step
-    agilab_python: str | None = None  # --agilab-python: steps that use agi_cluster
-    apps_path: str | None = None  # --apps-path (else $APPS_PATH): where a relative E is looked for
+    _fields = ("python", "agilab_python", "apps_path")
+
+    def __init__(
+        self,
+        python: str | None = None,  # --python: every step
+        agilab_python: str | None = None,  # --agilab-python: steps that use agi_cluster
+        apps_path: str | None = None,  # --apps-path (else $APPS_PATH): where a relative E is looked for
+    ) -> None:
+        self.python = python
+        self.agilab_python = agilab_python
+        self.apps_path = apps_path
 
     def to_json(self) -> dict[str, str | None]:
         return {"python": self.python, "agilab_python": self.agilab_python, "apps_path": self.apps_path}
@@ -71,20 +78,32 @@ class InterpreterOptions:
         return None
 
 
-@dataclass(frozen=True)
-class Interpreter:
+class Interpreter(FrozenRecord):
     """The interpreter chosen for a step (``path``), why (``why``: "--python", "E", "the lab's
     project", "agilab-run's own", each maybe after "agi_cluster: "), from what (``source``: E's
     value, the project's folder…), or why none could be (``problem``: what was looked for).
     ``looked_at``: the files whose presence the choice depended on."""
 
-    path: str
-    why: str
-    source: str = ""
-    problem: str | None = None
-    own: bool = False
-    note: str = ""
-    looked_at: tuple[str, ...] = field(default=(), compare=False)
+    _fields = ("path", "why", "source", "problem", "own", "note", "looked_at")
+    _uncompared = frozenset({"looked_at"})
+
+    def __init__(
+        self,
+        path: str,
+        why: str,
+        source: str = "",
+        problem: str | None = None,
+        own: bool = False,
+        note: str = "",
+        looked_at: tuple[str, ...] = (),
+    ) -> None:
+        self.path = path
+        self.why = why
+        self.source = source
+        self.problem = problem
+        self.own = own
+        self.note = note
+        self.looked_at = looked_at
 
     @property
     def reason(self) -> str:
@@ -225,8 +244,7 @@ class Chooser:
             # a runpy step: AGILAB ignores an E that names no runtime; so does this, saying so
             fallback = self._default()
             ignored = f"{chosen.problem.split(' (a relative E', 1)[0]}, ignored (as AGILAB does)"
-            return replace(
-                fallback,
+            return fallback.replace(
                 note="; ".join(n for n in (fallback.note, ignored) if n),
                 looked_at=chosen.looked_at + fallback.looked_at,
             )
@@ -236,7 +254,7 @@ class Chooser:
         why = "agi_cluster:"
         if self.options.agilab_python:
             chosen = given(self.options.agilab_python, "--agilab-python")
-            return replace(chosen, why=f"{why} --agilab-python")
+            return chosen.replace(why=f"{why} --agilab-python")
         asked = []
         me = own()
         project, looked = self.project

@@ -16,8 +16,9 @@ import importlib.util
 import json
 import os
 import sys
-from dataclasses import dataclass
 from typing import Any
+
+from ..load.records import FrozenRecord
 
 PROBE = (
     "import importlib.util, json, sys\n"
@@ -30,15 +31,23 @@ NAME = "interpreters.json"
 FORMAT = 1
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(FrozenRecord):
     """An interpreter as a step's fingerprint sees it (path and version) and what the choice of
     one needs to know (does it have agi_cluster). ``problem``: why it could not be asked."""
 
-    path: str
-    version: str | None
-    agi_cluster: bool = False
-    problem: str | None = None
+    _fields = ("path", "version", "agi_cluster", "problem")
+
+    def __init__(
+        self,
+        path: str,
+        version: str | None,
+        agi_cluster: bool = False,
+        problem: str | None = None,
+    ) -> None:
+        self.path = path
+        self.version = version
+        self.agi_cluster = agi_cluster
+        self.problem = problem
 
     @property
     def short_version(self) -> str:

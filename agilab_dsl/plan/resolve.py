@@ -9,10 +9,10 @@ string are rendered as text.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..load.errors import EvalError
+from ..load.records import FrozenRecord
 from .graph import escapes
 from .spec import PlacedSpec
 
@@ -35,21 +35,50 @@ def _holds_template(text: str) -> bool:
 AGI_SETTINGS = ("args", "cluster")  # what an agi.* engine's generated snippet depends on
 
 
-@dataclass(frozen=True)
-class ResolvedStep:
-    id: str
-    placed: PlacedSpec
-    params: dict[str, Any]
-    inputs: list[str]
-    outputs: list[str]
-    env: str | None
-    contract: str | None
-    settings_used: dict[str, Any]
-    when: bool | None  # None: the step has no condition
-    problem: str | None = None  # why it could not be resolved (a missing setting, say)
-    env_names: tuple[str, ...] = ()  # the environment variables its ${env.…} holes read
-    # inferred inputs and outputs (in ``inputs``/``outputs`` too) -> where each was found ("C line 4")
-    inferred: dict[str, str] = field(default_factory=dict)
+class ResolvedStep(FrozenRecord):
+    _fields = (
+        "id",
+        "placed",
+        "params",
+        "inputs",
+        "outputs",
+        "env",
+        "contract",
+        "settings_used",
+        "when",
+        "problem",
+        "env_names",
+        "inferred",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        placed: PlacedSpec,
+        params: dict[str, Any],
+        inputs: list[str],
+        outputs: list[str],
+        env: str | None,
+        contract: str | None,
+        settings_used: dict[str, Any],
+        when: bool | None,  # None: the step has no condition
+        problem: str | None = None,  # why it could not be resolved (a missing setting, say)
+        env_names: tuple[str, ...] = (),  # the environment variables its ${env.…} holes read
+        # inferred inputs and outputs (in ``inputs``/``outputs`` too) -> where each was found ("C line 4")
+        inferred: dict[str, str] | None = None,
+    ) -> None:
+        self.id = id
+        self.placed = placed
+        self.params = params
+        self.inputs = inputs
+        self.outputs = outputs
+        self.env = env
+        self.contract = contract
+        self.settings_used = settings_used
+        self.when = when
+        self.problem = problem
+        self.env_names = env_names
+        self.inferred = {} if inferred is None else inferred
 
 
 def _render(value: Any, context: Mapping[str, Any], keep_type: bool) -> Any:

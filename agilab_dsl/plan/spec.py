@@ -11,8 +11,9 @@ so the graph builds from either.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
+
+from ..load.records import FrozenRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence
@@ -20,36 +21,90 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..load.model import Lab, Stage
 
 
-@dataclass(frozen=True, slots=True)
-class StepSpec:
+class StepSpec(FrozenRecord):
     """The keys of a stage that change what it does or when it runs (not D, Q, M, NB_*), and D, Q, M
     themselves: never judged (no fingerprint reads them), carried for the history and its export."""
 
-    description: str | None = None  # D
-    question: str | None = None  # Q
-    model: str | None = None  # M
-    code: str | None = None
-    function: str | None = None
-    engine: str | None = None
-    env: str | None = None
-    backend: str | None = None
-    mode: int | str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    produces: tuple[str, ...] = ()
-    consumes: tuple[str, ...] = ()
-    deps: tuple[str, ...] = ()
-    stage: str | None = None
-    settings: tuple[str, ...] | str = ()
-    when: str | None = None
-    retries: int = 0
-    timeout: float | None = None
-    off: str | None = None  # why the stage is disabled (enabled = false, skip = true, …), or None
-    skip_if_outputs_exist: bool = False
-    parallel_safe: bool = False
-    fallback: str | None = None
-    allow_outside: bool = False
-    # inferred artifacts (plan/infer.py): (direction, path, origin, how), apart from the declared ones
-    inferred: tuple[tuple[str, str, str, str], ...] = ()
+    _fields = (
+        "description",
+        "question",
+        "model",
+        "code",
+        "function",
+        "engine",
+        "env",
+        "backend",
+        "mode",
+        "params",
+        "produces",
+        "consumes",
+        "deps",
+        "stage",
+        "settings",
+        "when",
+        "retries",
+        "timeout",
+        "off",
+        "skip_if_outputs_exist",
+        "parallel_safe",
+        "fallback",
+        "allow_outside",
+        "inferred",
+    )
+    __slots__ = _fields
+
+    def __init__(
+        self,
+        description: str | None = None,  # D
+        question: str | None = None,  # Q
+        model: str | None = None,  # M
+        code: str | None = None,
+        function: str | None = None,
+        engine: str | None = None,
+        env: str | None = None,
+        backend: str | None = None,
+        mode: int | str | None = None,
+        params: dict[str, Any] | None = None,
+        produces: tuple[str, ...] = (),
+        consumes: tuple[str, ...] = (),
+        deps: tuple[str, ...] = (),
+        stage: str | None = None,
+        settings: tuple[str, ...] | str = (),
+        when: str | None = None,
+        retries: int = 0,
+        timeout: float | None = None,
+        off: str | None = None,  # why the stage is disabled (enabled = false, skip = true, …), or None
+        skip_if_outputs_exist: bool = False,
+        parallel_safe: bool = False,
+        fallback: str | None = None,
+        allow_outside: bool = False,
+        # inferred artifacts (plan/infer.py): (direction, path, origin, how), apart from the declared ones
+        inferred: tuple[tuple[str, str, str, str], ...] = (),
+    ) -> None:
+        self.description = description
+        self.question = question
+        self.model = model
+        self.code = code
+        self.function = function
+        self.engine = engine
+        self.env = env
+        self.backend = backend
+        self.mode = mode
+        self.params = {} if params is None else params
+        self.produces = produces
+        self.consumes = consumes
+        self.deps = deps
+        self.stage = stage
+        self.settings = settings
+        self.when = when
+        self.retries = retries
+        self.timeout = timeout
+        self.off = off
+        self.skip_if_outputs_exist = skip_if_outputs_exist
+        self.parallel_safe = parallel_safe
+        self.fallback = fallback
+        self.allow_outside = allow_outside
+        self.inferred = inferred
 
     @property
     def disabled(self) -> bool:
@@ -61,26 +116,45 @@ class StepSpec:
         return cls(**values, inferred=inferred)
 
 
-_STEP_FIELDS = tuple(f.name for f in fields(StepSpec))
+_STEP_FIELDS = StepSpec._fields
 _TUPLES = ("produces", "consumes", "deps")
 
 
-@dataclass(frozen=True, slots=True)
-class PlacedSpec:
-    module: str
-    index: int
-    id: str
-    stage: StepSpec
-    selected: bool = True  # False: the saved __sequence does not list it
+class PlacedSpec(FrozenRecord):
+    _fields = ("module", "index", "id", "stage", "selected")
+    __slots__ = _fields
+
+    def __init__(
+        self,
+        module: str,
+        index: int,
+        id: str,
+        stage: StepSpec,
+        selected: bool = True,  # False: the saved __sequence does not list it
+    ) -> None:
+        self.module = module
+        self.index = index
+        self.id = id
+        self.stage = stage
+        self.selected = selected
 
 
-@dataclass(frozen=True)
-class LabSpec:
-    path: str
-    module_keys: tuple[str, ...]
-    stages: tuple[PlacedSpec, ...]
-    max_workers: int | str | None = None  # [__meta__]."<key>__automation".max_workers: the default -j
-    profile: str = "balanced"  # [__meta__]."<key>__automation".profile, else AGILAB's default
+class LabSpec(FrozenRecord):
+    _fields = ("path", "module_keys", "stages", "max_workers", "profile")
+
+    def __init__(
+        self,
+        path: str,
+        module_keys: tuple[str, ...],
+        stages: tuple[PlacedSpec, ...],
+        max_workers: int | str | None = None,  # [__meta__]."<key>__automation".max_workers: the default -j
+        profile: str = "balanced",  # [__meta__]."<key>__automation".profile, else AGILAB's default
+    ) -> None:
+        self.path = path
+        self.module_keys = module_keys
+        self.stages = stages
+        self.max_workers = max_workers
+        self.profile = profile
 
     @property
     def ids(self) -> tuple[str, ...]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..load.records import FrozenRecord
 from .changes import change, key_changes, path_changes, settings_changes
 from .fingerprint import FileHashes, code_hash, digest, function_hash
 from .interpreter import changed as interpreter_changed
@@ -24,13 +24,23 @@ from .state import StepRecord
 State = Literal["fresh", "stale", "never-ran", "disabled"]
 
 
-@dataclass(frozen=True)
-class StepStatus:
-    id: str
-    state: State
-    reasons: tuple[str, ...] = ()
-    fingerprint: str = ""
-    components: dict[str, Any] = field(default_factory=dict, compare=False)
+class StepStatus(FrozenRecord):
+    _fields = ("id", "state", "reasons", "fingerprint", "components")
+    _uncompared = frozenset({"components"})
+
+    def __init__(
+        self,
+        id: str,
+        state: State,
+        reasons: tuple[str, ...] = (),
+        fingerprint: str = "",
+        components: dict[str, Any] | None = None,
+    ) -> None:
+        self.id = id
+        self.state = state
+        self.reasons = reasons
+        self.fingerprint = fingerprint
+        self.components = {} if components is None else components
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "state": self.state, "reasons": list(self.reasons)}

@@ -19,10 +19,10 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..load.records import Record
 from .longlived import long_lived
 from .safe_read import parse_json, read_json, summary
 from .tempfiles import sweep, temp_path
@@ -85,14 +85,24 @@ def _ends_with_newline(path: Path) -> bool:
         return fh.read(1) == b"\n"
 
 
-@dataclass
-class StepRecord:
-    fingerprint: str
-    components: dict[str, Any]
-    outputs: dict[str, str]  # path -> content hash
-    finished_at: float
-    seconds: float
-    run_id: str
+class StepRecord(Record):
+    _fields = ("fingerprint", "components", "outputs", "finished_at", "seconds", "run_id")
+
+    def __init__(
+        self,
+        fingerprint: str,
+        components: dict[str, Any],
+        outputs: dict[str, str],  # path -> content hash
+        finished_at: float,
+        seconds: float,
+        run_id: str,
+    ) -> None:
+        self.fingerprint = fingerprint
+        self.components = components
+        self.outputs = outputs
+        self.finished_at = finished_at
+        self.seconds = seconds
+        self.run_id = run_id
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -137,18 +147,30 @@ _FIELDS: dict[str, tuple[type, ...]] = {  # in StepRecord's order
 }
 
 
-@dataclass
-class LabState:
+class LabState(Record):
     """Everything ``.agilab/state.json`` holds for one lab."""
 
-    path: Path
-    steps: dict[str, StepRecord] = field(default_factory=dict)
-    hashes: dict[str, list[Any]] = field(default_factory=dict)  # the file-hash cache
-    problem: str | None = None  # what was damaged (file, line) and skipped; None when all was read
-    repair: bool = False  # something was damaged: the next save rewrites state.json, dropping the journal
-    hashes_damaged: bool = False  # hashes.json had entries that were not [size, mtime_ns, hash]
-    journal_lines: int = 0  # records in the journal, not yet compacted into state.json
-    _journal: TextIO | None = field(default=None, repr=False)
+    _fields = ("path", "steps", "hashes", "problem", "repair", "hashes_damaged", "journal_lines", "_journal")
+
+    def __init__(
+        self,
+        path: Path,
+        steps: dict[str, StepRecord] | None = None,
+        hashes: dict[str, list[Any]] | None = None,  # the file-hash cache
+        problem: str | None = None,  # what was damaged (file, line) and skipped; None when all was read
+        repair: bool = False,  # something was damaged: the next save rewrites state.json, dropping the journal
+        hashes_damaged: bool = False,  # hashes.json had entries that were not [size, mtime_ns, hash]
+        journal_lines: int = 0,  # records in the journal, not yet compacted into state.json
+        _journal: TextIO | None = None,
+    ) -> None:
+        self.path = path
+        self.steps = {} if steps is None else steps
+        self.hashes = {} if hashes is None else hashes
+        self.problem = problem
+        self.repair = repair
+        self.hashes_damaged = hashes_damaged
+        self.journal_lines = journal_lines
+        self._journal = _journal
 
     @classmethod
     def load(cls, lab_path: str | Path) -> LabState:

@@ -24,10 +24,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..load.records import Record
 from ..plan.safe_read import read_json
 from ..plan.tempfiles import temp_path
 from .parquet_schema import SCHEMA_VERSION, schema
@@ -37,42 +37,109 @@ PENDING = Path(".agilab") / "history-pending"
 
 
 # -- what a run records ------------------------------------------------------------------------
-@dataclass
-class StepRow:
-    step_id: str
-    status: str
-    reasons: list[str] = field(default_factory=list)
-    fingerprint: str | None = None
-    code: str | None = None  # the normalised code's hash (a function step's: "function:…")
-    backend: str | None = None
-    workers: int | None = None
-    partitions: int | None = None
-    partition_seconds_min: float | None = None
-    partition_seconds_median: float | None = None
-    partition_seconds_max: float | None = None
-    output_bytes: int | None = None  # a parallel stage's reduced output
-    duration: float | None = None
-    attempts: int | None = None
-    params: Any = None
-    settings: Any = None  # the settings values the step used
-    metrics: dict[str, float] = field(default_factory=dict)
-    inputs: list[dict[str, Any]] = field(default_factory=list)  # {path, hash}
-    outputs: list[dict[str, Any]] = field(default_factory=list)  # {path, hash, size}
-    error: str | None = None
-    ran_in: str | None = None  # a fresh step: the run it last ran in (its details are copied from there)
-    # what the step logged with AGILAB's tracker (`from agilab.tracking import tracker`)
-    tracked_metrics: list[dict[str, Any]] = field(default_factory=list)  # {key, value, step}, in order
-    tracked_params: dict[str, str] = field(default_factory=dict)
-    tracked_tags: dict[str, str] = field(default_factory=dict)
-    tracked_artifacts: list[str] = field(default_factory=list)
-    # the stage as AGILAB shows it (schema 2; empty in files of schema 1): its 1-based place in its
-    # module's list, D, Q, M, and R and E as written (E rendered)
-    stage_index: int | None = None
-    description: str | None = None
-    question: str | None = None
-    model: str | None = None
-    engine: str | None = None
-    runtime: str | None = None
+class StepRow(Record):
+    _fields = (
+        "step_id",
+        "status",
+        "reasons",
+        "fingerprint",
+        "code",
+        "backend",
+        "workers",
+        "partitions",
+        "partition_seconds_min",
+        "partition_seconds_median",
+        "partition_seconds_max",
+        "output_bytes",
+        "duration",
+        "attempts",
+        "params",
+        "settings",
+        "metrics",
+        "inputs",
+        "outputs",
+        "error",
+        "ran_in",
+        "tracked_metrics",
+        "tracked_params",
+        "tracked_tags",
+        "tracked_artifacts",
+        "stage_index",
+        "description",
+        "question",
+        "model",
+        "engine",
+        "runtime",
+    )
+
+    def __init__(
+        self,
+        step_id: str,
+        status: str,
+        reasons: list[str] | None = None,
+        fingerprint: str | None = None,
+        code: str | None = None,  # the normalised code's hash (a function step's: "function:…")
+        backend: str | None = None,
+        workers: int | None = None,
+        partitions: int | None = None,
+        partition_seconds_min: float | None = None,
+        partition_seconds_median: float | None = None,
+        partition_seconds_max: float | None = None,
+        output_bytes: int | None = None,  # a parallel stage's reduced output
+        duration: float | None = None,
+        attempts: int | None = None,
+        params: Any = None,
+        settings: Any = None,  # the settings values the step used
+        metrics: dict[str, float] | None = None,
+        inputs: list[dict[str, Any]] | None = None,  # {path, hash}
+        outputs: list[dict[str, Any]] | None = None,  # {path, hash, size}
+        error: str | None = None,
+        ran_in: str | None = None,  # a fresh step: the run it last ran in (its details are copied from there)
+        # what the step logged with AGILAB's tracker (`from agilab.tracking import tracker`)
+        tracked_metrics: list[dict[str, Any]] | None = None,  # {key, value, step}, in order
+        tracked_params: dict[str, str] | None = None,
+        tracked_tags: dict[str, str] | None = None,
+        tracked_artifacts: list[str] | None = None,
+        # the stage as AGILAB shows it (schema 2; empty in files of schema 1): its 1-based place in its
+        # module's list, D, Q, M, and R and E as written (E rendered)
+        stage_index: int | None = None,
+        description: str | None = None,
+        question: str | None = None,
+        model: str | None = None,
+        engine: str | None = None,
+        runtime: str | None = None,
+    ) -> None:
+        self.step_id = step_id
+        self.status = status
+        self.reasons = [] if reasons is None else reasons
+        self.fingerprint = fingerprint
+        self.code = code
+        self.backend = backend
+        self.workers = workers
+        self.partitions = partitions
+        self.partition_seconds_min = partition_seconds_min
+        self.partition_seconds_median = partition_seconds_median
+        self.partition_seconds_max = partition_seconds_max
+        self.output_bytes = output_bytes
+        self.duration = duration
+        self.attempts = attempts
+        self.params = params
+        self.settings = settings
+        self.metrics = {} if metrics is None else metrics
+        self.inputs = [] if inputs is None else inputs
+        self.outputs = [] if outputs is None else outputs
+        self.error = error
+        self.ran_in = ran_in
+        self.tracked_metrics = [] if tracked_metrics is None else tracked_metrics
+        self.tracked_params = {} if tracked_params is None else tracked_params
+        self.tracked_tags = {} if tracked_tags is None else tracked_tags
+        self.tracked_artifacts = [] if tracked_artifacts is None else tracked_artifacts
+        self.stage_index = stage_index
+        self.description = description
+        self.question = question
+        self.model = model
+        self.engine = engine
+        self.runtime = runtime
 
 
 FROM_RAN_IN = ("code", "params", "settings", "inputs", "outputs")  # what a fresh row takes from it
@@ -86,18 +153,43 @@ def fresh_row(step_id: str, fingerprint: str, ran_in: str, shown: Mapping[str, A
     return row
 
 
-@dataclass
-class RunRecord:
-    run_id: str
-    started: float  # epoch seconds
-    ended: float
-    status: str  # ok | failed | interrupted
-    lab: str
-    lab_hash: str
-    app: str
-    git_commit: str | None
-    git_dirty: bool | None
-    steps: list[StepRow | dict[str, Any]]  # a dict: a row as to_json writes it (fresh_row)
+class RunRecord(Record):
+    _fields = (
+        "run_id",
+        "started",
+        "ended",
+        "status",
+        "lab",
+        "lab_hash",
+        "app",
+        "git_commit",
+        "git_dirty",
+        "steps",
+    )
+
+    def __init__(
+        self,
+        run_id: str,
+        started: float,  # epoch seconds
+        ended: float,
+        status: str,  # ok | failed | interrupted
+        lab: str,
+        lab_hash: str,
+        app: str,
+        git_commit: str | None,
+        git_dirty: bool | None,
+        steps: list[StepRow | dict[str, Any]],  # a dict: a row as to_json writes it (fresh_row)
+    ) -> None:
+        self.run_id = run_id
+        self.started = started
+        self.ended = ended
+        self.status = status
+        self.lab = lab
+        self.lab_hash = lab_hash
+        self.app = app
+        self.git_commit = git_commit
+        self.git_dirty = git_dirty
+        self.steps = steps
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": SCHEMA_VERSION, **vars(self), "steps": [_row_json(s) for s in self.steps]}
