@@ -39,9 +39,16 @@ def test_file_hashes_take_assumed_signatures_until_a_file_is_forgotten(tmp_path:
     assert first == hashlib.sha256(b"one\n").hexdigest()
     st = os.stat(data)
     # a stored judgment's lookup saw this signature: the cached hash is taken without looking again
-    hashes.assume({str(data): f"{st.st_size}:{st.st_mtime_ns}", str(tmp_path / "x"): "missing"})
+    other = tmp_path / "other.txt"
+    other.write_text("other\n")
+    hashes.of(other)
+    looked = {str(data): f"{st.st_size}:{st.st_mtime_ns}", str(tmp_path / "x"): "missing"}
+    looked[str(other)] = f"{os.stat(other).st_size}:{os.stat(other).st_mtime_ns}"
+    hashes.assume(looked, but=[str(other)])  # the lookup found `other` changed: looked at again
     data.write_text("two, longer\n")
+    other.write_text("other, changed\n")
     assert hashes.of(data) == first
+    assert hashes.of(other) == hashlib.sha256(b"other, changed\n").hexdigest()
     hashes.forget(str(data))  # a step that writes it is about to run
     assert hashes.of(data) == hashlib.sha256(b"two, longer\n").hexdigest()
     # a signature that does not match the cache's entry is looked at again

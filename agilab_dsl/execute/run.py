@@ -168,7 +168,7 @@ class Runner(JudgedFiles):
         reuse = Reuse(known, self.full_graph, ()) if known and not options.force else None
         self.judged_ids = reuse.judged if reuse is not None else set(self.full_graph.ids)
         if known is not None:  # the files the lookup found unchanged are not looked at again
-            self.hashes.assume({p: sig for p, sig in known.entry["files"].items() if p not in known.now})
+            self.hashes.assume(known.entry["files"], but=known.now)
         for sid in self.full_graph.order():
             stored = reuse.status(sid) if reuse is not None else None
             if stored is not None:
@@ -238,7 +238,7 @@ class Runner(JudgedFiles):
         reuse = Reuse(known, self.full_graph, self.conditional()) if known and not options.force else None
         self.judged_ids = reuse.judged if reuse is not None else set(self.full_graph.ids)
         if known is not None:  # the files the lookup found unchanged are not looked at again
-            self.hashes.assume({p: sig for p, sig in known.entry["files"].items() if p not in known.now})
+            self.hashes.assume(known.entry["files"], but=known.now)
         order = [sid for sid in self.full_graph.order() if sid in selected]
         fingerprints = {sid: rec.fingerprint for sid, rec in self.state.steps.items()}
         ran: dict[str, bool] = {}

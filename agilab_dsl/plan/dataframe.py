@@ -88,7 +88,7 @@ class FramePaths(FrozenRecord):
 
 def frame_use(code: str | None) -> FrameUse | None:
     """How ``code`` uses the name ``df`` at module level, or None when it does not."""
-    if not code or not _MENTION.search(code):
+    if not code or "df" not in code or not _MENTION.search(code):
         return None  # most code never mentions it: no parse
     return _frame_use(code)
 

@@ -18,7 +18,7 @@ import functools
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,27 +99,27 @@ class FileHashes:
     def __init__(self, cache: Mapping[str, list[Any]] | None = None) -> None:
         self.cache: dict[str, list[Any]] = dict(cache or {})
         self.changed = False
-        self.seen: dict[str, tuple[int, int]] = {}  # (size, mtime_ns) of files already looked at
+        self._assumed: Mapping[str, str] = {}  # size:mtime_ns of files looked at moments ago
+        self._forgotten: set[str] = set()
 
-    def assume(self, signatures: Mapping[str, str]) -> None:
+    def assume(self, signatures: Mapping[str, str], but: Iterable[str] = ()) -> None:
         """Take files' ``size:mtime_ns`` signatures as looked at moments ago (a stored judgment's
-        lookup) instead of looking again, as ninja stats each file once per build. A file a step
-        writes is :meth:`forget`-ten before it runs, and looked at afresh."""
-        for path, sig in signatures.items():
-            size, sep, mtime = sig.partition(":")
-            if sep and size.isdigit() and mtime.isdigit():
-                self.seen[path] = (int(size), int(mtime))
+        lookup), ``but`` those found changed, instead of looking again, as ninja stats each file
+        once per build. A file a step writes is :meth:`forget`-ten before it runs, and looked at
+        afresh. ``signatures`` is kept as it is (not copied: the caller leaves it unchanged)."""
+        self._assumed = signatures
+        self._forgotten = set(but)
 
     def forget(self, path: str) -> None:
-        self.seen.pop(path, None)
+        self._forgotten.add(path)
 
     def of(self, path: str | os.PathLike[str]) -> str:
         """``sha256`` hex of a file, a tree hash for a folder, or ``"missing"``."""
         key = os.fspath(path)
-        seen = self.seen.get(key)
-        if seen is not None:
+        assumed = self._assumed.get(key)
+        if assumed is not None and key not in self._forgotten:
             cached = self.cache.get(key)
-            if cached and cached[0] == seen[0] and cached[1] == seen[1]:
+            if cached and assumed == f"{cached[0]}:{cached[1]}":
                 return str(cached[2])
         try:
             st = os.stat(key)
