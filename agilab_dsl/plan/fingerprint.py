@@ -111,7 +111,8 @@ class FileHashes:
         self._forgotten = set(but)
 
     def forget(self, path: str) -> None:
-        self._forgotten.add(path)
+        if path in self._assumed:  # (a cold run assumes nothing: it keeps no set of 100,000 paths)
+            self._forgotten.add(path)
 
     def of(self, path: str | os.PathLike[str]) -> str:
         """``sha256`` hex of a file, a tree hash for a folder, or ``"missing"``."""
