@@ -3,7 +3,8 @@ before anything else is loaded: no argument parser, no lab request, no runner. `
 stored judgment's key, its files' signatures and its statuses, printed as :mod:`.cmd_status`
 prints them; ``check``: every file's stored reports, printed as :mod:`.cmd_check` prints them. Any
 other call, or a cache entry that does not hold as it is, returns None and takes the full path
-(which answers the same: ``tests/test_fast_status.py`` compares the two).
+(which answers the same: ``tests/test_fast_status.py`` compares the two). And ``agilab-run FILE``
+with the common flags, parsed without argparse (:func:`run_arguments`).
 """
 
 from __future__ import annotations

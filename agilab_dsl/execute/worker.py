@@ -380,7 +380,7 @@ def _compiled(req: dict[str, Any]) -> dict[str, Any]:
     code = _CODE.get(text)
     if code is None:
         try:
-            code = compile(text, "<step>", "exec")
+            code = compile(text, f"<step {req['step_id']}>", "exec")  # (its warnings name the step)
         except (SyntaxError, ValueError):
             return req
         if len(_CODE) >= 64:
