@@ -6,9 +6,19 @@ from __future__ import annotations
 
 import os
 
+_TAKEN: list[str] = []  # this process's signature, once taken
+
 
 def tool_signature() -> str:
-    """Every source file of the tool (its sub-packages and grammars included), by size and mtime."""
+    """Every source file of the tool (its sub-packages and grammars included), by size and mtime;
+    taken once per process (~1 ms, and a run asks 4 times): it names the code this process runs,
+    which a later change to the files (an upgrade during a watch session) does not change."""
+    if not _TAKEN:
+        _TAKEN.append(_take())
+    return _TAKEN[0]
+
+
+def _take() -> str:
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     folders = [os.path.join(os.path.dirname(package), "grammar")]
     for folder, dirs, _files in os.walk(package):
