@@ -52,6 +52,8 @@ def sweep(
             except OSError:
                 continue
             for entry in entries:
+                if not entry.name.endswith(".tmp"):  # (an output folder of 10,000 files: most)
+                    continue
                 match = pattern.match(entry.name)
                 if match is None or entry.name.endswith(f".{os.getpid()}.tmp"):
                     continue
