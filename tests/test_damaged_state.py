@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from agilab_dsl.plan.tempfiles import sweep, temp_path
-from agilab_dsl.record import history
+from agilab_dsl.record import history, rows
 from agilab_dsl.record.query import listing
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(run_id: str, **changes: object) -> dict[str, object]:
-    record = history.RunRecord(
-        run_id, 1.0, 2.0, "ok", "lab_steps.toml", "h", "app", None, None, [history.StepRow("a", "ran")]
+    record = rows.RunRecord(
+        run_id, 1.0, 2.0, "ok", "lab_steps.toml", "h", "app", None, None, [rows.StepRow("a", "ran")]
     )
     return record.to_json() | changes
 

@@ -514,9 +514,10 @@ def test_a_history_file_without_the_tracker_columns_still_reads(tmp_path: Path) 
     import pyarrow.parquet as pq
 
     from agilab_dsl.record import history, query
+    from agilab_dsl.record.rows import RunRecord, StepRow
 
     old = pa.schema([f for f in history.schema() if not f.name.startswith("tracked_")])
-    run = history.RunRecord(
+    run = RunRecord(
         "20260101T000000.000-abcdef",
         1.0,
         2.0,
@@ -526,7 +527,7 @@ def test_a_history_file_without_the_tracker_columns_still_reads(tmp_path: Path) 
         "app",
         None,
         None,
-        [history.StepRow("a", "ran", metrics={"m": 1.0})],
+        [StepRow("a", "ran", metrics={"m": 1.0})],
     )
     rows = [{k: v for k, v in r.items() if not k.startswith("tracked_")} for r in history._rows(run)]
     target = tmp_path / "old.parquet"

@@ -329,7 +329,7 @@ def test_the_run_id_shown_is_one_the_history_knows(tmp_path: Path, capsys) -> No
 
 
 def test_a_pending_record_is_written_in_batches_as_json_dumps_writes_it() -> None:
-    from agilab_dsl.record.history import RunRecord, StepRow, fresh_row
+    from agilab_dsl.record.rows import RunRecord, StepRow, fresh_row
 
     rows = [
         StepRow("a", "ran", ["why"], params={"p": 1}, metrics={"m": 1.5}),

@@ -37,8 +37,9 @@ def record_run(
     ``note`` hears of a record left pending when it is written here and now."""
     from ..plan.fingerprint import file_hash_uncached
     from ..record import history
+    from ..record.rows import RunRecord, StepRow, fresh_row, metrics_of, tracked_of
 
-    rows: list[history.StepRow | dict[str, Any]] = []
+    rows: list[StepRow | dict[str, Any]] = []
     root = str(lab_dir)
     placed = {s.id: s for s in lab.stages}
     for o in outcomes:
@@ -47,7 +48,7 @@ def record_run(
             # a reference: the flusher copies its details from the run it last ran in (the step is
             # not rendered for it: a run that touches a few steps of a large lab renders those)
             shown = _as_agilab_shows(placed[o.id], _runtime(placed[o.id], resolved, o.id))
-            rows.append(history.fresh_row(o.id, rec.fingerprint, rec.run_id, shown))
+            rows.append(fresh_row(o.id, rec.fingerprint, rec.run_id, shown))
             continue
         step = resolved[o.id]
         shown = _as_agilab_shows(step.placed, step.env)
@@ -55,7 +56,7 @@ def record_run(
         stage = stage_result(o.returned)
         spread = (stage or {}).get("partition_seconds") or {}
         rows.append(
-            history.StepRow(
+            StepRow(
                 o.id,
                 o.status,
                 list(o.reasons),
@@ -72,8 +73,8 @@ def record_run(
                 attempts=o.attempts or None,
                 params=step.params,
                 settings=step.settings_used,
-                metrics=history.metrics_of(o.returned) if stage is None else {},
-                **_tracked(history.tracked_of(o.returned)),
+                metrics=metrics_of(o.returned) if stage is None else {},
+                **_tracked(tracked_of(o.returned)),
                 inputs=[{"path": p, "hash": h} for p, h in ((comps or {}).get("inputs") or {}).items()],
                 outputs=[
                     {"path": p, "hash": h, "size": history.size_of(os.path.join(root, p))}
@@ -93,7 +94,7 @@ def record_run(
     modules = getattr(lab, "module_keys", ())
     history.record(
         lab_dir,
-        history.RunRecord(
+        RunRecord(
             run_id,
             started,
             time.time(),
