@@ -215,6 +215,8 @@ def _same_content(lab_path: str, entry: dict[str, Any], now: dict[str, str]) -> 
         return
     if not isinstance(hashes, dict):
         return
+    from .cache import file_sha256  # as plan.fingerprint hashes a file (hashlib only if large)
+
     same = []
     for path in touched:
         size, mtime = (int(part) for part in files[path].split(":"))
@@ -222,7 +224,7 @@ def _same_content(lab_path: str, entry: dict[str, Any], now: dict[str, str]) -> 
         if not (isinstance(cached, list) and len(cached) == 3 and cached[:2] == [size, mtime]):
             continue  # no hash of the content as judged
         try:
-            digest = _sha256(path)
+            digest = file_sha256(path)
         except OSError:
             continue
         if digest == cached[2] and _stat(path) == now[path]:  # and not changed while hashed
@@ -242,13 +244,6 @@ def _same_size(before: str, after: str) -> bool:
     old, _, old_time = before.partition(":")
     new, _, new_time = after.partition(":")
     return old == new and old.isdigit() and old_time.isdigit() and new_time.isdigit()
-
-
-def _sha256(path: str) -> str:
-    """A file's content hash, as :func:`agilab_dsl.plan.fingerprint.file_hash_uncached` takes it."""
-    from .cache import file_sha256
-
-    return file_sha256(path)
 
 
 def store(

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..load.errors import EvalError
+from ..load.holes import is_template
 from ..load.records import FrozenRecord
 from .graph import escapes
 from .spec import PlacedSpec
@@ -26,10 +27,6 @@ def _expr() -> Any:
     from ..load import expr
 
     return expr
-
-
-def _holds_template(text: str) -> bool:
-    return "${" in text or "$$" in text  # expr.is_template
 
 
 AGI_SETTINGS = ("args", "cluster")  # what an agi.* engine's generated snippet depends on
@@ -83,7 +80,7 @@ class ResolvedStep(FrozenRecord):
 
 def _render(value: Any, context: Mapping[str, Any], keep_type: bool) -> Any:
     if isinstance(value, str):
-        if not _holds_template(value):
+        if not is_template(value):
             return value
         expr = _expr()
         template = expr.parse_template(value)

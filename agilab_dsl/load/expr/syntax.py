@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AgilabError, did_you_mean
+from ..holes import is_template
 from .nodes import KEYWORDS, And, Compare, FuncRef, ListLit, Literal, Node, Not, Or, Ref, Template
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -262,11 +263,6 @@ def parse_reference(text: str, *, base: int = 0) -> Ref:
 # quoted keys, spaces, keywords, escapes, every error — goes through Lark.
 _SIMPLE_HOLE = re.compile(r"\$\{((?:settings|params|env|steps)(?:\.[A-Za-z_][A-Za-z0-9_-]*|\[[0-9]+\])+)\}")
 _SIMPLE_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[([0-9]+)\]")
-
-
-def is_template(text: str) -> bool:
-    """Whether a string holds a hole or an escape (anything else is taken literally)."""
-    return "${" in text or "$$" in text
 
 
 def _parse_simple_template(text: str) -> Template | None:
