@@ -71,12 +71,12 @@ def function_hash(ref: FuncRef, base_dir: Path) -> str:
     if source_file is None:
         return f"missing:{ref}"
     if source_file.suffix != ".py":  # built in, or compiled: its file (if any) stands for its source
-        return f"compiled:{ref}:" + (file_hash_uncached(source_file) if source_file.is_file() else "builtin")
+        return f"compiled:{ref}:" + (file_sha256(source_file) if source_file.is_file() else "builtin")
     try:
         text = source_file.read_text(encoding="utf-8")
         tree = ast.parse(text)
     except (SyntaxError, UnicodeDecodeError, ValueError):
-        return f"unreadable:{ref}:{file_hash_uncached(source_file)}"
+        return f"unreadable:{ref}:{file_sha256(source_file)}"
     except OSError as exc:
         return f"unreadable:{ref}:{type(exc).__name__}"
     for node in tree.body:
@@ -87,10 +87,7 @@ def function_hash(ref: FuncRef, base_dir: Path) -> str:
             strip_docstrings(node)
             dumped = ast.dump(node, annotate_fields=False, include_attributes=False)
             return sha256_hex(dumped.encode("utf-8", "surrogatepass"))
-    return f"undefined:{ref}:{file_hash_uncached(source_file)}"
-
-
-file_hash_uncached = file_sha256  # a file's content hash, read now
+    return f"undefined:{ref}:{file_sha256(source_file)}"
 
 
 class FileHashes:
@@ -137,7 +134,7 @@ class FileHashes:
         cached = self.cache.get(key)
         if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
             return str(cached[2])
-        value = file_hash_uncached(Path(key))
+        value = file_sha256(key)
         self.cache[key] = [st.st_size, st.st_mtime_ns, value]
         self.changed = True
         return value

@@ -22,7 +22,7 @@ class _SameData:
 
 def definition(runner: Any) -> dict[str, dict[str, Any]]:
     """Each step's fingerprint components with data taken as unchanged (and contracts by content)."""
-    from ..plan.fingerprint import file_hash_uncached
+    from ..plan.cache import file_sha256
     from ..plan.stale import components
 
     same = _SameData()
@@ -31,7 +31,7 @@ def definition(runner: Any) -> dict[str, dict[str, Any]]:
         comps = components(step, runner.lab_dir, same, {})  # type: ignore[arg-type]
         if step.contract is not None:
             path = runner.lab_dir / step.contract
-            comps["contract"] = {step.contract: file_hash_uncached(path) if path.is_file() else "missing"}
+            comps["contract"] = {step.contract: file_sha256(path) if path.is_file() else "missing"}
             comps["stage_inputs"] = {}
         comps.pop("upstream", None)
         out[sid] = comps
