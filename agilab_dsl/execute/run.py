@@ -165,10 +165,7 @@ class Runner(JudgedFiles):
         fingerprints = {sid: rec.fingerprint for sid, rec in self.state.steps.items()}
         will: dict[str, bool] = {}
         out: list[StepStatus | CachedStatus] = []
-        reuse = Reuse(known, self.full_graph, ()) if known and not options.force else None
-        self.judged_ids = reuse.judged if reuse is not None else set(self.full_graph.ids)
-        if known is not None:  # the files the lookup found unchanged are not looked at again
-            self.hashes.assume(known.entry["files"], but=known.now)
+        reuse = self._reuse(known, options, ())
         for sid in self.full_graph.order():
             stored = reuse.status(sid) if reuse is not None else None
             if stored is not None:
@@ -199,6 +196,15 @@ class Runner(JudgedFiles):
                 out.append(status)
         position = {sid: n for n, sid in enumerate(self.lab.ids)}
         return sorted(out, key=lambda s: position[s.id])
+
+    def _reuse(self, known: Known | None, options: RunOptions, conditional: Iterable[str]) -> Reuse | None:
+        """What of ``known`` (a stored judgment) this call reuses, None for nothing (``--force``);
+        sets :attr:`judged_ids`. The files the lookup found unchanged are not looked at again."""
+        reuse = Reuse(known, self.full_graph, conditional) if known and not options.force else None
+        self.judged_ids = reuse.judged if reuse is not None else set(self.full_graph.ids)
+        if known is not None:
+            self.hashes.assume(known.entry["files"], but=known.now)
+        return reuse
 
     # -- running -----------------------------------------------------------------------------
     def run(
@@ -235,10 +241,7 @@ class Runner(JudgedFiles):
         git: Any = None  # `git status`, started with the first step, read when the run is recorded
         graph = self.select(options)
         selected = set(graph.ids)
-        reuse = Reuse(known, self.full_graph, self.conditional()) if known and not options.force else None
-        self.judged_ids = reuse.judged if reuse is not None else set(self.full_graph.ids)
-        if known is not None:  # the files the lookup found unchanged are not looked at again
-            self.hashes.assume(known.entry["files"], but=known.now)
+        reuse = self._reuse(known, options, self.conditional())
         order = [sid for sid in self.full_graph.order() if sid in selected]
         fingerprints = {sid: rec.fingerprint for sid, rec in self.state.steps.items()}
         ran: dict[str, bool] = {}
