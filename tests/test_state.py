@@ -234,18 +234,21 @@ def test_damaged_state_json_and_hashes_never_raise(tmp_path: Path) -> None:
     assert state.hashes == {"y": [1, 2, "h"]} and state.hashes_damaged
 
 
-def test_the_state_is_written_record_batch_by_batch_as_json_dumps_writes_it(tmp_path: Path) -> None:
-    from agilab_dsl.plan.state import FORMAT, _state_text
+def test_the_state_file_is_one_json_document_a_record_to_a_line(tmp_path: Path) -> None:
+    from agilab_dsl.plan.state import FORMAT
 
     records = {
-        f"s{i}": StepRecord(f"fp{i}", {"b": 1, "a": [i, "é"]}, {"o": "h"}, 1.5, 0.25, "r") for i in range(25)
+        f"s{i}": StepRecord(f"fp{i}", {"b": 1, "a": [i, "é\n"]}, {"o": "h"}, 1.5, 0.25, "r")
+        for i in range(25)
     }
-    for n in (0, 1, 7, 8, 25):
-        some = dict(list(records.items())[:n])
-        whole = json.dumps(
-            {"format": FORMAT, "steps": {k: v.to_json() for k, v in some.items()}}, sort_keys=True
-        )
-        assert "".join(_state_text(some, batch=8)) == whole
     state = LabState(tmp_path / ".agilab" / "state.json", dict(records))
     state.save()
+    text = state.path.read_text(encoding="utf-8")
+    assert json.loads(text) == {
+        "format": FORMAT,
+        "index": {k: [v.fingerprint, v.run_id] for k, v in records.items()},
+        "steps": {k: v.to_json() for k, v in records.items()},
+    }
+    assert len(text.splitlines()) == 1 + 25 + 1  # the index, a line per record, the end
     assert LabState.load(tmp_path / "lab.toml").steps == records
+    assert LabState.load(tmp_path / "lab.toml", trusted=True).steps == records

@@ -58,7 +58,31 @@ def console() -> int:
     """``agilab-run`` and ``python -m agilab_dsl``: :func:`main`, but what plan.longlived froze stays
     frozen, since the process ends next: CPython collects once more at exit, and would otherwise
     walk every object a large lab loaded (~0.05 s of a 0.65 s run after one change at 10,000 steps)."""
-    return _main(sys.argv[1:])
+    code = _main(sys.argv[1:])
+    _end_now(code)
+    return code
+
+
+def _end_now(code: int) -> None:
+    """Exit at once, skipping the interpreter's shutdown (~4.5 ms with the run path loaded: every
+    module and object torn down, for a process that ends anyway), when that shutdown has nothing
+    to do: no exit handler registered (a Dask cluster's, logging's) and no thread left to wait for."""
+    import atexit
+
+    threading = sys.modules.get("threading")
+    if getattr(atexit, "_ncallbacks", lambda: 1)() or (
+        threading is not None
+        and any(
+            t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()
+        )
+    ):
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: the normal exit reports it as it always has
+        return
+    os._exit(code)
 
 
 def _main(args_list: list[str]) -> int:

@@ -43,13 +43,15 @@ def record_run(
     root = str(lab_dir)
     placed = {s.id: s for s in lab.stages}
     for o in outcomes:
-        rec = state.steps.get(o.id) if o.status in ("ran", "fresh") else None
-        if o.status == "fresh" and rec is not None:
+        brief = state.steps.brief(o.id) if o.status == "fresh" else None
+        if brief is not None:
             # a reference: the flusher copies its details from the run it last ran in (the step is
-            # not rendered for it: a run that touches a few steps of a large lab renders those)
+            # not rendered for it, nor its record parsed: a run that touches a few steps of a large
+            # lab renders those)
             shown = _as_agilab_shows(placed[o.id], _runtime(placed[o.id], resolved, o.id))
-            rows.append(fresh_row(o.id, rec.fingerprint, rec.run_id, shown))
+            rows.append(fresh_row(o.id, *brief, shown))
             continue
+        rec = state.steps.get(o.id) if o.status in ("ran", "fresh") else None
         step = resolved[o.id]
         shown = _as_agilab_shows(step.placed, step.env)
         comps = rec.components if rec is not None else attempted.get(o.id)

@@ -162,7 +162,7 @@ class Runner(JudgedFiles):
         stored judgment reused for the steps none of whose files changed (:mod:`.reuse`)."""
         options = options or RunOptions()
         graph = self.select(options)
-        fingerprints = {sid: rec.fingerprint for sid, rec in self.state.steps.items()}
+        fingerprints = self.state.steps.fingerprints()
         will: dict[str, bool] = {}
         out: list[StepStatus | CachedStatus] = []
         reuse = self._reuse(known, options, ())
@@ -243,7 +243,7 @@ class Runner(JudgedFiles):
         selected = set(graph.ids)
         reuse = self._reuse(known, options, self.conditional())
         order = [sid for sid in self.full_graph.order() if sid in selected]
-        fingerprints = {sid: rec.fingerprint for sid, rec in self.state.steps.items()}
+        fingerprints = self.state.steps.fingerprints()
         ran: dict[str, bool] = {}
         settled: dict[str, StepOutcome] = {}
         stopped_by: str | None = None
@@ -369,33 +369,38 @@ class Runner(JudgedFiles):
                 reporter.note(
                     f"state: could not be saved ({os_error(exc)}); the journal keeps what completed"
                 )
+            if interrupted:
+                pool.close(kill=True)
             if warm is None or interrupted:
-                pool.close(kill=interrupted)
                 machine.close()
-            if execute_is_real and (interrupted or attempted):
-                try:
-                    record_run(
-                        self.lab,
-                        self.lab_dir,
-                        self.state,
-                        self.resolved,
-                        run_id,
-                        started,
-                        [settled[sid] for sid in order if sid in settled],
-                        attempted,
-                        interrupted,
-                        git,
-                        reporter.note,
-                    )
-                    recorded = True
-                except OSError as exc:  # the run itself is complete and saved; only its record is not
-                    reporter.note(f"history: this run is not recorded ({os_error(exc)})")
-            if execute_is_real:
-                remember_failures(self.lab_dir, run_id, settled.values(), reporter.note)
-            lab_order = [sid for sid in self.lab.ids if sid in settled]
-            result = RunResult(run_id, [settled[sid] for sid in lab_order], interrupted, recorded)
-            reporter.run_finished(result)
-            stream.close()
+            try:
+                if execute_is_real and (interrupted or attempted):
+                    try:
+                        record_run(
+                            self.lab,
+                            self.lab_dir,
+                            self.state,
+                            self.resolved,
+                            run_id,
+                            started,
+                            [settled[sid] for sid in order if sid in settled],
+                            attempted,
+                            interrupted,
+                            git,
+                            reporter.note,
+                        )
+                        recorded = True
+                    except OSError as exc:  # the run itself is complete and saved; only its record is not
+                        reporter.note(f"history: this run is not recorded ({os_error(exc)})")
+                if execute_is_real:
+                    remember_failures(self.lab_dir, run_id, settled.values(), reporter.note)
+                lab_order = [sid for sid in self.lab.ids if sid in settled]
+                result = RunResult(run_id, [settled[sid] for sid in lab_order], interrupted, recorded)
+                reporter.run_finished(result)
+                stream.close()
+            finally:
+                if warm is None and not interrupted:
+                    pool.close()  # told to exit above, the workers exited while the run was recorded
         return result
 
     def _decide(

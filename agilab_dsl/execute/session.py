@@ -152,9 +152,10 @@ def _load_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any]]
     return spec, graph, snapshot
 
 
-def open_lab(request: LabRequest, *, load_state: bool = True) -> Runner | Refusal:
+def open_lab(request: LabRequest, *, load_state: bool = True, trusted: bool = False) -> Runner | Refusal:
     """A runner for the lab, ready to judge or run it; or why there is none. Without
-    ``load_state`` its state is empty until the caller loads it (a run does, under the lock)."""
+    ``load_state`` its state is empty until the caller loads it (a run does, under the lock);
+    ``trusted``: a stored judgment vouches for the state files (:meth:`LabState.load`)."""
     from ..load.errors import did_you_mean
     from ..plan.longlived import long_lived
     from ..plan.state import LabState, state_dir
@@ -180,7 +181,11 @@ def open_lab(request: LabRequest, *, load_state: bool = True) -> Runner | Refusa
     agilab = _agilab_options(request)
     if isinstance(agilab, Refusal):
         return agilab
-    state = LabState.load(request.file) if load_state else LabState(state_dir(request.file) / "state.json")
+    state = (
+        LabState.load(request.file, trusted=trusted)
+        if load_state
+        else LabState(state_dir(request.file) / "state.json")
+    )
     runner = Runner(spec, snapshot, state, graph, agilab=agilab, interpreters=request.interpreters)
     if state.problem:
         runner.warnings.append(state.problem)
@@ -222,10 +227,17 @@ def judge(
 
     definition = definition_files(request)
     before = judgment.signatures(definition)
-    runner = open_lab(request)
+    state_files = set(definition[-2:])
+    trusted = known is not None and state_unchanged(known, state_files)
+    runner = open_lab(request, trusted=trusted)
     if isinstance(runner, Refusal):
         return runner
-    if known is not None and state_unchanged(known, set(definition[-2:])):
+    if trusted and not state_unchanged(known, state_files):  # a run moved it meanwhile
+        from ..plan.state import LabState
+
+        runner.state = LabState.load(request.file)
+        trusted = False
+    if known is not None and trusted:
         statuses = runner.statuses(options, known)
         if use_cache(request):
             keep(request, known, {}, [s for s in statuses if s.id in runner.judged_ids])
@@ -234,7 +246,7 @@ def judge(
     files += runner.interpreter_files()
     before |= judgment.signatures(files)
     statuses = runner.statuses(options)
-    if use_cache(request):
+    if use_cache(request) and not runner.state.repair:  # a judgment vouches for a sound state only
         judgment.store(
             request.file,
             judgment_key(request),
@@ -308,13 +320,14 @@ def _run(
     if note is not None:
         runner.warnings.append(note)
     with lab_lock(request.file, say=say):
-        runner.state = LabState.load(request.file)  # read under the lock: no other runner moves it now
+        if known is not None and (opened is not None or not state_unchanged(known, state_files)):
+            known = None  # another run moved the state meanwhile: judged in full
+        # read under the lock: no other runner moves it now (and what the judgment vouches for, lazily)
+        runner.state = LabState.load(request.file, trusted=known is not None)
         runner.hashes.cache.update(runner.state.hashes)
         if runner.state.problem:
             runner.warnings.append(runner.state.problem)
         reporter = reporter_for(runner)
-        if known is not None and (opened is not None or not state_unchanged(known, state_files)):
-            known = None  # another run moved the state meanwhile: judged in full
         if known is not None:
             _sweep_beside(runner, known.affected)
             result = runner.run(options, reporter, warm=warm, events=events, known=known, early=early)
@@ -328,7 +341,13 @@ def _run(
         result = runner.run(options, reporter, warm=warm, events=events, early=early)
     selected = {o.id for o in result.outcomes}
     complete = all(o.status in ("ran", "fresh", "disabled") for o in result.outcomes)
-    if opened is None and use_cache(request) and complete and not selected & set(runner.conditional()):
+    if (
+        opened is None
+        and use_cache(request)
+        and complete
+        and not runner.state.repair  # not saved repaired: a judgment vouches for a sound state only
+        and not selected & set(runner.conditional())
+    ):
         # every selected step is now fresh: keep that judgment, provided no data file changed after
         # its hash was taken and no definition file changed since the run started
         hashed = runner.hashed_signatures(sorted(data))

@@ -1,7 +1,8 @@
 """What each step last ran with, in ``.agilab/`` beside the lab file; and the lock on it.
 
 ``state.json`` maps each step id to the fingerprint components it last succeeded with and the
-hashes of the outputs it wrote. During a run each completed step is appended as one line to
+hashes of the outputs it wrote, a record to a line after an index of fingerprints, so that a state
+the stored judgment vouches for is read lazily (:mod:`.steprecords`). During a run each completed step is appended as one line to
 ``journal.jsonl`` (O(1) a step; once written, a line survives the runner being killed); loading
 replays the journal over ``state.json``, ignoring a torn last line. At the end of a run the two are
 compacted: ``state.json`` is replaced atomically (temporary file, fsync, rename) and the journal
@@ -19,15 +20,17 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from json.decoder import scanstring
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..load.records import Record
 from .longlived import long_lived
 from .safe_read import parse_json, read_json, summary
+from .steprecords import FORMAT, Records, StepRecord, index_text, state_text
 from .tempfiles import sweep, temp_path
 
-FORMAT = 1
+__all__ = ["FOLDER", "FORMAT", "LabState", "StepRecord", "lab_lock", "new_run_id", "state_dir"]
 FOLDER = ".agilab"
 
 
@@ -85,68 +88,6 @@ def _ends_with_newline(path: Path) -> bool:
         return fh.read(1) == b"\n"
 
 
-class StepRecord(Record):
-    _fields = ("fingerprint", "components", "outputs", "finished_at", "seconds", "run_id")
-
-    def __init__(
-        self,
-        fingerprint: str,
-        components: dict[str, Any],
-        outputs: dict[str, str],  # path -> content hash
-        finished_at: float,
-        seconds: float,
-        run_id: str,
-    ) -> None:
-        self.fingerprint = fingerprint
-        self.components = components
-        self.outputs = outputs
-        self.finished_at = finished_at
-        self.seconds = seconds
-        self.run_id = run_id
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_json(cls, value: Any) -> StepRecord | str:
-        """The record ``value`` holds, or why it is not one (a wrongly typed field, say)."""
-        if type(value) is dict and value.keys() == _FIELDS.keys():  # as written: checked by type
-            fp, comps, outputs, finished, seconds, run_id = (value[name] for name in _FIELDS)
-            if (
-                type(fp) is str
-                and type(comps) is dict
-                and type(outputs) is dict
-                and type(finished) in _NUMBERS
-                and type(seconds) in _NUMBERS
-                and type(run_id) is str
-                and all(type(k) is str and type(v) is str for k, v in outputs.items())
-            ):
-                return cls(fp, comps, outputs, finished, seconds, run_id)
-        return cls._checked(value)
-
-    @classmethod
-    def _checked(cls, value: Any) -> StepRecord | str:
-        if not isinstance(value, dict):
-            return f"a {type(value).__name__}, not a record"
-        for name, kinds in _FIELDS.items():
-            if not isinstance(value.get(name), kinds) or isinstance(value.get(name), bool):
-                return f"{name} is missing or not a {kinds[0].__name__}"
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value["outputs"].items()):
-            return "outputs is not a table of hashes"
-        return cls(**{name: value[name] for name in _FIELDS})
-
-
-_NUMBERS = (float, int)  # not bool: a record's times are numbers
-_FIELDS: dict[str, tuple[type, ...]] = {  # in StepRecord's order
-    "fingerprint": (str,),
-    "components": (dict,),
-    "outputs": (dict,),
-    "finished_at": (float, int),
-    "seconds": (float, int),
-    "run_id": (str,),
-}
-
-
 class LabState(Record):
     """Everything ``.agilab/state.json`` holds for one lab."""
 
@@ -155,7 +96,7 @@ class LabState(Record):
     def __init__(
         self,
         path: Path,
-        steps: dict[str, StepRecord] | None = None,
+        steps: Records | dict[str, StepRecord] | None = None,
         hashes: dict[str, list[Any]] | None = None,  # the file-hash cache
         problem: str | None = None,  # what was damaged (file, line) and skipped; None when all was read
         repair: bool = False,  # something was damaged: the next save rewrites state.json, dropping the journal
@@ -164,7 +105,7 @@ class LabState(Record):
         _journal: TextIO | None = None,
     ) -> None:
         self.path = path
-        self.steps = {} if steps is None else steps
+        self.steps = steps if isinstance(steps, Records) else Records(steps)
         self.hashes = {} if hashes is None else hashes
         self.problem = problem
         self.repair = repair
@@ -173,21 +114,25 @@ class LabState(Record):
         self._journal = _journal
 
     @classmethod
-    def load(cls, lab_path: str | Path) -> LabState:
+    def load(cls, lab_path: str | Path, *, trusted: bool = False) -> LabState:
         """Read ``state.json``, replay the journal over it and read the hash cache, defensively: a
         damaged file or record is named (file, line) in :attr:`problem` and skipped — the steps it
-        concerned count as never run and are judged again — and the next save rewrites it."""
+        concerned count as never run and are judged again — and the next save rewrites it.
+
+        ``trusted``: the caller knows both files are the ones the last run left (a stored judgment
+        holds their signatures): state.json's records are indexed, and parsed when asked for
+        (:mod:`.steprecords`)."""
         with long_lived():
-            return cls._load(lab_path)
+            return cls._load(lab_path, trusted)
 
     @classmethod
-    def _load(cls, lab_path: str | Path) -> LabState:
+    def _load(cls, lab_path: str | Path, trusted: bool = False) -> LabState:
         folder = state_dir(lab_path)
         state = cls(folder / "state.json")
         notes: list[str] = []
-        data, why = read_json(state.path)
+        data, why = _read_state(state.path, state.steps) if trusted else read_json(state.path)
         if why is None and data is not None:
-            if not isinstance(data, dict) or data.get("format") != FORMAT:
+            if not isinstance(data, dict) or data.get("format") not in (1, FORMAT):
                 found = data.get("format") if isinstance(data, dict) else type(data).__name__
                 why = f"unknown state format {found!r}"
             elif not isinstance(data.get("steps", {}), dict):
@@ -276,7 +221,7 @@ class LabState(Record):
     def save(self) -> None:
         """Compact: replace state.json atomically with every record, then drop the journal."""
         _clear_folder(self.path)
-        write_text_atomic(self.path, _state_text(self.steps))
+        write_text_atomic(self.path, state_text(self.steps))
         if self._journal is not None:
             self._journal.close()
             self._journal = None
@@ -292,20 +237,29 @@ class LabState(Record):
         write_json_atomic(self.path.with_name("hashes.json"), self.hashes, durable=False)  # a cache
 
 
-def _state_text(steps: dict[str, StepRecord], batch: int = 1000) -> Iterator[str]:
-    """``json.dumps({"format": FORMAT, "steps": …}, sort_keys=True)``, ``batch`` records at a time."""
-    yield f'{{"format": {FORMAT}, "steps": {{'
-    ids = sorted(steps)
-    for start in range(0, len(ids), batch):
-        part = json.dumps({sid: steps[sid].to_json() for sid in ids[start : start + batch]}, sort_keys=True)
-        yield (", " if start else "") + part[1:-1]  # the records, without the braces around them
-    yield "}}"
+def _read_state(path: Path, steps: Records) -> tuple[Any, str | None]:
+    """:func:`read_json` for a trusted state file: when it is laid out as written, its records are
+    indexed into ``steps`` and the value returned is None (nothing left to parse)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return read_json(path)  # says why
+    try:
+        if index_text(raw.decode("utf-8"), steps):
+            return None, None
+    except UnicodeDecodeError:
+        pass
+    return parse_json(raw)
 
 
-def _replay(path: Path, steps: dict[str, StepRecord], notes: list[str]) -> tuple[int, bool]:
+def _replay(path: Path, steps: Records, notes: list[str]) -> tuple[int, bool]:
     """Replay the journal's records over ``steps``; (records seen, whether a line was damaged).
     A damaged line (not UTF-8, NUL bytes, not a record) is named and skipped; an unfinished last
-    line (no newline: torn by a kill) is skipped silently, as that step never completed."""
+    line (no newline: torn by a kill) is skipped silently, as that step never completed.
+
+    Read from the end: a line for a step that a later line records again is not parsed (a step
+    gathering 10,000 inputs, re-run after each change, appends ~1.6 MB each time)."""
     try:
         with path.open("rb") as fh:
             lines = fh.read().split(b"\n")
@@ -315,24 +269,38 @@ def _replay(path: Path, steps: dict[str, StepRecord], notes: list[str]) -> tuple
         notes.append(f"{path} could not be read ({exc.strerror or exc}); its records are ignored")
         return 0, True
     count, damaged = 0, False
-    for number, line in enumerate(lines, 1):
+    found: dict[str, StepRecord] = {}
+    damage: list[tuple[int, str]] = []
+    for number in range(len(lines), 0, -1):
+        line = lines[number - 1]
         if not line.strip(b" \t\r"):
             continue
         count += 1
+        if line.startswith(b'{"id": "'):  # as written: the id comes first (sort_keys)
+            try:
+                if scanstring(line.decode("latin-1"), 8)[0] in found:
+                    continue  # recorded again further down
+            except ValueError:
+                pass
         entry, why = parse_json(line)
         if why is not None and number == len(lines) and b"\0" not in line and not why.startswith("not UTF"):
             continue  # torn by a kill
         if why is None:
             if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
                 why = f"a {type(entry).__name__}, not a step record"
+            elif entry["id"] in found:
+                continue
             else:
                 record = StepRecord.from_json(entry.get("record"))
                 if isinstance(record, StepRecord):
-                    steps[entry["id"]] = record
+                    found[entry["id"]] = record
                     continue
                 why = f"step {entry['id']!r}: {record}"
-        notes.append(f"{path}:{number}: {why}; skipped (its step is judged again)")
+        damage.append((number, f"{path}:{number}: {why}; skipped (its step is judged again)"))
         damaged = True
+    notes.extend(note for _, note in sorted(damage))
+    for step_id, record in found.items():
+        steps[step_id] = record
     return count, damaged
 
 

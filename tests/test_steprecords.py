@@ -1,0 +1,152 @@
+"""state.json read lazily (issue 18): a trusted state file's records are indexed, parsed when asked
+for, and written back as they were; anything laid out otherwise is parsed whole, as before."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agilab_dsl.plan.state import LabState, StepRecord
+from agilab_dsl.plan.steprecords import Records, index_text, state_text
+
+ODD_IDS = ["a", 'quote"d', "back\\slash", "é-accent", "new\nline", 's, "steps": {']
+
+
+def record(n: int, **components: object) -> StepRecord:
+    return StepRecord(f"fp{n}", {"code": str(n), **components}, {"out/x": f"h{n}"}, 1.5, 0.25, "run")
+
+
+def saved(tmp_path: Path, records: dict[str, StepRecord]) -> Path:
+    LabState(tmp_path / ".agilab" / "state.json", dict(records)).save()
+    return tmp_path / "lab.toml"
+
+
+def test_records_are_indexed_and_parsed_only_when_asked_for(tmp_path: Path) -> None:
+    records = {sid: record(n, text='line\nbreak, "quoted" é') for n, sid in enumerate(ODD_IDS)}
+    lab = saved(tmp_path, records)
+    state = LabState.load(lab, trusted=True)
+    assert state.problem is None and state.steps.pending == len(records)
+    assert state.steps.fingerprints() == {sid: r.fingerprint for sid, r in records.items()}
+    assert state.steps.brief("a") == ("fp0", "run")
+    assert state.steps.pending == len(records)  # fingerprints and run ids come from the index
+    assert state.steps["new\nline"] == records["new\nline"] and state.steps.pending == len(records) - 1
+    assert state.steps.get("missing") is None and "missing" not in state.steps
+    assert set(state.steps) == set(records) and len(state.steps) == len(records)
+    assert dict(state.steps.items()) == records and state.steps.pending == 0
+
+
+def test_records_never_parsed_are_written_back_byte_for_byte(tmp_path: Path) -> None:
+    records = {f"s{i}": record(i, weird=[1.0, 1e300, "\u2028"]) for i in range(30)}
+    lab = saved(tmp_path, records)
+    before = (tmp_path / ".agilab" / "state.json").read_bytes()
+    state = LabState.load(lab, trusted=True)
+    state.save()
+    assert (tmp_path / ".agilab" / "state.json").read_bytes() == before
+    state = LabState.load(lab, trusted=True)
+    state.record("s7", record(700))  # one record replaced: only it is written anew
+    state.save()
+    again = LabState.load(lab)  # parsed whole, checked
+    assert again.problem is None and again.steps == {**records, "s7": record(700)}
+
+
+def test_the_index_refuses_any_other_layout() -> None:
+    records = Records({sid: record(n) for n, sid in enumerate(ODD_IDS)})
+    text = "".join(state_text(records))
+    assert index_text(text, Records())
+    data = json.loads(text)
+    for other in (
+        json.dumps({"format": 1, "steps": data["steps"]}, sort_keys=True),  # the first format
+        json.dumps(data, indent=2),  # the same, laid out by hand
+        text[: len(text) // 2],  # cut short
+        text.replace('["fp3", "run"]', '"fp3"'),  # an index entry that is not [fingerprint, run id]
+        text.replace("\n}}\n", '\n}, "extra": 1}\n'),  # something after the records
+        "",
+    ):
+        target = Records()
+        assert not index_text(other, target) and len(target) == 0
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        lambda data: json.dumps({"format": 1, "steps": data["steps"]}, sort_keys=True),
+        lambda data: json.dumps(data, indent=2),
+    ],
+)
+def test_a_trusted_file_laid_out_otherwise_is_parsed_whole(tmp_path: Path, layout) -> None:  # type: ignore[no-untyped-def]
+    records = {f"s{i}": record(i) for i in range(5)}
+    lab = saved(tmp_path, records)
+    path = tmp_path / ".agilab" / "state.json"
+    path.write_text(layout(json.loads(path.read_text())), encoding="utf-8")
+    state = LabState.load(lab, trusted=True)
+    assert state.problem is None and state.steps.pending == 0 and state.steps == records
+
+
+def test_a_record_that_does_not_parse_counts_as_never_run(tmp_path: Path) -> None:
+    lab = saved(tmp_path, {"a": record(1), "b": record(2)})
+    path = tmp_path / ".agilab" / "state.json"
+    path.write_text(path.read_text().replace('"fingerprint": "fp2"', '"fingerprint": 2'), encoding="utf-8")
+    state = LabState.load(lab, trusted=True)  # (a judgment vouched for it: the layout is checked only)
+    assert state.steps.get("b") is None and "b" not in state.steps
+    assert state.steps == {"a": record(1)}
+    untrusted = LabState.load(lab)
+    assert "step 'b'" in (untrusted.problem or "") and untrusted.repair
+
+
+def test_the_journal_parses_only_each_steps_last_line(tmp_path: Path) -> None:
+    lab = tmp_path / "lab.toml"
+    state = LabState.load(lab)
+    for n in range(3):
+        state.record("gather", record(n))
+    state.record("other", record(9))
+    state.settle()
+    journal = state.journal_path
+    lines = journal.read_bytes().split(b"\n")
+    # an earlier line of "gather" damaged inside its record: never parsed, so never named
+    lines[0] = lines[0].replace(b'"fingerprint": "fp0"', b'"fingerprint": \x00\x00')
+    journal.write_bytes(b"\n".join(lines) + b'{"id": "gather", "record": {"fingerp')  # and a torn last line
+    again = LabState.load(lab)
+    assert again.problem is None and not again.repair and again.journal_lines == 5
+    assert again.steps == {"gather": record(2), "other": record(9)}  # the torn line falls back to fp2
+
+
+def test_a_run_after_one_change_parses_only_the_records_it_judges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agilab_dsl.cli import main
+
+    (tmp_path / "in").mkdir()
+    steps = []
+    for i in range(12):
+        (tmp_path / "in" / f"{i}.txt").write_text(str(i))
+        steps.append(
+            f'[[m]]\nid = "s{i}"\nC = "open(outputs[0], \'w\').write(open(inputs[0]).read())"\n'
+            f'consumes = ["in/{i}.txt"]\nproduces = ["out/{i}.txt"]\n'
+        )
+    gathered = json.dumps([f"out/{i}.txt" for i in range(12)])
+    steps.append(
+        '[[m]]\nid = "gather"\nC = "open(outputs[0], \'w\').write(str(len(inputs)))"\n'
+        f'consumes = {gathered}\nproduces = ["total.txt"]\n'
+    )
+    lab = tmp_path / "lab_stages.toml"
+    lab.write_text("\n".join(steps), encoding="utf-8")
+    assert main([str(lab)]) == 0 and main([str(lab)]) == 0  # cold, then compacted and judged
+    LabState.load(lab).save()  # the state as one file, no journal
+    assert main([str(lab)]) == 0  # the judgment now vouches for that file
+    loaded: list[tuple[bool, LabState]] = []
+    load = LabState.load.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[LabState], path: str, *, trusted: bool = False) -> LabState:
+        state = load(cls, path, trusted=trusted)
+        loaded.append((trusted, state))
+        return state
+
+    monkeypatch.setattr(LabState, "load", classmethod(spy))
+    (tmp_path / "in" / "3.txt").write_text("changed")
+    assert main([str(lab)]) == 0
+    trusted, state = loaded[-1]
+    assert trusted and state.steps.pending == 11  # s3 and gather judged (and recorded again)
+    assert (tmp_path / "out" / "3.txt").read_text() == "changed"
+    assert LabState.load(lab).steps.keys() == {f"s{i}" for i in range(12)} | {"gather"}
