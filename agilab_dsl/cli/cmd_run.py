@@ -6,7 +6,6 @@ contract given instead of a lab by itself. ``--watch`` hands over to :mod:`.cmd_
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 from .common import (
     EXIT_INVALID,
@@ -20,6 +19,7 @@ from .common import (
 from .listing import show_statuses
 from .progress import Reporting, close_events, events_hub, sigterm_interrupts
 
+TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from .common import print_warnings, use_color
 
+TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
     from collections.abc import Iterator

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterable, Mapping
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
     from ..plan.judgment import CachedStatus, Known
     from ..plan.shared import SharedState
     from ..plan.stale import StepStatus

@@ -11,9 +11,12 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from .outcome import Reporter, RunOptions
+
+TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 
 class Machine:

@@ -6,7 +6,6 @@ fingerprints and by the CLI's judgment cache. Finding never imports user code. S
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -46,6 +45,8 @@ def function_source(
         if entry and os.path.isdir(entry):
             note(entry)
     try:
+        import importlib.util  # here: imported only for a function step
+
         spec = importlib.util.find_spec(parts[0])  # finds, does not execute, a top-level module
     except (ImportError, ValueError):
         return None

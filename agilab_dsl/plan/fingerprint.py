@@ -13,20 +13,24 @@
 
 from __future__ import annotations
 
-import ast
 import functools
 import json
 import os
 import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ..load.locate import function_source
 from .cache import file_sha256, sha256_hex
 
+TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
 if TYPE_CHECKING:  # pragma: no cover
+    import ast
+    from typing import Any
+
     from ..load.expr import FuncRef
+
+_KNOWN: dict[str, str] = {}  # code text -> its code_hash, from the spec cache (no parse, no ast)
 
 
 def digest(value: Any) -> str:
@@ -37,6 +41,8 @@ def digest(value: Any) -> str:
 
 def strip_docstrings(tree: ast.AST) -> ast.AST:
     """``tree`` with the docstrings of its module, classes and functions dropped (in place)."""
+    import ast
+
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             body = node.body
@@ -52,6 +58,8 @@ def strip_docstrings(tree: ast.AST) -> ast.AST:
 
 @functools.lru_cache(maxsize=4096)
 def _normalized(code: str) -> str:
+    import ast  # here: ~3 ms of every run's start-up when the spec cache knows every code's hash
+
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
@@ -62,7 +70,18 @@ def _normalized(code: str) -> str:
 
 def code_hash(code: str) -> str:
     """Hash of code with comments, blank lines, docstrings, formatting and quote style removed."""
-    return sha256_hex(_normalized(code).encode("utf-8", "surrogatepass"))
+    known = _KNOWN.get(code)
+    if known is None:
+        known = _KNOWN[code] = sha256_hex(_normalized(code).encode("utf-8", "surrogatepass"))
+    return known
+
+
+def known_code_hashes(hashes: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Take ``hashes`` (code text -> :func:`code_hash`, as a spec cache kept them) as known; the
+    hashes known now. A cached spec brings its steps' hashes: judging them parses no code."""
+    if hashes:
+        _KNOWN.update(hashes)
+    return dict(_KNOWN)
 
 
 def function_hash(ref: FuncRef, base_dir: Path) -> str:
@@ -72,6 +91,8 @@ def function_hash(ref: FuncRef, base_dir: Path) -> str:
         return f"missing:{ref}"
     if source_file.suffix != ".py":  # built in, or compiled: its file (if any) stands for its source
         return f"compiled:{ref}:" + (file_sha256(source_file) if source_file.is_file() else "builtin")
+    import ast
+
     try:
         text = source_file.read_text(encoding="utf-8")
         tree = ast.parse(text)

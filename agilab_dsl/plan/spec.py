@@ -11,12 +11,12 @@ so the graph builds from either.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ..load.records import FrozenRecord
 
+TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence
+    from typing import Any
 
     from ..load.model import Lab, Stage
 

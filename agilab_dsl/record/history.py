@@ -22,16 +22,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ..plan.safe_read import read_json
 from ..plan.tempfiles import temp_path
 from .parquet_schema import schema
 from .rows import FROM_RAN_IN, RunRecord
+
+TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
+if TYPE_CHECKING:  # pragma: no cover
+    import subprocess
+    from typing import Any
 
 HISTORY = Path(".agilab") / "history"
 PENDING = Path(".agilab") / "history-pending"
@@ -46,6 +49,8 @@ class GitProbe:
         root = next((p for p in (folder, *folder.parents) if (p / ".git").exists()), None)
         if root is None:
             return
+        import subprocess  # here: only a lab in a git repository pays for its import (~2.5 ms)
+
         with contextlib.suppress(OSError):
             self.proc = subprocess.Popen(
                 ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
@@ -59,6 +64,8 @@ class GitProbe:
         """(commit, dirty), or (None, None) outside a repository or without git."""
         if self.proc is None:
             return None, None
+        import subprocess  # imported already: a probe was started
+
         try:
             out, _ = self.proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
