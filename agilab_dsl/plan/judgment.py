@@ -208,13 +208,12 @@ def _same_content(lab_path: str, entry: dict[str, Any], now: dict[str, str]) -> 
     touched = [p for p, sig in now.items() if _same_size(files[p], sig)]
     if not touched:
         return
-    try:
-        with open(hashes_path, encoding="utf-8") as fh:
-            hashes = json.load(fh)
-    except (OSError, ValueError):
+    from .safe_read import read_json
+
+    shared, why = read_json(hashes_path, share=True)  # shared with the state's load that follows
+    if why is not None or not isinstance(shared, dict):
         return
-    if not isinstance(hashes, dict):
-        return
+    hashes = dict(shared)  # changed below: the shared value stays as read
     from .cache import file_sha256  # as plan.fingerprint hashes a file (hashlib only if large)
 
     same = []

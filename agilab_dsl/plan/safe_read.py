@@ -18,11 +18,24 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_NOTES = 5  # damaged records named one by one; the rest are counted
 
 
-def read_json(path: str | os.PathLike[str]) -> tuple[Any, str | None]:
+_SHARED: dict[str, tuple[tuple[int, int], Any]] = {}  # path -> (size, mtime_ns), value
+
+
+def read_json(path: str | os.PathLike[str], *, share: bool = False) -> tuple[Any, str | None]:
     """``(value, None)``; ``(None, None)`` when the file does not exist; ``(None, why)`` when it
-    exists and cannot be read as JSON."""
+    exists and cannot be read as JSON. ``share``: a value this process read from the file as it
+    is now (same size and mtime) is returned again, not parsed again — the same object: callers
+    that change it must write the file (or copy it) first."""
+    key = os.fspath(path)
     try:
         with open(path, "rb") as fh:
+            signature = None
+            if share:
+                st = os.fstat(fh.fileno())
+                signature = (st.st_size, st.st_mtime_ns)
+                shared = _SHARED.get(key)
+                if shared is not None and shared[0] == signature:
+                    return shared[1], None
             raw = fh.read()
     except (FileNotFoundError, NotADirectoryError):
         return None, None
@@ -30,7 +43,10 @@ def read_json(path: str | os.PathLike[str]) -> tuple[Any, str | None]:
         return None, "a folder, not a file"
     except OSError as exc:
         return None, exc.strerror or str(exc)
-    return parse_json(raw)
+    value, why = parse_json(raw)
+    if signature is not None and why is None:
+        _SHARED[key] = (signature, value)
+    return value, why
 
 
 def parse_json(raw: bytes) -> tuple[Any, str | None]:

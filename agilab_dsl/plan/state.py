@@ -155,7 +155,7 @@ class LabState(Record):
             state.repair = True
         state.journal_lines, damaged = _replay(state.journal_path, state.steps, notes)
         state.repair |= damaged
-        cache, why = read_json(folder / "hashes.json")
+        cache, why = read_json(folder / "hashes.json", share=True)  # a touched input's check read it
         if isinstance(cache, dict):
             state.hashes = {k: v for k, v in cache.items() if _hash_entry(v)}
         if (
