@@ -102,6 +102,28 @@ def test_a_touched_input_runs_nothing_and_is_kept(
     assert judged == []
 
 
+def test_a_few_new_hashes_go_to_hashes_new_and_a_touched_input_is_found_there(
+    lab: Path, judged: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(lab, capsys)
+    folder = lab.parent / ".agilab"
+    base = (folder / "hashes.json").read_bytes()
+    (lab.parent / "in" / "3.txt").write_text("changed\n")
+    _run(lab, capsys)
+    assert (folder / "hashes.json").read_bytes() == base  # not rewritten for a few entries
+    added = json.loads((folder / "hashes-new.json").read_text())
+    path = lab.parent / "in" / "3.txt"
+    assert added[str(path)][:2] == [path.stat().st_size, path.stat().st_mtime_ns]
+    assert str(lab.parent / "out" / "3.txt") in added and len(added) < N
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    judged.clear()
+    assert set(_run(lab, capsys).values()) == {"fresh"}
+    assert judged == []  # its hash as judged was in hashes-new.json: only touched
+    hashes = json.loads((folder / "hashes.json").read_text())
+    assert hashes[str(path)][:2] == [path.stat().st_size, path.stat().st_mtime_ns]
+    assert not (folder / "hashes-new.json").exists()  # all in hashes.json again
+
+
 @pytest.mark.parametrize("command", ["run", "status"])
 def test_new_content_of_the_same_size_is_judged(
     lab: Path, judged: list[str], capsys: pytest.CaptureFixture[str], command: str

@@ -252,3 +252,29 @@ def test_the_state_file_is_one_json_document_a_record_to_a_line(tmp_path: Path) 
     assert len(text.splitlines()) == 1 + 25 + 1  # the index, a line per record, the end
     assert LabState.load(tmp_path / "lab.toml").steps == records
     assert LabState.load(tmp_path / "lab.toml", trusted=True).steps == records
+
+
+def test_the_hash_cache_writes_few_new_entries_apart_and_compacts_many(tmp_path: Path) -> None:
+    lab = tmp_path / "lab.toml"
+    folder = tmp_path / ".agilab"
+    state = LabState.load(lab)
+    state.hashes = {f"/f{i}": [i, i, f"h{i}"] for i in range(200)}
+    state.save_hashes({f"/f{i}" for i in range(200)})  # no hashes.json yet: written whole
+    assert not (folder / "hashes-new.json").exists()
+    state = LabState.load(lab)
+    assert state.hashes_base == 200 and state.hashes_new == set()
+    state.hashes["/f1"] = [1, 2, "new"]
+    state.hashes["/g"] = [5, 5, "g"]
+    state.save_hashes({"/f1", "/g"})
+    assert json.loads((folder / "hashes-new.json").read_text()) == {"/f1": [1, 2, "new"], "/g": [5, 5, "g"]}
+    again = LabState.load(lab)
+    assert again.hashes == state.hashes and again.hashes_new == {"/f1", "/g"}
+    again.hashes.update({f"/h{i}": [i, i, "h"] for i in range(70)})  # more than max(64, 200 / 8)
+    again.save_hashes({f"/h{i}" for i in range(70)})
+    assert not (folder / "hashes-new.json").exists()
+    assert json.loads((folder / "hashes.json").read_text()) == again.hashes
+    (folder / "hashes-new.json").write_text("{not json")  # damaged: ignored, rewritten whole
+    damaged = LabState.load(lab)
+    assert damaged.hashes_damaged and damaged.hashes == again.hashes
+    damaged.save_hashes(set())
+    assert not (folder / "hashes-new.json").exists() and LabState.load(lab).hashes_damaged is False

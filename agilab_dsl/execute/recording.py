@@ -38,7 +38,7 @@ def record_run(
 ) -> None:
     """Append this run to the experiment history (see :mod:`agilab_dsl.record.history`);
     ``note`` hears of a record left pending when it is written here and now."""
-    from ..plan.cache import file_sha256
+    from ..plan.cache import known_sha256
     from ..record import history
     from ..record.rows import RunRecord, StepRow, fresh_row, metrics_of, tracked_of
 
@@ -93,7 +93,7 @@ def record_run(
     commit, dirty = git.result() if git is not None else (None, None)
     lab_file = Path(lab.path).resolve()
     try:
-        lab_hash = file_sha256(lab_file)
+        lab_hash = known_sha256(str(lab_file))  # hashed already when the spec cache was checked
     except OSError:
         lab_hash = ""
     modules = getattr(lab, "module_keys", ())

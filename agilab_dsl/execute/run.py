@@ -92,6 +92,7 @@ class Runner(JudgedFiles):
         self.chooser = Chooser(self.lab_dir, interpreters, self.environ)  # which Python runs each step
         self.choices: dict[str, Interpreter] = {}
         self.judged_ids: set[str] = set()  # the steps the last run judged (not reused, :mod:`.reuse`)
+        self._fingerprints: dict[str, str] = {}  # of the steps judged to run: their components' digest
         self.warnings: list[str] = []  # said once by the caller (an unreadable state file, say)
         self._steps = StepExecutor(
             self.lab_dir, settings, self.context, self.interpreter
@@ -322,7 +323,7 @@ class Runner(JudgedFiles):
                     outcome = fut.result()
                     outcome.reasons = why
                     if outcome.status == "ran":
-                        fp = digest(comps)
+                        fp = self._fingerprints.pop(sid, None) or digest(comps)
                         fingerprints[sid] = fp
                         ran[sid] = True
                         step = self.resolved[sid]
@@ -366,7 +367,7 @@ class Runner(JudgedFiles):
                 self.state.settle()
                 self.state.hashes = self.hashes.cache
                 if self.hashes.changed or self.state.hashes_damaged:
-                    self.state.save_hashes()
+                    self.state.save_hashes(self.hashes.updated)
             except OSError as exc:  # the journal still holds every step recorded
                 reporter.note(
                     f"state: could not be saved ({os_error(exc)}); the journal keeps what completed"
@@ -432,6 +433,7 @@ class Runner(JudgedFiles):
             return StepOutcome(sid, "skipped", [f"when: {step.placed.stage.when} is false"]), None, []
         if status.state == "fresh":
             return StepOutcome(sid, "fresh", []), None, []
+        self._fingerprints[sid] = status.fingerprint  # digest(comps), taken already: not again
         return None, comps, list(status.reasons)
 
     def _attempts(

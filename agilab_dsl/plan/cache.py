@@ -78,6 +78,21 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+_HASHED: dict[str, tuple[int, int, str]] = {}  # path -> size, mtime_ns, SHA-256 (this process's)
+
+
+def known_sha256(path: str) -> str:
+    """A file's SHA-256, taken once per process while its size and mtime stay (a run hashes its
+    lab for the spec cache, then for its history record: 16 MB at 100,000 steps)."""
+    st = os.stat(path)
+    known = _HASHED.get(path)
+    if known is not None and known[:2] == (st.st_size, st.st_mtime_ns):
+        return known[2]
+    digest = file_sha256(path)
+    _HASHED[path] = (st.st_size, st.st_mtime_ns, digest)
+    return digest
+
+
 def signature(path: str) -> str:
     """What a path holds now: 'missing', a folder's listing hash, or a file's content hash."""
     try:
@@ -87,7 +102,7 @@ def signature(path: str) -> str:
             return "dir:" + sha256_hex(names.encode("utf-8", "surrogateescape"))
         if not stat.S_ISREG(st.st_mode):  # a FIFO or a device: opening or reading it may never end
             return f"special:{stat.S_IFMT(st.st_mode)}"
-        return "file:" + file_sha256(path)
+        return "file:" + known_sha256(path)
     except FileNotFoundError:
         return "missing"
     except OSError as exc:

@@ -117,6 +117,7 @@ class FileHashes:
     def __init__(self, cache: Mapping[str, list[Any]] | None = None) -> None:
         self.cache: dict[str, list[Any]] = dict(cache or {})
         self.changed = False
+        self.updated: set[str] = set()  # the entries added or changed
         self._assumed: Mapping[str, str] = {}  # size:mtime_ns of files looked at moments ago
         self._forgotten: set[str] = set()
 
@@ -158,4 +159,5 @@ class FileHashes:
         value = file_sha256(key)
         self.cache[key] = [st.st_size, st.st_mtime_ns, value]
         self.changed = True
+        self.updated.add(key)
         return value

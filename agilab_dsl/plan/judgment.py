@@ -38,6 +38,7 @@ FORMAT = 3  # 2: each status keeps its upstream steps; 3: they and the readers i
 NAME = "judgment.json"
 GRAPH = "judgment-graph.json"  # the readers and upstream steps: read only when needed
 HASHES = "hashes.json"  # the file-hash cache plan.state keeps beside it
+HASHES_NEW = "hashes-new.json"  # and the entries added since it was written
 
 
 class CachedStatus(namedtuple("CachedStatus", "id state reasons")):
@@ -214,6 +215,9 @@ def _same_content(lab_path: str, entry: dict[str, Any], now: dict[str, str]) -> 
     if why is not None or not isinstance(shared, dict):
         return
     hashes = dict(shared)  # changed below: the shared value stays as read
+    added, why = read_json(os.path.join(os.path.dirname(hashes_path), HASHES_NEW), share=True)
+    if why is None and isinstance(added, dict):
+        hashes.update(added)  # what later runs added (plan.state keeps it apart)
     from .cache import file_sha256  # as plan.fingerprint hashes a file (hashlib only if large)
 
     same = []
@@ -234,7 +238,9 @@ def _same_content(lab_path: str, entry: dict[str, Any], now: dict[str, str]) -> 
         return
     for path in same:
         files[path] = now.pop(path)
-    _write_json(hashes_path, hashes, sort_keys=True)  # as plan.state writes it
+    _write_json(hashes_path, hashes, sort_keys=True)  # as plan.state writes it: every entry
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(os.path.dirname(hashes_path), HASHES_NEW))  # in hashes.json now
     _write(lab_path, entry)
 
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["FOLDER", "FORMAT", "LabState", "StepRecord", "lab_lock", "new_run_id", "state_dir"]
 FOLDER = ".agilab"
+HASHES = "hashes.json"  # the file-hash cache: path -> [size, mtime_ns, sha256]
+HASHES_NEW = "hashes-new.json"  # entries added since hashes.json was written (they win)
 
 
 def new_run_id() -> str:
@@ -94,7 +96,18 @@ def _ends_with_newline(path: Path) -> bool:
 class LabState(Record):
     """Everything ``.agilab/state.json`` holds for one lab."""
 
-    _fields = ("path", "steps", "hashes", "problem", "repair", "hashes_damaged", "journal_lines", "_journal")
+    _fields = (
+        "path",
+        "steps",
+        "hashes",
+        "problem",
+        "repair",
+        "hashes_damaged",
+        "journal_lines",
+        "_journal",
+        "hashes_base",
+        "hashes_new",
+    )
 
     def __init__(
         self,
@@ -106,6 +119,8 @@ class LabState(Record):
         hashes_damaged: bool = False,  # hashes.json had entries that were not [size, mtime_ns, hash]
         journal_lines: int = 0,  # records in the journal, not yet compacted into state.json
         _journal: TextIO | None = None,
+        hashes_base: int = 0,  # entries in hashes.json itself
+        hashes_new: set[str] | None = None,  # those in hashes-new.json
     ) -> None:
         self.path = path
         self.steps = steps if isinstance(steps, Records) else Records(steps)
@@ -115,6 +130,8 @@ class LabState(Record):
         self.hashes_damaged = hashes_damaged
         self.journal_lines = journal_lines
         self._journal = _journal
+        self.hashes_base = hashes_base
+        self.hashes_new = set() if hashes_new is None else hashes_new
 
     @classmethod
     def load(cls, lab_path: str | Path, *, trusted: bool = False) -> LabState:
@@ -155,15 +172,21 @@ class LabState(Record):
             state.repair = True
         state.journal_lines, damaged = _replay(state.journal_path, state.steps, notes)
         state.repair |= damaged
-        cache, why = read_json(folder / "hashes.json", share=True)  # a touched input's check read it
-        if isinstance(cache, dict):
-            state.hashes = {k: v for k, v in cache.items() if _hash_entry(v)}
-        if (
-            why is not None
-            or (cache is not None and not isinstance(cache, dict))
-            or len(state.hashes) != len(cache if isinstance(cache, dict) else ())
-        ):
-            state.hashes_damaged = True  # a cache: rebuilt silently, rewritten at the end of the run
+        damaged = False
+        for name in (HASHES, HASHES_NEW):  # the base, then what later runs added (it wins)
+            cache, why = read_json(folder / name, share=True)  # a touched input's check read them
+            entries = {k: v for k, v in cache.items() if _hash_entry(v)} if isinstance(cache, dict) else {}
+            damaged |= (
+                why is not None
+                or (cache is not None and not isinstance(cache, dict))
+                or len(entries) != len(cache if isinstance(cache, dict) else ())
+            )
+            if name == HASHES:
+                state.hashes, state.hashes_base = entries, len(entries)
+            else:
+                state.hashes.update(entries)
+                state.hashes_new = set(entries)
+        state.hashes_damaged = damaged  # a cache: rebuilt silently, rewritten at the end of the run
         state.problem = summary(notes)
         return state
 
@@ -234,10 +257,25 @@ class LabState(Record):
         self.journal_lines = 0
         self.repair = False
 
-    def save_hashes(self) -> None:
-        _clear_folder(self.path.with_name("hashes.json"))
+    def save_hashes(self, updated: Iterable[str] | None = None) -> None:
+        """Keep the file-hash cache (not durably: it can be rebuilt). ``updated``: the entries this
+        run added or changed; while they and the earlier additions are few (an eighth of the
+        base), only they are written, to hashes-new.json, instead of every entry again."""
+        new = None if updated is None or self.hashes_damaged else self.hashes_new | set(updated)
+        base = self.path.with_name(HASHES)
+        overlay = self.path.with_name(HASHES_NEW)
+        if new is not None and len(new) <= max(64, self.hashes_base // 8) and base.is_file():
+            _clear_folder(overlay)
+            write_json_atomic(overlay, {k: self.hashes[k] for k in sorted(new)}, durable=False)
+            self.hashes_new = new
+            return
+        _clear_folder(base)
+        write_json_atomic(base, self.hashes, durable=False)  # first: the additions are in it now
+        with contextlib.suppress(FileNotFoundError):
+            _clear_folder(overlay)
+            overlay.unlink()
         self.hashes_damaged = False
-        write_json_atomic(self.path.with_name("hashes.json"), self.hashes, durable=False)  # a cache
+        self.hashes_base, self.hashes_new = len(self.hashes), set()
 
 
 def _read_state(path: Path, steps: Records) -> tuple[Any, str | None]:

@@ -60,7 +60,8 @@ def agilab(lab: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def baseline(root: Path) -> Path:
-    """A lab run twice: state.json, a journal, hashes, judgment, two history files, one pending record."""
+    """A lab run twice: state.json, a journal, hashes (and the few a later run added apart),
+    judgment, two history files, one pending record."""
     lab = root / "base"
     lab.mkdir()
     (lab / "lab_steps.toml").write_text(LAB, encoding="utf-8")
@@ -79,7 +80,10 @@ def baseline(root: Path) -> Path:
             )
     runs = sorted((lab / ".agilab/history").glob("*.parquet"))
     assert (
-        len(runs) == 2 and (lab / ".agilab/journal.jsonl").exists() and (lab / ".agilab/state.json").exists()
+        len(runs) == 2
+        and (lab / ".agilab/journal.jsonl").exists()
+        and (lab / ".agilab/state.json").exists()
+        and (lab / ".agilab/hashes-new.json").exists()  # the forced run's few new hashes
     )
     import pyarrow.parquet as pq
 
@@ -106,6 +110,7 @@ FILES = {
     "state": ".agilab/state.json",
     "journal": ".agilab/journal.jsonl",
     "hashes": ".agilab/hashes.json",
+    "hashes-new": ".agilab/hashes-new.json",
     "judgment": ".agilab/judgment.json",
     "pending": ".agilab/history-pending/20200101T000000.000-aaaaaa.json",
     "parquet": "PARQUET",  # the older of the two history files
