@@ -165,6 +165,7 @@ class Runner(JudgedFiles):
         stored judgment reused for the steps none of whose files changed (:mod:`.reuse`)."""
         options = options or RunOptions()
         graph = self.select(options)
+        selected = set(graph.ids)  # (a tuple: `in` on it made a full judgment quadratic)
         fingerprints = self.state.steps.fingerprints()
         will: dict[str, bool] = {}
         out: list[StepStatus | CachedStatus] = []
@@ -172,12 +173,12 @@ class Runner(JudgedFiles):
         for sid in self.full_graph.order():
             stored = reuse.status(sid) if reuse is not None else None
             if stored is not None:
-                will[sid] = stored.state not in ("fresh", "disabled") and sid in graph.ids
-                if sid in graph.ids:
+                will[sid] = stored.state not in ("fresh", "disabled") and sid in selected
+                if sid in selected:
                     out.append(stored)
                 continue
             status, _ = self._judge(
-                sid, fingerprints, {}, options.force and sid in graph.ids, options.all_stages
+                sid, fingerprints, {}, options.force and sid in selected, options.all_stages
             )
             if status.state in ("fresh", "stale"):
                 upstream_running = [u for u in sorted(self.full_graph.upstream(sid)) if will.get(u)]
@@ -192,10 +193,10 @@ class Runner(JudgedFiles):
                     status = StepStatus(
                         sid, status.state, status.reasons + extra, status.fingerprint, status.components
                     )
-                will[sid] = status.state != "fresh" and sid in graph.ids
+                will[sid] = status.state != "fresh" and sid in selected
             if reuse is not None:
                 reuse.judged_as(sid, status.state)
-            if sid in graph.ids:
+            if sid in selected:
                 out.append(status)
         position = {sid: n for n, sid in enumerate(self.lab.ids)}
         return sorted(out, key=lambda s: position[s.id])
