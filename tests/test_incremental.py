@@ -124,6 +124,52 @@ def test_a_few_new_hashes_go_to_hashes_new_and_a_touched_input_is_found_there(
     assert not (folder / "hashes-new.json").exists()  # all in hashes.json again
 
 
+def test_what_a_run_changed_in_the_judgment_is_written_apart_and_merged(
+    lab: Path, judged: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(lab, capsys)
+    folder = lab.parent / ".agilab"
+    base = (folder / "judgment.json").read_bytes()
+    for i in (3, 5):
+        (lab.parent / "in" / f"{i}.txt").write_text(f"changed {i}\n")
+        judged.clear()
+        assert [s for s, v in _run(lab, capsys).items() if v == "ran"] == [f"s{i}", "gather", "count"]
+        assert sorted(judged) == ["count", "gather", f"s{i}"]  # not s3 again: the judgment holds for it
+    assert (folder / "judgment.json").read_bytes() == base  # not rewritten for two changes
+    apart = json.loads((folder / "judgment-new.json").read_text())
+    path = lab.parent / "in" / "5.txt"
+    assert apart["token"] == json.loads(base)["token"]
+    assert apart["files"][str(path)] == f"{path.stat().st_size}:{path.stat().st_mtime_ns}"
+    judged.clear()
+    assert set(_run(lab, capsys).values()) == {"fresh"} and judged == []  # merged: nothing to judge
+    assert [s["state"] for s in _status(lab, capsys)] == ["fresh"] * (N + 2)
+    (folder / "judgment-new.json").write_text(json.dumps({**apart, "token": "another"}))
+    judged.clear()
+    _run(lab, capsys)  # one of another judgment is ignored: the state files it had moved are not
+    assert len(judged) == N + 2  # as the judgment has them, so the lab is judged in full
+    assert not (folder / "judgment-new.json").exists()  # and that judgment written whole
+    assert json.loads((folder / "judgment.json").read_text())["token"] != apart["token"]
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[1, 2]", "[" * 100_000, "\udcff", "folder"])
+def test_a_damaged_judgment_new_json_means_a_full_judgment(
+    lab: Path, damage: str, judged: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(lab, capsys)
+    (lab.parent / "in" / "3.txt").write_text("changed\n")
+    _run(lab, capsys)  # judged from the judgment: its change kept apart
+    apart = lab.parent / ".agilab" / "judgment-new.json"
+    assert apart.exists()
+    if damage == "folder":
+        apart.unlink()
+        (apart / "inner").mkdir(parents=True)
+    else:
+        apart.write_bytes(damage.encode("utf-8", "surrogateescape"))
+    judged.clear()
+    assert set(_run(lab, capsys).values()) == {"fresh"}  # nothing ran: the outputs are as recorded
+    assert len(judged) == N + 2  # judged in full
+
+
 @pytest.mark.parametrize("command", ["run", "status"])
 def test_new_content_of_the_same_size_is_judged(
     lab: Path, judged: list[str], capsys: pytest.CaptureFixture[str], command: str

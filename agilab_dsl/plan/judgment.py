@@ -39,6 +39,8 @@ NAME = "judgment.json"
 GRAPH = "judgment-graph.json"  # the readers and upstream steps: read only when needed
 HASHES = "hashes.json"  # the file-hash cache plan.state keeps beside it
 HASHES_NEW = "hashes-new.json"  # and the entries added since it was written
+NEW = "judgment-new.json"  # what runs judged from the judgment changed since it was written
+_NEW_KEY = "new"  # where a looked-up entry keeps that (never written into judgment.json)
 
 
 class CachedStatus(namedtuple("CachedStatus", "id state reasons")):
@@ -178,6 +180,7 @@ def _lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:
             entry = json.load(fh)
         if entry["key"] != _key(options):
             return None
+        _merge_new(lab_path, entry)
         if any(os.environ.get(name) != value for name, value in entry["env"].items()):
             return None
         now = {}
@@ -299,13 +302,29 @@ def update(
     the steps judged again (only the steps: the files, key and graph are the stored ones)."""
     entry = dict(known.entry)
     files = dict(entry["files"])
-    files.update({p: sig for p, sig in signed.items() if p in files})
+    moved = {p: sig for p, sig in signed.items() if p in files and files[p] != sig}
+    files.update(moved)
     entry["files"] = files
     new = {s.id: s for s in statuses}
     entry["statuses"] = [  # the graph is the lab's: unchanged when only files changed
         {**s, "state": new[s["id"]].state, "reasons": list(new[s["id"]].reasons)} if s["id"] in new else s
         for s in entry["statuses"]
     ]
+    # what changed since judgment.json was written, apart while it is small (an eighth of the files)
+    earlier = entry.get(_NEW_KEY) or {"files": {}, "statuses": {}}
+    apart = {
+        "token": entry["token"],
+        "files": {**earlier["files"], **moved},
+        "statuses": {
+            **earlier["statuses"],
+            **{sid: {"state": s.state, "reasons": list(s.reasons)} for sid, s in new.items()},
+        },
+    }
+    if len(apart["files"]) + len(apart["statuses"]) <= max(64, len(files) // 8) and os.path.isfile(
+        _file(lab_path)
+    ):
+        _write_json(os.path.join(os.path.dirname(_file(lab_path)), NEW), apart)
+        return
     _write(lab_path, entry)
 
 
@@ -317,7 +336,42 @@ def _readers(readers: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
 
 
 def _write(lab_path: str, entry: dict[str, Any]) -> None:
-    _write_json(_file(lab_path), entry)
+    """Write a judgment whole (what runs changed since, kept apart until now, included)."""
+    _write_json(_file(lab_path), {k: v for k, v in entry.items() if k != _NEW_KEY})
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(os.path.dirname(_file(lab_path)), NEW))
+
+
+def _merge_new(lab_path: str, entry: dict[str, Any]) -> None:
+    """Apply to ``entry`` what runs judged from it changed since it was written (judgment-new.json,
+    when its token is the entry's: one left by an older judgment is ignored); keep it there for
+    :func:`update`."""
+    try:
+        with open(os.path.join(os.path.dirname(_file(lab_path)), NEW), encoding="utf-8") as fh:
+            apart = json.load(fh)
+    except (OSError, ValueError):
+        return
+    if not (
+        isinstance(apart, dict)
+        and apart.get("token") == entry["token"]
+        and isinstance(apart.get("files"), dict)
+        and isinstance(apart.get("statuses"), dict)
+        and all(isinstance(v, str) for v in apart["files"].values())
+        and all(
+            isinstance(v, dict) and isinstance(v.get("state"), str) and isinstance(v.get("reasons"), list)
+            for v in apart["statuses"].values()
+        )
+    ):
+        return
+    entry["files"].update(apart["files"])
+    statuses = apart["statuses"]
+    entry["statuses"] = [
+        {**s, "state": statuses[s["id"]]["state"], "reasons": statuses[s["id"]]["reasons"]}
+        if s["id"] in statuses
+        else s
+        for s in entry["statuses"]
+    ]
+    entry[_NEW_KEY] = {"files": apart["files"], "statuses": statuses}
 
 
 def _write_json(target: str, entry: Any, *, sort_keys: bool = False) -> None:
