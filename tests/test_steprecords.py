@@ -95,21 +95,23 @@ def test_a_record_that_does_not_parse_counts_as_never_run(tmp_path: Path) -> Non
     assert "step 'b'" in (untrusted.problem or "") and untrusted.repair
 
 
-def test_the_journal_parses_only_each_steps_last_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("step", ["gather", 'odd", "record": {\\', "é\n"])
+def test_the_journal_parses_only_each_steps_last_line(tmp_path: Path, step: str) -> None:
     lab = tmp_path / "lab.toml"
     state = LabState.load(lab)
     for n in range(3):
-        state.record("gather", record(n))
+        state.record(step, record(n))
     state.record("other", record(9))
     state.settle()
     journal = state.journal_path
     lines = journal.read_bytes().split(b"\n")
-    # an earlier line of "gather" damaged inside its record: never parsed, so never named
+    # an earlier line of the step damaged inside its record: never parsed, so never named
     lines[0] = lines[0].replace(b'"fingerprint": "fp0"', b'"fingerprint": \x00\x00')
-    journal.write_bytes(b"\n".join(lines) + b'{"id": "gather", "record": {"fingerp')  # and a torn last line
+    torn = json.dumps({"id": step})[:-1].encode() + b', "record": {"fingerp'
+    journal.write_bytes(b"\n".join(lines) + torn)  # and a torn last line
     again = LabState.load(lab)
     assert again.problem is None and not again.repair and again.journal_lines == 5
-    assert again.steps == {"gather": record(2), "other": record(9)}  # the torn line falls back to fp2
+    assert again.steps == {step: record(2), "other": record(9)}  # the torn line falls back to fp2
 
 
 def test_a_run_after_one_change_parses_only_the_records_it_judges(

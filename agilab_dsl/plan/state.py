@@ -24,6 +24,7 @@ from json.decoder import scanstring
 from pathlib import Path
 
 from ..load.records import Record
+from .judgment import HASHES, HASHES_NEW  # the file-hash cache and what runs added to it since
 from .longlived import long_lived
 from .safe_read import parse_json, read_json, summary
 from .steprecords import FORMAT, Records, StepRecord, index_text, state_text
@@ -35,8 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["FOLDER", "FORMAT", "LabState", "StepRecord", "lab_lock", "new_run_id", "state_dir"]
 FOLDER = ".agilab"
-HASHES = "hashes.json"  # the file-hash cache: path -> [size, mtime_ns, sha256]
-HASHES_NEW = "hashes-new.json"  # entries added since hashes.json was written (they win)
 
 
 def new_run_id() -> str:
@@ -317,9 +316,10 @@ def _replay(path: Path, steps: Records, notes: list[str]) -> tuple[int, bool]:
         if not line.strip(b" \t\r"):
             continue
         count += 1
-        if line.startswith(b'{"id": "'):  # as written: the id comes first (sort_keys)
+        cut = line.find(b'", "record": ', 8) if line.startswith(b'{"id": "') else -1  # as written
+        if cut >= 0:  # the id alone is decoded (the record may be megabytes): quotes in it are escaped
             try:
-                if scanstring(line.decode("latin-1"), 8)[0] in found:
+                if scanstring(line[: cut + 1].decode("latin-1"), 8)[0] in found:
                     continue  # recorded again further down
             except ValueError:
                 pass
