@@ -92,7 +92,6 @@ class Runner(JudgedFiles):
         self.chooser = Chooser(self.lab_dir, interpreters, self.environ)  # which Python runs each step
         self.choices: dict[str, Interpreter] = {}
         self.judged_ids: set[str] = set()  # the steps the last run judged (not reused, :mod:`.reuse`)
-        self._fingerprints: dict[str, str] = {}  # of the steps judged to run: their components' digest
         self.warnings: list[str] = []  # said once by the caller (an unreadable state file, say)
         self._steps = StepExecutor(
             self.lab_dir, settings, self.context, self.interpreter
@@ -262,7 +261,7 @@ class Runner(JudgedFiles):
         if execute is None:
             execute = lambda step, rid, attempt: self._steps.execute(step, rid, attempt, pool, machine)  # noqa: E731
         interrupted = recorded = False
-        running: dict[Any, tuple[str, dict[str, Any], list[str]]] = {}  # future -> (id, comps, why)
+        running: dict[Any, tuple[str, StepStatus, list[str]]] = {}  # future -> (id, judged, why)
         # -j 1 runs each step from this thread: no hand-off to a thread and back per step (and no
         # import of concurrent.futures)
         threads: Any = executor(options.jobs)
@@ -272,7 +271,7 @@ class Runner(JudgedFiles):
             waiting = {sid: len(self.full_graph.upstream(sid) & selected) for sid in order}
             ready = deque(sid for sid in order if waiting[sid] == 0)
             reporter.run_started(run_id, {sid: "waiting" if waiting[sid] else "ready" for sid in order})
-            runnable: deque[tuple[str, dict[str, Any], list[str]]] = deque()  # judged stale, not started
+            runnable: deque[tuple[str, StepStatus, list[str]]] = deque()  # judged stale, not started
 
             def settle(sid: str, outcome: StepOutcome) -> None:
                 settled[sid] = outcome
@@ -289,7 +288,7 @@ class Runner(JudgedFiles):
                     ups = self.full_graph.upstream(sid) & selected
                     outcome = reuse.outcome(sid) if reuse is not None and stopped_by is None else None
                     if outcome is None:
-                        outcome, comps, why = self._decide(
+                        outcome, judged, why = self._decide(
                             sid, ups, settled, fingerprints, ran, options, stopped_by
                         )
                         if reuse is not None:
@@ -297,12 +296,12 @@ class Runner(JudgedFiles):
                     if outcome is not None:
                         settle(sid, outcome)
                     else:
-                        assert comps is not None
-                        runnable.append((sid, comps, why))
+                        assert judged is not None and judged.components is not None
+                        runnable.append((sid, judged, why))
                         reporter.step_queued(sid, why)
                 # ... and start at most -j at a time
                 while runnable and len(running) < options.jobs:
-                    sid, comps, why = runnable.popleft()
+                    sid, judged, why = runnable.popleft()
                     if stopped_by is not None:
                         settle(sid, StepOutcome(sid, "blocked", [_stopped(stopped_by)]))
                         continue
@@ -310,21 +309,22 @@ class Runner(JudgedFiles):
                         from ..record.history import GitProbe
 
                         git = GitProbe(self.lab_dir)
-                    attempted[sid] = comps
+                    attempted[sid] = judged.components
                     started_for[sid] = why
                     for out in self.resolved[sid].outputs:  # it may rewrite them: looked at again
                         self.hashes.forget(os.path.join(self.lab_dir, out))
                     fut = threads.submit(self._attempts, self.resolved[sid], run_id, execute, reporter, why)
-                    running[fut] = (sid, comps, why)
+                    running[fut] = (sid, judged, why)
                 if not running:
                     continue  # more steps became ready while settling
                 done = threads.wait_first(list(running))
                 for fut in done:
-                    sid, comps, why = running.pop(fut)
+                    sid, judged, why = running.pop(fut)
                     outcome = fut.result()
                     outcome.reasons = why
                     if outcome.status == "ran":
-                        fp = self._fingerprints.pop(sid, None) or digest(comps)
+                        comps = judged.components
+                        fp = judged.fingerprint  # digest(comps), taken when it was judged
                         fingerprints[sid] = fp
                         ran[sid] = True
                         step = self.resolved[sid]
@@ -416,9 +416,9 @@ class Runner(JudgedFiles):
         ran: Mapping[str, bool],
         options: RunOptions,
         stopped_by: str | None,
-    ) -> tuple[StepOutcome | None, dict[str, Any] | None, list[str]]:
-        """An outcome decided without running (disabled, skipped, blocked, fresh), or the components
-        and reasons of a step that must run."""
+    ) -> tuple[StepOutcome | None, StepStatus | None, list[str]]:
+        """An outcome decided without running (disabled, skipped, blocked, fresh), or the status
+        (components and their digest) and reasons of a step that must run."""
         step = self.resolved[sid]
         bad = [u for u in sorted(ups) if settled[u].status in ("failed", "blocked")]
         if bad:
@@ -427,15 +427,14 @@ class Runner(JudgedFiles):
             return StepOutcome(sid, "blocked", [_stopped(stopped_by)]), None, []
         if step.problem:
             return StepOutcome(sid, "failed", [], error=f"cannot resolve the step: {step.problem}"), None, []
-        status, comps = self._judge(sid, fingerprints, ran, options.force, options.all_stages)
+        status, _ = self._judge(sid, fingerprints, ran, options.force, options.all_stages)
         if status.state == "disabled":
             return StepOutcome(sid, not_run(status.reasons), list(status.reasons)), None, []
         if step.when is False:
             return StepOutcome(sid, "skipped", [f"when: {step.placed.stage.when} is false"]), None, []
         if status.state == "fresh":
             return StepOutcome(sid, "fresh", []), None, []
-        self._fingerprints[sid] = status.fingerprint  # digest(comps), taken already: not again
-        return None, comps, list(status.reasons)
+        return None, status, list(status.reasons)
 
     def _attempts(
         self,

@@ -111,9 +111,9 @@ def _cached_spec(request: LabRequest) -> tuple[LabSpec, StepGraph, dict[str, Any
             return None
     except (KeyError, TypeError, ValueError):
         return None
-    from ..plan.fingerprint import known_code_hashes
+    from ..plan.fingerprint import know_code_hashes
 
-    known_code_hashes(hashes)  # judging a step from this spec parses no code
+    know_code_hashes(hashes)  # judging a step from this spec parses no code
     return loaded
 
 
@@ -243,17 +243,18 @@ def judge(
 
     definition = definition_files(request)
     before = judgment.signatures(definition)
-    state_files = set(definition[-2:])
-    trusted = known is not None and state_unchanged(known, state_files)
-    runner = open_lab(request, trusted=trusted)
+    # the lookup found the state files as the judgment has them: read lazily, then checked again
+    runner = open_lab(request, trusted=known is not None)
     if isinstance(runner, Refusal):
         return runner
-    if trusted and not state_unchanged(known, state_files):  # a run moved it meanwhile
+    if known is not None and not state_unchanged(known, set(definition[-2:])):  # a run moved it since
         from ..plan.state import LabState
 
-        runner.state = LabState.load(request.file)
-        trusted = False
-    if known is not None and trusted:
+        runner.state = LabState.load(request.file)  # read whole, checked
+        if runner.state.problem:
+            runner.warnings.append(runner.state.problem)
+        known = None
+    if known is not None:
         statuses = runner.statuses(options, known)
         if use_cache(request):
             keep(request, known, {}, [s for s in statuses if s.id in runner.judged_ids])

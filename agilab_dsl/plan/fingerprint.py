@@ -76,12 +76,10 @@ def code_hash(code: str) -> str:
     return known
 
 
-def known_code_hashes(hashes: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Take ``hashes`` (code text -> :func:`code_hash`, as a spec cache kept them) as known; the
-    hashes known now. A cached spec brings its steps' hashes: judging them parses no code."""
-    if hashes:
-        _KNOWN.update(hashes)
-    return dict(_KNOWN)
+def know_code_hashes(hashes: Mapping[str, str]) -> None:
+    """Take ``hashes`` (code text -> :func:`code_hash`, as a spec cache kept them) as known: a
+    cached spec brings its steps' hashes, and judging them parses no code."""
+    _KNOWN.update(hashes)
 
 
 def function_hash(ref: FuncRef, base_dir: Path) -> str:

@@ -37,8 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMAT = 3  # 2: each status keeps its upstream steps; 3: they and the readers in GRAPH
 NAME = "judgment.json"
 GRAPH = "judgment-graph.json"  # the readers and upstream steps: read only when needed
-HASHES = "hashes.json"  # the file-hash cache plan.state keeps beside it
-HASHES_NEW = "hashes-new.json"  # and the entries added since it was written
+HASHES = "hashes.json"  # the file-hash cache plan.state keeps beside it: path -> [size, mtime_ns, sha256]
+HASHES_NEW = "hashes-new.json"  # and the entries runs added since it was written (they win)
 NEW = "judgment-new.json"  # what runs judged from the judgment changed since it was written
 _NEW_KEY = "new"  # where a looked-up entry keeps that (never written into judgment.json)
 
