@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,61 @@ def test_the_console_exits_at_once_only_when_nothing_is_left_to_run_at_exit(
     held = "import atexit; atexit.register(print, 'handler ran');" + probe
     done = subprocess.run([sys.executable, "-c", held, "4"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout == "outnot reached\nhandler ran\n"
+
+
+# -- a step's output: piped to the worker, written to its log from the first byte ----------------------
+def _step(tmp_path: Path, code: str, log: Path, **extra: object) -> dict[str, object]:
+    return {
+        "step_id": "talk",
+        "kind": "code",
+        "code": code,
+        "cwd": str(tmp_path),
+        "log": str(log),
+        "result": str(tmp_path / "talk.json"),
+        "timeout": 60,
+        "names": {"settings": {}, "params": {}, "inputs": [], "outputs": []},
+        **extra,
+    }
+
+
+def test_a_step_printing_more_than_a_pipe_holds_runs_to_its_end_with_all_of_it_logged(tmp_path: Path) -> None:
+    from agilab_dsl.execute.pool import Worker
+
+    code = (
+        "import os, sys\n"
+        "for i in range(20000): print(f'line {i:05d}', 'x' * 40)\n"  # ~1 MB: 16 pipe buffers
+        "sys.stdout.flush(); os.write(2, b'straight to fd 2\\n')\n"
+        "os.system('echo from a subprocess')\n"
+        "open('done.txt', 'w').write('yes')\n"
+    )
+    log = tmp_path / "talk.log"
+    silent = tmp_path / "silent.log"
+    pool = Worker()
+    try:
+        reply = pool.run(_step(tmp_path, code, log))
+        quiet = pool.run(_step(tmp_path, "x = 1", silent))
+    finally:
+        pool.close()
+    assert reply["exit"] == 0 and "log_error" not in reply, reply
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert lines[:20000] == [f"line {i:05d} " + "x" * 40 for i in range(20000)]
+    assert lines[20000:] == ["straight to fd 2", "from a subprocess"]
+    assert (tmp_path / "done.txt").read_text() == "yes"
+    assert quiet["exit"] == 0 and not silent.exists()  # a silent step leaves no log, and none was made
+
+
+def test_a_log_that_cannot_be_written_is_said_and_the_step_still_ends(tmp_path: Path) -> None:
+    from agilab_dsl.execute.pool import Worker
+
+    log = tmp_path / "no such folder" / "talk.log"
+    code = "for i in range(20000): print('x' * 60)\nopen('done.txt', 'w').write('yes')"
+    pool = Worker()
+    try:
+        reply = pool.run(_step(tmp_path, code, log))
+        after = pool.run(_step(tmp_path, "print('next')", tmp_path / "next.log"))
+    finally:
+        pool.close()
+    assert reply["exit"] == 0 and "No such file or directory" in str(reply["log_error"])
+    assert str(log) in str(reply["log_error"])
+    assert (tmp_path / "done.txt").read_text() == "yes"  # its output was drained, not left to block it
+    assert after["exit"] == 0 and (tmp_path / "next.log").read_text() == "next\n"

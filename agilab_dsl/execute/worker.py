@@ -17,12 +17,13 @@ request  {"step_id", "kind": "code"|"function"|"contract", "code", "module", "fu
 reply    {"exit": int, "signal": int|null, "timed_out": bool, "seconds": float} (+ "log_error": str
          when the step's log could not be written)
 
-The child writes what the step returned to ``result`` (JSON); its stdout/stderr (and a traceback
-on failure) go straight to ``log`` as the step runs, so that the runner can follow it live
-(:mod:`agilab_dsl.execute.follow`); a log left empty is removed (a silent step leaves no log). A
-pre-forked child's output points at an anonymous scratch file until its request names the log; when
-the log cannot be opened, the output stays there and is copied to the log at the end (saying why
-when that fails too). This module imports only the standard library, and at start only what its
+The child writes what the step returned to ``result`` (JSON). Its stdout/stderr (C level and
+subprocesses included, and a traceback on failure) go to a pipe that the worker empties into
+``log`` as the step runs, so that the runner can follow it live (:mod:`agilab_dsl.execute.follow`).
+The log is made at the first byte: a silent step leaves no log, and no file is made and removed per
+step (on a journal-less ext4, making a file where many were removed in the last minutes costs up to
+~1 ms, the kernel skipping each recently freed inode). What a step's own background processes print
+after it ended is not kept. This module imports only the standard library, and at start only what its
 own work needs (no json, pickle, contextlib or typing: ~8 ms of the first step's wait); a step's
 process imports what the step does.
 """
@@ -48,7 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL when a step overruns its timeout
 
 
-Spare = tuple[int, int, int, int]  # pid, request pipe, status pipe, scratch output file
+Spare = tuple[int, int, int, int]  # pid, request pipe, status pipe, output pipe (their ends we hold)
 
 
 class _Running:
@@ -56,10 +57,8 @@ class _Running:
 
     child: int | None = None
     spare: int | None = None  # the pre-forked child waiting for the next request
-    scratch: int | None = None  # the running child's output file, and its log path
-    log: str | None = None
+    output: _Output | None = None  # the running child's output, on its way to its log
     runner: int | None = None  # the pipe the runner's requests come on: its hang-up ends the step
-    tmpdir: str | None = None  # where scratch files are made
 
 
 class _suppress:
@@ -126,8 +125,7 @@ def _jsonable(value: Any) -> Any:
 
 def _run_child(req: dict[str, Any]) -> int:
     """In the forked child: run the step, write its result, return the exit status. Its output
-    goes to the step's log (see :func:`_to_log`)."""
-    _to_log(req["log"])
+    goes to the worker, which writes it to the step's log (see :class:`_Output`)."""
     if req.get("hold"):
         _hold(req["hold"])
     os.chdir(req["cwd"])
@@ -272,23 +270,30 @@ def _decode(wait_status: int) -> tuple[int, int | None]:
     return (os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else -1), None
 
 
-def _wait(pid: int, done: int, timeout: float | None) -> tuple[int, int | None, bool, bool]:
-    """Wait for a step child. It writes its exit status on ``done`` just before it exits, so the
-    reply need not wait for the teardown of its address space; a child that dies without writing
-    (a crash, a signal) is known by its wait status. A child that overruns ``timeout`` has its
-    process group ended. Returns (exit code, signal, timed out, reaped)."""
+def _wait(
+    pid: int, done: int, timeout: float | None, output: _Output | None = None
+) -> tuple[int, int | None, bool, bool]:
+    """Wait for a step child, moving what it prints to its log (``output``) meanwhile. It writes
+    its exit status on ``done`` just before it exits, so the reply need not wait for the teardown of
+    its address space; a child that dies without writing (a crash, a signal) is known by its wait
+    status. A child that overruns ``timeout`` has its process group ended. Returns (exit code,
+    signal, timed out, reaped)."""
     import select
 
     poll = select.poll()
     poll.register(done, select.POLLIN)
     if _Running.runner is not None:
         poll.register(_Running.runner, 0)  # reports only a hang-up: the runner is gone
+    if output is not None:
+        poll.register(output.source, select.POLLIN)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         left = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
         ready = dict(poll.poll(left * 1000))
         if _Running.runner in ready:  # killed (SIGKILL: no SIGTERM came): end its step, then go
             _on_term(signal.SIGHUP, None)
+        if output is not None and output.source in ready and not output.pump():
+            poll.unregister(output.source)  # every writer closed it: nothing more will come
         if ready.get(done):
             status = os.read(done, 1)
             if status:
@@ -321,10 +326,10 @@ def prefork(inherited: tuple[int, ...] = ()) -> Spare:
     Forking (copying the page tables) then overlaps the step running now instead of adding to
     the next one. ``inherited``: the worker's descriptors the child must not keep. Returns (child
     pid, write end of its request pipe, read end of the pipe on which it writes its exit status
-    as it exits, the scratch file that receives its output)."""
+    as it exits, read end (non-blocking) of the pipe its stdout and stderr go to)."""
     read_end, write_end = os.pipe()
     done_read, done_write = os.pipe()
-    scratch = _scratch()
+    out_read, out_write = os.pipe()
     sys.stdout.flush()
     pid = os.fork()
     if pid == 0:  # the child never returns from here
@@ -334,14 +339,15 @@ def prefork(inherited: tuple[int, ...] = ()) -> Spare:
             os.setpgid(0, 0)  # its own process group, so that a timeout ends whatever it starts too
             os.close(write_end)
             os.close(done_read)
+            os.close(out_read)
             for fd in inherited:
                 os.close(fd)
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)  # the worker's stdin carries the runner's requests: never the step's
             os.close(null)
-            os.dup2(scratch, 1)  # the step's stdout and stderr, C level and subprocesses included
-            os.dup2(scratch, 2)
-            os.close(scratch)
+            os.dup2(out_write, 1)  # the step's stdout and stderr, C level and subprocesses included
+            os.dup2(out_write, 2)
+            os.close(out_write)
             _warm_up()
             chunks = []
             while chunk := os.read(read_end, 1 << 16):
@@ -358,70 +364,53 @@ def prefork(inherited: tuple[int, ...] = ()) -> Spare:
                 os._exit(status)
     os.close(read_end)
     os.close(done_write)
-    return pid, write_end, done_read, scratch
+    os.close(out_write)
+    os.set_blocking(out_read, False)
+    return pid, write_end, done_read, out_read
 
 
-def _scratch() -> int:
-    """An anonymous file for a step's output (O_TMPFILE on Linux: no name, gone when closed), in
-    $TMPDIR or /tmp; else where :mod:`tempfile` finds room (imported only then: ~3 ms of start-up)."""
-    if _Running.tmpdir is None:
-        _Running.tmpdir = os.environ.get("TMPDIR") or "/tmp"
-    with _suppress(AttributeError, OSError):  # straight to the system call (~0.1 ms less)
-        return os.open(_Running.tmpdir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    import tempfile
+class _Output:
+    """A step's output on its way from the pipe its child writes to (``source``, non-blocking) to
+    its log, which is made at the first byte. A log that cannot be written is said in ``error``,
+    and the rest of the output is read and dropped (a full pipe would stall the step)."""
 
-    with tempfile.TemporaryFile() as fh:
-        return os.dup(fh.fileno())
+    def __init__(self, source: int, path: str) -> None:
+        self.source = source
+        self.path = path
+        self.log: int | None = None
+        self.error: str | None = None
 
-
-def _to_log(path: str) -> None:
-    """In the step's child: its stdout and stderr (C level and subprocesses included) go straight to
-    its log from now on, where the runner can follow them. A log that cannot be opened leaves them in
-    the scratch file (:func:`_settle_log` copies it, or says why it could not)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    except OSError:
-        return
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-
-
-def _settle_log(scratch: int, path: str) -> None:
-    """After the step: its log is removed when it stayed empty (a silent step leaves no log); when
-    the child could not open it, what went to the scratch file is copied there."""
-    try:
-        size = os.stat(path).st_size
-    except FileNotFoundError:
-        _keep_log(scratch, path)
-        return
-    if size:
-        return
-    if os.fstat(scratch).st_size:  # it wrote before its log was open (a request it could not read)
-        _keep_log(scratch, path)
-    else:
-        os.unlink(path)
-
-
-def _keep_log(scratch: int, path: str) -> None:
-    """Copy a step's output to its log; a step that printed nothing leaves no log file."""
-    size = os.fstat(scratch).st_size
-    if not size:
-        return
-    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        offset = 0
-        while offset < size:
+    def pump(self) -> bool:
+        """Move what the pipe holds now to the log; False once every writer has closed it."""
+        while True:
             try:
-                sent = os.sendfile(out, scratch, offset, size - offset)
-            except OSError:  # where sendfile only writes to sockets
-                chunk = os.pread(scratch, min(1 << 20, size - offset), offset)
-                sent = os.write(out, chunk) if chunk else 0
-            if not sent:
-                break
-            offset += sent
-    finally:
-        os.close(out)
+                chunk = os.read(self.source, 1 << 16)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return False
+            if self.error is None:
+                self._write(chunk)
+
+    def _write(self, chunk: bytes) -> None:
+        try:
+            if self.log is None:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
+                self.log = os.open(self.path, flags, 0o644)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self.log, view) :]
+        except OSError as exc:  # a full disk, say: the step's outcome stands, its output is lost
+            self.error = f"{exc.filename or self.path}: {exc.strerror or exc}"
+
+    def close(self) -> None:
+        """Take what is left in the pipe (its child has ended), then close both ends we hold."""
+        try:
+            self.pump()
+        finally:
+            os.close(self.source)
+            if self.log is not None:
+                os.close(self.log)
 
 
 def _warm_up() -> None:
@@ -471,10 +460,10 @@ def handle(
     req = _compiled(req)
     with _suppress(Exception):  # loaded here, the next steps' children inherit it
         _support(req.get("support"))
-    pid, pipe, done, scratch = spare or prefork()
-    _Running.child, _Running.scratch, _Running.log = pid, scratch, req["log"]
+    pid, pipe, done, source = spare or prefork()
+    output = _Running.output = _Output(source, req["log"])
+    _Running.child = pid
     following = None
-    log_error = None
     try:
         payload = encode(req, portable=False)
         view = memoryview(payload)
@@ -482,25 +471,21 @@ def handle(
             view = view[os.write(pipe, view) :]
         os.close(pipe)
         if fork_next:
-            following = prefork(inherited=(done, scratch))
+            following = prefork(inherited=(done, source))
             _Running.spare = following[0]
-        code, sig, timed_out, reaped = _wait(pid, done, req.get("timeout"))
-        try:
-            _settle_log(scratch, req["log"])
-        except OSError as exc:  # a full disk, say: the step's outcome stands, its output is lost
-            log_error = f"{exc.filename or req['log']}: {exc.strerror or exc}"
+        code, sig, timed_out, reaped = _wait(pid, done, req.get("timeout"), output)
     finally:
-        _Running.scratch = _Running.log = None
+        _Running.output = None
         os.close(done)
-        os.close(scratch)
+        output.close()
     reply: dict[str, Any] = {
         "exit": code,
         "signal": sig,
         "timed_out": timed_out,
         "seconds": time.perf_counter() - start,
     }
-    if log_error is not None:
-        reply["log_error"] = log_error
+    if output.error is not None:
+        reply["log_error"] = output.error
     return reply, None if reaped else pid, following
 
 
@@ -521,9 +506,9 @@ def _on_term(signum: int, frame: Any) -> None:
             time.sleep(0.02)
         else:
             _signal_group(child, signal.SIGKILL)
-    if _Running.scratch is not None and _Running.log is not None:
+    if _Running.output is not None:
         with _suppress(OSError):
-            _settle_log(_Running.scratch, _Running.log)  # what the interrupted step printed
+            _Running.output.close()  # what the interrupted step printed
     os._exit(128 + signum)
 
 
