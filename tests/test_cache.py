@@ -140,3 +140,24 @@ def test_a_files_signature_is_its_sha256_small_or_large(tmp_path: Path, size: in
     assert cache.signature(str(path)) == "file:" + hashlib.sha256(path.read_bytes()).hexdigest()
     names = "\n".join(["f.bin"]).encode()
     assert cache.signature(str(tmp_path)) == "dir:" + hashlib.sha256(names).hexdigest()
+
+
+def test_sha256_hex_is_sha256_and_imports_nothing_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import hashlib
+
+    from agilab_dsl.plan.cache import sha256_hex
+
+    imports: list[str] = []
+    real_import = builtins.__import__
+
+    def counting(name: str, *args: object, **kwargs: object) -> object:
+        imports.append(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", counting)
+    got = [sha256_hex(data) for data in (b"", b"abc", bytes(range(256)) * 1000)]
+    monkeypatch.undo()
+    assert got == [hashlib.sha256(d).hexdigest() for d in (b"", b"abc", bytes(range(256)) * 1000)]
+    # a failed import is not remembered: one tried per call searched all of sys.path every time
+    assert imports == []
