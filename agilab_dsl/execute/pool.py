@@ -1,13 +1,19 @@
 """A pool of step workers (``agilab_dsl.execute.worker`` processes), started on first use.
 
 Each worker runs one step at a time in a forked child; ``run`` takes an idle worker, sends it the
-request and waits for its reply. A worker that dies is replaced, and the step it was running is
-reported as failed. ``close`` ends every worker and whatever step child it is running.
+request and waits for its reply. Given ``ahead`` (``-j 1``), it also sends the request that callable
+returns, the next step's, before it waits: the worker goes on to that step as soon as this one ends,
+instead of waiting for the runner to record this one and send the next. The next ``run`` of that
+very request only reads its reply (``collect`` reads it without sending anything further). A worker
+that dies is replaced, and the step it was running is reported as failed; a request sent ahead to
+it is sent again to its successor. ``close`` ends every worker and whatever step child it is
+running.
 """
 
 from __future__ import annotations
 
 import binascii
+import collections
 import contextlib
 import json
 import os
@@ -21,6 +27,7 @@ from .worker import encode
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -87,15 +94,27 @@ class Worker:
             env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         self.foreign = bool(source_code)  # another interpreter: requests it can read whatever its version
         self.proc = Process(cmd, env)
+        # requests sent ahead, whose replies (which come in order) are still to be read
+        self.ahead: collections.deque[dict[str, Any]] = collections.deque()
 
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.send(request)
+        return self.receive()
+
+    def send(self, request: dict[str, Any]) -> None:
         try:
             # marshalled or pickled, not JSON: settings keep TOML's dates and times
             line = binascii.b2a_base64(encode(request, portable=self.foreign))  # base64, newline-ended
             self.proc.stdin.write(line.decode("ascii"))
             self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
         except (BrokenPipeError, OSError):
+            raise WorkerDied(self.proc.poll()) from None
+
+    def receive(self) -> dict[str, Any]:
+        """The reply to the oldest request not answered yet."""
+        try:
+            line = self.proc.stdout.readline()
+        except OSError:
             line = ""
         if not line:
             raise WorkerDied(self.proc.poll())
@@ -159,20 +178,57 @@ class WorkerPool:
                 return worker
         return self._idle.get()
 
-    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+    def run(
+        self, request: dict[str, Any], ahead: Callable[[], dict[str, Any] | None] | None = None
+    ) -> dict[str, Any]:
+        """Run ``request`` (unless it was sent ahead already) and return its reply; ``ahead``, once
+        it is sent: the next request to send now, or None."""
         worker = self._take()
         try:
-            return worker.run(request)
+            if worker.ahead and worker.ahead[0] is request:
+                worker.ahead.popleft()  # sent ahead: its reply is the next to come
+            elif worker.ahead:  # the runner's bug, not the user's: replies would be matched wrong
+                raise RuntimeError(f"step {request.get('step_id')} run while another was sent ahead")
+            else:
+                worker.send(request)
+            following = ahead() if ahead is not None else None
+            if following is not None:
+                worker.send(following)
+                worker.ahead.append(following)
+            return worker.receive()
         except WorkerDied:
-            with self._lock:
-                if worker in self._all:
-                    self._all.remove(worker)
-                if not self._closed:  # replace it, unless the pool is being closed
-                    worker = Worker()
-                    self._all.append(worker)
+            worker = self._replace(worker)
             raise
         finally:
             self._idle.put(worker)
+
+    def collect(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The reply to ``request`` if it was sent ahead (read now; :meth:`run` would not send
+        another ahead); None if it was not, or its worker died since."""
+        worker = self._take()
+        try:
+            if not (worker.ahead and worker.ahead[0] is request):
+                return None
+            worker.ahead.popleft()
+            try:
+                return worker.receive()
+            except WorkerDied:
+                worker = self._replace(worker)
+                return None
+        finally:
+            self._idle.put(worker)
+
+    def _replace(self, worker: Worker) -> Worker:
+        """The worker to use in place of ``worker``, which died: a new one, unless the pool is
+        being closed."""
+        with self._lock:
+            if worker in self._all:
+                self._all.remove(worker)
+            if self._closed:
+                return worker
+            fresh = Worker()
+            self._all.append(fresh)
+            return fresh
 
     def release(self) -> None:
         """No more steps: every idle worker is told to exit, without waiting for it."""

@@ -258,8 +258,27 @@ class Runner(JudgedFiles):
             pool.prestart(early)  # its interpreter starts (or started) while the steps are judged
         elif early is not None:
             early.close()
+        # -j 1: the next runnable step is sent to the worker while one runs, so that the worker goes
+        # on to it without waiting for this loop to record the one that ended and send the next
+        # (not in watch mode, whose warm workers outlive the run). Its worker halts it if the step
+        # before failed (and --keep-going is not given), as this loop would.
+        pipelined = execute is None and options.jobs == 1 and warm is None
+
+        def ahead() -> dict[str, Any] | None:
+            if stopped_by is not None or not runnable:
+                return None
+            step = self.resolved[runnable[0][0]]
+            return self._steps.send_ahead(step, run_id, machine, halt=not options.keep_going)
+
         if execute is None:
-            execute = lambda step, rid, attempt: self._steps.execute(step, rid, attempt, pool, machine)  # noqa: E731
+
+            def execute(step: ResolvedStep, rid: str, attempt: int) -> StepOutcome:
+                # only a step's last attempt sends the next ahead: a failed attempt it retries
+                # must not halt the next step
+                last = step.contract is not None or attempt > step.placed.stage.retries
+                later = ahead if pipelined and last else None
+                return self._steps.execute(step, rid, attempt, pool, machine, later)
+
         interrupted = recorded = False
         running: dict[Any, tuple[str, StepStatus, list[str]]] = {}  # future -> (id, judged, why)
         # -j 1 runs each step from this thread: no hand-off to a thread and back per step (and no
@@ -302,7 +321,8 @@ class Runner(JudgedFiles):
                 # ... and start at most -j at a time
                 while runnable and len(running) < options.jobs:
                     sid, judged, why = runnable.popleft()
-                    if stopped_by is not None:
+                    # a step sent ahead of a failure its worker could not see ran: it is collected
+                    if stopped_by is not None and not (pipelined and self._steps.ran_ahead(sid, pool)):
                         settle(sid, StepOutcome(sid, "blocked", [_stopped(stopped_by)]))
                         continue
                     if git is None and execute_is_real:

@@ -28,6 +28,9 @@ TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run'
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
+# an attempt made ready: its request, log and result files, interpreter (None: this tool's), backend
+Prepared = tuple["dict[str, Any]", Path, Path, "Interpreter | None", "str | None"]
+
 
 class StepExecutor:
     """Executes the steps of one lab, one step (attempt) per call of :meth:`execute`."""
@@ -46,10 +49,78 @@ class StepExecutor:
         self._foreign: set[Any] = set()  # the workers running steps under other interpreters now
         self._made: set[Path] = set()  # folders already created in this run
         self._real: dict[str, str] = {}  # the lab folder's real path, resolved once
+        self._ahead: dict[str, Prepared] = {}  # first attempts sent to the worker ahead (-j 1)
+        self._replies: dict[str, dict[str, Any]] = {}  # and their replies, when read before their turn
 
     def execute(
-        self, step: ResolvedStep, run_id: str, attempt: int, pool: Any, machine: Machine
+        self,
+        step: ResolvedStep,
+        run_id: str,
+        attempt: int,
+        pool: Any,
+        machine: Machine,
+        ahead: Callable[[], dict[str, Any] | None] | None = None,
     ) -> StepOutcome:
+        """Run one attempt of ``step``. ``ahead``: asked for the next step's request (made by
+        :meth:`send_ahead`) once this one's is sent to its worker."""
+        prepared = self._ahead.pop(step.id, None) if attempt == 1 else None
+        if prepared is None:
+            made = self._prepare(step, run_id, attempt, machine)
+            if isinstance(made, StepOutcome):
+                return made
+            prepared = made
+        request, log, result_file, chosen, served_by = prepared
+        if chosen is not None and not chosen.own:
+            return self._execute_foreign(step, request, log, result_file, chosen)
+        if machine.keeps_pools and served_by in ("pool", "dask") and step.placed.stage.timeout is None:
+            # watch mode: the user's code runs in the pool's / cluster's workers, kept warm
+            return self._outcome(
+                step, machine.serve_here(request, log, result_file), log, result_file, chosen
+            )
+        from .pool import WorkerDied
+
+        try:
+            reply = self._replies.pop(step.id, None) or pool.run(request, ahead)
+        except WorkerDied as exc:
+            return StepOutcome(step.id, "failed", error=str(exc), log=_existing(log))
+        return self._outcome(step, reply, log, result_file, chosen)
+
+    def send_ahead(
+        self, step: ResolvedStep, run_id: str, machine: Machine, *, halt: bool
+    ) -> dict[str, Any] | None:
+        """The request of ``step``'s first attempt, made now to be sent to the worker before the
+        step it runs now has ended (``-j 1``); None when it cannot go ahead (another interpreter,
+        watch mode's warm pools, a refusal: :meth:`execute` says why when its turn comes).
+        ``halt``: its worker does not run it if the step before it failed (it replies
+        ``{"halted": true}``: the run stops there)."""
+        made = self._prepare(step, run_id, 1, machine)
+        if isinstance(made, StepOutcome) or machine.keeps_pools:
+            return None
+        request, chosen = made[0], made[3]
+        if chosen is not None and not chosen.own:
+            return None
+        if halt:
+            request["unless_failed"] = True
+        self._ahead[step.id] = made
+        return request
+
+    def ran_ahead(self, step_id: str, pool: Any) -> bool:
+        """Whether ``step_id``, sent ahead, ran (or runs: this waits for it) although the run has
+        stopped: a failure its worker could not see (a record that could not be written). Its
+        reply is kept for :meth:`execute`. A step its worker halted did not run."""
+        prepared = self._ahead.get(step_id)
+        reply = pool.collect(prepared[0]) if prepared is not None else None
+        if reply is None or reply.get("halted"):
+            self._ahead.pop(step_id, None)
+            return False
+        self._replies[step_id] = reply
+        return True
+
+    def _prepare(
+        self, step: ResolvedStep, run_id: str, attempt: int, machine: Machine
+    ) -> StepOutcome | Prepared:
+        """One attempt's request, log and result files, interpreter and backend; or the outcome of
+        a step refused before it runs."""
         stage = step.placed.stage
         chosen = self.interpreter(step.id) if self.interpreter is not None else None
         if chosen is not None and chosen.problem is not None:
@@ -81,6 +152,9 @@ class StepExecutor:
             "log": str(log),
             "result": str(result_file),
             "timeout": stage.timeout,
+            # what _outcome requires: the worker judges the step failed by it too (a step sent
+            # ahead after a failed one is halted)
+            "required": self.context.required_outputs(step),
             "names": {
                 "settings": dict(self.settings),
                 "params": step.params,
@@ -110,20 +184,7 @@ class StepExecutor:
         elif stage.function:
             module, _, function = stage.function.rpartition(":")
             request["module"], request["function"] = module, function
-        if chosen is not None and not chosen.own:
-            return self._execute_foreign(step, request, log, result_file, chosen)
-        if machine.keeps_pools and served_by in ("pool", "dask") and stage.timeout is None:
-            # watch mode: the user's code runs in the pool's / cluster's workers, kept warm
-            return self._outcome(
-                step, machine.serve_here(request, log, result_file), log, result_file, chosen
-            )
-        from .pool import WorkerDied
-
-        try:
-            reply = pool.run(request)
-        except WorkerDied as exc:
-            return StepOutcome(step.id, "failed", error=str(exc), log=_existing(log))
-        return self._outcome(step, reply, log, result_file, chosen)
+        return request, log, result_file, chosen, served_by
 
     def _backend(self, step: ResolvedStep, override: str | None) -> str | None:
         """The backend of a parallel step (DESIGN §1.3): ``--backend``, else its own ``backend``

@@ -17,6 +17,12 @@ request  {"step_id", "kind": "code"|"function"|"contract", "code", "module", "fu
 reply    {"exit": int, "signal": int|null, "timed_out": bool, "seconds": float} (+ "log_error": str
          when the step's log could not be written)
 
+A runner may send the next step's request before the running step's reply (``-j 1``: the worker then
+never waits for the runner between two steps). Such a request carries ``"unless_failed": true`` when
+the run stops at a failure: if the step this worker ran before it failed (an exit status, a signal,
+a timeout, or one of its ``"required"`` outputs not written, as the runner judges it), the worker
+does not run it and replies ``{"halted": true}``.
+
 The child writes what the step returned to ``result`` (JSON). Its stdout/stderr (C level and
 subprocesses included, and a traceback on failure) go to a pipe that the worker empties into
 ``log`` as the step runs, so that the runner can follow it live (:mod:`agilab_dsl.execute.follow`).
@@ -489,6 +495,13 @@ def handle(
     return reply, None if reaped else pid, following
 
 
+def _failed(req: dict[str, Any], reply: dict[str, Any]) -> bool:
+    """Whether a step failed, as the runner judges it from its reply (steps.py ``_outcome``)."""
+    if reply["exit"] or reply["signal"] or reply["timed_out"]:
+        return True
+    return not all(os.path.exists(os.path.join(req["cwd"], p)) for p in req.get("required", ()))
+
+
 def _on_term(signum: int, frame: Any) -> None:
     """Stopped by the runner (Ctrl-C, SIGTERM): end the running step's whole process group first."""
     if _Running.spare is not None:
@@ -529,11 +542,18 @@ def main(support: str | None = None) -> int:
     _Running.spare = first[0]
     spare: Spare | None = first
     exiting: list[int] = []  # children that reported their status and may still be exiting
+    last: tuple[dict[str, Any], dict[str, Any]] | None = None  # the last step run, and its reply
     for line in sys.stdin:
         if not line.strip():
             continue
-        _Running.spare = None  # handed a request: it is the running child now
-        reply, still, spare = handle(decode(binascii.a2b_base64(line)), spare, fork_next=True)
+        req = decode(binascii.a2b_base64(line))
+        still = None
+        if req.get("unless_failed") and last is not None and _failed(*last):
+            reply: dict[str, Any] = {"halted": True}  # sent ahead; the run stops at that failure
+        else:
+            _Running.spare = None  # handed a request: it is the running child now
+            reply, still, spare = handle(req, spare, fork_next=True)
+            last = req, reply
         try:
             out.write(reply_text(reply) + "\n")
             out.flush()

@@ -1,0 +1,156 @@
+"""-j 1 sends the next step to the worker before the running one's reply (issue 18): the worker goes
+on to it at once. A step sent ahead of a failure is halted by its worker, unless --keep-going; one
+sent ahead of a failure only the runner saw (its record) ran, and is reported as such."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from agilab_dsl.cli import main
+from agilab_dsl.execute.pool import WorkerPool
+from agilab_dsl.plan.state import LabState
+
+STEP = "[[m]]\nid = \"{id}\"\nC = '''{code}'''\nproduces = [\"out/{id}.txt\"]\n\n"  # C: a literal string
+WRITE = "open(outputs[0], 'w').write('{id}')"
+
+
+def lab_of(folder: Path, *steps: tuple[str, str]) -> Path:
+    """A lab of independent steps (one more depends on the first, so that the file does declare a
+    dependency and its steps do not simply run in file order, each after the one before)."""
+    lab = folder / "lab_steps.toml"
+    text = "".join(STEP.format(id=sid, code=code or WRITE.format(id=sid)) for sid, code in steps)
+    text += f'[[m]]\nid = "tail"\nC = "x = 1"\ndepends_on = ["{steps[0][0]}"]\n'
+    lab.write_text(text, encoding="utf-8")
+    return lab
+
+
+def statuses(capsys: pytest.CaptureFixture[str]) -> dict[str, dict]:
+    return {s["id"]: s for s in json.loads(capsys.readouterr().out)["steps"]}
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        "raise ValueError('boom')",  # an exit status
+        "import os; os.kill(os.getpid(), 9)",  # a signal
+        "x = 1",  # exit 0, but its declared output not written
+    ],
+)
+def test_a_step_sent_ahead_of_a_failure_does_not_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], failure: str
+) -> None:
+    lab = lab_of(tmp_path, ("first", ""), ("bad", failure), ("free", ""), ("last", ""))
+    assert main([str(lab), "--json", "-j", "1"]) == 1
+    got = statuses(capsys)
+    assert [got[s]["status"] for s in ("first", "bad", "free", "last")] == [
+        "ran",
+        "failed",
+        "blocked",
+        "blocked",
+    ]
+    assert got["free"]["reasons"] == ["run stopped after bad failed (--keep-going runs independent steps)"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["first.txt"]  # free never ran
+    logs = {p.name for p in tmp_path.glob(".agilab/runs/*/*.log")}
+    assert "free.log" not in logs and "last.log" not in logs
+    # the next run knows nothing of them but that they never ran
+    assert main(["status", str(lab), "--json"]) == 0
+    states = {s["id"]: s["state"] for s in json.loads(capsys.readouterr().out)["steps"]}
+    assert states == {
+        "first": "fresh",
+        "bad": "never-ran",
+        "free": "never-ran",
+        "last": "never-ran",
+        "tail": "never-ran",
+    }
+
+
+def test_with_keep_going_the_step_sent_ahead_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lab = lab_of(tmp_path, ("bad", "raise ValueError('boom')"), ("free", ""), ("last", ""))
+    assert main([str(lab), "--json", "-j", "1", "--keep-going"]) == 1
+    got = statuses(capsys)
+    assert [got[s]["status"] for s in ("bad", "free", "last")] == ["failed", "ran", "ran"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["free.txt", "last.txt"]
+
+
+def test_a_retried_failure_does_not_halt_the_next_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    counter = tmp_path / "tries.txt"
+    flaky = (
+        f"from pathlib import Path\np = Path({str(counter)!r})\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\np.write_text(str(n))\n"
+        "if n < 2:\n    raise RuntimeError(n)\nopen(outputs[0], 'w').write('flaky')\n"
+    )
+    lab = lab_of(tmp_path, ("flaky", flaky), ("next", ""))
+    lab.write_text(lab.read_text().replace('id = "flaky"\n', 'id = "flaky"\nretries = 1\n'), encoding="utf-8")
+    assert main([str(lab), "--json", "-j", "1"]) == 0
+    got = statuses(capsys)
+    assert (got["flaky"]["status"], got["next"]["status"]) == ("ran", "ran")
+    assert counter.read_text() == "2"  # its second attempt ran, then the next step
+
+
+def test_steps_still_run_one_at_a_time_and_in_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / "trace.txt"
+    code = (
+        f"import time\nt = open({str(trace)!r}, 'a')\nt.write('start {{id}}\\n'); t.flush()\n"
+        "time.sleep(0.05)\nt.write('end {id}\\n'); t.close()\nopen(outputs[0], 'w').write('x')\n"
+    )
+    ids = [f"s{i}" for i in range(5)]
+    lab = lab_of(tmp_path, *((sid, code.format(id=sid)) for sid in ids))
+    assert main([str(lab), "--json", "-j", "1"]) == 0
+    assert trace.read_text().split("\n")[:-1] == [f"{what} {sid}" for sid in ids for what in ("start", "end")]
+
+
+def test_the_worker_goes_on_to_a_request_sent_ahead_without_waiting(tmp_path: Path) -> None:
+    def request(sid: str) -> dict:
+        return {
+            "step_id": sid,
+            "kind": "code",
+            "code": f"import time\nopen('{sid}.t', 'w').write(repr(time.time()))",
+            "cwd": str(tmp_path),
+            "log": str(tmp_path / f"{sid}.log"),
+            "result": str(tmp_path / f"{sid}.json"),
+            "timeout": 60,
+            "required": [],
+            "names": {"settings": {}, "params": {}, "inputs": [], "outputs": []},
+        }
+
+    first, second = request("a"), request("b")
+    pool = WorkerPool(1)
+    try:
+        assert pool.run(first, lambda: second)["exit"] == 0
+        time.sleep(0.5)  # the runner busy with the first step's outcome: the second runs meanwhile
+        asked = time.time()
+        assert pool.run(second)["exit"] == 0  # not sent again: only its reply is read
+        third = request("c")
+        assert pool.run(third)["exit"] == 0  # and the replies stay in step with the requests
+    finally:
+        pool.close()
+    assert float((tmp_path / "b.t").read_text()) < asked - 0.3
+    assert (tmp_path / "c.t").exists()
+
+
+def test_a_step_sent_ahead_of_a_failure_only_the_runner_saw_ran_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab = lab_of(tmp_path, ("first", ""), ("ahead", ""), ("last", ""))
+    real = LabState.record
+
+    def record(self: LabState, step_id: str, record: object) -> None:
+        if step_id == "first":
+            raise OSError(28, "No space left on device", str(tmp_path / ".agilab" / "journal.jsonl"))
+        real(self, step_id, record)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LabState, "record", record)
+    assert main([str(lab), "--json", "-j", "1"]) == 1
+    got = statuses(capsys)
+    assert got["first"]["status"] == "failed" and "record could not be written" in got["first"]["error"]
+    assert got["ahead"]["status"] == "ran"  # its worker had started it: it ran, and is recorded
+    assert got["last"]["status"] == "blocked"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ahead.txt", "first.txt"]
