@@ -7,6 +7,7 @@ import atexit
 import datetime as dt
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,21 @@ def test_a_log_that_cannot_be_written_is_said_and_the_step_still_ends(tmp_path: 
     assert str(log) in str(reply["log_error"])
     assert (tmp_path / "done.txt").read_text() == "yes"  # its output was drained, not left to block it
     assert after["exit"] == 0 and (tmp_path / "next.log").read_text() == "next\n"
+
+
+def test_a_step_printing_without_pause_still_ends_at_its_timeout(tmp_path: Path) -> None:
+    import time
+
+    from agilab_dsl.execute.pool import Worker
+
+    # ~2 GB a second through the pipe: its log is /dev/null, not the disk
+    code = "import sys\nline = 'y' * 4000 + '\\n'\nwhile True:\n    sys.stdout.write(line)"
+    pool = Worker()
+    try:
+        start = time.monotonic()
+        reply = pool.run({**_step(tmp_path, code, Path(os.devnull)), "timeout": 1})
+        took = time.monotonic() - start
+    finally:
+        pool.close()
+    assert reply["timed_out"] and reply["signal"] == 15 and "log_error" not in reply
+    assert took < 1 + 2 + 3  # its timeout, the grace before SIGKILL, slack

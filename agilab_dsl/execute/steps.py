@@ -80,7 +80,9 @@ class StepExecutor:
         from .pool import WorkerDied
 
         try:
-            reply = self._replies.pop(step.id, None) or pool.run(request, ahead)
+            reply = self._replies.pop(step.id, None)  # read already, by ran_ahead
+            if reply is None:
+                reply = pool.run(request, ahead)
         except WorkerDied as exc:
             return StepOutcome(step.id, "failed", error=str(exc), log=_existing(log))
         return self._outcome(step, reply, log, result_file, chosen)

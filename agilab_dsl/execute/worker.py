@@ -386,9 +386,11 @@ class _Output:
         self.log: int | None = None
         self.error: str | None = None
 
-    def pump(self) -> bool:
-        """Move what the pipe holds now to the log; False once every writer has closed it."""
-        while True:
+    def pump(self, reads: int = 16) -> bool:
+        """Move what the pipe holds now to the log, in at most ``reads`` reads of 64 KiB (a step
+        printing without pause must not keep the worker from its timeout: the caller's poll comes
+        back for the rest); False once every writer has closed it."""
+        for _ in range(reads):
             try:
                 chunk = os.read(self.source, 1 << 16)
             except BlockingIOError:
@@ -397,6 +399,7 @@ class _Output:
                 return False
             if self.error is None:
                 self._write(chunk)
+        return True
 
     def _write(self, chunk: bytes) -> None:
         try:
@@ -410,9 +413,10 @@ class _Output:
             self.error = f"{exc.filename or self.path}: {exc.strerror or exc}"
 
     def close(self) -> None:
-        """Take what is left in the pipe (its child has ended), then close both ends we hold."""
+        """Take what is left in the pipe (its child has ended; 64 MiB at most, as something it started
+        may go on writing), then close both ends we hold."""
         try:
-            self.pump()
+            self.pump(reads=1024)
         finally:
             os.close(self.source)
             if self.log is not None:
