@@ -140,6 +140,26 @@ def test_a_step_printing_more_than_a_pipe_holds_runs_to_its_end_with_all_of_it_l
     assert lines[20000:] == ["straight to fd 2", "from a subprocess"]
     assert (tmp_path / "done.txt").read_text() == "yes"
     assert quiet["exit"] == 0 and not silent.exists()  # a silent step leaves no log, and none was made
+    assert reply["result"] is quiet["result"] is False  # neither handed anything back: no file to read
+
+
+def test_the_reply_says_whether_the_step_wrote_its_result(tmp_path: Path) -> None:
+    from agilab_dsl.execute.pool import Worker
+
+    pool = Worker()
+    try:
+        gave = pool.run(_step(tmp_path, "metrics['rows'] = 3", tmp_path / "a.log"))
+        after = pool.run(
+            _step(tmp_path, "x = 1", tmp_path / "b.log")
+        )  # its child forked after one that wrote
+        crashed = pool.run(_step(tmp_path, "import os; os.kill(os.getpid(), 9)", tmp_path / "c.log"))
+    finally:
+        pool.close()
+    assert gave["result"] is True and json.loads((tmp_path / "talk.json").read_text()) == {
+        "metrics": {"rows": 3}
+    }
+    assert after["result"] is False
+    assert crashed["signal"] == 9 and crashed["result"] is True  # it said nothing: the runner looks
 
 
 def test_a_log_that_cannot_be_written_is_said_and_the_step_still_ends(tmp_path: Path) -> None:

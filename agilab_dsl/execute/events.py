@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..plan.vocabulary import outcome_state
-from .logs import failure_line, log_path, stage_result
+from .logs import failure_line, log_name, stage_result
 from .outcome import Reporter, Reporters, RunResult, SilentReporter, StepOutcome
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
@@ -187,7 +187,7 @@ class EventReporter(SilentReporter):
     def step_started(
         self, step_id: str, why: list[str], attempt: int, interpreter: str | None = None
     ) -> None:
-        log = self._relative(str(log_path(Path(self.lab_dir or "."), self.run_id, step_id, attempt)))
+        log = log_name(self.run_id, step_id, attempt)  # from the lab's folder, as _relative would give
         again = f" (attempt {attempt})" if attempt > 1 else ""
         self.hub.emit(
             "step_started",

@@ -4,6 +4,7 @@ and, for a parallel stage, the result it handed back (partitions, backend, notes
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
@@ -13,11 +14,16 @@ if TYPE_CHECKING:  # pragma: no cover
 LOG_TAIL = 40  # lines of a failed step's log printed under its id
 
 
-def log_path(lab_dir: Path, run_id: str, step_id: str, attempt: int = 1) -> Path:
-    """Where a step's output goes: ``.agilab/runs/<run_id>/<step>.log`` (``<step>.<n>.log`` for
-    attempt n > 1)."""
+def log_name(run_id: str, step_id: str, attempt: int = 1) -> str:
+    """Where a step's output goes, from the lab's folder: ``.agilab/runs/<run_id>/<step>.log``
+    (``<step>.<n>.log`` for attempt n > 1)."""
     suffix = f".{attempt}" if attempt > 1 else ""
-    return lab_dir / ".agilab" / "runs" / run_id / f"{step_id}{suffix}.log"
+    return f".agilab/runs/{run_id}/{step_id}{suffix}.log"
+
+
+def log_path(lab_dir: Path, run_id: str, step_id: str, attempt: int = 1) -> Path:
+    """:func:`log_name` in ``lab_dir`` (one path made, not one per part: this is on every step's path)."""
+    return Path(os.path.join(lab_dir, log_name(run_id, step_id, attempt)))
 
 
 def log_tail(path: str | None, lines: int = LOG_TAIL) -> list[str]:

@@ -47,7 +47,8 @@ class StepExecutor:
         self.context = context or StepContext()  # AGILAB's df, tracker and environment
         self.interpreter = interpreter  # the interpreter of a step (None: this tool's own, always)
         self._foreign: set[Any] = set()  # the workers running steps under other interpreters now
-        self._made: set[Path] = set()  # folders already created in this run
+        self._made: set[str] = set()  # folders already created in this run
+        self._lab_text = str(lab_dir)  # (paths as strings on the per-step path: pathlib costs ~0.1 ms a step)
         self._real: dict[str, str] = {}  # the lab folder's real path, resolved once
         self._ahead: dict[str, Prepared] = {}  # first attempts sent to the worker ahead (-j 1)
         self._replies: dict[str, dict[str, Any]] = {}  # and their replies, when read before their turn
@@ -138,10 +139,11 @@ class StepExecutor:
             if problem is not None:
                 why = problem[1].strip() or "outside the lab's folder"
                 return StepOutcome(step.id, "failed", error=f"refused to run: output {out!r} {why}")
-        for folder in [run_dir, *((self.lab_dir / out).parent for out in declared)]:
+        lab = self._lab_text
+        for folder in [str(run_dir), *(os.path.dirname(os.path.join(lab, out)) for out in declared)]:
             if folder not in self._made:
                 try:
-                    folder.mkdir(parents=True, exist_ok=True)
+                    os.makedirs(folder, exist_ok=True)
                 except OSError as exc:  # read-only, no permission, a file in the way, a full disk
                     return StepOutcome(step.id, "failed", error=f"cannot create the folder {os_error(exc)}")
                 self._made.add(folder)
@@ -259,7 +261,8 @@ class StepExecutor:
         chosen: Interpreter | None = None,
     ) -> StepOutcome:
         seconds = float(reply.get("seconds", 0.0))
-        missing = [p for p in self.context.required_outputs(step) if not (self.lab_dir / p).exists()]
+        lab = self._lab_text
+        missing = [p for p in self.context.required_outputs(step) if not os.path.exists(os.path.join(lab, p))]
         error = None
         if reply.get("timed_out"):
             error = f"timed out after {step.placed.stage.timeout} s"
@@ -277,14 +280,15 @@ class StepExecutor:
                 error += f"; its log could not be written ({reply['log_error']})"
             return StepOutcome(step.id, "failed", seconds=seconds, log=_existing(log), error=error)
         returned = None
-        with contextlib.suppress(OSError, ValueError):  # a step that called sys.exit(0) returned nothing
-            returned = json.loads(result_file.read_text(encoding="utf-8"))
+        if reply.get("result", True):  # the worker says whether the step wrote one (older: unknown)
+            with contextlib.suppress(OSError, ValueError):  # a step that called sys.exit(0) returned nothing
+                returned = json.loads(result_file.read_text(encoding="utf-8"))
         return StepOutcome(step.id, "ran", seconds=seconds, log=_existing(log), returned=returned)
 
 
 def _existing(log: Path) -> str | None:
     """The step's log, if it printed anything (a silent step leaves none)."""
-    return str(log) if log.exists() else None
+    return str(log) if os.path.exists(log) else None
 
 
 def _log_end(log: Path, size: int = 1 << 16) -> str:

@@ -14,8 +14,9 @@ request  {"step_id", "kind": "code"|"function"|"contract", "code", "module", "fu
           limits of BLAS, OpenMP, … that its process inherits unless the user set them; "environ":
           AGILAB's stage variables, set; "support" and "frame": AGILAB's tracker and ``df``, see
           ``step_support/_agilab_run_step.py``)
-reply    {"exit": int, "signal": int|null, "timed_out": bool, "seconds": float} (+ "log_error": str
-         when the step's log could not be written)
+reply    {"exit": int, "signal": int|null, "timed_out": bool, "seconds": float, "result": bool (it
+         wrote ``result``, or may have: it crashed)} (+ "log_error": str when the step's log could
+         not be written)
 
 A runner may send the next step's request before the running step's reply (``-j 1``: the worker then
 never waits for the runner between two steps). Such a request carries ``"unless_failed": true`` when
@@ -65,6 +66,8 @@ class _Running:
     spare: int | None = None  # the pre-forked child waiting for the next request
     output: _Output | None = None  # the running child's output, on its way to its log
     runner: int | None = None  # the pipe the runner's requests come on: its hang-up ends the step
+    result = False  # in a step's child: whether it wrote its result file; in the worker: whether the
+    # step it waited for last said it did (the runner then reads it; else it need not look)
 
 
 class _suppress:
@@ -247,6 +250,7 @@ def _write_result(path: str, payload: dict[str, Any]) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(payload, fh)
     os.replace(tmp, path)
+    _Running.result = True
 
 
 def _load_function(module: str, name: str, cwd: str) -> Any:
@@ -301,8 +305,9 @@ def _wait(
         if output is not None and output.source in ready and not output.pump():
             poll.unregister(output.source)  # every writer closed it: nothing more will come
         if ready.get(done):
-            status = os.read(done, 1)
+            status = os.read(done, 2)  # its exit status, and whether it wrote its result
             if status:
+                _Running.result = status[1:] == b"\x01"
                 return status[0], None, False, False
             return (*_decode(os.waitpid(pid, 0)[1]), False, True)  # closed without a status
         finished, wait_status = os.waitpid(pid, os.WNOHANG)
@@ -342,6 +347,7 @@ def prefork(inherited: tuple[int, ...] = ()) -> Spare:
         status = 1
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _Running.result = False  # (the worker's own flag, copied by the fork)
             os.setpgid(0, 0)  # its own process group, so that a timeout ends whatever it starts too
             os.close(write_end)
             os.close(done_read)
@@ -365,7 +371,7 @@ def prefork(inherited: tuple[int, ...] = ()) -> Spare:
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
-                os.write(done_write, bytes([status & 0xFF]))
+                os.write(done_write, bytes([status & 0xFF, _Running.result]))
             finally:
                 os._exit(status)
     os.close(read_end)
@@ -483,6 +489,7 @@ def handle(
         if fork_next:
             following = prefork(inherited=(done, source))
             _Running.spare = following[0]
+        _Running.result = True  # unless its child says otherwise (one that crashed says nothing)
         code, sig, timed_out, reaped = _wait(pid, done, req.get("timeout"), output)
     finally:
         _Running.output = None
@@ -493,6 +500,7 @@ def handle(
         "signal": sig,
         "timed_out": timed_out,
         "seconds": time.perf_counter() - start,
+        "result": _Running.result,
     }
     if output.error is not None:
         reply["log_error"] = output.error
