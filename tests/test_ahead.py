@@ -154,3 +154,43 @@ def test_a_step_sent_ahead_of_a_failure_only_the_runner_saw_ran_and_says_so(
     assert got["ahead"]["status"] == "ran"  # its worker had started it: it ran, and is recorded
     assert got["last"]["status"] == "blocked"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ahead.txt", "first.txt"]
+
+
+def test_a_request_sent_ahead_to_a_worker_that_died_goes_to_its_successor(tmp_path: Path) -> None:
+    from agilab_dsl.execute.pool import WorkerDied
+
+    def request(sid: str, code: str) -> dict:
+        return {
+            "step_id": sid,
+            "kind": "code",
+            "code": code,
+            "cwd": str(tmp_path),
+            "log": str(tmp_path / f"{sid}.log"),
+            "result": str(tmp_path / f"{sid}.json"),
+            "timeout": 60,
+            "required": [],
+            "names": {"settings": {}, "params": {}, "inputs": [], "outputs": []},
+        }
+
+    # the first step kills its worker (its parent) before the worker read the request sent ahead
+    killer = request("a", "import os, time\nos.kill(os.getppid(), 9)\ntime.sleep(0.2)")
+    second = request("b", "open('b.txt', 'w').write('b')")
+    pool = WorkerPool(1)
+    try:
+        with pytest.raises(WorkerDied):
+            pool.run(killer, lambda: second)
+        assert pool.run(second)["exit"] == 0  # sent again, to the worker started in its place
+    finally:
+        pool.close()
+    assert (tmp_path / "b.txt").read_text() == "b"
+
+
+def test_a_run_goes_on_after_a_worker_died_with_a_step_sent_ahead(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab = lab_of(tmp_path, ("first", ""), ("killer", "import os\nos.kill(os.getppid(), 9)"), ("free", ""))
+    assert main([str(lab), "--json", "-j", "1", "--keep-going"]) == 1
+    got = statuses(capsys)
+    assert got["killer"]["status"] == "failed" and "worker died" in got["killer"]["error"]
+    assert (got["first"]["status"], got["free"]["status"], got["tail"]["status"]) == ("ran", "ran", "ran")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["first.txt", "free.txt"]
