@@ -107,28 +107,31 @@ def test_steps_still_run_one_at_a_time_and_in_order(
     assert trace.read_text().split("\n")[:-1] == [f"{what} {sid}" for sid in ids for what in ("start", "end")]
 
 
-def test_the_worker_goes_on_to_a_request_sent_ahead_without_waiting(tmp_path: Path) -> None:
-    def request(sid: str) -> dict:
-        return {
-            "step_id": sid,
-            "kind": "code",
-            "code": f"import time\nopen('{sid}.t', 'w').write(repr(time.time()))",
-            "cwd": str(tmp_path),
-            "log": str(tmp_path / f"{sid}.log"),
-            "result": str(tmp_path / f"{sid}.json"),
-            "timeout": 60,
-            "required": [],
-            "names": {"settings": {}, "params": {}, "inputs": [], "outputs": []},
-        }
+def request(folder: Path, sid: str, code: str) -> dict:
+    """A worker request for a code step ``sid`` run in ``folder``."""
+    return {
+        "step_id": sid,
+        "kind": "code",
+        "code": code,
+        "cwd": str(folder),
+        "log": str(folder / f"{sid}.log"),
+        "result": str(folder / f"{sid}.json"),
+        "timeout": 60,
+        "required": [],
+        "names": {"settings": {}, "params": {}, "inputs": [], "outputs": []},
+    }
 
-    first, second = request("a"), request("b")
+
+def test_the_worker_goes_on_to_a_request_sent_ahead_without_waiting(tmp_path: Path) -> None:
+    stamp = "import time\nopen('{sid}.t', 'w').write(repr(time.time()))"
+    first, second = (request(tmp_path, sid, stamp.format(sid=sid)) for sid in ("a", "b"))
     pool = WorkerPool(1)
     try:
         assert pool.run(first, lambda: second)["exit"] == 0
         time.sleep(0.5)  # the runner busy with the first step's outcome: the second runs meanwhile
         asked = time.time()
         assert pool.run(second)["exit"] == 0  # not sent again: only its reply is read
-        third = request("c")
+        third = request(tmp_path, "c", stamp.format(sid="c"))
         assert pool.run(third)["exit"] == 0  # and the replies stay in step with the requests
     finally:
         pool.close()
@@ -159,22 +162,9 @@ def test_a_step_sent_ahead_of_a_failure_only_the_runner_saw_ran_and_says_so(
 def test_a_request_sent_ahead_to_a_worker_that_died_goes_to_its_successor(tmp_path: Path) -> None:
     from agilab_dsl.execute.pool import WorkerDied
 
-    def request(sid: str, code: str) -> dict:
-        return {
-            "step_id": sid,
-            "kind": "code",
-            "code": code,
-            "cwd": str(tmp_path),
-            "log": str(tmp_path / f"{sid}.log"),
-            "result": str(tmp_path / f"{sid}.json"),
-            "timeout": 60,
-            "required": [],
-            "names": {"settings": {}, "params": {}, "inputs": [], "outputs": []},
-        }
-
     # the first step kills its worker (its parent) before the worker read the request sent ahead
-    killer = request("a", "import os, time\nos.kill(os.getppid(), 9)\ntime.sleep(0.2)")
-    second = request("b", "open('b.txt', 'w').write('b')")
+    killer = request(tmp_path, "a", "import os, time\nos.kill(os.getppid(), 9)\ntime.sleep(0.2)")
+    second = request(tmp_path, "b", "open('b.txt', 'w').write('b')")
     pool = WorkerPool(1)
     try:
         with pytest.raises(WorkerDied):
