@@ -66,8 +66,7 @@ class _Running:
     spare: int | None = None  # the pre-forked child waiting for the next request
     output: _Output | None = None  # the running child's output, on its way to its log
     runner: int | None = None  # the pipe the runner's requests come on: its hang-up ends the step
-    result = False  # in a step's child: whether it wrote its result file; in the worker: whether the
-    # step it waited for last said it did (the runner then reads it; else it need not look)
+    result = False  # in a step's child: whether it wrote its result file (said to the worker)
 
 
 class _suppress:
@@ -281,38 +280,37 @@ def _decode(wait_status: int) -> tuple[int, int | None]:
 
 
 def _wait(
-    pid: int, done: int, timeout: float | None, output: _Output | None = None
-) -> tuple[int, int | None, bool, bool]:
+    pid: int, done: int, timeout: float | None, output: _Output
+) -> tuple[int, int | None, bool, bool, bool]:
     """Wait for a step child, moving what it prints to its log (``output``) meanwhile. It writes
-    its exit status on ``done`` just before it exits, so the reply need not wait for the teardown of
-    its address space; a child that dies without writing (a crash, a signal) is known by its wait
-    status. A child that overruns ``timeout`` has its process group ended. Returns (exit code,
-    signal, timed out, reaped)."""
+    its exit status on ``done`` just before it exits, and whether it wrote its result, so the reply
+    need not wait for the teardown of its address space; a child that dies without writing (a
+    crash, a signal) is known by its wait status. A child that overruns ``timeout`` has its process
+    group ended. Returns (exit code, signal, timed out, reaped, whether it wrote its result: true
+    when it did not say)."""
     import select
 
     poll = select.poll()
     poll.register(done, select.POLLIN)
     if _Running.runner is not None:
         poll.register(_Running.runner, 0)  # reports only a hang-up: the runner is gone
-    if output is not None:
-        poll.register(output.source, select.POLLIN)
+    poll.register(output.source, select.POLLIN)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         left = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
         ready = dict(poll.poll(left * 1000))
         if _Running.runner in ready:  # killed (SIGKILL: no SIGTERM came): end its step, then go
             _on_term(signal.SIGHUP, None)
-        if output is not None and output.source in ready and not output.pump():
+        if output.source in ready and not output.pump():
             poll.unregister(output.source)  # every writer closed it: nothing more will come
         if ready.get(done):
             status = os.read(done, 2)  # its exit status, and whether it wrote its result
             if status:
-                _Running.result = status[1:] == b"\x01"
-                return status[0], None, False, False
-            return (*_decode(os.waitpid(pid, 0)[1]), False, True)  # closed without a status
+                return status[0], None, False, False, status[1:] == b"\x01"
+            return (*_decode(os.waitpid(pid, 0)[1]), False, True, True)  # closed without a status
         finished, wait_status = os.waitpid(pid, os.WNOHANG)
         if finished:  # (its pipe may still be held open by something it started)
-            return (*_decode(wait_status), False, True)
+            return (*_decode(wait_status), False, True, True)
         if deadline is not None and time.monotonic() >= deadline:
             break
     _signal_group(pid, signal.SIGTERM)
@@ -320,10 +318,10 @@ def _wait(
     while time.monotonic() < grace:
         finished, wait_status = os.waitpid(pid, os.WNOHANG)
         if finished:
-            return (*_decode(wait_status), True, True)
+            return (*_decode(wait_status), True, True, True)
         time.sleep(0.02)
     _signal_group(pid, signal.SIGKILL)
-    return (*_decode(os.waitpid(pid, 0)[1]), True, True)
+    return (*_decode(os.waitpid(pid, 0)[1]), True, True, True)
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -347,7 +345,6 @@ def prefork(inherited: tuple[int, ...] = ()) -> Spare:
         status = 1
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            _Running.result = False  # (the worker's own flag, copied by the fork)
             os.setpgid(0, 0)  # its own process group, so that a timeout ends whatever it starts too
             os.close(write_end)
             os.close(done_read)
@@ -489,8 +486,7 @@ def handle(
         if fork_next:
             following = prefork(inherited=(done, source))
             _Running.spare = following[0]
-        _Running.result = True  # unless its child says otherwise (one that crashed says nothing)
-        code, sig, timed_out, reaped = _wait(pid, done, req.get("timeout"), output)
+        code, sig, timed_out, reaped, wrote = _wait(pid, done, req.get("timeout"), output)
     finally:
         _Running.output = None
         os.close(done)
@@ -500,7 +496,7 @@ def handle(
         "signal": sig,
         "timed_out": timed_out,
         "seconds": time.perf_counter() - start,
-        "result": _Running.result,
+        "result": wrote,
     }
     if output.error is not None:
         reply["log_error"] = output.error
