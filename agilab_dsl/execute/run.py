@@ -127,17 +127,18 @@ class Runner(JudgedFiles):
         ran: Mapping[str, bool],
         force: bool,
         all_stages: bool = False,
-    ) -> tuple[StepStatus, dict[str, Any] | None]:
-        """The state of one step now: disabled, or fresh / stale / never-ran with reasons."""
+    ) -> StepStatus:
+        """The state of one step now: disabled, or fresh / stale / never-ran with reasons (and the
+        components and fingerprint it was judged by)."""
         step = self.resolved[sid]
         if not step.placed.selected and not all_stages:
-            return StepStatus(sid, "disabled", (NOT_IN_SEQUENCE,)), None
+            return StepStatus(sid, "disabled", (NOT_IN_SEQUENCE,))
         if step.placed.stage.off is not None:
-            return StepStatus(sid, "disabled", (step.placed.stage.off,)), None
+            return StepStatus(sid, "disabled", (step.placed.stage.off,))
         # AGILAB's rule reads the declared outputs: not df's frame, not what is inferred from the code
         declared = self.context.required_outputs(step)
         if step.placed.stage.skip_if_outputs_exist and outputs_exist(self.lab_dir, declared):
-            return StepStatus(sid, "disabled", (OUTPUTS_EXIST,)), None
+            return StepStatus(sid, "disabled", (OUTPUTS_EXIST,))
         upstream = {u: fingerprints.get(u, "") for u in sorted(self.full_graph.upstream(sid))}
         comps = components(
             step, self.lab_dir, self.hashes, upstream, self.chooser.identity(self.interpreter(sid))
@@ -153,7 +154,7 @@ class Runner(JudgedFiles):
         state: Literal["never-ran", "stale", "fresh"] = (
             "never-ran" if record is None else ("stale" if why else "fresh")
         )
-        return StepStatus(sid, state, tuple(why), fingerprint, comps), comps
+        return StepStatus(sid, state, tuple(why), fingerprint, comps)
 
     def statuses(
         self, options: RunOptions | None = None, known: Known | None = None
@@ -176,9 +177,7 @@ class Runner(JudgedFiles):
                 if sid in selected:
                     out.append(stored)
                 continue
-            status, _ = self._judge(
-                sid, fingerprints, {}, options.force and sid in selected, options.all_stages
-            )
+            status = self._judge(sid, fingerprints, {}, options.force and sid in selected, options.all_stages)
             if status.state in ("fresh", "stale"):
                 upstream_running = [u for u in sorted(self.full_graph.upstream(sid)) if will.get(u)]
                 extra = tuple(
@@ -447,7 +446,7 @@ class Runner(JudgedFiles):
             return StepOutcome(sid, "blocked", [_stopped(stopped_by)]), None, []
         if step.problem:
             return StepOutcome(sid, "failed", [], error=f"cannot resolve the step: {step.problem}"), None, []
-        status, _ = self._judge(sid, fingerprints, ran, options.force, options.all_stages)
+        status = self._judge(sid, fingerprints, ran, options.force, options.all_stages)
         if status.state == "disabled":
             return StepOutcome(sid, not_run(status.reasons), list(status.reasons)), None, []
         if step.when is False:

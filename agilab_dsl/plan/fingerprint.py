@@ -114,10 +114,14 @@ class FileHashes:
 
     def __init__(self, cache: Mapping[str, list[Any]] | None = None) -> None:
         self.cache: dict[str, list[Any]] = dict(cache or {})
-        self.changed = False
         self.updated: set[str] = set()  # the entries added or changed
         self._assumed: Mapping[str, str] = {}  # size:mtime_ns of files looked at moments ago
         self._forgotten: set[str] = set()
+
+    @property
+    def changed(self) -> bool:
+        """Whether an entry was added or changed (the cache is to be saved)."""
+        return bool(self.updated)
 
     def assume(self, signatures: Mapping[str, str], but: Iterable[str] = ()) -> None:
         """Take files' ``size:mtime_ns`` signatures as looked at moments ago (a stored judgment's
@@ -156,6 +160,5 @@ class FileHashes:
             return str(cached[2])
         value = file_sha256(key)
         self.cache[key] = [st.st_size, st.st_mtime_ns, value]
-        self.changed = True
         self.updated.add(key)
         return value
