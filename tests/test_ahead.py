@@ -163,7 +163,8 @@ def test_a_request_sent_ahead_to_a_worker_that_died_goes_to_its_successor(tmp_pa
     from agilab_dsl.execute.pool import WorkerDied
 
     # the first step kills its worker (its parent) before the worker read the request sent ahead
-    killer = request(tmp_path, "a", "import os, time\nos.kill(os.getppid(), 9)\ntime.sleep(0.2)")
+    # the worker leads its session (its step children's parent is its zygote)
+    killer = request(tmp_path, "a", "import os, time\nos.kill(os.getsid(0), 9)\ntime.sleep(0.2)")
     second = request(tmp_path, "b", "open('b.txt', 'w').write('b')")
     pool = WorkerPool(1)
     try:
@@ -178,7 +179,7 @@ def test_a_request_sent_ahead_to_a_worker_that_died_goes_to_its_successor(tmp_pa
 def test_a_run_goes_on_after_a_worker_died_with_a_step_sent_ahead(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lab = lab_of(tmp_path, ("first", ""), ("killer", "import os\nos.kill(os.getppid(), 9)"), ("free", ""))
+    lab = lab_of(tmp_path, ("first", ""), ("killer", "import os\nos.kill(os.getsid(0), 9)"), ("free", ""))
     assert main([str(lab), "--json", "-j", "1", "--keep-going"]) == 1
     got = statuses(capsys)
     assert got["killer"]["status"] == "failed" and "worker died" in got["killer"]["error"]

@@ -24,6 +24,9 @@ the run stops at a failure: if the step this worker ran before it failed (an exi
 a timeout, or one of its ``"required"`` outputs not written, as the runner judges it), the worker
 does not run it and replies ``{"halted": true}``.
 
+Under this tool's own interpreter the children are forked by the worker's zygote, a copy of the
+worker made before the first step (:class:`_Zygote`), so that the worker itself never forks; a
+worker started from source under another interpreter runs one step and forks it itself.
 The child writes what the step returned to ``result`` (JSON). Its stdout/stderr (C level and
 subprocesses included, and a traceback on failure) go to a pipe that the worker empties into
 ``log`` as the step runs, so that the runner can follow it live (:mod:`agilab_dsl.execute.follow`).
@@ -66,6 +69,7 @@ class _Running:
     spare: int | None = None  # the pre-forked child waiting for the next request
     output: _Output | None = None  # the running child's output, on its way to its log
     runner: int | None = None  # the pipe the runner's requests come on: its hang-up ends the step
+    children: _Own | _Zygote | None = None  # who forks and waits for the step children
     result = False  # in a step's child: whether it wrote its result file (said to the worker)
 
 
@@ -280,7 +284,7 @@ def _decode(wait_status: int) -> tuple[int, int | None]:
 
 
 def _wait(
-    pid: int, done: int, timeout: float | None, output: _Output
+    pid: int, done: int, timeout: float | None, output: _Output, children: _Own | _Zygote
 ) -> tuple[int, int | None, bool, bool, bool]:
     """Wait for a step child, moving what it prints to its log (``output``) meanwhile. It writes
     its exit status on ``done`` just before it exits, and whether it wrote its result, so the reply
@@ -295,6 +299,8 @@ def _wait(
     if _Running.runner is not None:
         poll.register(_Running.runner, 0)  # reports only a hang-up: the runner is gone
     poll.register(output.source, select.POLLIN)
+    if children.fileno is not None:
+        poll.register(children.fileno, select.POLLIN)  # the zygote says when its children end
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         left = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
@@ -307,21 +313,21 @@ def _wait(
             status = os.read(done, 2)  # its exit status, and whether it wrote its result
             if status:
                 return status[0], None, False, False, status[1:] == b"\x01"
-            return (*_decode(os.waitpid(pid, 0)[1]), False, True, True)  # closed without a status
-        finished, wait_status = os.waitpid(pid, os.WNOHANG)
-        if finished:  # (its pipe may still be held open by something it started)
+            return (*_decode(children.status(pid, block=True)), False, True, True)  # no status said
+        wait_status = children.status(pid, block=False)
+        if wait_status is not None:  # (its pipe may still be held open by something it started)
             return (*_decode(wait_status), False, True, True)
         if deadline is not None and time.monotonic() >= deadline:
             break
     _signal_group(pid, signal.SIGTERM)
     grace = time.monotonic() + KILL_GRACE
     while time.monotonic() < grace:
-        finished, wait_status = os.waitpid(pid, os.WNOHANG)
-        if finished:
+        wait_status = children.status(pid, block=False)
+        if wait_status is not None:
             return (*_decode(wait_status), True, True, True)
         time.sleep(0.02)
     _signal_group(pid, signal.SIGKILL)
-    return (*_decode(os.waitpid(pid, 0)[1]), True, True, True)
+    return (*_decode(children.status(pid, block=True)), True, True, True)
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -345,6 +351,8 @@ def prefork(inherited: tuple[int, ...] = ()) -> Spare:
         status = 1
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # (a zygote's handler: not the step's)
+            signal.set_wakeup_fd(-1)
             os.setpgid(0, 0)  # its own process group, so that a timeout ends whatever it starts too
             os.close(write_end)
             os.close(done_read)
@@ -376,6 +384,184 @@ def prefork(inherited: tuple[int, ...] = ()) -> Spare:
     os.close(out_write)
     os.set_blocking(out_read, False)
     return pid, write_end, done_read, out_read
+
+
+class _Own:
+    """Step children forked by this worker itself (and waited for with ``waitpid``): under another
+    interpreter, whose worker runs one step."""
+
+    fileno = None
+
+    def __init__(self) -> None:
+        self._next: Spare | None = None
+        self._exiting: list[int] = []  # children that said their status and may still be exiting
+
+    def ask(self, inherited: tuple[int, ...]) -> None:
+        """Fork the next spare now (the step running meanwhile)."""
+        self._next = prefork(inherited)
+        _Running.spare = self._next[0]
+
+    def take(self) -> Spare:
+        spare, self._next = self._next or prefork(), None
+        return spare
+
+    def status(self, pid: int, *, block: bool) -> int | None:
+        finished, wait_status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        return wait_status if finished else None
+
+    def ended(self, pid: int, reaped: bool) -> None:
+        """``pid`` said its status (or was reaped): reaped later, without waiting for its exit."""
+        if not reaped:
+            self._exiting.append(pid)
+        self._exiting = [p for p in self._exiting if not os.waitpid(p, os.WNOHANG)[0]]
+
+    def close(self) -> None:
+        for pid in self._exiting:
+            os.waitpid(pid, 0)
+
+
+class _Zygote:
+    """Step children forked by a zygote: a copy of this worker made once, before any step, that
+    forks each spare on request and reports each child's wait status. The worker itself then never
+    forks, so its pages are never shared with a child: it takes no copy-on-write fault after each
+    fork (~180 a step, on the path from a step's end to the next one's start), and the zygote's
+    fork overlaps the running step on another core. A cold run of 1,000 tiny steps: ~6 % faster.
+
+    Its messages: ``S`` + pid, with the spare's three descriptors (see :func:`prefork`); ``X`` + pid
+    + wait status when a child ended. It exits when the worker closes its socket (or dies), once
+    every child of it has ended."""
+
+    def __init__(self) -> None:
+        import _socket
+
+        self._socket = _socket
+        mine, its = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        sys.stdout.flush()
+        self.pid = os.fork()
+        if self.pid == 0:  # the zygote never returns from here
+            code = 1
+            try:
+                mine.close()
+                _zygote(its)
+                code = 0
+            finally:
+                os._exit(code)
+        its.close()
+        self._sock = mine
+        self.fileno = mine.fileno()
+        self._spares: list[Spare] = []
+        self._ended: dict[int, int] = {}  # pid -> wait status, the latest 64 reported
+
+    def ask(self, inherited: tuple[int, ...]) -> None:
+        try:
+            self._sock.send(b"f")
+        except OSError as exc:
+            raise ZygoteGone from exc
+
+    def take(self) -> Spare:
+        while not self._spares:
+            self._read(block=True)
+        return self._spares.pop(0)
+
+    def status(self, pid: int, *, block: bool) -> int | None:
+        while pid not in self._ended and self._read(block=block):
+            pass
+        return self._ended.pop(pid, None)
+
+    def _read(self, *, block: bool) -> bool:
+        """Read one message; False when none was there (not ``block``)."""
+        size = self._socket.CMSG_LEN(12)
+        try:
+            data, extra, _, _ = self._sock.recvmsg(16, size, 0 if block else self._socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            raise ZygoteGone from exc
+        if not data:
+            raise ZygoteGone
+        pid = int.from_bytes(data[1:5], "little")
+        if data[:1] == b"S":
+            fds = [int.from_bytes(extra[0][2][i : i + 4], "little") for i in (0, 4, 8)]
+            os.set_blocking(fds[2], False)
+            self._spares.append((pid, fds[0], fds[1], fds[2]))
+        else:
+            self._ended[pid] = int.from_bytes(data[5:9], "little")
+            if len(self._ended) > 64:
+                del self._ended[next(iter(self._ended))]
+        return True
+
+    def ended(self, pid: int, reaped: bool) -> None:
+        return None  # the zygote reaps it
+
+    def close(self) -> None:
+        """No more spares: the zygote waits for its children, then exits; this waits for it."""
+        self._sock.close()
+        os.waitpid(self.pid, 0)
+
+
+class ZygoteGone(Exception):
+    """The zygote ended (killed: it never ends on its own while the worker runs). The worker exits,
+    as if it had died itself: the runner reports the step it ran as failed and starts another."""
+
+
+def _zygote(sock: Any) -> None:
+    """The zygote's loop (see :class:`_Zygote`): a spare per request, a message per child ended."""
+    import _socket
+    import select
+
+    # not the runner's pipes: a worker that dies must read as dead at once, whatever still runs
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # it ends with the worker's socket, not before
+    wake, woken = os.pipe()
+    os.set_blocking(woken, False)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # a handler: SIGCHLD then wakes poll
+    signal.set_wakeup_fd(woken)
+    poll = select.poll()
+    poll.register(sock.fileno(), select.POLLIN)
+    poll.register(wake, select.POLLIN)
+    serving = True
+    while serving:
+        for fd, _ in poll.poll():
+            if fd == wake:
+                with _suppress(OSError):
+                    os.read(wake, 512)
+            elif sock.recv(16):
+                pid, *fds = prefork(inherited=(sock.fileno(), wake, woken))
+                rights = (
+                    _socket.SOL_SOCKET,
+                    _socket.SCM_RIGHTS,
+                    b"".join(n.to_bytes(4, "little") for n in fds),
+                )
+                try:
+                    sock.sendmsg([b"S" + pid.to_bytes(4, "little")], [rights])
+                except OSError:
+                    serving = False  # the worker is gone: the spare reads no request and exits
+                for end in fds:
+                    os.close(end)
+            else:
+                serving = False  # the worker closed its end (or died)
+        _reap(sock, block=False)
+    while _reap(sock, block=True):
+        pass
+
+
+def _reap(sock: Any, *, block: bool) -> bool:
+    """Reap the zygote's ended children and report them; False when it has none left (``block``:
+    wait for one)."""
+    while True:
+        try:
+            pid, wait_status = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return not block
+        if not pid:
+            return True
+        with _suppress(OSError):  # (the worker may be gone)
+            sock.send(b"X" + pid.to_bytes(4, "little") + (wait_status & 0xFFFFFFFF).to_bytes(4, "little"))
+        if block:
+            return True
 
 
 class _Output:
@@ -463,34 +649,31 @@ def _named(code: Any, filename: str) -> Any:
     return code.replace(co_filename=filename, co_consts=consts)
 
 
-def handle(
-    req: dict[str, Any], spare: Spare | None = None, *, fork_next: bool = False
-) -> tuple[dict[str, Any], int | None, Spare | None]:
-    """Run one step in a child (the pre-forked ``spare`` if given) and wait for it to finish;
-    with ``fork_next``, fork the next step's spare while this one runs. Returns the reply, the
-    pid still to reap (the child may still be exiting) and the next spare."""
+def handle(req: dict[str, Any], children: _Own | _Zygote) -> dict[str, Any]:
+    """Run one step in a child (the spare ``children`` has ready) and wait for it to finish,
+    having the next step's spare forked meanwhile. Returns the reply."""
     start = time.perf_counter()
     req = _compiled(req)
     with _suppress(Exception):  # loaded here, the next steps' children inherit it
         _support(req.get("support"))
-    pid, pipe, done, source = spare or prefork()
+    pid, pipe, done, source = children.take()
+    _Running.spare = None  # handed a request: it is the running child now
     output = _Running.output = _Output(source, req["log"])
     _Running.child = pid
-    following = None
+    reaped = True
     try:
         payload = encode(req, portable=False)
         view = memoryview(payload)
         while view:
             view = view[os.write(pipe, view) :]
         os.close(pipe)
-        if fork_next:
-            following = prefork(inherited=(done, source))
-            _Running.spare = following[0]
-        code, sig, timed_out, reaped, wrote = _wait(pid, done, req.get("timeout"), output)
+        children.ask(inherited=(done, source))
+        code, sig, timed_out, reaped, wrote = _wait(pid, done, req.get("timeout"), output, children)
     finally:
         _Running.output = None
         os.close(done)
         output.close()
+        children.ended(pid, reaped)
     reply: dict[str, Any] = {
         "exit": code,
         "signal": sig,
@@ -500,7 +683,7 @@ def handle(
     }
     if output.error is not None:
         reply["log_error"] = output.error
-    return reply, None if reaped else pid, following
+    return reply
 
 
 def _failed(req: dict[str, Any], reply: dict[str, Any]) -> bool:
@@ -520,9 +703,9 @@ def _on_term(signum: int, frame: Any) -> None:
         deadline = time.monotonic() + KILL_GRACE
         while time.monotonic() < deadline:
             try:
-                if os.waitpid(child, os.WNOHANG)[0]:
+                if _Running.children is None or _Running.children.status(child, block=False) is not None:
                     break
-            except ChildProcessError:
+            except (ChildProcessError, ZygoteGone):  # reaped already; the zygote gone
                 break
             time.sleep(0.02)
         else:
@@ -533,9 +716,10 @@ def _on_term(signum: int, frame: Any) -> None:
     os._exit(128 + signum)
 
 
-def main(support: str | None = None) -> int:
+def main(support: str | None = None, *, zygote: bool = False) -> int:
     """Serve requests until stdin closes; ``support``: the step-support folder, loaded now (while
-    the runner loads the lab) rather than with the first request, and inherited by every child."""
+    the runner loads the lab) rather than with the first request, and inherited by every child;
+    ``zygote``: its children forked by a :class:`_Zygote` (where it cannot start: by this process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when its workers stop
     signal.signal(signal.SIGTERM, _on_term)
     if support is not None:
@@ -546,21 +730,26 @@ def main(support: str | None = None) -> int:
     gc.freeze()  # children's collections skip (and so do not copy) everything inherited
     _Running.runner = sys.stdin.fileno()
     out = sys.stdout
-    first = prefork()
-    _Running.spare = first[0]
-    spare: Spare | None = first
-    exiting: list[int] = []  # children that reported their status and may still be exiting
+    children: _Own | _Zygote = _Own()
+    if zygote:
+        with _suppress(ImportError, AttributeError, OSError):  # not CPython on Linux, say
+            children = _Zygote()
+    _Running.children = children
+    children.ask(inherited=())  # the first step's spare
     last: tuple[dict[str, Any], dict[str, Any]] | None = None  # the last step run, and its reply
     for line in sys.stdin:
         if not line.strip():
             continue
         req = decode(binascii.a2b_base64(line))
-        still = None
         if req.get("unless_failed") and last is not None and _failed(*last):
             reply: dict[str, Any] = {"halted": True}  # sent ahead; the run stops at that failure
         else:
-            _Running.spare = None  # handed a request: it is the running child now
-            reply, still, spare = handle(req, spare, fork_next=True)
+            try:
+                reply = handle(req, children)
+            except ZygoteGone:
+                if _Running.child is not None:
+                    _signal_group(_Running.child, signal.SIGKILL)
+                return 70  # (EX_SOFTWARE) the runner sees this worker die
             last = req, reply
         try:
             out.write(reply_text(reply) + "\n")
@@ -568,16 +757,13 @@ def main(support: str | None = None) -> int:
         except BrokenPipeError:  # the runner is gone (killed): nobody to answer
             os._exit(0)
         _Running.child = None
-        if still is not None:
-            exiting.append(still)
-        exiting = [pid for pid in exiting if not os.waitpid(pid, os.WNOHANG)[0]]
-    for pid in exiting:
-        os.waitpid(pid, 0)
-    if spare is not None:
+    with _suppress(ZygoteGone):  # (killed since the last step: its children end on their own)
+        spare = children.take()
         os.close(spare[1])  # release the unused spare: it reads an empty request and exits
         os.close(spare[2])
         os.close(spare[3])
-        os.waitpid(spare[0], 0)
+        children.ended(spare[0], reaped=False)
+    children.close()  # every child has ended
     return 0
 
 
@@ -585,7 +771,10 @@ def serve() -> None:
     """The worker process: :func:`main`, then an exit with nothing left to clean up, skipping the
     interpreter's shutdown (~5 ms, which the runner waits for)."""
     here = globals().get("__file__")  # none when run as source (-c) under another interpreter
-    code = main(os.path.join(os.path.dirname(os.path.realpath(here)), "step_support") if here else None)
+    if here:
+        code = main(os.path.join(os.path.dirname(os.path.realpath(here)), "step_support"), zygote=True)
+    else:  # its worker runs one step: a zygote would only add a fork
+        code = main()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -1,0 +1,125 @@
+"""The worker's zygote (issue 18): step children forked by a pristine copy of the worker, which
+reports their wait statuses; a worker under another interpreter forks its one step itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_ahead import lab_of, request
+
+from agilab_dsl.cli import main
+from agilab_dsl.execute.pool import Worker, WorkerPool
+
+FAMILY = "import os\nopen('{sid}.txt', 'w').write(f'{{os.getppid()}} {{os.getsid(0)}}')"
+
+
+def family(folder: Path, sid: str) -> tuple[int, int]:
+    """The parent and session of step ``sid``'s process, as it wrote them."""
+    parent, session = (folder / f"{sid}.txt").read_text().split()
+    return int(parent), int(session)
+
+
+def test_pooled_steps_are_forked_by_one_zygote_that_is_not_the_worker(tmp_path: Path) -> None:
+    pool = WorkerPool(1)
+    try:
+        for sid in ("a", "b", "c"):
+            assert pool.run(request(tmp_path, sid, FAMILY.format(sid=sid)))["exit"] == 0
+    finally:
+        pool.close()
+    parents = {family(tmp_path, sid)[0] for sid in ("a", "b", "c")}
+    sessions = {family(tmp_path, sid)[1] for sid in ("a", "b", "c")}
+    assert len(parents) == 1 and len(sessions) == 1  # one zygote, in the worker's session
+    assert parents != sessions  # the worker leads the session; the zygote is its child
+
+
+def test_a_worker_under_another_interpreter_forks_its_step_itself(tmp_path: Path) -> None:
+    source = Path(sys.modules[Worker.__module__].__file__).with_name("worker.py").read_text(encoding="utf-8")
+    worker = Worker(sys.executable, source_code=source)  # as steps.py starts one: source through -c
+    try:
+        assert worker.run(request(tmp_path, "a", FAMILY.format(sid="a")))["exit"] == 0
+    finally:
+        worker.close()
+    parent, session = family(tmp_path, "a")
+    assert parent == session == worker.proc.pid
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("import os\nos.kill(os.getpid(), 9)", {"exit": -1, "signal": 9}),
+        ("import os\nos._exit(3)", {"exit": 3, "signal": None}),  # no status said: its wait status
+        ("raise SystemExit(4)", {"exit": 4, "signal": None}),
+    ],
+)
+def test_the_zygote_reports_how_a_step_ended(tmp_path: Path, code: str, expected: dict[str, object]) -> None:
+    pool = WorkerPool(1)
+    try:
+        reply = pool.run(request(tmp_path, "a", code))
+    finally:
+        pool.close()
+    assert {k: reply[k] for k in expected} == expected and reply["timed_out"] is False
+
+
+def test_a_step_that_outlives_its_timeout_is_ended_through_the_zygote(tmp_path: Path) -> None:
+    stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)"
+    step = {**request(tmp_path, "a", stubborn), "timeout": 0.3}
+    pool = WorkerPool(1)
+    started = time.monotonic()
+    try:
+        reply = pool.run(step)
+        assert pool.run(request(tmp_path, "b", "open('b.txt', 'w').write('b')"))["exit"] == 0
+    finally:
+        pool.close()
+    assert reply["timed_out"] is True and reply["signal"] == signal.SIGKILL  # it ignored SIGTERM
+    assert time.monotonic() - started < 30 and (tmp_path / "b.txt").read_text() == "b"
+
+
+def test_a_step_that_kills_the_zygote_fails_its_worker_and_the_run_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    killer = "import os, time\nos.kill(os.getppid(), 9)\ntime.sleep(1)"  # its parent: the zygote
+    lab = lab_of(tmp_path, ("first", ""), ("killer", killer), ("free", ""))
+    assert main([str(lab), "--json", "-j", "1", "--keep-going"]) == 1
+    captured = capsys.readouterr()
+    got = {s["id"]: s for s in json.loads(captured.out)["steps"]}
+    assert got["killer"]["status"] == "failed"  # its worker died with the zygote
+    assert (got["first"]["status"], got["free"]["status"], got["tail"]["status"]) == ("ran", "ran", "ran")
+    assert "Traceback" not in captured.err
+
+
+def test_no_step_process_is_left_once_the_pool_is_closed(tmp_path: Path) -> None:
+    pool = WorkerPool(1)
+    try:
+        assert pool.run(request(tmp_path, "a", FAMILY.format(sid="a")))["exit"] == 0
+        zygote, session = family(tmp_path, "a")
+    finally:
+        pool.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(zygote, 0)  # the zygote (and the unused spare it forked) ended with the worker
+    with pytest.raises(ProcessLookupError):
+        os.killpg(session, 0)
+
+
+def test_a_worker_killed_while_its_step_runs_reads_as_dead_at_once(tmp_path: Path) -> None:
+    from agilab_dsl.execute.pool import WorkerDied
+
+    # the step kills its worker, then runs on: the zygote, which outlives the worker until its
+    # children end, must not hold the runner's end of the worker's pipes
+    code = (
+        "import os, time\nopen('pid', 'w').write(str(os.getpid()))\nos.kill(os.getsid(0), 9)\ntime.sleep(30)"
+    )
+    pool = WorkerPool(1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(WorkerDied):
+            pool.run(request(tmp_path, "a", code))
+        assert time.monotonic() - started < 10
+    finally:
+        pool.close()
+        os.kill(int((tmp_path / "pid").read_text()), signal.SIGKILL)
