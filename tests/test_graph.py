@@ -138,3 +138,30 @@ def test_waves_of_a_cycle_raise_as_graphlib_does() -> None:
     graph = StepGraph(("a", "b"), (Edge("a", "b", "deps"), Edge("b", "a", "deps")))
     with pytest.raises(graphlib.CycleError):
         graph.waves()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["out", "link", "dead", "loop", "missing", ".", "", "..", "f.txt", "up"]), max_size=5
+    )
+)
+def test_an_outputs_real_path_below_the_lab_is_realpaths(
+    tmp_path_factory: pytest.TempPathFactory, parts: list[str]
+) -> None:
+    """output_problem resolves an output from the lab's real folder down (``_real_below``): the same
+    path ``os.path.realpath`` gives for the whole, through symlinks, dead links, loops and ``..``."""
+    import os
+
+    from agilab_dsl.plan.graph import _real_below
+
+    root = tmp_path_factory.mktemp("lab").resolve()
+    (root / "out").mkdir()
+    (root / "out" / "f.txt").write_text("x")
+    (root / "link").symlink_to(root / "out")
+    (root / "out" / "link").symlink_to("../out")
+    (root / "dead").symlink_to(root / "nowhere")
+    (root / "loop").symlink_to(root / "loop")
+    (root / "up").symlink_to(root.parent)
+    path = "/".join(parts)
+    assert _real_below(str(root), path) == os.path.realpath(os.path.join(root, path))

@@ -13,6 +13,7 @@ import graphlib
 import itertools
 import os
 import posixpath
+import stat
 from collections.abc import Iterable, Mapping
 
 from ..load.records import FrozenRecord
@@ -72,6 +73,28 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def _real_below(root: str, path: str) -> str:
+    """``os.path.realpath(os.path.join(root, path))`` for a ``root`` that is a real path already:
+    only the components of ``path`` are looked at (realpath looks at every component of the
+    whole path, the lab folder's own included, for each output of each step)."""
+    parts = path.split(os.sep)
+    if os.path.isabs(path) or ".." in parts or os.altsep:
+        return os.path.realpath(os.path.join(root, path))
+    current = root
+    for n, part in enumerate(parts):
+        if not part or part == ".":
+            continue
+        current = os.path.join(current, part)
+        try:
+            mode = os.lstat(current).st_mode
+        except OSError:  # not there (yet): realpath leaves the rest as it is written
+            rest = [p for p in parts[n + 1 :] if p and p != "."]
+            return os.path.join(current, *rest)
+        if stat.S_ISLNK(mode):
+            return os.path.realpath(os.path.join(root, path))
+    return current
+
+
 def output_problem(
     path: str,
     base_dir: str | os.PathLike[str],
@@ -104,7 +127,7 @@ def output_problem(
     if "\0" in path:
         return "output-invalid", "holds a NUL character, which no file name can"
     root = real(base_dir)
-    target = os.path.realpath(os.path.join(root, os.path.expanduser(path)))
+    target = _real_below(root, os.path.expanduser(path))
     export = os.path.join(root, STATE_FOLDER, "export")  # AGILAB's export area (df frames): not state
     if _inside(target, os.path.join(root, STATE_FOLDER)) and not (
         target != export and _inside(target, export)
