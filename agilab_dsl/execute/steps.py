@@ -49,6 +49,7 @@ class StepExecutor:
         self._foreign: set[Any] = set()  # the workers running steps under other interpreters now
         self._made: set[str] = set()  # folders already created in this run
         self._lab_text = str(lab_dir)  # (paths as strings on the per-step path: pathlib costs ~0.1 ms a step)
+        self._hold = os.path.join(self._lab_text, ".agilab", STEPS_LOCK)
         self._real: dict[str, str] = {}  # the lab folder's real path, resolved once
         self._ahead: dict[str, Prepared] = {}  # first attempts sent to the worker ahead (-j 1)
         self._replies: dict[str, dict[str, Any]] = {}  # and their replies, when read before their turn
@@ -151,8 +152,8 @@ class StepExecutor:
             "step_id": step.id,
             "kind": "function" if stage.function else "code",
             "code": stage.code or "",
-            "cwd": str(self.lab_dir),
-            "hold": str(self.lab_dir / ".agilab" / STEPS_LOCK),
+            "cwd": self._lab_text,
+            "hold": self._hold,
             "log": str(log),
             "result": str(result_file),
             "timeout": stage.timeout,
