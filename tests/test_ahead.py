@@ -28,6 +28,22 @@ def lab_of(folder: Path, *steps: tuple[str, str]) -> Path:
     return lab
 
 
+def flaky_lab(folder: Path, *, fails: int, then: str) -> tuple[Path, Path]:
+    """A lab whose step ``flaky`` fails ``fails`` times (retried as often), then writes its output;
+    and the file that counts its attempts. ``then``: an independent step after it in the file."""
+    counter = folder / "tries.txt"
+    flaky = (
+        f"from pathlib import Path\np = Path({str(counter)!r})\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\np.write_text(str(n))\n"
+        f"if n <= {fails}:\n    raise RuntimeError(n)\nopen(outputs[0], 'w').write('flaky')\n"
+    )
+    lab = lab_of(folder, ("flaky", flaky), (then, ""))
+    lab.write_text(
+        lab.read_text().replace('id = "flaky"\n', f'id = "flaky"\nretries = {fails}\n'), encoding="utf-8"
+    )
+    return lab, counter
+
+
 def statuses(capsys: pytest.CaptureFixture[str]) -> dict[str, dict]:
     return {s["id"]: s for s in json.loads(capsys.readouterr().out)["steps"]}
 
@@ -79,14 +95,7 @@ def test_with_keep_going_the_step_sent_ahead_runs(tmp_path: Path, capsys: pytest
 def test_a_retried_failure_does_not_halt_the_next_step(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    counter = tmp_path / "tries.txt"
-    flaky = (
-        f"from pathlib import Path\np = Path({str(counter)!r})\n"
-        "n = int(p.read_text()) + 1 if p.exists() else 1\np.write_text(str(n))\n"
-        "if n < 2:\n    raise RuntimeError(n)\nopen(outputs[0], 'w').write('flaky')\n"
-    )
-    lab = lab_of(tmp_path, ("flaky", flaky), ("next", ""))
-    lab.write_text(lab.read_text().replace('id = "flaky"\n', 'id = "flaky"\nretries = 1\n'), encoding="utf-8")
+    lab, counter = flaky_lab(tmp_path, fails=1, then="next")
     assert main([str(lab), "--json", "-j", "1"]) == 0
     got = statuses(capsys)
     assert (got["flaky"]["status"], got["next"]["status"]) == ("ran", "ran")

@@ -169,6 +169,18 @@ class WorkerPool:
         if early is not None:  # not needed after all
             early.close()
 
+    def take(self) -> Worker:
+        """An idle worker (a new one while fewer than ``size`` are started), the caller's until it
+        gives it back (:meth:`give_back`; dispatch.py sends its requests and reads its replies itself)."""
+        return self._take()
+
+    def give_back(self, worker: Worker) -> None:
+        self._idle.put(worker)
+
+    def replace(self, worker: Worker) -> Worker:
+        """A new worker in place of ``worker``, which died (``worker`` itself when closing)."""
+        return self._replace(worker)
+
     def _take(self) -> Worker:
         with self._lock:
             if self._idle.empty() and self._started < self.size:

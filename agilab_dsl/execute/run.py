@@ -281,8 +281,14 @@ class Runner(JudgedFiles):
         interrupted = recorded = False
         running: dict[Any, tuple[str, StepStatus, list[str]]] = {}  # future -> (id, judged, why)
         # -j 1 runs each step from this thread: no hand-off to a thread and back per step (and no
-        # import of concurrent.futures)
-        threads: Any = executor(options.jobs)
+        # import of concurrent.futures); -j N sends requests and reads replies from it (dispatch.py)
+        dispatching = execute_is_real and options.jobs > 1 and warm is None
+        if dispatching:
+            from .dispatch import Dispatch
+
+            threads: Any = Dispatch(self._steps, pool, machine, options.jobs, reporter, options.keep_going)
+        else:
+            threads = executor(options.jobs)
         try:
             # Kahn's algorithm: a step is ready when its last selected upstream step settles.
             rank = {sid: n for n, sid in enumerate(order)}
@@ -317,8 +323,11 @@ class Runner(JudgedFiles):
                         assert judged is not None and judged.components is not None
                         runnable.append((sid, judged, why))
                         reporter.step_queued(sid, why)
-                # ... and start at most -j at a time
-                while runnable and len(running) < options.jobs:
+                # ... and start at most -j at a time (dispatching: and one more per worker whose short
+                # step it follows)
+                while runnable and (
+                    threads.room(len(running)) if dispatching else len(running) < options.jobs
+                ):
                     sid, judged, why = runnable.popleft()
                     # a step sent ahead of a failure its worker could not see ran: it is collected
                     if stopped_by is not None and not (pipelined and self._steps.ran_ahead(sid, pool)):
@@ -337,9 +346,15 @@ class Runner(JudgedFiles):
                 if not running:
                     continue  # more steps became ready while settling
                 done = threads.wait_first(list(running))
+                stopped_before = stopped_by
                 for fut in done:
                     sid, judged, why = running.pop(fut)
                     outcome = fut.result()
+                    if outcome.status == "blocked":  # halted by its worker (-j N): the run had stopped
+                        outcome.reasons = [_stopped(stopped_by or sid)]
+                        attempted.pop(sid, None)
+                        settle(sid, outcome)
+                        continue
                     outcome.reasons = why
                     if outcome.status == "ran":
                         comps = judged.components
@@ -369,6 +384,8 @@ class Runner(JudgedFiles):
                     elif outcome.status == "failed" and not options.keep_going and stopped_by is None:
                         stopped_by = sid
                     settle(sid, outcome)
+                if dispatching and stopped_by is not None and stopped_before is None:
+                    threads.halt()  # what is queued behind other workers' steps does not start
             assert len(settled) == len(order), "every selected step settles"
         except KeyboardInterrupt:
             interrupted = True

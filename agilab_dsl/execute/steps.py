@@ -120,6 +120,22 @@ class StepExecutor:
         self._replies[step_id] = reply
         return True
 
+    # -- for an executor that sends requests and reads replies itself (dispatch.py) --------------
+    def prepare(
+        self, step: ResolvedStep, run_id: str, attempt: int, machine: Machine
+    ) -> StepOutcome | Prepared:
+        """An attempt's request, log and result files, interpreter and backend; or the outcome of a
+        step refused before it runs."""
+        return self._prepare(step, run_id, attempt, machine)
+
+    def outcome(self, step: ResolvedStep, reply: Mapping[str, Any], prepared: Prepared) -> StepOutcome:
+        """The outcome of an attempt, from its worker's reply."""
+        return self._outcome(step, reply, prepared[1], prepared[2], prepared[3])
+
+    def died(self, step: ResolvedStep, prepared: Prepared, exc: Exception) -> StepOutcome:
+        """The outcome of an attempt whose worker died."""
+        return StepOutcome(step.id, "failed", error=str(exc), log=_existing(prepared[1]))
+
     def _prepare(
         self, step: ResolvedStep, run_id: str, attempt: int, machine: Machine
     ) -> StepOutcome | Prepared:

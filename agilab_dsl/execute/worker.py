@@ -22,7 +22,8 @@ A runner may send the next step's request before the running step's reply (``-j 
 never waits for the runner between two steps). Such a request carries ``"unless_failed": true`` when
 the run stops at a failure: if the step this worker ran before it failed (an exit status, a signal,
 a timeout, or one of its ``"required"`` outputs not written, as the runner judges it), the worker
-does not run it and replies ``{"halted": true}``.
+does not run it and replies ``{"halted": true}``; nor once the runner has sent the line ``!halt``
+(``-j N``: another worker's step failed), which it looks for before starting such a request.
 
 Under this tool's own interpreter the children are forked by the worker's zygote, a copy of the
 worker made before the first step (:class:`_Zygote`), so that the worker itself never forks; a
@@ -693,6 +694,46 @@ def handle(req: dict[str, Any], children: _Own | _Zygote) -> dict[str, Any]:
     return reply
 
 
+HALT = b"!halt"  # a line of the runner's: the run stops (a request never starts with "!": base64)
+
+
+class _Lines:
+    """The runner's lines on the worker's stdin, read with ``os.read``, so that a halt notice sent
+    after a request (``-j N``: another worker's step failed) is seen before that request starts."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buffer = b""
+        self._lines: list[bytes] = []
+        self._eof = False
+        self._halted = False
+
+    def next(self) -> bytes | None:
+        """The next line; None once the runner closed the pipe."""
+        while not self._lines and not self._eof:
+            self._read()
+        return self._lines.pop(0) if self._lines else None
+
+    def halted(self) -> bool:
+        """Whether a halt notice came (among the lines that arrived by now)."""
+        import select
+
+        poll = select.poll()
+        poll.register(self.fd, select.POLLIN)
+        while not self._eof and poll.poll(0):
+            self._read()
+        return self._halted
+
+    def _read(self) -> None:
+        data = os.read(self.fd, 1 << 16)
+        if not data:
+            self._eof = True
+            data = b"\n" if self._buffer else b""
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        self._halted = self._halted or any(line.startswith(HALT) for line in lines)
+        self._lines.extend(lines)
+
+
 def _failed(req: dict[str, Any], reply: dict[str, Any]) -> bool:
     """Whether a step failed, as the runner judges it from its reply (steps.py ``_outcome``)."""
     if reply["exit"] or reply["signal"] or reply["timed_out"]:
@@ -745,11 +786,12 @@ def main(support: str | None = None, *, zygote: bool = False) -> int:
     for _ in range(children.ahead):  # the first steps' spares
         children.ask(inherited=())
     last: tuple[dict[str, Any], dict[str, Any]] | None = None  # the last step run, and its reply
-    for line in sys.stdin:
-        if not line.strip():
-            continue
+    lines = _Lines(sys.stdin.fileno())
+    while (line := lines.next()) is not None:
+        if not line.strip() or line.startswith(HALT):
+            continue  # (a halt notice is taken by lines.halted)
         req = decode(binascii.a2b_base64(line))
-        if req.get("unless_failed") and last is not None and _failed(*last):
+        if req.get("unless_failed") and (lines.halted() or (last is not None and _failed(*last))):
             reply: dict[str, Any] = {"halted": True}  # sent ahead; the run stops at that failure
         else:
             try:
