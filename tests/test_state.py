@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from agilab_dsl.plan.state import LabState, StepRecord
 
 HANG = "import os\nPath('s3.pid').write_text(str(os.getpid()))\ntime.sleep(30)"
@@ -86,13 +88,13 @@ def _ran(lab: Path) -> list[str]:
     return [s["id"] for s in json.loads(proc.stdout)["steps"] if s["status"] == "ran"]
 
 
-def _runner_in_slow_step(tmp_path: Path, **popen: object) -> tuple[Path, subprocess.Popen[str]]:
+def _runner_in_slow_step(tmp_path: Path, *flags: str, **popen: object) -> tuple[Path, subprocess.Popen[str]]:
     """A real runner on SLOW_LAB, caught while step s3 sleeps (s0-s2 have completed)."""
     lab = tmp_path / "lab_steps.toml"
     lab.write_text(SLOW_LAB, encoding="utf-8")
     from conftest import interruptible_cli
 
-    runner = subprocess.Popen(interruptible_cli(str(lab)), text=True, **popen)  # type: ignore[call-overload]
+    runner = subprocess.Popen(interruptible_cli(str(lab), *flags), text=True, **popen)  # type: ignore[call-overload]
     _wait_for(tmp_path / "s3.pid")
     time.sleep(0.05)  # the pid is written whole
     return lab, runner
@@ -121,8 +123,9 @@ def test_sigkill_mid_run_keeps_what_completed(tmp_path: Path) -> None:
     assert _ran(lab) == ["s3", "s4"]
 
 
-def test_ctrl_c_ends_the_running_step_and_exits_130(tmp_path: Path) -> None:
-    lab, runner = _runner_in_slow_step(tmp_path, stderr=subprocess.PIPE)
+@pytest.mark.parametrize("jobs", ["1", "2"])  # -j 2: the loop polls its workers (dispatch.py)
+def test_ctrl_c_ends_the_running_step_and_exits_130(tmp_path: Path, jobs: str) -> None:
+    lab, runner = _runner_in_slow_step(tmp_path, "-j", jobs, stderr=subprocess.PIPE)
     started = time.monotonic()
     runner.send_signal(signal.SIGINT)
     _, err = runner.communicate(timeout=30)
