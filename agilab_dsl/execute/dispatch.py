@@ -231,6 +231,8 @@ class Dispatch:
             return
         *lines, self._unread[fd] = (self._unread[fd] + data).split(b"\n")
         for line in lines:
+            if worker not in self._queues:  # it died meanwhile (a retry sent to it): replaced
+                break
             self._replied(worker, json.loads(line))
 
     def _replied(self, worker: Worker, reply: dict[str, Any]) -> None:
