@@ -26,7 +26,7 @@ does not run it and replies ``{"halted": true}``; nor once the runner has sent t
 (``-j N``: another worker's step failed), which it looks for before starting such a request.
 
 Under this tool's own interpreter the children are forked by the worker's zygote, a copy of the
-worker made before the first step (:class:`_Zygote`), so that the worker itself never forks; a
+worker made before the first step (:mod:`.zygote`), so that the worker itself never forks; a
 worker started from source under another interpreter runs one step and forks it itself.
 The child writes what the step returned to ``result`` (JSON). Its stdout/stderr (C level and
 subprocesses included, and a traceback on failure) go to a pipe that the worker empties into
@@ -57,6 +57,8 @@ TYPE_CHECKING = False  # typing is not imported: each worker's start-up is on a 
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
+    from .zygote import Zygote
+
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL when a step overruns its timeout
 
 
@@ -70,7 +72,7 @@ class _Running:
     spare: int | None = None  # the pre-forked child waiting for the next request
     output: _Output | None = None  # the running child's output, on its way to its log
     runner: int | None = None  # the pipe the runner's requests come on: its hang-up ends the step
-    children: _Own | _Zygote | None = None  # who forks and waits for the step children
+    children: _Own | Zygote | None = None  # who forks and waits for the step children
     result = False  # in a step's child: whether it wrote its result file (said to the worker)
 
 
@@ -285,7 +287,7 @@ def _decode(wait_status: int) -> tuple[int, int | None]:
 
 
 def _wait(
-    pid: int, done: int, timeout: float | None, output: _Output, children: _Own | _Zygote
+    pid: int, done: int, timeout: float | None, output: _Output, children: _Own | Zygote
 ) -> tuple[int, int | None, bool, bool, bool]:
     """Wait for a step child, moving what it prints to its log (``output``) meanwhile. It writes
     its exit status on ``done`` just before it exits, and whether it wrote its result, so the reply
@@ -422,154 +424,9 @@ class _Own:
             os.waitpid(pid, 0)
 
 
-class _Zygote:
-    """Step children forked by a zygote: a copy of this worker made once, before any step, that
-    forks each spare on request and reports each child's wait status. The worker itself then never
-    forks, so its pages are never shared with a child: it takes no copy-on-write fault after each
-    fork (~180 a step, on the path from a step's end to the next one's start), and the zygote's
-    fork overlaps the running step on another core. A cold run of 1,000 tiny steps: ~6 % faster.
-
-    Its messages: ``S`` + pid, with the spare's three descriptors (see :func:`prefork`); ``X`` + pid
-    + wait status when a child ended. It exits when the worker closes its socket (or dies), once
-    every child of it has ended."""
-
-    # Two spares are kept forked ahead: with one, its fork and warm-up (on the core the running
-    # step does not use, beside the runner and the exit of the step before) were not done in 4 of
-    # 10 steps when the step's request came; a cold run of 1,000 tiny steps took 1.398 s, 1.340 s
-    # with two (A/B, 8 rounds).
-    ahead = 2
-
-    def __init__(self) -> None:
-        import _socket
-
-        self._socket = _socket
-        mine, its = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-        sys.stdout.flush()
-        self.pid = os.fork()
-        if self.pid == 0:  # the zygote never returns from here
-            code = 1
-            try:
-                mine.close()
-                _zygote(its)
-                code = 0
-            finally:
-                os._exit(code)
-        its.close()
-        self._sock = mine
-        self.fileno = mine.fileno()
-        self._spares: list[Spare] = []
-        self._ended: dict[int, int] = {}  # pid -> wait status, the latest 64 reported
-
-    def ask(self, inherited: tuple[int, ...]) -> None:
-        try:
-            self._sock.send(b"f")
-        except OSError as exc:
-            raise ZygoteGone from exc
-
-    def take(self) -> Spare:
-        while not self._spares:
-            self._read(block=True)
-        return self._spares.pop(0)
-
-    def status(self, pid: int, *, block: bool) -> int | None:
-        while pid not in self._ended and self._read(block=block):
-            pass
-        return self._ended.pop(pid, None)
-
-    def _read(self, *, block: bool) -> bool:
-        """Read one message; False when none was there (not ``block``)."""
-        size = self._socket.CMSG_LEN(12)
-        try:
-            data, extra, _, _ = self._sock.recvmsg(16, size, 0 if block else self._socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return False
-        except OSError as exc:
-            raise ZygoteGone from exc
-        if not data:
-            raise ZygoteGone
-        pid = int.from_bytes(data[1:5], "little")
-        if data[:1] == b"S":
-            fds = [int.from_bytes(extra[0][2][i : i + 4], "little") for i in (0, 4, 8)]
-            os.set_blocking(fds[2], False)
-            self._spares.append((pid, fds[0], fds[1], fds[2]))
-        else:
-            self._ended[pid] = int.from_bytes(data[5:9], "little")
-            if len(self._ended) > 64:
-                del self._ended[next(iter(self._ended))]
-        return True
-
-    def ended(self, pid: int, reaped: bool) -> None:
-        return None  # the zygote reaps it
-
-    def close(self) -> None:
-        """No more spares: the zygote waits for its children, then exits; this waits for it."""
-        self._sock.close()
-        os.waitpid(self.pid, 0)
-
-
 class ZygoteGone(Exception):
     """The zygote ended (killed: it never ends on its own while the worker runs). The worker exits,
     as if it had died itself: the runner reports the step it ran as failed and starts another."""
-
-
-def _zygote(sock: Any) -> None:
-    """The zygote's loop (see :class:`_Zygote`): a spare per request, a message per child ended."""
-    import _socket
-    import select
-
-    # not the runner's pipes: a worker that dies must read as dead at once, whatever still runs
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
-    os.close(null)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # it ends with the worker's socket, not before
-    wake, woken = os.pipe()
-    os.set_blocking(woken, False)
-    signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # a handler: SIGCHLD then wakes poll
-    signal.set_wakeup_fd(woken)
-    poll = select.poll()
-    poll.register(sock.fileno(), select.POLLIN)
-    poll.register(wake, select.POLLIN)
-    serving = True
-    while serving:
-        for fd, _ in poll.poll():
-            if fd == wake:
-                with _suppress(OSError):
-                    os.read(wake, 512)
-            elif sock.recv(16):
-                pid, *fds = prefork(inherited=(sock.fileno(), wake, woken))
-                rights = (
-                    _socket.SOL_SOCKET,
-                    _socket.SCM_RIGHTS,
-                    b"".join(n.to_bytes(4, "little") for n in fds),
-                )
-                try:
-                    sock.sendmsg([b"S" + pid.to_bytes(4, "little")], [rights])
-                except OSError:
-                    serving = False  # the worker is gone: the spare reads no request and exits
-                for end in fds:
-                    os.close(end)
-            else:
-                serving = False  # the worker closed its end (or died)
-        _reap(sock, block=False)
-    while _reap(sock, block=True):
-        pass
-
-
-def _reap(sock: Any, *, block: bool) -> bool:
-    """Reap the zygote's ended children and report them; False when it has none left (``block``:
-    wait for one)."""
-    while True:
-        try:
-            pid, wait_status = os.waitpid(-1, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            return not block
-        if not pid:
-            return True
-        with _suppress(OSError):  # (the worker may be gone)
-            sock.send(b"X" + pid.to_bytes(4, "little") + (wait_status & 0xFFFFFFFF).to_bytes(4, "little"))
-        if block:
-            return True
 
 
 class _Output:
@@ -657,7 +514,7 @@ def _named(code: Any, filename: str) -> Any:
     return code.replace(co_filename=filename, co_consts=consts)
 
 
-def handle(req: dict[str, Any], children: _Own | _Zygote) -> dict[str, Any]:
+def handle(req: dict[str, Any], children: _Own | Zygote) -> dict[str, Any]:
     """Run one step in a child (the spare ``children`` has ready) and wait for it to finish,
     having the next step's spare forked meanwhile. Returns the reply."""
     start = time.perf_counter()
@@ -767,7 +624,8 @@ def _on_term(signum: int, frame: Any) -> None:
 def main(support: str | None = None, *, zygote: bool = False) -> int:
     """Serve requests until stdin closes; ``support``: the step-support folder, loaded now (while
     the runner loads the lab) rather than with the first request, and inherited by every child;
-    ``zygote``: its children forked by a :class:`_Zygote` (where it cannot start: by this process)."""
+    ``zygote``: its children forked by a :class:`~.zygote.Zygote` (where it cannot start: by this
+    process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when its workers stop
     signal.signal(signal.SIGTERM, _on_term)
     if support is not None:
@@ -778,10 +636,12 @@ def main(support: str | None = None, *, zygote: bool = False) -> int:
     gc.freeze()  # children's collections skip (and so do not copy) everything inherited
     _Running.runner = sys.stdin.fileno()
     out = sys.stdout
-    children: _Own | _Zygote = _Own()
+    children: _Own | Zygote = _Own()
     if zygote:
         with _suppress(ImportError, AttributeError, OSError):  # not CPython on Linux, say
-            children = _Zygote()
+            from .zygote import Zygote
+
+            children = Zygote(prefork, ZygoteGone)
     _Running.children = children
     for _ in range(children.ahead):  # the first steps' spares
         children.ask(inherited=())
