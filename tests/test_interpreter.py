@@ -445,6 +445,22 @@ def test_ctrl_c_ends_steps_running_under_another_interpreter(tmp_path: Path) -> 
             os.kill(pid, 0)
 
 
+def test_steps_under_another_interpreter_run_at_j2_and_what_follows_them_too(tmp_path: Path, capsys) -> None:
+    """At -j N such steps run in threads beside the loop's own polling (dispatch.py): their ends
+    wake it through a pipe."""
+    root = project(tmp_path / "proj", venv=False)
+    real_venv(root / ".venv")
+    quick = "import sys, time; time.sleep(0.2); open(step_id + '.txt', 'w').write(sys.executable)"
+    body = "".join(f'[[m]]\nid = "{sid}"\nC = "{quick}"\n\n' for sid in ("a", "b"))
+    lab = write_lab(root, body + '[[m]]\nid = "c"\nC = "pass"\ndeps = ["a", "b"]\n')
+    assert main([str(lab), "--json", "-j", "2"]) == 0
+    steps = {s["id"]: s["status"] for s in json.loads(capsys.readouterr().out)["steps"]}
+    assert steps == {"a": "ran", "b": "ran", "c": "ran"}
+    assert {(root / f"{sid}.txt").read_text() for sid in ("a", "b")} == {
+        str(root / ".venv" / "bin" / "python")
+    }
+
+
 def test_a_missing_module_names_the_interpreter_and_how_to_pick_another(tmp_path: Path, capsys) -> None:
     lab = write_lab(tmp_path, '[[m]]\nid = "uses"\nC = "import no_such_module_for_agilab"\n')
     assert main([str(lab), "--json"]) == 1
