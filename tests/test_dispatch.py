@@ -175,3 +175,36 @@ def test_events_say_each_step_started_before_it_finished(tmp_path: Path, queue_a
         if event["kind"] in ("step_started", "step_finished"):
             seen.setdefault(event["target_id"], []).append(event["kind"])
     assert all(kinds == ["step_started", "step_finished"] for kinds in seen.values()) and len(seen) == 13
+
+
+def test_j2_a_step_past_its_timeout_fails_and_the_others_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab = lab_of(tmp_path, ("a1", ""), ("slow", "import time\ntime.sleep(30)"), ("b1", ""), ("b2", ""))
+    lab.write_text(lab.read_text().replace('id = "slow"\n', 'id = "slow"\ntimeout = 0.5\n'), encoding="utf-8")
+    started = time.monotonic()
+    assert main([str(lab), "--json", "-j", "2", "--keep-going"]) == 1
+    got = statuses(capsys)
+    assert got["slow"]["status"] == "failed" and "timed out" in got["slow"]["error"]
+    assert all(got[s]["status"] == "ran" for s in ("a1", "b1", "b2", "tail"))
+    assert time.monotonic() - started < 20
+
+
+def test_j2_a_step_refused_before_it_runs_stops_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a1 makes out/escape a symlink out of the lab: bad, which writes through it, is refused when
+    # its turn comes (checked again then), and the run stops there
+    (tmp_path / "out").mkdir()
+    escape = (
+        f"import os\nos.symlink({str(tmp_path.parent)!r}, 'out/escape')\nopen(outputs[0], 'w').write('a1')"
+    )
+    lab = lab_of(tmp_path, ("a1", escape), ("bad", ""))
+    text = lab.read_text().replace('produces = ["out/bad.txt"]', 'produces = ["out/escape/bad.txt"]')
+    text = text.replace('id = "bad"\n', 'id = "bad"\ndepends_on = ["a1"]\n')
+    lab.write_text(text, encoding="utf-8")
+    assert main([str(lab), "--json", "-j", "2"]) == 1
+    got = statuses(capsys)
+    assert got["a1"]["status"] == "ran"
+    assert got["bad"]["status"] == "failed" and "refused to run" in got["bad"]["error"]
+    assert not (tmp_path.parent / "bad.txt").exists()
