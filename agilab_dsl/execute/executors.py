@@ -1,8 +1,9 @@
 """The run loop's executors: how it hands a step over and waits for the first to finish.
 
 ``-j 1`` runs each step at once, in the loop's own thread (:class:`Inline`); ``-j N`` gives each
-running step a thread that waits on its worker (:func:`threads`). Both offer ``submit``,
-``wait_first`` and ``shutdown``, so the loop does not know which it has.
+running step a thread that waits on its worker (:func:`threads`; a run's own workers are served by
+:class:`~.dispatch.Dispatch` instead). All offer ``room``, ``submit``, ``wait_first``, ``halt`` and
+``shutdown``, so the loop does not know which it has.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class Inline:
     """The executor of ``-j 1``: runs what it is given at once. Ctrl-C (KeyboardInterrupt)
     propagates from the running step to the run loop."""
 
+    def room(self, running: int) -> bool:
+        """Whether the loop may hand over one more step (``running``: handed over, not finished)."""
+        return running < 1
+
     def submit(self, fn: Callable[..., StepOutcome], *args: Any) -> Done:
         try:
             return Done(fn(*args))
@@ -45,6 +50,10 @@ class Inline:
 
     def wait_first(self, running: list[Any]) -> list[Any]:
         return running
+
+    def halt(self) -> None:
+        """The run stops at a failure: nothing was handed over that has not started."""
+        return None
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         return None
@@ -55,7 +64,13 @@ def threads(jobs: int) -> Any:
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     class Threads(ThreadPoolExecutor):
+        def room(self, running: int) -> bool:
+            return running < jobs
+
         def wait_first(self, running: list[Any]) -> list[Any]:
             return list(wait(running, return_when=FIRST_COMPLETED)[0])
+
+        def halt(self) -> None:  # every step handed over has a thread: it has started
+            return None
 
     return Threads(max_workers=jobs)

@@ -282,8 +282,7 @@ class Runner(JudgedFiles):
         running: dict[Any, tuple[str, StepStatus, list[str]]] = {}  # future -> (id, judged, why)
         # -j 1 runs each step from this thread: no hand-off to a thread and back per step (and no
         # import of concurrent.futures); -j N sends requests and reads replies from it (dispatch.py)
-        dispatching = execute_is_real and options.jobs > 1 and warm is None
-        if dispatching:
+        if execute_is_real and options.jobs > 1 and warm is None:
             from .dispatch import Dispatch
 
             threads: Any = Dispatch(self._steps, pool, machine, options.jobs, reporter, options.keep_going)
@@ -323,11 +322,9 @@ class Runner(JudgedFiles):
                         assert judged is not None and judged.components is not None
                         runnable.append((sid, judged, why))
                         reporter.step_queued(sid, why)
-                # ... and start at most -j at a time (dispatching: and one more per worker whose short
+                # ... and start at most -j at a time (Dispatch: and one more per worker whose short
                 # step it follows)
-                while runnable and (
-                    threads.room(len(running)) if dispatching else len(running) < options.jobs
-                ):
+                while runnable and threads.room(len(running)):
                     sid, judged, why = runnable.popleft()
                     # a step sent ahead of a failure its worker could not see ran: it is collected
                     if stopped_by is not None and not (pipelined and self._steps.ran_ahead(sid, pool)):
@@ -384,7 +381,7 @@ class Runner(JudgedFiles):
                     elif outcome.status == "failed" and not options.keep_going and stopped_by is None:
                         stopped_by = sid
                     settle(sid, outcome)
-                if dispatching and stopped_by is not None and stopped_before is None:
+                if stopped_by is not None and stopped_before is None:
                     threads.halt()  # what is queued behind other workers' steps does not start
             assert len(settled) == len(order), "every selected step settles"
         except KeyboardInterrupt:

@@ -564,6 +564,7 @@ class _Lines:
         self._lines: list[bytes] = []
         self._eof = False
         self._halted = False
+        self._poll: Any = None  # made at the first look for a halt notice
 
     def next(self) -> bytes | None:
         """The next line; None once the runner closed the pipe."""
@@ -573,11 +574,12 @@ class _Lines:
 
     def halted(self) -> bool:
         """Whether a halt notice came (among the lines that arrived by now)."""
-        import select
+        if self._poll is None:
+            import select
 
-        poll = select.poll()
-        poll.register(self.fd, select.POLLIN)
-        while not self._eof and poll.poll(0):
+            self._poll = select.poll()
+            self._poll.register(self.fd, select.POLLIN)
+        while not self._eof and self._poll.poll(0):
             self._read()
         return self._halted
 
