@@ -161,3 +161,68 @@ def test_sha256_hex_is_sha256_and_imports_nothing_per_call(monkeypatch: pytest.M
     assert got == [hashlib.sha256(d).hexdigest() for d in (b"", b"abc", bytes(range(256)) * 1000)]
     # a failed import is not remembered: one tried per call searched all of sys.path every time
     assert imports == []
+
+
+def _entries(folder: Path) -> set[str]:
+    return {p.name for p in folder.glob("*.json")}
+
+
+def test_a_namespace_keeps_its_recently_used_entries_within_its_size(
+    tmp_path: Path, calls: list[str], capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries no call asks for again (another tool version, a moved lab) are removed, least
+    recently used first, once the namespace exceeds $AGILAB_CACHE_MAX_MB; one just used stays."""
+    labs = []
+    for n in range(4):
+        folder = tmp_path / f"lab{n}"
+        folder.mkdir()
+        path = folder / "lab_steps.toml"
+        path.write_text(f'[[m]]\nid = "a{n}"\nC = "x = {n}"\n', encoding="utf-8")
+        labs.append(path)
+    checks = Path(cache.cache_dir()) / "check"
+    for n, path in enumerate(labs[:3]):
+        before = _entries(checks) if checks.is_dir() else set()
+        assert run(path, capsys)[0] == 0
+        (added,) = _entries(checks) - before
+        os.utime(checks / added, (1000 + n, 1000 + n))  # an order of use mtimes' granularity cannot blur
+    first, second, third = sorted(checks.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    size = first.stat().st_size
+    assert run(labs[0], capsys)[0] == 0 and len(calls) == 3  # a hit marks the first as used now
+    assert first.stat().st_mtime > third.stat().st_mtime
+    # room for three entries: the fourth removes the least recently used (the second), not the first
+    monkeypatch.setenv("AGILAB_CACHE_MAX_MB", str((3.5 * size) / 2**20))
+    assert run(labs[3], capsys)[0] == 0 and len(calls) == 4
+    left = _entries(checks)
+    assert len(left) == 3 and second.name not in left and {first.name, third.name} <= left
+    assert run(labs[1], capsys)[0] == 0 and len(calls) == 5  # checked again: its entry was removed
+    assert run(labs[0], capsys)[0] == 0 and len(calls) == 5  # still answered from the cache
+
+
+def test_prune_keeps_the_new_entry_and_removes_left_temporary_files(tmp_path: Path) -> None:
+    folder = tmp_path / "spec"
+    folder.mkdir()
+    big = folder / "old.json"
+    big.write_bytes(b"x" * 4000)
+    os.utime(big, (1000, 1000))
+    new = folder / "new.json"
+    new.write_bytes(b"y" * 3000)  # alone over the limit: kept all the same
+    torn = folder / "new.json.123.tmp"
+    torn.write_bytes(b"half")
+    os.utime(torn, (1000, 1000))
+    writing = folder / "other.json.456.tmp"  # a writer at work now
+    writing.write_bytes(b"half")
+    (folder / "notes.txt").write_text("not an entry")
+    removed = cache.prune(str(folder), keep=str(new), limit=1000)
+    assert sorted(Path(p).name for p in removed) == ["new.json.123.tmp", "old.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["new.json", "notes.txt", "other.json.456.tmp"]
+    assert cache.prune(str(tmp_path / "absent"), keep="", limit=0) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("0", 0), ("1.5", 3 * 2**19), ("lots", cache.MAX_MB * 2**20)]
+)
+def test_the_size_limit_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: int
+) -> None:
+    monkeypatch.setenv("AGILAB_CACHE_MAX_MB", value)
+    assert cache.max_bytes() == expected

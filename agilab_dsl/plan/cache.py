@@ -13,6 +13,12 @@ the files it consulted did not change while it was being computed. The cache liv
 ``$AGILAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/agilab-dsl``, else ``~/.cache/agilab-dsl``; it is
 never required: any failure to read or write it is ignored. ``--no-cache`` or
 ``AGILAB_NO_CACHE=1`` turns it off. This module imports nothing heavy.
+
+Each kind of entry (``check``, ``spec``) keeps at most ``$AGILAB_CACHE_MAX_MB`` (default 256) MiB,
+as ccache does: an entry used is marked (its mtime), and storing one removes the least recently
+used beyond that size. Entries keyed by an older version of the tool, a moved lab or an edited
+``sys.path`` are never asked for again; without the limit they would pile up (a spec entry of a
+100,000-step lab is ~30 MB).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import os
 import stat
 import sys
+import time
 
 from ..load.errors import Diagnostic, Severity
 from .toolsig import tool_signature
@@ -31,6 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
 FORMAT = 2  # 2: entries are {"seen", "payload"}
+MAX_MB = 256  # each namespace's size, unless $AGILAB_CACHE_MAX_MB says otherwise
+STALE_TEMP = 3600.0  # seconds after which a writer's temporary file is taken as left by a killed one
 
 
 def cache_dir() -> str:
@@ -192,7 +201,11 @@ def load_entry(namespace: str, path: str, options: dict[str, Any]) -> dict[str, 
         if any(signature(p) != sig for p, sig in entry["seen"].items()):
             return None
         payload = entry["payload"]
-        return payload if isinstance(payload, dict) else None
+        if not isinstance(payload, dict):
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(entry_path)  # used: the last to be removed when the namespace is pruned
+        return payload
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -219,6 +232,60 @@ def store_entry(
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        return
+    prune(folder, keep=final)
+
+
+def max_bytes() -> int:
+    """The most one namespace keeps, from ``$AGILAB_CACHE_MAX_MB`` (a number of MiB, ``0``: keep
+    only the entry just stored), else :data:`MAX_MB`."""
+    try:
+        return max(0, int(float(os.environ.get("AGILAB_CACHE_MAX_MB", MAX_MB)) * 2**20))
+    except ValueError:
+        return MAX_MB * 2**20
+
+
+def prune(folder: str, keep: str, limit: int | None = None) -> list[str]:
+    """Remove the least recently used entries of ``folder`` (oldest mtime first) until it holds at
+    most ``limit`` bytes, never ``keep`` (the entry just stored), and temporary files a killed
+    writer left; the paths removed. Another process pruning or using the folder at the same time
+    costs at most an entry it then stores again."""
+    limit = max_bytes() if limit is None else limit
+    now = time.time()
+    entries: list[tuple[float, int, str]] = []
+    removed: list[str] = []
+    try:
+        with os.scandir(folder) as found:
+            for item in found:
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if item.name.endswith(".tmp"):
+                    if now - st.st_mtime > STALE_TEMP and _remove(item.path):
+                        removed.append(item.path)
+                elif item.name.endswith(".json"):
+                    entries.append((st.st_mtime, st.st_size, item.path))
+    except OSError:
+        return removed
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= limit:
+            break
+        if path != keep and _remove(path):
+            total -= size
+            removed.append(path)
+    return removed
+
+
+def _remove(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
 
 
 def lookup(path: str, options: dict[str, Any]) -> list[dict[str, Any]] | None:
