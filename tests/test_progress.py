@@ -19,7 +19,7 @@ import pytest
 from agilab_dsl.check.files import load
 from agilab_dsl.cli.plain import PlainReporter
 from agilab_dsl.execute.follow import Follower, follow, live_wants, progress_file
-from agilab_dsl.execute.outcome import Reporters, SilentReporter, StepOutcome
+from agilab_dsl.execute.outcome import Reporters, RunResult, SilentReporter, StepOutcome
 from agilab_dsl.stages.parallel import StageFailed, run_contract
 
 RUN = [sys.executable, "-m", "agilab_dsl"]
@@ -285,6 +285,23 @@ def test_a_running_stage_gets_a_progress_line_every_interval() -> None:
     assert lines[-1].startswith("✓ stats") and "\x1b" not in out.getvalue()
     time.sleep(0.4)
     assert out.getvalue().splitlines()[-1].startswith("✓ stats")  # nothing runs: no more lines
+
+
+def test_the_progress_thread_ends_with_the_run() -> None:
+    """Not up to ``every`` seconds later: watch mode runs again in the same process."""
+    reporter = PlainReporter(io.StringIO(), every=60)
+    reporter.step_started("a", ["never ran"], 1)
+    ticker = reporter._ticker
+    assert ticker is not None and ticker.is_alive()
+    reporter.step_finished(StepOutcome("a", "ran", seconds=0.1))
+    started = time.monotonic()
+    reporter.run_finished(RunResult("r1", [StepOutcome("a", "ran", seconds=0.1)], False, True))
+    assert not ticker.is_alive() and time.monotonic() - started < 5 and reporter._ticker is None
+    reporter.step_started("b", ["never ran"], 1)  # the next run's first step starts another
+    assert reporter._ticker is not None and reporter._ticker is not ticker and reporter._ticker.is_alive()
+    reporter.step_finished(StepOutcome("b", "ran", seconds=0.1))
+    reporter.run_finished(RunResult("r2", [StepOutcome("b", "ran", seconds=0.1)], False, True))
+    assert reporter._ticker is None
 
 
 def test_the_progress_line_says_a_plain_step_and_failed_partitions() -> None:

@@ -18,7 +18,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run'
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, TextIO
 
-    from ..execute.outcome import StepOutcome
+    from ..execute.outcome import RunResult, StepOutcome
 
 EVERY = 10.0  # seconds between two progress lines of a running step
 
@@ -153,11 +153,22 @@ class PlainReporter(TrackingReporter):
             lines.append(f"… {sid} running {elapsed:.0f} s" + (f"; {parts}" if parts else ""))
         return lines
 
+    def run_finished(self, result: RunResult) -> None:
+        """The ticker ends now, not up to ``every`` seconds later (watch mode runs again)."""
+        with self.running.lock:
+            ticker = self._ticker
+        if ticker is not None:
+            self._wake.set()
+            ticker.join()
+            self._wake.clear()
+        super().run_finished(result)
+
     def _tick(self) -> None:
         while True:
             self._wake.wait(self.every)
             with self.running.lock:
-                if not self.running.steps:  # nothing runs: the next step to start starts another
+                # nothing runs (the next step to start starts another), or the run ended
+                if not self.running.steps or self._wake.is_set():
                     self._ticker = None
                     return
             for line in self.progress_lines():
