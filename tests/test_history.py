@@ -340,3 +340,105 @@ def test_a_pending_record_is_written_in_batches_as_json_dumps_writes_it() -> Non
         whole = json.dumps(run.to_json(), default=str, separators=(",", ":"))
         assert "".join(run.json_text(batch=3)) == whole
         assert RunRecord.from_json(json.loads(whole)).steps[: min(n, 1)] == [rows[0]][: min(n, 1)]
+
+
+def test_fresh_rows_take_their_details_column_wise_from_the_run_each_names(tmp_path: Path) -> None:
+    """What a fresh row copies (code, params, settings, inputs, outputs with sizes read now) comes
+    from the run it last ran in when the fingerprint there is the same; otherwise it stays empty.
+    Two pending runs flushed together: the second takes from the first, written moments before."""
+    import pyarrow.parquet as pq
+
+    from agilab_dsl.record import history as hist
+    from agilab_dsl.record.rows import RunRecord, StepRow, fresh_row
+
+    (tmp_path / "o.txt").write_text("12345")
+
+    def ran(sid: str, fp: str, n: int) -> StepRow:
+        return StepRow(
+            sid,
+            "ran",
+            ["never ran"],
+            fingerprint=fp,
+            code=f"code-{sid}",
+            params={"n": n, "nested": [1, {"b": None}]},
+            settings={"s": f"v{n}"},
+            metrics={"m": float(n)},
+            inputs=[{"path": f"in/{sid}", "hash": "h" * 64}],
+            outputs=[
+                {"path": "o.txt", "hash": "o" * 64, "size": 1},
+                {"path": "gone.txt", "hash": "g", "size": 9},
+            ],
+            duration=0.5,
+            stage_index=n,
+        )
+
+    def run_of(
+        run_id: str, at: float, steps: list, status: str = "ok", git: tuple = (None, None)
+    ) -> RunRecord:
+        return RunRecord(run_id, at, at + 1, status, "lab", "h", "app", *git, steps)
+
+    first = run_of("r1", 1.0, [ran("a", "fa", 1), ran("b", "fb", 2)], git=("c0ffee", False))
+    second = run_of(
+        "r2",
+        3.0,
+        [
+            fresh_row("a", "fa", "r1", {"stage_index": 7}),  # same fingerprint: details from r1
+            fresh_row("b", "other", "r1", {}),  # another fingerprint: none
+            fresh_row("c", "fc", "r0", {}),  # a run the history does not have: none
+            ran("d", "fd", 4),
+        ],
+    )
+    for run in (first, second):
+        hist.record(tmp_path, run, background=False)  # r2 alone: r1 is read back from its file
+    third = run_of("r3", 5.0, [fresh_row("d", "fd", "r2", {})])
+    fourth = run_of("r4", 7.0, [fresh_row("a", "fa", "r1", {})], status="failed")
+    for run in (third, fourth):  # pending together (as the runner leaves them), flushed in one go
+        (tmp_path / hist.PENDING / f"{run.run_id}.json").write_text(
+            "".join(run.json_text()), encoding="utf-8"
+        )
+    (tmp_path / "o.txt").write_text("1234567")  # sizes are read when the fresh rows are written
+    assert hist.flush(tmp_path) == 2
+
+    def rows(run_id: str) -> dict[str, dict]:
+        table = pq.read_table(tmp_path / hist.HISTORY / f"{run_id}.parquet")
+        return {r["step_id"]: r for r in table.to_pylist()}
+
+    r1, r2, r3, r4 = rows("r1"), rows("r2"), rows("r3"), rows("r4")
+    a = r2["a"]
+    assert (a["status"], a["ran_in"], a["stage_index"], a["reasons"], a["duration"]) == (
+        "fresh",
+        "r1",
+        7,
+        [],
+        None,
+    )
+    for name in ("code", "params", "settings", "inputs"):
+        assert a[name] == r1["a"][name], name
+    assert json.loads(a["params"]) == {"n": 1, "nested": [1, {"b": None}]} and a["metrics"] == []
+    assert a["outputs"] == [
+        {"path": "o.txt", "hash": "o" * 64, "size": 5},
+        {"path": "gone.txt", "hash": "g", "size": None},
+    ]
+    for sid in ("b", "c"):
+        row = r2[sid]
+        assert (row["code"], row["params"], row["settings"], row["inputs"], row["outputs"]) == (
+            None,
+            None,
+            None,
+            [],
+            [],
+        )
+    assert r2["d"]["metrics"] == [("m", 4.0)] and r2["d"]["run_id"] == "r2" and r2["d"]["git_commit"] is None
+    assert r1["a"]["git_commit"] == "c0ffee" and r1["a"]["git_dirty"] is False
+    assert list(r2) == ["a", "b", "c", "d"]  # the run's order kept
+    d = r3["d"]
+    assert (d["code"], d["settings"], d["inputs"]) == (
+        r2["d"]["code"],
+        r2["d"]["settings"],
+        r2["d"]["inputs"],
+    )
+    assert (
+        d["outputs"][0]["size"] == 7
+        and r4["a"]["outputs"][0]["size"] == 7
+        and r4["a"]["run_status"] == "failed"
+    )
