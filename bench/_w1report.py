@@ -72,11 +72,16 @@ def print_report(
             )
     repeats = ", ".join(f"N = {s.n:,}: {len(s.ours['cold -j1'])}" for s in sizes)
     print(f"(repeats: {repeats}; every run of ours was checked for which steps ran, and so was doit's)")
-    waits = [x for s in sizes for x in s.history_wait]
+    waits = [
+        f"{scenario}, N = {s.n:,}: {_s(_med(w))}"
+        for s in sizes
+        for scenario, w in s.history_wait.items()
+        if w and scenario in ("cold -j1", "one changed")
+    ]
     if waits:
         print(
-            f"after a run that did something, our detached history writer finished {statistics.median(waits):.2f} s "
-            f"(median; max {max(waits):.2f} s) after the run returned; the next command was timed after it"
+            "our detached history writer finished after the run returned (medians; the next command was "
+            f"timed after it): {'; '.join(waits)}"
         )
     _print_load(sizes)
     if cpu is not None:

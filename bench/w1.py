@@ -56,7 +56,7 @@ class Size:
         self.rss: dict[str, list[float]] = {s: [] for s in SCENARIOS}
         self.doit: dict[str, list[float]] = {s: [] for s in SCENARIOS}
         self.doit_skipped: dict[str, str] = {}
-        self.history_wait: list[float] = []
+        self.history_wait: dict[str, list[float]] = {s: [] for s in SCENARIOS}  # after each of our runs
         self.load: dict[str, Any] | None = None
 
 
@@ -86,7 +86,7 @@ class Bench:
                 w.touch(a, k2)
             jobs = "2" if scenario == "cold -j2" else "1"
             t, ran = self.ours(folder, ["-j", jobs])
-            size.history_wait.append(m.settle(folder))
+            size.history_wait[scenario].append(m.settle(folder))
             wanted = {
                 "cold -j1": w.all_ids(n),
                 "cold -j2": w.all_ids(n),
