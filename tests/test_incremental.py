@@ -12,7 +12,6 @@ import pytest
 
 from agilab_dsl.cli import main
 from agilab_dsl.execute.run import Runner
-from agilab_dsl.plan import judgment
 
 N = 12
 
@@ -234,86 +233,3 @@ def test_a_failure_after_a_stored_judgment_is_not_kept(
     judged.clear()
     assert _run(lab, capsys)["count"] == "failed"  # judged again, not answered as fresh
     assert "count" in judged
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> dict[str, str]:
-    """Signatures of files and a folder, as a stored judgment keeps them, some names awkward."""
-    folder = tmp_path / "many"
-    folder.mkdir()
-    names = [f"{i}.txt" for i in range(40)] + ["new\nline.txt", "caf\udce9.txt"]  # (a name not UTF-8)
-    for name in names:
-        (folder / name).write_text(name.encode("utf-8", "surrogateescape").hex())
-    (folder / "sub").mkdir()
-    (folder / "sub" / "x").write_text("x")
-    paths = [str(folder / n) for n in names] + [str(folder / "sub"), str(folder / "gone")]
-    return judgment.signatures(paths)
-
-
-def _change(files: dict[str, str]) -> dict[str, str]:
-    """Change a file in each half and the folder, remove one: what :func:`judgment.changed` must see."""
-    paths = list(files)
-    for path in (paths[3], paths[-4]):  # one in each half
-        Path(path).write_text("longer than before")
-    Path(paths[-3]).unlink()
-    (Path(paths[-2]) / "y").write_text("y")
-    Path(paths[-1]).write_text("now here")
-    return judgment.signatures(paths)
-
-
-@pytest.mark.parametrize("split_at", [1, 10**9])
-def test_changed_files_are_found_alike_split_or_not(
-    files: dict[str, str], monkeypatch: pytest.MonkeyPatch, split_at: int
-) -> None:
-    import threading
-
-    monkeypatch.setattr(judgment, "SPLIT_AT", split_at)
-    monkeypatch.setattr(threading, "active_count", lambda: 1)  # other tests' threads may linger
-    forks: list[int] = []
-    real_fork = os.fork
-    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())
-    assert judgment.changed(files) == {}
-    now = _change(files)
-    found = judgment.changed(files)
-    assert found == {p: sig for p, sig in now.items() if files[p] != sig} and len(found) == 5
-    assert found[list(files)[-3]] == "missing" and found[list(files)[-2]].startswith("dir:")
-    assert len(forks) == (2 if split_at == 1 else 0)
-
-
-def test_a_failed_split_or_running_threads_mean_looking_at_every_file_here(
-    files: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import threading
-
-    monkeypatch.setattr(judgment, "SPLIT_AT", 1)
-    monkeypatch.setattr(threading, "active_count", lambda: 1)  # other tests' threads may linger
-    now = _change(files)
-    expected = {p: sig for p, sig in now.items() if files[p] != sig}
-    real_fork = os.fork
-
-    def failing_child() -> int:
-        pid = real_fork()
-        if pid == 0:
-            os._exit(3)  # the copy dies before answering
-        return pid
-
-    monkeypatch.setattr(os, "fork", failing_child)
-    assert judgment.changed(files) == expected
-
-    def no_fork() -> int:
-        raise OSError(11, "Resource temporarily unavailable")
-
-    monkeypatch.setattr(os, "fork", no_fork)
-    assert judgment.changed(files) == expected
-    forks: list[int] = []
-    monkeypatch.undo()  # the real thread count again, and one more thread below
-    monkeypatch.setattr(judgment, "SPLIT_AT", 1)
-    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())
-    stop = threading.Event()
-    thread = threading.Thread(target=stop.wait)
-    thread.start()
-    try:
-        assert judgment.changed(files) == expected and forks == []
-    finally:
-        stop.set()
-        thread.join()

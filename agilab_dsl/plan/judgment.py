@@ -31,7 +31,7 @@ from collections import namedtuple
 
 TYPE_CHECKING = False  # typing itself is not imported: `status` from this cache pays for every module
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Iterable, Mapping
     from typing import Any
 
 FORMAT = 3  # 2: each status keeps its upstream steps; 3: they and the readers in GRAPH
@@ -183,7 +183,11 @@ def _lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:
         _merge_new(lab_path, entry)
         if any(os.environ.get(name) != value for name, value in entry["env"].items()):
             return None
-        now = changed(entry["files"])
+        now = {}
+        for path, sig in entry["files"].items():
+            current = _stat(path)
+            if current != sig:
+                now[path] = current
         graph = StoredGraph(lab_path, entry["token"])
         readers: dict[str, list[str]] = {}
         if now:
@@ -196,88 +200,6 @@ def _lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:
         return Known(statuses, list(entry["conditional"]), set(now), affected, entry, now, graph)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # damaged or foreign: judged afresh, and the next full judgment replaces it
-
-
-SPLIT_AT = 20_000  # files: from this many, a forked process looks at half of them
-
-
-def changed(files: Mapping[str, str]) -> dict[str, str]:
-    """The files whose signature is not the one given (path -> signature now). From
-    :data:`SPLIT_AT` files on, a forked process looks at half of them meanwhile: a stat is a system
-    call, and the two halves take two cores (0.48 s -> 0.28 s for 200,000 files on this 2-core
-    machine). Not from a process running threads (a fork copies only the calling one: a lock
-    another held would stay held in the copy): then, or when the fork or its process fails, this
-    process looks at every file itself."""
-    items = list(files.items())
-    threads = sys.modules.get("threading")
-    if (
-        len(items) < SPLIT_AT
-        or not hasattr(os, "fork")
-        or (threads is not None and threads.active_count() > 1)
-    ):
-        return _changed(items)
-    half = len(items) // 2
-    theirs = _forked(items[half:])
-    try:
-        now = _changed(items[:half])
-    finally:
-        found = theirs() if theirs is not None else None  # (interrupted: it is reaped all the same)
-    now.update(_changed(items[half:]) if found is None else found)
-    return now
-
-
-def _changed(items: Iterable[tuple[str, str]]) -> dict[str, str]:
-    now = {}
-    for path, sig in items:
-        current = _stat(path)
-        if current != sig:
-            now[path] = current
-    return now
-
-
-def _forked(items: list[tuple[str, str]]) -> Callable[[], dict[str, str] | None] | None:
-    """Start a process that looks at ``items`` (:func:`_changed`); what collects its answer (None
-    when it failed), or None when no process could be started."""
-    try:
-        read_end, write_end = os.pipe()
-    except OSError:
-        return None
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(read_end)
-        os.close(write_end)
-        return None
-    if pid == 0:  # the copy: answers on the pipe and ends without running this process's exit code
-        status = 1
-        try:
-            os.close(read_end)
-            found = _changed(items)
-            data = "\0".join(f"{p}\0{sig}" for p, sig in found.items()).encode("utf-8", "surrogatepass")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(write_end, view) :]
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-
-    def collect() -> dict[str, str] | None:
-        chunks = []
-        try:
-            while chunk := os.read(read_end, 1 << 16):
-                chunks.append(chunk)
-        except OSError:
-            chunks = []
-        finally:
-            os.close(read_end)
-            _, status = os.waitpid(pid, 0)  # also when interrupted: no process is left behind
-        if status != 0:
-            return None
-        fields = b"".join(chunks).decode("utf-8", "surrogatepass").split("\0") if chunks else []
-        return dict(zip(fields[::2], fields[1::2], strict=True))
-
-    return collect
 
 
 def _same_content(lab_path: str, entry: dict[str, Any], now: dict[str, str]) -> None:
