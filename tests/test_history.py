@@ -442,3 +442,22 @@ def test_fresh_rows_take_their_details_column_wise_from_the_run_each_names(tmp_p
         and r4["a"]["outputs"][0]["size"] == 7
         and r4["a"]["run_status"] == "failed"
     )
+
+
+def test_a_referred_run_of_another_shape_leaves_the_details_empty_not_the_run_unrecorded(
+    tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from agilab_dsl.record import history as hist
+    from agilab_dsl.record.rows import RunRecord, fresh_row
+
+    (tmp_path / hist.HISTORY).mkdir(parents=True)
+    odd = pa.table({"step_id": pa.array([1, 2]), "fingerprint": ["fa", "fb"], "code": ["c", "c"]})
+    pq.write_table(odd, tmp_path / hist.HISTORY / "r1.parquet")  # step ids of another type
+    run = RunRecord("r2", 1.0, 2.0, "ok", "lab", "h", "app", None, None, [fresh_row("a", "fa", "r1", {})])
+    hist.record(tmp_path, run, background=False)
+    (row,) = pq.read_table(tmp_path / hist.HISTORY / "r2.parquet").to_pylist()
+    assert (row["step_id"], row["status"], row["code"], row["inputs"]) == ("a", "fresh", None, [])
+    assert not list((tmp_path / hist.PENDING).iterdir())

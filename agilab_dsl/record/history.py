@@ -228,16 +228,16 @@ def _taken(source: Any, ids: list[str], fingerprints: list[str | None]) -> tuple
     import pyarrow.compute as pc
 
     fields = schema()
-    at = pc.index_in(pa.array(ids, pa.string()), value_set=source.column("step_id").combine_chunks())
-    same = pc.equal(source.column("fingerprint").take(at), pa.array(fingerprints, pa.string()))
-    found = [k for k, ok in enumerate(same.to_pylist()) if ok]
-    try:
+    try:  # (a file of another schema, or damaged: the details stay empty, the run is still recorded)
+        at = pc.index_in(pa.array(ids, pa.string()), value_set=source.column("step_id").combine_chunks())
+        same = pc.equal(source.column("fingerprint").take(at), pa.array(fingerprints, pa.string()))
+        found = [k for k, ok in enumerate(same.to_pylist()) if ok]
         table = source.select(list(FROM_RAN_IN)).take(at.take(pa.array(found, pa.int64())))
         return found, pa.Table.from_arrays(
             [table.column(name).cast(fields.field(name).type) for name in FROM_RAN_IN],
             names=list(FROM_RAN_IN),
         )
-    except (KeyError, pa.ArrowException):  # a file of another schema: the details stay empty
+    except (KeyError, pa.ArrowException):
         return None
 
 
