@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -206,15 +208,17 @@ def test_prune_keeps_the_new_entry_and_removes_left_temporary_files(tmp_path: Pa
     os.utime(big, (1000, 1000))
     new = folder / "new.json"
     new.write_bytes(b"y" * 3000)  # alone over the limit: kept all the same
-    torn = folder / "new.json.123.tmp"
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    torn = folder / f"new.json.{int(ended.stdout)}.tmp"  # its writer is gone
     torn.write_bytes(b"half")
-    os.utime(torn, (1000, 1000))
-    writing = folder / "other.json.456.tmp"  # a writer at work now
+    writing = folder / f"other.json.{os.getppid()}.tmp"  # a writer at work now
     writing.write_bytes(b"half")
     (folder / "notes.txt").write_text("not an entry")
     removed = cache.prune(str(folder), keep=str(new), limit=1000)
-    assert sorted(Path(p).name for p in removed) == ["new.json.123.tmp", "old.json"]
-    assert sorted(p.name for p in folder.iterdir()) == ["new.json", "notes.txt", "other.json.456.tmp"]
+    assert sorted(Path(p).name for p in removed) == [torn.name, "old.json"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["new.json", "notes.txt", writing.name])
     assert cache.prune(str(tmp_path / "absent"), keep="", limit=0) == []
 
 

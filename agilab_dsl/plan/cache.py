@@ -28,7 +28,6 @@ import json
 import os
 import stat
 import sys
-import time
 
 from ..load.errors import Diagnostic, Severity
 from .toolsig import tool_signature
@@ -39,7 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FORMAT = 2  # 2: entries are {"seen", "payload"}
 MAX_MB = 256  # each namespace's size, unless $AGILAB_CACHE_MAX_MB says otherwise
-STALE_TEMP = 3600.0  # seconds after which a writer's temporary file is taken as left by a killed one
 
 
 def cache_dir() -> str:
@@ -247,26 +245,25 @@ def max_bytes() -> int:
 
 def prune(folder: str, keep: str, limit: int | None = None) -> list[str]:
     """Remove the least recently used entries of ``folder`` (oldest mtime first) until it holds at
-    most ``limit`` bytes, never ``keep`` (the entry just stored), and temporary files a killed
-    writer left; the paths removed. Another process pruning or using the folder at the same time
-    costs at most an entry it then stores again."""
+    most ``limit`` bytes, never ``keep`` (the entry just stored), and the temporary files
+    (``<entry>.<pid>.tmp``) of writers no longer running (:func:`.tempfiles.sweep`); the paths
+    removed. Another process pruning or using the folder at the same time costs at most an entry
+    it then stores again."""
+    from .tempfiles import sweep
+
     limit = max_bytes() if limit is None else limit
-    now = time.time()
+    removed = [str(p) for p in sweep([], own=[folder])]
     entries: list[tuple[float, int, str]] = []
-    removed: list[str] = []
     try:
         with os.scandir(folder) as found:
             for item in found:
+                if not item.name.endswith(".json"):
+                    continue
                 try:
                     st = item.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                if item.name.endswith(".tmp"):
-                    if now - st.st_mtime > STALE_TEMP and _remove(item.path):
-                        removed.append(item.path)
-                elif item.name.endswith(".json"):
+                if stat.S_ISREG(st.st_mode):
                     entries.append((st.st_mtime, st.st_size, item.path))
     except OSError:
         return removed
