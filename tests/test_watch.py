@@ -344,9 +344,9 @@ def test_a_pool_stage_keeps_its_workers_between_runs(tmp_path: Path, capsys) -> 
     runs = watch(path, scripted(add(2), add(3)), capsys)
     seen.append(set(json.loads((tmp_path / "out" / "par.json").read_text())))
     assert runs[1] == ["par"] and runs[2] == ["par"]
-    assert seen[1] <= seen[0] | seen[1] and seen[2] & (
-        seen[0] | seen[1]
-    )  # the same loky workers served again
+    # the same two loky workers served every run: a pool made anew for a run would bring new pids (which
+    # of the two serves a run's partitions is the pool's choice, so no run is asked to meet an earlier one)
+    assert len(seen[0] | seen[1] | seen[2]) <= 2, seen
     assert os.getpid() not in seen[0]  # partitions ran in the pool's processes, not the watcher's
 
 
