@@ -39,3 +39,36 @@ def test_a_collector_turned_off_by_the_caller_stays_off() -> None:
         assert not gc.isenabled() and gc.get_freeze_count() == 0
     finally:
         gc.enable()
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the cyclic collector frees it
+
+
+def test_parsed_collects_the_garbage_cycles_of_its_block_once_then_freezes() -> None:
+    import weakref
+
+    from agilab_dsl.plan.longlived import parsed
+
+    gc.unfreeze()
+    with parsed():
+        assert not gc.isenabled()
+        gone = weakref.ref(_Node())  # garbage at once, but a cycle: still alive here
+        kept = [{"n": i} for i in range(1000)]
+        assert gone() is not None
+    assert gone() is None  # collected when the block ended, not frozen with what it built
+    assert gc.isenabled() and gc.get_freeze_count() >= len(kept)
+    gc.unfreeze()
+
+
+def test_collected_once_collects_without_freezing() -> None:
+    import weakref
+
+    from agilab_dsl.plan.longlived import collected_once
+
+    gc.unfreeze()
+    with collected_once():
+        gone = weakref.ref(_Node())
+        assert not gc.isenabled() and gone() is not None
+    assert gone() is None and gc.isenabled() and gc.get_freeze_count() == 0

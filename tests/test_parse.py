@@ -212,3 +212,24 @@ def test_selected_profile_is_deep_merged(tmp_path: Path) -> None:
     assert train.backend == "pool"
     assert train.params == {"epochs": 1, "lr": 0.1, "opt": {"name": "adam", "beta": 0.5}}
     assert fast.stages[1].stage.params == {}  # stages without the profile are untouched
+
+
+def test_stages_sharing_one_code_text_are_each_reported_at_their_own_place(tmp_path: Path) -> None:
+    """A code text is parsed once however many stages hold it (check/code.py): each stage still
+    gets its own syntax error or risky-call warning, at its own line."""
+    stage = '[[s]]\nid = "{id}"\nC = "{code}"\n\n'
+    bad, risky = "x = (", "import os; os.system(1)"
+    text = "".join(
+        stage.format(id=sid, code=code)
+        for sid, code in (("a", bad), ("b", risky), ("c", bad), ("d", risky), ("e", "y = 1"))
+    )
+    lab = tmp_path / "lab_stages.toml"
+    lab.write_text(text, encoding="utf-8")
+    result, _ = check_file(lab)
+    found = sorted((d.code, d.line, d.message.split(":")[0]) for d in result.diagnostics)
+    assert found == [
+        ("risky-call", 7, "stage 'b' calls os.system"),
+        ("risky-call", 15, "stage 'd' calls os.system"),
+        ("stage-code-syntax", 3, "stage 'a'"),
+        ("stage-code-syntax", 11, "stage 'c'"),
+    ]

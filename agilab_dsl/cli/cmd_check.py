@@ -25,9 +25,22 @@ def _check_one(path: str, args: argparse.Namespace, named: set[str]) -> list[dic
         cached = cache.lookup(path, options)
         if cached is not None:
             return cached
-    from ..check.files import check_file
+    from ..plan.longlived import collected_once
 
     obs = cache.Observations()
+    with collected_once():  # its garbage cycles found in one pass, not in many over a growing heap
+        reports = _checked(path, args, named, infer, obs)
+    if use_cache:
+        cache.store(path, options, obs, reports)
+    return reports
+
+
+def _checked(
+    path: str, args: argparse.Namespace, named: set[str], infer: bool, obs: Any
+) -> list[dict[str, Any]]:
+    """The reports of one named file, checked now (``obs``: what they depend on)."""
+    from ..check.files import check_file
+
     result, settings = check_file(path, kind=args.kind, settings_path=args.settings, obs=obs)
     entries = [result]
     if settings is not None and settings.diagnostics and os.path.abspath(settings.path) not in named:
@@ -45,8 +58,6 @@ def _check_one(path: str, args: argparse.Namespace, named: set[str]) -> list[dic
 
         reports[0]["inferred"], notes = inferred_report(result, infer)
         reports[0]["diagnostics"] += notes
-    if use_cache:
-        cache.store(path, options, obs, reports)
     return reports
 
 

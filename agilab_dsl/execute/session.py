@@ -173,7 +173,7 @@ def open_lab(request: LabRequest, *, load_state: bool = True, trusted: bool = Fa
     ``load_state`` its state is empty until the caller loads it (a run does, under the lock);
     ``trusted``: a stored judgment vouches for the state files (:meth:`LabState.load`)."""
     from ..load.errors import did_you_mean
-    from ..plan.longlived import long_lived
+    from ..plan.longlived import long_lived, parsed
     from ..plan.state import LabState, state_dir
     from .run import Runner
 
@@ -184,8 +184,9 @@ def open_lab(request: LabRequest, *, load_state: bool = True, trusted: bool = Fa
     if use_cache(request):
         with long_lived():  # a spec of 10,000 steps: its records live as long as the run
             loaded = _cached_spec(request)
-    if loaded is None:  # parsed and validated (the collector stays on: parsing leaves garbage)
-        fresh = _load_spec(request)
+    if loaded is None:  # parsed and validated: its garbage cycles collected once, at the end
+        with parsed():
+            fresh = _load_spec(request)
         if isinstance(fresh, Refusal):
             return fresh
         loaded = fresh
