@@ -260,6 +260,28 @@ def test_the_follower_thread_polls_by_itself_and_stops(tmp_path: Path) -> None:
     stop()
 
 
+def test_progress_is_followed_only_for_steps_that_can_write_it(tmp_path: Path) -> None:
+    """A plain step's request names no progress file: its is not looked for (the runner says which
+    steps can write one); a step with nothing to follow is not followed at all."""
+    line = json.dumps({"event": "finished", "partition": "p0", "done": 1, "total": 1, "failed": 0})
+    for step in ("plain", "stage"):
+        progress_file(tmp_path / f"{step}.log").write_text(line + "\n")
+        (tmp_path / f"{step}.log").write_text(f"{step} says\n")
+    heard = Heard()
+    follower = Follower(heard, tmp_path, interval=3600, progress=lambda sid: sid == "stage")
+    follower.started("plain")
+    follower.started("stage")
+    follower.finished("plain")
+    follower.finished("stage")
+    assert [c[:2] for c in heard.calls] == [("output", "plain"), ("progress", "stage"), ("output", "stage")]
+    quiet = Heard()
+    only_progress = Follower(quiet, tmp_path, {"progress"}, 3600, progress=lambda sid: sid == "stage")
+    only_progress.started("plain")
+    assert only_progress._steps == {} and only_progress._thread is None  # nothing to follow
+    only_progress.finished("plain")
+    assert quiet.calls == []
+
+
 def test_only_a_reporter_that_wants_it_is_followed(tmp_path: Path) -> None:
     quiet = SilentReporter()
     assert follow(quiet, tmp_path)[0] is quiet  # no thread, no wrapper

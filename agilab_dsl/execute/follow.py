@@ -103,11 +103,15 @@ class Follower:
         run_dir: Path,
         wants: Iterable[str] = KINDS,
         interval: float = POLL,
+        progress: Callable[[str], bool] | None = None,
     ) -> None:
+        """``progress``: whether a step can write a progress file (only a parallel stage's request
+        names one); None: any step can."""
         self.reporter = reporter
         self.run_dir = Path(run_dir)
         self.wants = frozenset(wants)
         self.interval = interval
+        self.progress = progress
         self._steps: dict[str, tuple[_Tail | None, _Tail | None]] = {}  # step id -> (log, progress)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -116,12 +120,16 @@ class Follower:
     def started(self, step_id: str, attempt: int = 1) -> None:
         """A step (attempt) started: follow its files (a retry's are ``<step>.<n>.log``)."""
         log = self.run_dir / f"{step_id}{f'.{attempt}' if attempt > 1 else ''}.log"
+        output = "output" in self.wants
+        progress = "progress" in self.wants and (self.progress is None or self.progress(step_id))
+        if not (output or progress):  # nothing of it to follow (a plain step, progress only wanted)
+            return
         with self._lock:
             if step_id in self._steps:  # the attempt before: what it left is said first
                 self._drain(step_id)
             self._steps[step_id] = (
-                _Tail(log) if "output" in self.wants else None,
-                _Tail(progress_file(log)) if "progress" in self.wants else None,
+                _Tail(log) if output else None,
+                _Tail(progress_file(log)) if progress else None,
             )
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="agilab-follow", daemon=True)
@@ -189,11 +197,17 @@ class Following:
         self._inner.step_finished(outcome)
 
 
-def follow(reporter: Any, run_dir: Path, interval: float = POLL) -> tuple[Any, Callable[[], None]]:
+def follow(
+    reporter: Any,
+    run_dir: Path,
+    interval: float = POLL,
+    progress: Callable[[str], bool] | None = None,
+) -> tuple[Any, Callable[[], None]]:
     """The reporter the runner sends its calls to, and what stops the following at the end of the
-    run: ``reporter`` itself and a no-op unless it wants live output or progress."""
+    run: ``reporter`` itself and a no-op unless it wants live output or progress. ``progress``:
+    whether a step can write a progress file (see :class:`Follower`)."""
     wants = live_wants(reporter)
     if not wants:
         return reporter, lambda: None
-    follower = Follower(reporter, run_dir, wants, interval)
+    follower = Follower(reporter, run_dir, wants, interval, progress)
     return Following(reporter, follower), follower.stop

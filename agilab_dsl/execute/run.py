@@ -231,7 +231,11 @@ class Runner(JudgedFiles):
             options = options.replace(jobs=self.jobs(options))
         stream = RunStream(self.lab_dir, run_id, str(self.lab.path), options.jobs, events)
         reporter = stream.reporter(reporter or SilentReporter())
-        reporter, unfollow = follow(reporter, self.lab_dir / ".agilab" / "runs" / run_id)  # live output
+        reporter, unfollow = follow(  # live output, and a parallel stage's progress
+            reporter,
+            self.lab_dir / ".agilab" / "runs" / run_id,
+            progress=lambda sid: self.resolved[sid].contract is not None,
+        )
         machine = (
             warm.machine(options, self.settings, reporter)
             if warm
