@@ -5,13 +5,15 @@ row shape; a step whose last run failed is remembered until it runs again."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 
 from agilab_dsl.cli import main
-from agilab_dsl.execute.events import EventHub, JsonlSink, timestamp
+from agilab_dsl.execute.events import EventHub, EventReporter, JsonlSink, timestamp
+from agilab_dsl.execute.outcome import StepOutcome
 from agilab_dsl.plan.failures import read_failures
 from agilab_dsl.plan.vocabulary import COLORS, agilab_state
 
@@ -160,6 +162,25 @@ def test_hub_numbers_events_and_drops_a_broken_sink(tmp_path: Path) -> None:
 
 def test_timestamp_has_milliseconds() -> None:
     assert timestamp(0.25) == "1970-01-01T00:00:00.250Z"
+    # the formatted second is kept between calls: a call in another second never reuses it
+    seen = [timestamp(t) for t in (86_399.999, 86_400.0, 0.5, 0.75, 1_795_000_000.123)]
+    assert seen == [
+        "1970-01-01T23:59:59.999Z",
+        "1970-01-02T00:00:00.000Z",
+        "1970-01-01T00:00:00.500Z",
+        "1970-01-01T00:00:00.750Z",
+        "2026-11-18T11:06:40.123Z",
+    ]
+
+
+def test_a_finished_steps_log_is_named_from_the_labs_folder(tmp_path: Path) -> None:
+    heard: list[dict] = []
+    reporter = EventReporter(EventHub([heard.append]), "lab_steps.toml", str(tmp_path))
+    outside = tmp_path.parent / "elsewhere.log"
+    for log in (tmp_path / ".agilab" / "runs" / "r" / "a.log", outside, tmp_path / "x" / ".." / "b.log"):
+        reporter.step_finished(StepOutcome("a", "ran", log=str(log)))
+    logs = [e["payload"]["log"] for e in heard]
+    assert logs == [".agilab/runs/r/a.log", os.path.join("..", "elsewhere.log"), "b.log"]
 
 
 @pytest.mark.parametrize(

@@ -34,10 +34,16 @@ SCHEMA = "agilab.global_pipeline_live_state_updates.v1"
 IN_PROCESS_ONLY = frozenset({"step_output"})  # a step's output is recorded in its log, not the stream
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text (events come in bursts)
+
+
 def timestamp(now: float | None = None) -> str:
     """ISO-8601 UTC to the millisecond: ``2026-11-30T18:20:00.123Z``."""
     now = time.time() if now is None else now
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    whole = int(now)
+    if _second[0] != whole:
+        _second[:] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second[1]}.{int(now * 1000) % 1000:03d}Z"
 
 
 class EventHub:
@@ -92,6 +98,9 @@ class EventHub:
         return event
 
 
+_ENCODE = json.JSONEncoder(default=str).encode  # json.dumps(default=str) makes an encoder per call
+
+
 class JsonlSink:
     """Each event as one JSON line, flushed: to a path (appended) or an open text stream."""
 
@@ -105,7 +114,7 @@ class JsonlSink:
     def __call__(self, event: Event) -> None:
         if event["kind"] in IN_PROCESS_ONLY:
             return
-        self.stream.write(json.dumps(event, default=str) + "\n")
+        self.stream.write(_ENCODE(event) + "\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -157,6 +166,7 @@ class EventReporter(SilentReporter):
         self.hub = hub
         self.lab = lab
         self.lab_dir = lab_dir
+        self._below = os.path.join(lab_dir, "") if lab_dir else ""  # its paths start so
         self.jobs = jobs
         self.run_id = ""
         self.started = time.perf_counter()
@@ -164,6 +174,8 @@ class EventReporter(SilentReporter):
     def _relative(self, path: str | None) -> str | None:
         if not path or not self.lab_dir:
             return path
+        if path.startswith(self._below) and ".." not in path:  # a step's log: no relpath walk
+            return path[len(self._below) :]
         try:
             return os.path.relpath(path, self.lab_dir)
         except ValueError:
