@@ -34,16 +34,18 @@ SCHEMA = "agilab.global_pipeline_live_state_updates.v1"
 IN_PROCESS_ONLY = frozenset({"step_output"})  # a step's output is recorded in its log, not the stream
 
 
-_second: list[Any] = [None, ""]  # the last whole second formatted, and its text (events come in bursts)
+_second: list[tuple[int, str]] = [(-1, "")]  # the last whole second formatted (events come in bursts)
 
 
 def timestamp(now: float | None = None) -> str:
     """ISO-8601 UTC to the millisecond: ``2026-11-30T18:20:00.123Z``."""
     now = time.time() if now is None else now
-    whole = int(now)
-    if _second[0] != whole:
-        _second[:] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{_second[1]}.{int(now * 1000) % 1000:03d}Z"
+    whole, text = _second[0]  # read once: another thread may replace it meanwhile, never half of it
+    if whole != int(now):
+        whole = int(now)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second[0] = whole, text
+    return f"{text}.{int(now * 1000) % 1000:03d}Z"
 
 
 class EventHub:
