@@ -184,3 +184,26 @@ def test_states_follow_the_graph_whatever_order_the_steps_come_in() -> None:
 )
 def test_status_json_is_written_as_json_dumps_writes_it(steps: list[dict]) -> None:
     assert steps_json(steps) == json.dumps({"steps": steps}, indent=2, ensure_ascii=False)
+
+
+_STATES = st.sampled_from(["fresh", "stale", "never-ran", "disabled", "skipped"])
+_REASONS = st.lists(st.sampled_from(["input a.txt changed", "never ran", 'é\n"x"', ""]), max_size=2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.text(max_size=6), _STATES, _REASONS), max_size=8, unique_by=lambda t: t[0]),
+    st.booleans(),
+    st.dictionaries(st.text(max_size=6), st.sampled_from(["boom", 'é: "bad"']), max_size=3),
+)
+def test_statuses_json_is_each_status_as_json_dumps_writes_it(
+    rows: list[tuple[str, str, list[str]]], with_shared: bool, failed: dict[str, str]
+) -> None:
+    """The statuses' JSON writes what follows an id once for alike steps (listing.statuses_json): the
+    text is still json.dumps' of every step's dict, ids and reasons of any characters included."""
+    from agilab_dsl.cli.listing import statuses_json
+
+    statuses = [CachedStatus(sid, state, tuple(reasons)) for sid, state, reasons in rows]
+    shared = shared_states(statuses, {}, failed) if with_shared else None
+    steps = [{**s.to_json(), **(shared[s.id].to_json() if shared else {})} for s in statuses]
+    assert statuses_json(statuses, shared) == json.dumps({"steps": steps}, indent=2, ensure_ascii=False)
