@@ -107,8 +107,6 @@ def statuses_json(
 def _step_text(step: Mapping[str, object], keys: dict[object, str], quote: Any) -> str | None:
     """One step as ``json.dumps(indent=2)`` writes it inside the list (None: a key that is not a
     string, which only json itself writes as it does)."""
-    import json
-
     fields = []
     for key, value in step.items():
         head = keys.get(key)
@@ -121,6 +119,8 @@ def _step_text(step: Mapping[str, object], keys: dict[object, str], quote: Any) 
         elif isinstance(value, list) and all(isinstance(v, str) for v in value):
             text = "[\n        " + ",\n        ".join(map(quote, value)) + "\n      ]" if value else "[]"
         else:  # not a string: as json writes it, indented to its place
+            import json
+
             text = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n      ")
         fields.append(head + text)
     return "    {\n" + ",\n".join(fields) + "\n    }" if fields else "    {}"
