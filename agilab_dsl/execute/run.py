@@ -5,8 +5,9 @@ it is — disabled, skipped by ``when``, blocked by a failure, fresh, or to run 
 the ones to run to a pool of ``-j`` workers, waiting for the first to finish. State is saved after
 every step that succeeds, so an interrupted run loses nothing that completed. Outcomes are values
 (:class:`~.outcome.StepOutcome`) sent to a reporter; nothing here prints. How one step is executed
-is in :mod:`.steps`, what a run shares of the machine in :mod:`.machine`, and the run's entry in
-the experiment history in :mod:`.recording`.
+is in :mod:`.steps`, how a step is judged (and ``status`` answered) in :mod:`.statuses`, what a run
+shares of the machine in :mod:`.machine`, and the run's entry in the experiment history in
+:mod:`.recording`.
 """
 
 from __future__ import annotations
@@ -18,22 +19,19 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ..load.errors import os_error
-from ..plan.fingerprint import FileHashes, digest
+from ..plan.fingerprint import FileHashes
 from ..plan.graph import StepGraph
 from ..plan.interpreter import Chooser, Interpreter, InterpreterOptions
 from ..plan.resolve import ResolvedStep
 from ..plan.spec import LabSpec
-from ..plan.stale import StepStatus, components, reasons
+from ..plan.stale import StepStatus
 from ..plan.state import LabState, StepRecord, new_run_id
 from .agilab_env import AgilabOptions, step_context
 from .events import EventHub, RunStream
 from .executors import executor
 from .follow import follow
-from .judged import JudgedFiles
 from .machine import Machine, Warm
 from .outcome import (
-    NOT_IN_SEQUENCE,
-    OUTPUTS_EXIST,
     Reporter,
     RunOptions,
     RunResult,
@@ -43,23 +41,18 @@ from .outcome import (
 )
 from .recording import record_run, remember_failures
 from .rendered import Rendered
-from .reuse import CachedStatus, Known, Reuse
+from .reuse import Known
+from .statuses import StepJudge
 from .steps import StepExecutor
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Any, Literal
+    from typing import Any
 
     from .pool import Worker
 
 
-def outputs_exist(lab_dir: Path, outputs: Iterable[str]) -> bool:
-    """AGILAB's skip rule: every declared output exists (existence only; with none, no skip)."""
-    paths = list(outputs)
-    return bool(paths) and all((lab_dir / p).exists() for p in paths)
-
-
-class Runner(JudgedFiles):
+class Runner(StepJudge):
     """Runs (or, for ``status``/``--dry-run``, judges) the steps of one lab."""
 
     def __init__(
@@ -101,14 +94,6 @@ class Runner(JudgedFiles):
     def conditional(self) -> list[str]:
         return [s.id for s in self.lab.stages if s.stage.when is not None]
 
-    def select(self, options: RunOptions) -> StepGraph:
-        graph = self.full_graph
-        if options.from_step:
-            graph = graph.from_step(options.from_step)
-        if options.only:
-            graph = graph.subgraph([i for i in graph.ids if i in set(options.only)])
-        return graph
-
     def jobs(self, options: RunOptions) -> int:
         """``-j``, else the lab's saved ``max_workers`` (``"auto"``: this machine's cores), else 1."""
         if options.jobs:
@@ -119,94 +104,6 @@ class Runner(JudgedFiles):
 
             return available_cores()
         return saved if isinstance(saved, int) and saved > 0 else 1
-
-    def _judge(
-        self,
-        sid: str,
-        fingerprints: Mapping[str, str],
-        ran: Mapping[str, bool],
-        force: bool,
-        all_stages: bool = False,
-    ) -> StepStatus:
-        """The state of one step now: disabled, or fresh / stale / never-ran with reasons (and the
-        components and fingerprint it was judged by)."""
-        step = self.resolved[sid]
-        if not step.placed.selected and not all_stages:
-            return StepStatus(sid, "disabled", (NOT_IN_SEQUENCE,))
-        if step.placed.stage.off is not None:
-            return StepStatus(sid, "disabled", (step.placed.stage.off,))
-        # AGILAB's rule reads the declared outputs: not df's frame, not what is inferred from the code
-        declared = self.context.required_outputs(step)
-        if step.placed.stage.skip_if_outputs_exist and outputs_exist(self.lab_dir, declared):
-            return StepStatus(sid, "disabled", (OUTPUTS_EXIST,))
-        upstream = {u: fingerprints.get(u, "") for u in sorted(self.full_graph.upstream(sid))}
-        comps = components(
-            step, self.lab_dir, self.hashes, upstream, self.chooser.identity(self.interpreter(sid))
-        )
-        record = self.state.steps.get(sid)
-        # equal components have the recorded digest: hash only what changed (most steps are fresh)
-        fingerprint = (
-            record.fingerprint if record is not None and record.components == comps else digest(comps)
-        )
-        why = reasons(record, comps, self.lab_dir, self.hashes, ran, fingerprint, step.inferred)
-        if force and not why:
-            why = ["forced (--force)"]
-        state: Literal["never-ran", "stale", "fresh"] = (
-            "never-ran" if record is None else ("stale" if why else "fresh")
-        )
-        return StepStatus(sid, state, tuple(why), fingerprint, comps)
-
-    def statuses(
-        self, options: RunOptions | None = None, known: Known | None = None
-    ) -> list[StepStatus | CachedStatus]:
-        """Every selected step's state and reasons, without running anything (``status``, ``--dry-run``).
-
-        A step downstream of one that would run is stale too: ``upstream X will run``. ``known``: a
-        stored judgment reused for the steps none of whose files changed (:mod:`.reuse`)."""
-        options = options or RunOptions()
-        graph = self.select(options)
-        selected = set(graph.ids)  # (a tuple: `in` on it made a full judgment quadratic)
-        fingerprints = self.state.steps.fingerprints()
-        will: dict[str, bool] = {}
-        out: list[StepStatus | CachedStatus] = []
-        reuse = self._reuse(known, options, ())
-        for sid in self.full_graph.order():
-            stored = reuse.status(sid) if reuse is not None else None
-            if stored is not None:
-                will[sid] = stored.state not in ("fresh", "disabled") and sid in selected
-                if sid in selected:
-                    out.append(stored)
-                continue
-            status = self._judge(sid, fingerprints, {}, options.force and sid in selected, options.all_stages)
-            if status.state in ("fresh", "stale"):
-                upstream_running = [u for u in sorted(self.full_graph.upstream(sid)) if will.get(u)]
-                extra = tuple(
-                    f"upstream {u} will run"
-                    for u in upstream_running
-                    if f"upstream {u} ran" not in status.reasons
-                )
-                if extra and status.state == "fresh":
-                    status = StepStatus(sid, "stale", extra, status.fingerprint, status.components)
-                elif extra:
-                    status = StepStatus(
-                        sid, status.state, status.reasons + extra, status.fingerprint, status.components
-                    )
-                will[sid] = status.state != "fresh" and sid in selected
-            if reuse is not None:
-                reuse.judged_as(sid, status.state)
-            if sid in selected:
-                out.append(status)
-        position = {sid: n for n, sid in enumerate(self.lab.ids)}
-        return sorted(out, key=lambda s: position[s.id])
-
-    def _reuse(self, known: Known | None, options: RunOptions, conditional: Iterable[str]) -> Reuse | None:
-        """What of ``known`` (a stored judgment) this call reuses, None for nothing (``--force``);
-        sets :attr:`judged_ids`. The files the lookup found unchanged are not looked at again."""
-        reuse = Reuse(known, self.full_graph, conditional) if known and not options.force else None
-        self.judged_ids = reuse.judged if reuse is not None else set(self.full_graph.ids)
-        if known is not None:
-            self.hashes.assume(known.entry["files"], but=known.now)
-        return reuse
 
     # -- running -----------------------------------------------------------------------------
     def run(
