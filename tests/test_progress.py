@@ -261,7 +261,7 @@ def test_the_follower_thread_polls_by_itself_and_stops(tmp_path: Path) -> None:
 
 
 def test_progress_is_followed_only_for_steps_that_can_write_it(tmp_path: Path) -> None:
-    """A plain step's request names no progress file: its is not looked for (the runner says which
+    """A plain step's request names no progress file: its file is not looked for (the runner says which
     steps can write one); a step with nothing to follow is not followed at all."""
     line = json.dumps({"event": "finished", "partition": "p0", "done": 1, "total": 1, "failed": 0})
     for step in ("plain", "stage"):
