@@ -76,6 +76,40 @@ def test_status_after_a_run_is_answered_without_judging(lab: Path) -> None:
     assert code == 0 and not judged
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"states": []},  # one state short
+        {"ids": [1]},
+        {"states": None},
+        {"reasons": {"x": "not a list"}},
+        {"reasons": {"x": [3]}},
+    ],
+)
+def test_damaged_status_columns_mean_a_full_judgment(lab: Path, damage: dict[str, Any]) -> None:
+    assert probe(str(lab))[0] == 0
+    path = lab.parent / ".agilab" / "judgment.json"
+    entry = json.loads(path.read_text())
+    columns = entry["statuses"]
+    assert len(columns["ids"]) == len(columns["states"]) > 1 and set(columns["states"]) == {"fresh"}
+    path.write_text(json.dumps({**entry, "statuses": {**columns, **damage}}))
+    code, judged, out = probe("status", str(lab), "--json")
+    assert code == 0 and judged and set(states(out).values()) == {"fresh"}
+
+
+def test_reasons_are_kept_by_step_in_the_columns(lab: Path) -> None:
+    assert probe(str(lab))[0] == 0
+    (lab.parent / "data" / "a.csv").write_text("x\n2\n", encoding="utf-8")
+    (lab.parent / ".agilab" / "judgment.json").unlink()
+    code, judged, full = probe("status", str(lab), "--json")  # judged in full, and kept
+    stale = {s["id"]: s["reasons"] for s in json.loads(full)["steps"] if s["state"] != "fresh"}
+    assert code == 0 and judged and stale and all(stale.values())
+    columns = json.loads((lab.parent / ".agilab" / "judgment.json").read_text())["statuses"]
+    assert columns["reasons"] == stale  # only the steps that have reasons
+    code, judged, cached = probe("status", str(lab), "--json")
+    assert code == 0 and not judged and cached == full  # the stored reasons, in the same order
+
+
 def test_a_failed_run_leaves_no_judgment(lab: Path) -> None:
     broken = HELPERS.replace(
         "    with open(path) as fh:", "    raise ValueError('boom')\n    with open(path) as fh:"

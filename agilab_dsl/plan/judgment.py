@@ -34,7 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterable, Mapping
     from typing import Any
 
-FORMAT = 3  # 2: each status keeps its upstream steps; 3: they and the readers in GRAPH
+FORMAT = 4  # 2: each status keeps its upstream steps; 3: they and the readers in GRAPH;
+# 4: the statuses as columns (:func:`_columns`)
 NAME = "judgment.json"
 GRAPH = "judgment-graph.json"  # the readers and upstream steps: read only when needed
 HASHES = "hashes.json"  # the file-hash cache plan.state keeps beside it: path -> [size, mtime_ns, sha256]
@@ -196,8 +197,9 @@ def _lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:
                 return None  # not only steps' own files changed (or what reads them is unrecorded)
             _same_content(lab_path, entry, now)
         affected = {sid for path in now for sid in readers[path]}
-        statuses = [CachedStatus(s["id"], s["state"], tuple(s["reasons"])) for s in entry["statuses"]]
-        return Known(statuses, list(entry["conditional"]), set(now), affected, entry, now, graph)
+        return Known(
+            _cached(entry["statuses"]), list(entry["conditional"]), set(now), affected, entry, now, graph
+        )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # damaged or foreign: judged afresh, and the next full judgment replaces it
 
@@ -285,7 +287,7 @@ def store(
         "token": token,
         "env": {name: os.environ.get(name) for name in sorted(set(env_names))},
         "files": now,
-        "statuses": [{"id": s.id, "state": s.state, "reasons": list(s.reasons)} for s in statuses],
+        "statuses": _columns(statuses),
         "conditional": sorted(conditional),
     }
     _write(lab_path, entry)
@@ -306,10 +308,10 @@ def update(
     files.update(moved)
     entry["files"] = files
     new = {s.id: s for s in statuses}
-    entry["statuses"] = [  # the graph is the lab's: unchanged when only files changed
-        {**s, "state": new[s["id"]].state, "reasons": list(new[s["id"]].reasons)} if s["id"] in new else s
-        for s in entry["statuses"]
-    ]
+    # the graph is the lab's: unchanged when only files changed
+    entry["statuses"] = _restated(
+        entry["statuses"], {sid: (s.state, list(s.reasons)) for sid, s in new.items()}
+    )
     # what changed since judgment.json was written, apart while it is small (an eighth of the files)
     earlier = entry.get(_NEW_KEY) or {"files": {}, "statuses": {}}
     apart = {
@@ -365,13 +367,63 @@ def _merge_new(lab_path: str, entry: dict[str, Any]) -> None:
         return
     entry["files"].update(apart["files"])
     statuses = apart["statuses"]
-    entry["statuses"] = [
-        {**s, "state": statuses[s["id"]]["state"], "reasons": statuses[s["id"]]["reasons"]}
-        if s["id"] in statuses
-        else s
-        for s in entry["statuses"]
-    ]
+    entry["statuses"] = _restated(
+        entry["statuses"], {sid: (s["state"], s["reasons"]) for sid, s in statuses.items()}
+    )
     entry[_NEW_KEY] = {"files": apart["files"], "statuses": statuses}
+
+
+def _columns(statuses: Iterable[Any]) -> dict[str, Any]:
+    """Statuses as judgment.json keeps them: ``{"ids": […], "states": […], "reasons": {id: […]}}``,
+    the reasons of the steps that have any. Two lists of strings parse ten times faster than a
+    record per step (0.01 against 0.15 s at 100,000 steps), and every ``status`` parses them."""
+    ids: list[str] = []
+    states: list[str] = []
+    reasons: dict[str, list[str]] = {}
+    for s in statuses:
+        ids.append(s.id)
+        states.append(s.state)
+        if s.reasons:
+            reasons[s.id] = list(s.reasons)
+    return {"ids": ids, "states": states, "reasons": reasons}
+
+
+def _cached(columns: Mapping[str, Any]) -> list[CachedStatus]:
+    """The statuses :func:`_columns` keeps, checked (a damaged file raises: judged afresh)."""
+    ids, states, reasons = columns["ids"], columns["states"], columns["reasons"]
+    if not (
+        type(ids) is list
+        and type(states) is list
+        and len(ids) == len(states)
+        and type(reasons) is dict
+        and all(type(i) is str for i in ids)
+        and all(type(s) is str for s in states)
+        and all(type(r) is list and all(type(x) is str for x in r) for r in reasons.values())
+    ):
+        raise ValueError("damaged statuses")
+    make, none = tuple.__new__, ()
+    return [
+        make(CachedStatus, (i, s, tuple(reasons[i]) if i in reasons else none))
+        for i, s in zip(ids, states, strict=True)
+    ]
+
+
+def _restated(columns: Mapping[str, Any], new: Mapping[str, tuple[str, list[str]]]) -> dict[str, Any]:
+    """``columns`` (:func:`_columns`) with the steps in ``new`` given a new state and reasons."""
+    states = list(columns["states"])
+    reasons = dict(columns["reasons"])
+    if new:
+        position = {sid: n for n, sid in enumerate(columns["ids"])}
+        for sid, (state, why) in new.items():
+            n = position.get(sid)
+            if n is None:
+                continue  # a step the stored judgment does not hold: nothing to restate
+            states[n] = state
+            if why:
+                reasons[sid] = list(why)
+            else:
+                reasons.pop(sid, None)
+    return {"ids": columns["ids"], "states": states, "reasons": reasons}
 
 
 def _write_json(target: str, entry: Any, *, sort_keys: bool = False) -> None:
