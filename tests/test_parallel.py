@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agilab_dsl.check.files import load
 from agilab_dsl.stages.parallel import Located, StageFailed, attempt, run_contract
@@ -478,3 +480,44 @@ def test_a_partition_module_that_cannot_be_imported_is_a_located_error(
     assert expected in first
     assert 'function = "funcs.py:stats"' in problem.message  # the source line, under it a caret
     assert not (tmp_path / "out" / "result.csv").exists()
+
+
+@given(st.integers(min_value=1, max_value=300), st.integers(min_value=1, max_value=64))
+def test_dask_batches_are_consecutive_and_even(count: int, tasks: int) -> None:
+    from agilab_dsl.stages.backends.dask import batched
+
+    parts = [Partition(i) for i in range(count)]
+    batches = batched(parts, tasks)
+    assert [p for b in batches for p in b] == parts  # every partition once, in order
+    assert len(batches) == min(tasks, count) and all(batches)
+    sizes = [len(b) for b in batches]
+    assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+
+
+def test_dask_sends_a_few_tasks_per_worker_thread_and_keeps_partition_order(
+    tmp_path: Path, dask_processes
+) -> None:
+    from agilab_dsl.stages.backends import Done, FunctionRef, PartitionCall
+    from agilab_dsl.stages.backends.dask import TASKS_PER_THREAD, DaskBackend
+
+    (tmp_path / "ident.py").write_text("def index(part):\n    return part.index\n", encoding="utf-8")
+    call = PartitionCall(FunctionRef.parse("ident.py:index", str(tmp_path)))
+    backend = DaskBackend(2, scheduler=dask_processes.address)
+    sent: list[int] = []
+    submit = backend.client.map
+
+    def counted(function, batches, **kwargs):  # type: ignore[no-untyped-def]
+        sent.extend(len(b) for b in batches)
+        return submit(function, batches, **kwargs)
+
+    backend.client.map = counted  # type: ignore[method-assign]
+    try:
+        threads = backend._threads()
+        parts = [Partition(i) for i in range(37)]
+        got = list(backend.map(call, parts))
+    finally:
+        backend.close()
+    assert threads == 2  # two single-threaded `dask worker` processes
+    assert [p.index for p, _ in got] == list(range(37))
+    assert all(isinstance(o, Done) for _, o in got) and [o.value for _, o in got] == list(range(37))
+    assert len(sent) == TASKS_PER_THREAD * threads and sum(sent) == 37

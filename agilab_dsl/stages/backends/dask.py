@@ -3,16 +3,17 @@ scheduler`` when ``cluster_enabled``), else a LocalCluster on 127.0.0.1 started 
 closed after it. The dashboard link is said when the client connects. A scheduler given as a host
 alone is on AGILAB's port (8780, the first of ``AGILAB_DASK_SCHEDULER_PORT_RANGE``), not Dask's 8786.
 
-Partitions are submitted with ``client.map`` (consecutive partitions batched into one task) and
-gathered back in partition order a few tasks at a time, so the reducer streams them. A worker lost
-mid-stage is dask's business: the scheduler re-runs its partitions on the workers left (up to
-``distributed.scheduler.allowed-failures`` times, after which they fail with ``KilledWorker``,
-named like any failing partition).
+Partitions are submitted with ``client.map``, consecutive partitions batched into about
+:data:`TASKS_PER_THREAD` tasks per worker thread, and gathered back in partition order a few at a
+time, so the reducer streams them. A worker lost mid-stage is dask's business: the scheduler
+re-runs its partitions on the workers left (up to ``distributed.scheduler.allowed-failures`` times,
+after which they fail with ``KilledWorker``, named like any failing partition).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -220,6 +221,21 @@ def lost(future: Any, batch: list[Partition]) -> list[Failed]:
     return [Failed(p.describe(), f"{type(exc).__name__}: {exc}", text) for p in batch]
 
 
+TASKS_PER_THREAD = 4
+"""Consecutive partitions travel in batches, one task each, about this many per worker thread: the
+scheduler spends a millisecond or so on each task, and a worker idles while the next is sent (64
+partitions of 50 ms on 2 workers: 1.72x over ``local`` one task each, 1.87x in 8 batches)."""
+
+
+def batched(parts: list[Partition], tasks: int) -> list[list[Partition]]:
+    """``parts`` in at most ``tasks`` runs of consecutive partitions whose sizes differ by one at
+    most (the larger first), so that each worker gets its share whatever the count."""
+    count = max(1, min(tasks, len(parts)))
+    size, extra = divmod(len(parts), count)
+    bounds = list(itertools.accumulate((size + (n < extra) for n in range(count)), initial=0))
+    return [parts[a:b] for a, b in itertools.pairwise(bounds)]
+
+
 def run_batch(call: PartitionCall, batch: list[Partition]) -> list[Any]:
     """On a worker: the outcomes of consecutive partitions, in order."""
     return [call(part) for part in batch]
@@ -257,13 +273,11 @@ class DaskBackend:
         if not parts:
             return
 
-        # Tiny tasks cost the scheduler more than they do: consecutive partitions travel in batches,
-        # about 32 per worker (a batch is one task; its results keep partition order).
-        workers = self._workers()  # (an external scheduler is asked once)
-        size = max(1, len(parts) // (workers * 32))
-        batches = [parts[n : n + size] for n in range(0, len(parts), size)]
+        threads = self._threads()  # (an external scheduler is asked once)
+        batches = batched(parts, TASKS_PER_THREAD * threads)
         stage = uuid.uuid4().hex[:12]
-        keys = [f"partitions-{n * size}-{stage}" for n in range(len(batches))]
+        firsts = itertools.accumulate((len(b) for b in batches[:-1]), initial=0)
+        keys = [f"partitions-{first}-{stage}" for first in firsts]
         futures = self.client.map(
             functools.partial(run_batch, call), batches, key=keys, pure=False, resources=self.resources
         )
@@ -271,8 +285,8 @@ class DaskBackend:
             started(part.describe())
         try:
             # gathered in order, a few tasks at a time: results stream to the reducer, and at most
-            # that many tasks' results wait in this process
-            step = 4 * workers
+            # about 4 partitions' results per thread wait in this process
+            step = max(1, 4 * threads // len(batches[0]))
             for first in range(0, len(futures), step):
                 chunk = futures[first : first + step]
                 outcomes = self.client.gather(chunk, errors="skip")
@@ -284,10 +298,13 @@ class DaskBackend:
         finally:
             self.client.cancel(futures)  # a stage stopped by a failure leaves nothing running
 
-    def _workers(self) -> int:
+    def _threads(self) -> int:
+        """The threads that run tasks: the LocalCluster's workers (one each), or all that the
+        scheduler knows of."""
         if self.cluster is not None:
             return max(1, len(self.cluster.workers))
-        return max(1, len(self.client.scheduler_info().get("workers", {})))
+        workers = self.client.scheduler_info().get("workers", {}).values()
+        return max(1, sum(int(w.get("nthreads") or 1) for w in workers))
 
     def close(self) -> None:
         self.client.close()
