@@ -134,6 +134,30 @@ def test_waves_are_graphlibs_generations_in_lab_order(
     assert graph.waves() == expected
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 20), st.lists(st.tuples(st.integers(0, 24), st.integers(0, 24)), max_size=60))
+def test_links_and_the_stored_order_survive_json(n: int, pairs: list[tuple[int, int]]) -> None:
+    import json
+
+    ids = [f"s{i}" for i in range(n)]
+    # acyclic, some edges naming steps that are not in the graph (ignored), some repeated
+    edges = tuple(Edge(f"s{a}", f"s{b}", "deps") for a, b in pairs if a < b)
+    graph = StepGraph(tuple(ids), edges)
+    inside = [e for e in edges if e.upstream in ids and e.downstream in ids]
+    for sid in ids:  # as a set per step would give
+        assert graph.upstream(sid) == {e.upstream for e in inside if e.downstream == sid}
+        assert graph.downstream(sid) == {e.downstream for e in inside if e.upstream == sid}
+    again = StepGraph.from_json(json.loads(json.dumps(graph.to_json())))
+    assert again == graph and again.order() == graph.order()
+    assert all(
+        again.upstream(i) == graph.upstream(i) and again.downstream(i) == graph.downstream(i) for i in ids
+    )
+    if ids:
+        other = {**graph.to_json(), "order": [*graph.order()[1:], "elsewhere"]}
+        with pytest.raises(ValueError, match="stored order"):
+            StepGraph.from_json(other)
+
+
 def test_waves_of_a_cycle_raise_as_graphlib_does() -> None:
     graph = StepGraph(("a", "b"), (Edge("a", "b", "deps"), Edge("b", "a", "deps")))
     with pytest.raises(graphlib.CycleError):

@@ -44,6 +44,27 @@ class Edge(FrozenRecord):
         self.detail = detail
 
 
+_NONE: frozenset[str] = frozenset()
+
+
+def _frozen(ids: Iterable[str], links: dict[str, set[str]]) -> dict[str, frozenset[str]]:
+    """Each id's linked steps, frozen: one empty set shared by the steps without any, and one set
+    for each step that is the only link of others (the steps gathered by one step). At 100,000
+    steps, 0.26 s of a run from the stored spec was spent making a set per step and direction."""
+    out = dict.fromkeys(ids, _NONE)
+    alone: dict[str, frozenset[str]] = {}
+    for sid, linked in links.items():
+        if len(linked) == 1:
+            (only,) = linked
+            shared = alone.get(only)
+            if shared is None:
+                shared = alone[only] = frozenset(linked)
+            out[sid] = shared
+        else:
+            out[sid] = frozenset(linked)
+    return out
+
+
 def dataframe_edges(stages: Iterable[Any]) -> list[Edge]:
     """A df step that reads ``df`` runs after the df step whose saved frame it reads."""
     from .dataframe import FRAME_FILE, frame_links
@@ -152,14 +173,24 @@ class StepGraph(FrozenRecord):
     def __init__(self, ids: tuple[str, ...], edges: tuple[Edge, ...]) -> None:
         self.ids = ids
         self.edges = edges
-        up: dict[str, set[str]] = {i: set() for i in ids}
-        down: dict[str, set[str]] = {i: set() for i in ids}
+        known = set(ids)
+        up: dict[str, set[str]] = {}
+        down: dict[str, set[str]] = {}
         for e in edges:
-            if e.upstream in up and e.downstream in up:
-                up[e.downstream].add(e.upstream)
-                down[e.upstream].add(e.downstream)
-        self._up: Mapping[str, frozenset[str]] = {k: frozenset(v) for k, v in up.items()}
-        self._down: Mapping[str, frozenset[str]] = {k: frozenset(v) for k, v in down.items()}
+            a, b = e.upstream, e.downstream
+            if a in known and b in known:
+                linked = up.get(b)
+                if linked is None:
+                    up[b] = {a}
+                else:
+                    linked.add(a)
+                linked = down.get(a)
+                if linked is None:
+                    down[a] = {b}
+                else:
+                    linked.add(b)
+        self._up: Mapping[str, frozenset[str]] = _frozen(ids, up)
+        self._down: Mapping[str, frozenset[str]] = _frozen(ids, down)
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -194,11 +225,18 @@ class StepGraph(FrozenRecord):
         return {
             "ids": list(self.ids),
             "edges": [[e.upstream, e.downstream, e.kind, e.detail] for e in self.edges],
+            "order": list(self.order()),  # a stored spec's run order is not worked out again
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StepGraph:
-        return cls(tuple(data["ids"]), tuple(Edge(*e) for e in data["edges"]))
+        graph = cls(tuple(data["ids"]), tuple(Edge(*e) for e in data["edges"]))
+        order = data.get("order")
+        if order is not None:
+            if len(order) != len(graph.ids) or set(order) != set(graph.ids):
+                raise ValueError("the stored order is not of these steps")
+            object.__setattr__(graph, "_order", tuple(order))
+        return graph
 
     # -- queries ----------------------------------------------------------------------------
     def upstream(self, step: str) -> frozenset[str]:
