@@ -281,3 +281,36 @@ def test_the_hash_cache_writes_few_new_entries_apart_and_compacts_many(tmp_path:
     assert damaged.hashes_damaged and damaged.hashes == again.hashes
     damaged.save_hashes(set())
     assert not (folder / "hashes-new.json").exists() and LabState.load(lab).hashes_damaged is False
+
+
+def test_large_components_are_written_from_their_digest_text_as_the_same_json(tmp_path: Path) -> None:
+    from agilab_dsl.plan import fingerprint
+    from agilab_dsl.plan.fingerprint import canonical_text, digest
+
+    inputs = {f"out/{i:06d}.txt": f"{i:064x}" for i in range(5000)}  # ~400 KB of digest text
+    comps = {"code": "c", "inputs": inputs, "upstream": {"a": "fp"}, "params": {"x": 1.5}}
+    fp = digest(comps)
+    assert canonical_text(fp, comps) is not None  # kept: long, ASCII, nothing stringified
+    assert canonical_text(fp, dict(comps)) is None  # another object: encoded again
+    rec = StepRecord(fp, comps, {"total.txt": "h"}, 12.25, 0.5, "run-1")
+    expected = json.dumps(rec.to_json(), sort_keys=True)
+    text = rec.json_text()
+    assert text != expected and json.loads(text) == json.loads(expected)  # spliced, the same data
+    lab = tmp_path / "lab_steps.toml"
+    state = LabState.load(lab)
+    state.record("gather", rec)
+    state.settle()  # journalled
+    assert LabState.load(lab).steps["gather"] == rec
+    state = LabState.load(lab)
+    state.save()  # compacted from the journal's parsed record (a new object: encoded again)
+    again = LabState.load(lab)
+    assert again.steps["gather"] == rec and not again.problem
+    again.record("gather", rec)
+    again.save()  # compacted in the run that recorded it: from the digest text
+    assert '"inputs":{"out/000000.txt":' in again.path.read_text()
+    assert (
+        LabState.load(lab).steps["gather"] == rec and LabState.load(lab, trusted=True).steps["gather"] == rec
+    )
+    odd = {"inputs": {f"é/{i}": "h" for i in range(20000)}}  # not ASCII: never spliced
+    assert canonical_text(digest(odd), odd) is None
+    assert len(fingerprint._texts) <= fingerprint.KEPT_TEXTS

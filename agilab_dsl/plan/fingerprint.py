@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import _thread
 import functools
 import json
 import os
@@ -34,9 +35,38 @@ _KNOWN: dict[str, str] = {}  # code text -> its code_hash, from the spec cache (
 
 
 def digest(value: Any) -> str:
-    """A stable hash of a JSON-able value (keys sorted)."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return sha256_hex(text.encode("utf-8", "surrogatepass"))
+    """A stable hash of a JSON-able value (keys sorted). The text of a large one is kept a while
+    (:func:`canonical_text`): a step gathering 100,000 inputs has its components written to the
+    state right after they were hashed, and encoding them again took as long as the hashing."""
+    stringified: list[Any] = []  # what was not JSON data (turned into text)
+
+    def as_text(value: Any) -> str:
+        stringified.append(value)
+        return str(value)
+
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=as_text)
+    fingerprint = sha256_hex(text.encode("utf-8", "surrogatepass"))
+    if len(text) >= KEEP_TEXT and not stringified and text.isascii():
+        with _texts_lock:
+            _texts.pop(fingerprint, None)
+            _texts[fingerprint] = (value, text)
+            while len(_texts) > KEPT_TEXTS:
+                del _texts[next(iter(_texts))]  # the oldest
+    return fingerprint
+
+
+KEEP_TEXT = 1 << 18  # the digest text of a value this long (256 KiB) or longer is kept ...
+KEPT_TEXTS = 4  # ... for the last few such values
+_texts: dict[str, tuple[Any, str]] = {}  # fingerprint -> (the value, its digest text)
+_texts_lock = _thread.allocate_lock()  # (threading's own import is not on every path)
+
+
+def canonical_text(fingerprint: str, value: Any) -> str | None:
+    """The JSON text :func:`digest` hashed into ``fingerprint`` when it was this very ``value``
+    (the same object) and was long (keys sorted, no spaces, ASCII only, nothing stringified):
+    the same data as ``json.dumps(value)``; else None."""
+    kept = _texts.get(fingerprint)
+    return kept[1] if kept is not None and kept[0] is value else None
 
 
 def strip_docstrings(tree: ast.AST) -> ast.AST:

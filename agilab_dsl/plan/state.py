@@ -197,7 +197,7 @@ class LabState(Record):
         """Keep one step's new record: as one appended journal line, then in memory. A write that
         fails (a full disk) raises, leaving the step unrecorded: at worst a torn line, which loading
         skips and the next append starts after."""
-        line = json.dumps({"id": step_id, "record": record.to_json()}, sort_keys=True) + "\n"
+        line = f'{{"id": {json.dumps(step_id)}, "record": {record.json_text()}}}\n'
         try:
             if self._journal is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,22 @@ class StepRecord(Record):
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def json_text(self) -> str:
+        """The record as JSON, keys sorted (as ``json.dumps(to_json(), sort_keys=True)`` reads):
+        large components whose text their fingerprint's digest just made are not encoded again
+        (:func:`~agilab_dsl.plan.fingerprint.canonical_text`)."""
+        from .fingerprint import canonical_text
+
+        components = canonical_text(self.fingerprint, self.components)
+        if components is None:
+            return json.dumps(self.to_json(), sort_keys=True)
+        dumps = json.dumps
+        return (
+            f'{{"components": {components}, "finished_at": {dumps(self.finished_at)}, '
+            f'"fingerprint": {dumps(self.fingerprint)}, "outputs": {dumps(self.outputs, sort_keys=True)}, '
+            f'"run_id": {dumps(self.run_id)}, "seconds": {dumps(self.seconds)}}}'
+        )
+
     @classmethod
     def from_json(cls, value: Any) -> StepRecord | str:
         """The record ``value`` holds, or why it is not one (a wrongly typed field, say)."""
@@ -183,7 +199,7 @@ class Records(MutableMapping[str, StepRecord]):
         """The record's JSON text, as ``state.json`` holds it."""
         text = self._text.get(step_id)
         if text is None:
-            text = json.dumps(self._parsed[step_id].to_json(), sort_keys=True)
+            text = self._parsed[step_id].json_text()
         return text
 
 
