@@ -69,6 +69,16 @@ def _status(lab: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> list[
     return json.loads(capsys.readouterr().out)["steps"]
 
 
+def hash_table(path: Path) -> dict[str, list[object]]:
+    """hashes.json's entries by path (it keeps them as columns: plan/hashfile.py)."""
+    data = json.loads(path.read_text())
+    assert data["format"] == 2 and data["paths"] == sorted(data["paths"])
+    return {
+        p: [s, m, h]
+        for p, s, m, h in zip(data["paths"], data["sizes"], data["mtimes"], data["hashes"], strict=True)
+    }
+
+
 def test_one_changed_input_judges_its_step_and_what_is_downstream(
     lab: Path, judged: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -95,7 +105,7 @@ def test_a_touched_input_runs_nothing_and_is_kept(
     assert judged == []  # its content is as judged (the hash cache's, hashed again): nothing to judge
     entry = json.loads((lab.parent / ".agilab" / "judgment.json").read_text())
     assert entry["files"][str(path)] == f"{path.stat().st_size}:{path.stat().st_mtime_ns}"
-    hashes = json.loads((lab.parent / ".agilab" / "hashes.json").read_text())
+    hashes = hash_table(lab.parent / ".agilab" / "hashes.json")
     assert hashes[str(path)][:2] == [path.stat().st_size, path.stat().st_mtime_ns]
     judged.clear()
     _run(lab, capsys)
@@ -119,7 +129,7 @@ def test_a_few_new_hashes_go_to_hashes_new_and_a_touched_input_is_found_there(
     judged.clear()
     assert set(_run(lab, capsys).values()) == {"fresh"}
     assert judged == []  # its hash as judged was in hashes-new.json: only touched
-    hashes = json.loads((folder / "hashes.json").read_text())
+    hashes = hash_table(folder / "hashes.json")
     assert hashes[str(path)][:2] == [path.stat().st_size, path.stat().st_mtime_ns]
     assert not (folder / "hashes-new.json").exists()  # all in hashes.json again
 

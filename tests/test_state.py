@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from agilab_dsl.plan.hashfile import entries_of
 from agilab_dsl.plan.state import LabState, StepRecord
 
 HANG = "import os\nPath('s3.pid').write_text(str(os.getpid()))\ntime.sleep(30)"
@@ -232,9 +233,24 @@ def test_damaged_state_json_and_hashes_never_raise(tmp_path: Path) -> None:
     state.steps["a"] = record(1)
     state.settle()
     assert LabState.load(lab).problem is None and (folder / "state.json").is_file()
+    # a table written before the columns (format 1): its wrong entries are left out
     (folder / "hashes.json").write_text(json.dumps({"x": 5, "y": [1, 2, "h"], "z": ["1", 2, "h"]}))
     state = LabState.load(lab)
     assert state.hashes == {"y": [1, 2, "h"]} and state.hashes_damaged
+    columns = {"format": 2, "paths": ["/a", "/b"], "sizes": [1, 2], "mtimes": [3, 4], "hashes": ["h", "i"]}
+    (folder / "hashes.json").write_text(json.dumps(columns))
+    state = LabState.load(lab)
+    assert state.hashes == {"/a": [1, 3, "h"], "/b": [2, 4, "i"]} and not state.hashes_damaged
+    for damage in (
+        {"sizes": [1]},
+        {"mtimes": [3, "4"]},
+        {"hashes": None},
+        {"paths": ["/a", 2]},
+        {"sizes": [1, True]},
+    ):
+        (folder / "hashes.json").write_text(json.dumps({**columns, **damage}))
+        state = LabState.load(lab)
+        assert state.hashes == {} and state.hashes_damaged, damage  # hashed again, rewritten whole
 
 
 def test_the_state_file_is_one_json_document_a_record_to_a_line(tmp_path: Path) -> None:
@@ -275,7 +291,7 @@ def test_the_hash_cache_writes_few_new_entries_apart_and_compacts_many(tmp_path:
     again.hashes.update({f"/h{i}": [i, i, "h"] for i in range(70)})  # more than max(64, 200 / 8)
     again.save_hashes({f"/h{i}" for i in range(70)})
     assert not (folder / "hashes-new.json").exists()
-    assert json.loads((folder / "hashes.json").read_text()) == again.hashes
+    assert entries_of(json.loads((folder / "hashes.json").read_text())) == (again.hashes, False)
     (folder / "hashes-new.json").write_text("{not json")  # damaged: ignored, rewritten whole
     damaged = LabState.load(lab)
     assert damaged.hashes_damaged and damaged.hashes == again.hashes

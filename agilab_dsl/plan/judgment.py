@@ -38,7 +38,7 @@ FORMAT = 4  # 2: each status keeps its upstream steps; 3: they and the readers i
 # 4: the statuses as columns (:func:`_columns`)
 NAME = "judgment.json"
 GRAPH = "judgment-graph.json"  # the readers and upstream steps: read only when needed
-HASHES = "hashes.json"  # the file-hash cache plan.state keeps beside it: path -> [size, mtime_ns, sha256]
+HASHES = "hashes.json"  # the file-hash cache plan.state keeps beside it (plan.hashfile)
 HASHES_NEW = "hashes-new.json"  # and the entries runs added since it was written (they win)
 NEW = "judgment-new.json"  # what runs judged from the judgment changed since it was written
 _NEW_KEY = "new"  # where a looked-up entry keeps that (never written into judgment.json)
@@ -214,15 +214,16 @@ def _same_content(lab_path: str, entry: dict[str, Any], now: dict[str, str]) -> 
     touched = [p for p, sig in now.items() if _same_size(files[p], sig)]
     if not touched:
         return
+    from .hashfile import entries_of, to_columns
     from .safe_read import read_json
 
     shared, why = read_json(hashes_path, share=True)  # shared with the state's load that follows
-    if why is not None or not isinstance(shared, dict):
+    hashes = entries_of(shared)[0]  # a new table: the shared value stays as read
+    if why is not None or not hashes:
         return
-    hashes = dict(shared)  # changed below: the shared value stays as read
     added, why = read_json(os.path.join(os.path.dirname(hashes_path), HASHES_NEW), share=True)
-    if why is None and isinstance(added, dict):
-        hashes.update(added)  # what later runs added (plan.state keeps it apart)
+    if why is None:
+        hashes.update(entries_of(added)[0])  # what later runs added (plan.state keeps it apart)
     from .cache import file_sha256  # as plan.fingerprint hashes a file (hashlib only if large)
 
     same = []
@@ -243,7 +244,7 @@ def _same_content(lab_path: str, entry: dict[str, Any], now: dict[str, str]) -> 
         return
     for path in same:
         files[path] = now.pop(path)
-    _write_json(hashes_path, hashes, sort_keys=True)  # as plan.state writes it: every entry
+    _write_json(hashes_path, to_columns(hashes), sort_keys=True)  # as plan.state writes it: every entry
     with contextlib.suppress(OSError):
         os.unlink(os.path.join(os.path.dirname(hashes_path), HASHES_NEW))  # in hashes.json now
     _write(lab_path, entry)

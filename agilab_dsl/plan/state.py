@@ -24,6 +24,7 @@ from json.decoder import scanstring
 from pathlib import Path
 
 from ..load.records import Record
+from .hashfile import entries_of, to_columns
 from .judgment import HASHES, HASHES_NEW  # the file-hash cache and what runs added to it since
 from .longlived import long_lived
 from .safe_read import parse_json, read_json, summary
@@ -174,12 +175,8 @@ class LabState(Record):
         damaged = False
         for name in (HASHES, HASHES_NEW):  # the base, then what later runs added (it wins)
             cache, why = read_json(folder / name, share=True)  # a touched input's check read them
-            entries = {k: v for k, v in cache.items() if _hash_entry(v)} if isinstance(cache, dict) else {}
-            damaged |= (
-                why is not None
-                or (cache is not None and not isinstance(cache, dict))
-                or len(entries) != len(cache if isinstance(cache, dict) else ())
-            )
+            entries, wrong = entries_of(cache)
+            damaged |= why is not None or wrong
             if name == HASHES:
                 state.hashes, state.hashes_base = entries, len(entries)
             else:
@@ -269,7 +266,7 @@ class LabState(Record):
             self.hashes_new = new
             return
         _clear_folder(base)
-        write_json_atomic(base, self.hashes, durable=False)  # first: the additions are in it now
+        write_json_atomic(base, to_columns(self.hashes), durable=False)  # first: the additions are in it now
         with contextlib.suppress(FileNotFoundError):
             _clear_folder(overlay)
             overlay.unlink()
@@ -352,16 +349,6 @@ def _clear_folder(path: Path) -> None:
         import shutil
 
         shutil.rmtree(path)
-
-
-def _hash_entry(value: Any) -> bool:
-    """Whether ``value`` is a hash-cache entry: ``[size, mtime_ns, hash]``."""
-    return (
-        type(value) is list
-        and len(value) == 3
-        and type(value[0]) is type(value[1]) is int
-        and type(value[2]) is str
-    )
 
 
 STEPS_LOCK = "steps.lock"  # held (shared) by every step process a runner starts, while it lives

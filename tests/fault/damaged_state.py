@@ -206,10 +206,12 @@ SPECIFIC: dict[str, dict[str, Callable[[Path], None]]] = {
         "crlf": _bytes(lambda b: b.replace(b"\n", b"\r\n")),
     },
     "hashes": {
-        "entry-number": _json_edit(lambda d: {k: 5 for k in d}),  # type: ignore[attr-defined]
-        "entry-strings": _json_edit(lambda d: {k: ["a", "b", "c"] for k in d}),  # type: ignore[attr-defined]
-        "entry-short": _json_edit(lambda d: {k: [1] for k in d}),  # type: ignore[attr-defined]
-        "entry-null": _json_edit(lambda d: {k: None for k in d}),  # type: ignore[attr-defined]
+        "sizes-strings": _json_edit(lambda d: d | {"sizes": [str(n) for n in d["sizes"]]}),  # type: ignore[index,operator]
+        "mtimes-short": _json_edit(lambda d: d | {"mtimes": d["mtimes"][1:]}),  # type: ignore[index,operator]
+        "hashes-null": _json_edit(lambda d: d | {"hashes": None}),  # type: ignore[operator]
+        "paths-numbers": _json_edit(lambda d: d | {"paths": list(range(len(d["paths"])))}),  # type: ignore[index,operator]
+        "table-entry-number": _json_edit(lambda d: {p: 5 for p in d["paths"]}),  # type: ignore[index]
+        "table-entry-short": _json_edit(lambda d: {p: [1] for p in d["paths"]}),  # type: ignore[index]
     },
     "judgment": {
         "statuses-string": _json_edit(lambda d: d | {"statuses": "x"}),  # type: ignore[operator]
