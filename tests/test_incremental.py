@@ -104,7 +104,8 @@ def test_a_touched_input_runs_nothing_and_is_kept(
     assert set(_run(lab, capsys).values()) == {"fresh"}
     assert judged == []  # its content is as judged (the hash cache's, hashed again): nothing to judge
     entry = json.loads((lab.parent / ".agilab" / "judgment.json").read_text())
-    assert entry["files"][str(path)] == f"{path.stat().st_size}:{path.stat().st_mtime_ns}"
+    files = dict(zip(entry["paths"], entry["signatures"], strict=True))
+    assert files[str(path)] == f"{path.stat().st_size}:{path.stat().st_mtime_ns}"
     hashes = hash_table(lab.parent / ".agilab" / "hashes.json")
     assert hashes[str(path)][:2] == [path.stat().st_size, path.stat().st_mtime_ns]
     judged.clear()

@@ -97,6 +97,25 @@ def test_damaged_status_columns_mean_a_full_judgment(lab: Path, damage: dict[str
     assert code == 0 and judged and set(states(out).values()) == {"fresh"}
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"paths": None},
+        {"signatures": "1:2"},
+        {"signatures": []},  # fewer signatures than paths
+    ],
+)
+def test_damaged_signature_columns_mean_a_full_judgment(lab: Path, damage: dict[str, Any]) -> None:
+    assert probe(str(lab))[0] == 0
+    path = lab.parent / ".agilab" / "judgment.json"
+    entry = json.loads(path.read_text())
+    assert len(entry["paths"]) == len(entry["signatures"]) > 1 and "files" not in entry
+    path.write_text(json.dumps({**entry, **damage}))
+    (lab.parent / "data" / "a.csv").write_text("x\n2\n", encoding="utf-8")
+    code, judged, out = probe("status", str(lab), "--json")
+    assert code == 0 and judged and set(states(out).values()) != {"fresh"}  # the change is seen
+
+
 def test_reasons_are_kept_by_step_in_the_columns(lab: Path) -> None:
     assert probe(str(lab))[0] == 0
     (lab.parent / "data" / "a.csv").write_text("x\n2\n", encoding="utf-8")

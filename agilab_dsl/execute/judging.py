@@ -97,9 +97,9 @@ def step_readers(runner: Runner, shared: list[str]) -> dict[str, list[str]]:
 
 
 def state_unchanged(known: Known, state_files: set[str]) -> bool:
-    from ..plan.judgment import signatures
+    from ..plan.judgment import files_of, signatures
 
-    stored = known.entry["files"]
+    stored = files_of(known.entry)
     return all(stored.get(p) == sig for p, sig in signatures(state_files).items())
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..plan.fingerprint import digest
 from ..plan.graph import StepGraph
+from ..plan.judgment import files_of
 from ..plan.stale import StepStatus, components, reasons
 from .agilab_env import StepContext
 from .judged import JudgedFiles
@@ -130,5 +131,5 @@ class StepJudge(JudgedFiles):
         reuse = Reuse(known, self.full_graph, conditional) if known and not options.force else None
         self.judged_ids = reuse.judged if reuse is not None else set(self.full_graph.ids)
         if known is not None:
-            self.hashes.assume(known.entry["files"], but=known.now)
+            self.hashes.assume(files_of(known.entry), but=known.now)
         return reuse

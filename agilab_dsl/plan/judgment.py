@@ -25,17 +25,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 import sys
 from collections import namedtuple
+
+from .statmany import signature, signatures_of
 
 TYPE_CHECKING = False  # typing itself is not imported: `status` from this cache pays for every module
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterable, Mapping
     from typing import Any
 
-FORMAT = 4  # 2: each status keeps its upstream steps; 3: they and the readers in GRAPH;
-# 4: the statuses as columns (:func:`_columns`)
+FORMAT = 5  # 2: each status keeps its upstream steps; 3: they and the readers in GRAPH;
+# 4: the statuses as columns (:func:`_columns`); 5: the files' signatures as columns (:func:`_write`)
 NAME = "judgment.json"
 GRAPH = "judgment-graph.json"  # the readers and upstream steps: read only when needed
 HASHES = "hashes.json"  # the file-hash cache plan.state keeps beside it (plan.hashfile)
@@ -51,26 +52,6 @@ class CachedStatus(namedtuple("CachedStatus", "id state reasons")):
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "state": self.state, "reasons": list(self.reasons)}
-
-
-def _stat(path: str) -> str:
-    try:
-        st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return "missing"
-    except OSError as exc:
-        return f"error:{type(exc).__name__}"
-    if stat.S_ISDIR(st.st_mode):
-        parts = []
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for name in sorted(files):
-                full = os.path.join(root, name)
-                parts.append(f"{os.path.relpath(full, path)}:{_stat(full)}")
-        import hashlib
-
-        return "dir:" + hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
-    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _file(lab_path: str) -> str:
@@ -181,14 +162,15 @@ def _lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:
             entry = json.load(fh)
         if entry["key"] != _key(options):
             return None
+        paths, stored = entry["paths"], entry["signatures"]
+        if type(paths) is not list or type(stored) is not list or len(paths) != len(stored):
+            return None
         _merge_new(lab_path, entry)
         if any(os.environ.get(name) != value for name, value in entry["env"].items()):
             return None
-        now = {}
-        for path, sig in entry["files"].items():
-            current = _stat(path)
-            if current != sig:
-                now[path] = current
+        if "files" in entry:  # changed by _merge_new
+            paths, stored = list(entry["files"]), list(entry["files"].values())
+        now = {p: sig for p, sig, was in zip(paths, signatures_of(paths), stored, strict=True) if sig != was}
         graph = StoredGraph(lab_path, entry["token"])
         readers: dict[str, list[str]] = {}
         if now:
@@ -210,7 +192,7 @@ def _same_content(lab_path: str, entry: dict[str, Any], now: dict[str, str]) -> 
     judgment holds for them as it is; it and the hash cache are kept with their new signatures, so
     the next call does not hash them again."""
     hashes_path = os.path.join(os.path.dirname(_file(lab_path)), HASHES)
-    files: dict[str, str] = entry["files"]
+    files = files_of(entry)
     touched = [p for p, sig in now.items() if _same_size(files[p], sig)]
     if not touched:
         return
@@ -236,7 +218,7 @@ def _same_content(lab_path: str, entry: dict[str, Any], now: dict[str, str]) -> 
             digest = file_sha256(path)
         except OSError:
             continue
-        if digest == cached[2] and _stat(path) == now[path]:  # and not changed while hashed
+        if digest == cached[2] and signature(path) == now[path]:  # and not changed while hashed
             new_size, new_mtime = (int(part) for part in now[path].split(":"))
             hashes[path] = [new_size, new_mtime, digest]
             same.append(path)
@@ -304,7 +286,7 @@ def update(
     others keep theirs: a file changed meanwhile is still seen as changed) and the new statuses of
     the steps judged again (only the steps: the files, key and graph are the stored ones)."""
     entry = dict(known.entry)
-    files = dict(entry["files"])
+    files = dict(files_of(entry))
     moved = {p: sig for p, sig in signed.items() if p in files and files[p] != sig}
     files.update(moved)
     entry["files"] = files
@@ -338,9 +320,22 @@ def _readers(readers: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
     }
 
 
+def files_of(entry: dict[str, Any]) -> dict[str, str]:
+    """A stored judgment's files: path → signature. It keeps them as two lists, ``paths`` and
+    ``signatures``, which parse in a third of the time of a table (0.07 against 0.23 s for the
+    200,000 files of 100,000 steps) and are compared as they are: the table is built only when
+    asked for (a run, a judgment kept again), not for a no-op ``status``."""
+    files = entry.get("files")
+    if files is None:
+        files = entry["files"] = dict(zip(entry.pop("paths"), entry.pop("signatures"), strict=True))
+    return files
+
+
 def _write(lab_path: str, entry: dict[str, Any]) -> None:
     """Write a judgment whole (what runs changed since, kept apart until now, included)."""
-    _write_json(_file(lab_path), {k: v for k, v in entry.items() if k != _NEW_KEY})
+    files = files_of(entry)
+    kept = {k: v for k, v in entry.items() if k not in (_NEW_KEY, "files")}
+    _write_json(_file(lab_path), {**kept, "paths": list(files), "signatures": list(files.values())})
     with contextlib.suppress(OSError):
         os.unlink(os.path.join(os.path.dirname(_file(lab_path)), NEW))
 
@@ -366,7 +361,8 @@ def _merge_new(lab_path: str, entry: dict[str, Any]) -> None:
         )
     ):
         return
-    entry["files"].update(apart["files"])
+    if apart["files"]:
+        files_of(entry).update(apart["files"])
     statuses = apart["statuses"]
     entry["statuses"] = _restated(
         entry["statuses"], {sid: (s["state"], s["reasons"]) for sid, s in statuses.items()}
@@ -445,9 +441,5 @@ def _write_json(target: str, entry: Any, *, sort_keys: bool = False) -> None:
 
 def signatures(files: Iterable[str]) -> dict[str, str]:
     """``size:mtime_ns`` (or a folder's listing hash) of each path, by absolute path."""
-    out = {}
-    for path in files:
-        key = path if os.path.isabs(path) else os.path.abspath(path)
-        if key not in out:
-            out[key] = _stat(key)
-    return out
+    keys = list(dict.fromkeys(path if os.path.isabs(path) else os.path.abspath(path) for path in files))
+    return dict(zip(keys, signatures_of(keys), strict=True))

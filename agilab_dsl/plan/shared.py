@@ -64,14 +64,23 @@ def shared_states(
     skipped) depends on that step's own state and failure only, never on its upstream in turn
     (ready and stale are both not done)."""
     ours = {s.id: s.state for s in statuses}
-    passed = {sid: agilab_state(state, True, failed.get(sid))[0] in PASSED for sid, state in ours.items()}
+
+    known: dict[str, bool] = {}
+
+    def passed(sid: str) -> bool:  # asked only about a waiting step's upstream: none, when all are fresh
+        answer = known.get(sid)
+        if answer is None:
+            state = ours.get(sid)
+            answer = known[sid] = state is None or agilab_state(state, True, failed.get(sid))[0] in PASSED
+        return answer
+
     out: dict[str, SharedState] = {}
     done_fresh = SharedState("done", (), "fresh")  # the common answer, shared
     for sid, state in ours.items():
         if state == "fresh" and sid not in failed:
             out[sid] = done_fresh
             continue
-        done = state not in WAITS or all(passed.get(u, True) for u in upstream.get(sid, ()) if u != sid)
+        done = state not in WAITS or all(passed(u) for u in upstream.get(sid, ()) if u != sid)
         word, reasons = agilab_state(state, done, failed.get(sid))
         out[sid] = SharedState(word, tuple(reasons), state)
     return out
