@@ -215,7 +215,8 @@ SPECIFIC: dict[str, dict[str, Callable[[Path], None]]] = {
     },
     "judgment": {
         "statuses-string": _json_edit(lambda d: d | {"statuses": "x"}),  # type: ignore[operator]
-        "files-list": _json_edit(lambda d: d | {"files": [1]}),  # type: ignore[operator]
+        "paths-numbers": _json_edit(lambda d: d | {"paths": [1] * len(d["paths"])}),  # type: ignore[index,operator]
+        "signatures-short": _json_edit(lambda d: d | {"signatures": d["signatures"][1:]}),  # type: ignore[index,operator]
         "env-list": _json_edit(lambda d: d | {"env": [1]}),  # type: ignore[operator]
     },
     "pending": {
