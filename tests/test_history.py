@@ -461,3 +461,76 @@ def test_a_referred_run_of_another_shape_leaves_the_details_empty_not_the_run_un
     (row,) = pq.read_table(tmp_path / hist.HISTORY / "r2.parquet").to_pylist()
     assert (row["step_id"], row["status"], row["code"], row["inputs"]) == ("a", "fresh", None, [])
     assert not list((tmp_path / hist.PENDING).iterdir())
+
+
+def _pending_run(folder: Path, run_id: str) -> None:
+    from agilab_dsl.record import history as hist
+    from agilab_dsl.record.rows import RunRecord, StepRow
+
+    run = RunRecord(run_id, 1.0, 2.0, "ok", "lab", "h", "app", None, None, [StepRow("a", "ran", [])])
+    (folder / hist.PENDING).mkdir(parents=True, exist_ok=True)
+    (folder / hist.PENDING / f"{run_id}.json").write_text("".join(run.json_text()), encoding="utf-8")
+
+
+def test_a_detached_flusher_leaves_the_records_to_the_one_at_work(tmp_path: Path) -> None:
+    """Runs back to back each spawn a flusher: one at a time flushes, the others end at once."""
+    import fcntl
+
+    from agilab_dsl.record import history as hist
+
+    _pending_run(tmp_path, "r1")
+    with open(tmp_path / hist.PENDING / hist.FLUSHER_LOCK, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a flusher at work
+        assert hist.flush_alone(tmp_path) == 0
+        assert (tmp_path / hist.PENDING / "r1.json").exists()
+    assert hist.flush_alone(tmp_path) == 1  # let go: the next flusher takes it
+    assert [p.name for p in (tmp_path / hist.HISTORY).glob("*.parquet")] == ["r1.parquet"]
+    assert hist.flush_alone(tmp_path) == 0  # nothing pending: nothing to do
+
+
+def test_the_flusher_at_work_takes_the_records_that_came_meanwhile(tmp_path: Path, monkeypatch) -> None:
+    from agilab_dsl.record import history as hist
+
+    real = hist.flush
+    calls = []
+
+    def flush(lab_dir: Path, note=None) -> int:  # a run ends while the flusher works
+        calls.append(sorted(p.name for p in (lab_dir / hist.PENDING).glob("*.json")))
+        if len(calls) == 1:
+            _pending_run(lab_dir, "r2")  # after the flush listed the folder: not in this pass
+            return _flush_only(real, lab_dir, note, "r1.json")
+        return real(lab_dir, note)
+
+    monkeypatch.setattr(hist, "flush", flush)
+    _pending_run(tmp_path, "r1")
+    assert hist.flush_alone(tmp_path) == 2
+    assert calls == [["r1.json"], ["r2.json"]]
+    assert sorted(p.name for p in (tmp_path / hist.HISTORY).glob("*.parquet")) == ["r1.parquet", "r2.parquet"]
+    assert not list((tmp_path / hist.PENDING).glob("*.json"))
+
+
+def _flush_only(real, lab_dir: Path, note, name: str) -> int:
+    """``real`` flush of the one pending record ``name`` (the others set apart meanwhile)."""
+    from agilab_dsl.record import history as hist
+
+    aside = lab_dir / "aside"
+    aside.mkdir()
+    for p in (lab_dir / hist.PENDING).glob("*.json"):
+        if p.name != name:
+            p.rename(aside / p.name)
+    try:
+        return real(lab_dir, note)
+    finally:
+        for p in aside.iterdir():
+            p.rename(lab_dir / hist.PENDING / p.name)
+        aside.rmdir()
+
+
+def test_a_record_that_cannot_be_written_does_not_keep_the_flusher_going(tmp_path: Path, monkeypatch) -> None:
+    from agilab_dsl.record import history as hist
+
+    calls = []
+    monkeypatch.setattr(hist, "flush", lambda lab_dir, note=None: calls.append(1) or 0)  # a full disk
+    _pending_run(tmp_path, "r1")
+    assert hist.flush_alone(tmp_path) == 0 and calls == [1]
+    assert (tmp_path / hist.PENDING / "r1.json").exists()  # stays for the next flush
