@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..load.locate import function_source
 from .cache import file_sha256, sha256_hex
+from .statmany import tree_files
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
 if TYPE_CHECKING:  # pragma: no cover
@@ -178,13 +179,7 @@ class FileHashes:
         except (FileNotFoundError, NotADirectoryError):
             return "missing"
         if stat.S_ISDIR(st.st_mode):
-            entries = []
-            for root, dirs, files in os.walk(key):
-                dirs.sort()
-                for name in sorted(files):
-                    full = os.path.join(root, name)
-                    entries.append([os.path.relpath(full, key), self.of(full)])
-            return "tree:" + digest(entries)
+            return "tree:" + digest([[rel, self.of(full)] for rel, full in tree_files(key)])
         cached = self.cache.get(key)
         if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
             return str(cached[2])

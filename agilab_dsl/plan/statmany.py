@@ -23,7 +23,7 @@ import sys
 
 TYPE_CHECKING = False  # typing is not imported: `status` from the judgment cache pays for every module
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 SHARE = 25_000  # paths per process at least: below it, one process looks at them all
 
@@ -56,16 +56,21 @@ def signature(path: str) -> str:
     except OSError as exc:
         return f"error:{type(exc).__name__}"
     if stat.S_ISDIR(st.st_mode):
-        parts = []
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for name in sorted(files):
-                full = os.path.join(root, name)
-                parts.append(f"{os.path.relpath(full, path)}:{signature(full)}")
+        parts = [f"{rel}:{signature(full)}" for rel, full in tree_files(path)]
         import hashlib
 
         return "dir:" + hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
     return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def tree_files(folder: str) -> Iterator[tuple[str, str]]:
+    """Every file below ``folder``: its path relative to it and its full path, in a fixed order
+    (folders and names sorted, top down), the order a folder's signature or tree hash is taken in."""
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            yield os.path.relpath(full, folder), full
 
 
 def signatures_of(paths: Sequence[str], *, share: int = SHARE) -> list[str]:
