@@ -263,12 +263,14 @@ def test_the_state_file_is_one_json_document_a_record_to_a_line(tmp_path: Path) 
     state = LabState(tmp_path / ".agilab" / "state.json", dict(records))
     state.save()
     text = state.path.read_text(encoding="utf-8")
-    assert json.loads(text) == {
-        "format": FORMAT,
-        "index": {k: [v.fingerprint, v.run_id] for k, v in records.items()},
-        "steps": {k: v.to_json() for k, v in records.items()},
-    }
-    assert len(text.splitlines()) == 1 + 25 + 1  # the index, a line per record, the end
+    data = json.loads(text)
+    assert data.pop("index").keys() == {"ids", "fingerprints", "runs", "offsets", "lengths"}
+    assert data == {"format": FORMAT, "steps": {k: v.to_json() for k, v in records.items()}}
+    assert len(text.splitlines()) == 1 + 25 + 1  # the start, a line per record, the index
+    raw = state.path.read_bytes()
+    index = json.loads(text.splitlines()[-1][len('}, "index": ') : -1])
+    for sid, at, size in zip(index["ids"], index["offsets"], index["lengths"], strict=True):
+        assert json.loads(raw[at : at + size]) == records[sid].to_json()  # bytes, not characters
     assert LabState.load(tmp_path / "lab.toml").steps == records
     assert LabState.load(tmp_path / "lab.toml", trusted=True).steps == records
 

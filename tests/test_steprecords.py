@@ -4,12 +4,13 @@ for, and written back as they were; anything laid out otherwise is parsed whole,
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from agilab_dsl.plan.state import LabState, StepRecord
-from agilab_dsl.plan.steprecords import Records, index_text, state_text
+from agilab_dsl.plan.steprecords import FORMAT, Records, open_indexed, state_text
 
 ODD_IDS = ["a", 'quote"d', "back\\slash", "é-accent", "new\nline", 's, "steps": {']
 
@@ -51,21 +52,78 @@ def test_records_never_parsed_are_written_back_byte_for_byte(tmp_path: Path) -> 
     assert again.problem is None and again.steps == {**records, "s7": record(700)}
 
 
-def test_the_index_refuses_any_other_layout() -> None:
+def test_the_index_refuses_any_other_layout(tmp_path: Path) -> None:
     records = Records({sid: record(n) for n, sid in enumerate(ODD_IDS)})
     text = "".join(state_text(records))
-    assert index_text(text, Records())
+    path = tmp_path / "state.json"
+    assert with_index(text) == text  # the edits below change only what they say
+    path.write_text(text, encoding="utf-8")
+    assert open_indexed(str(path), Records())
     data = json.loads(text)
     for other in (
         json.dumps({"format": 1, "steps": data["steps"]}, sort_keys=True),  # the first format
+        old_layout(data["steps"]),  # the second: its index first, without offsets
         json.dumps(data, indent=2),  # the same, laid out by hand
         text[: len(text) // 2],  # cut short
-        text.replace('["fp3", "run"]', '"fp3"'),  # an index entry that is not [fingerprint, run id]
-        text.replace("\n}}\n", '\n}, "extra": 1}\n'),  # something after the records
+        text.replace('"fp3"', "3"),  # a fingerprint that is not a string
+        with_index(text, lengths=lambda c: [10**6, *c[1:]]),  # a record past the index
+        with_index(text, offsets=lambda c: [-5, *c[1:]]),  # one before the first
+        with_index(text, offsets=lambda c: [0.5, *c[1:]]),  # an offset that is not a whole number
+        with_index(text, runs=lambda c: c[1:]),  # a column shorter than the others
+        text.replace("}}\n", '}, "extra": 1}\n'),  # something after the index
+        with_index(text, ids=lambda c: [c[1], *c[1:]]),  # an id twice
+        text.replace("\n}, ", "\n}\n, "),  # the index not on the last line alone
         "",
     ):
+        path.write_text(other, encoding="utf-8")
         target = Records()
-        assert not index_text(other, target) and len(target) == 0
+        assert not open_indexed(str(path), target) and len(target) == 0, other[-300:]
+    assert not open_indexed(str(tmp_path / "missing.json"), Records())
+
+
+def with_index(text: str, **edits: Callable[[list[object]], list[object]]) -> str:
+    """``text`` with its index's columns edited."""
+    head, line = text.rstrip("\n").rsplit("\n", 1)
+    lead = '}, "index": '
+    index = json.loads(line[len(lead) : -1])
+    for name, edit in edits.items():
+        index[name] = edit(index[name])
+    return f"{head}\n{lead}{json.dumps(index)}}}\n"
+
+
+def old_layout(steps: dict[str, dict[str, object]]) -> str:
+    """state.json as FORMAT 2 wrote it: the index of (fingerprint, run id) first, no offsets."""
+    index = {sid: [r["fingerprint"], r["run_id"]] for sid, r in sorted(steps.items())}
+    lines = ",\n".join(
+        f"{json.dumps(sid)}: {json.dumps(r, sort_keys=True)}" for sid, r in sorted(steps.items())
+    )
+    return '{"format": 2, "index": ' + json.dumps(index) + ', "steps": {\n' + lines + "\n}}\n"
+
+
+def test_a_state_in_the_older_layout_is_read_whole_and_rewritten_in_this_one(tmp_path: Path) -> None:
+    records = {f"s{i}": record(i) for i in range(5)}
+    lab = saved(tmp_path, records)
+    path = tmp_path / ".agilab" / "state.json"
+    path.write_text(old_layout(json.loads(path.read_text())["steps"]), encoding="utf-8")
+    for trusted in (True, False):
+        state = LabState.load(lab, trusted=trusted)
+        assert state.problem is None and state.steps == records and state.repair
+    state.settle()  # the end of a run: rewritten, as the repair asks
+    assert json.loads(path.read_text())["format"] == FORMAT
+    again = LabState.load(lab, trusted=True)
+    assert again.steps.pending == 5 and again.steps == records and not again.repair
+
+
+def test_records_are_read_from_the_file_indexed_even_once_it_is_replaced(tmp_path: Path) -> None:
+    records = {f"s{i}": record(i) for i in range(100)}
+    lab = saved(tmp_path, records)
+    state = LabState.load(lab, trusted=True)
+    assert state.steps["s1"] == records["s1"]
+    state.record("s2", record(200))
+    state.save()  # compaction replaces state.json while the other records are still unread
+    (tmp_path / ".agilab" / "state.json").write_text("{}", encoding="utf-8")  # and then anything
+    assert state.steps["s50"] == records["s50"] and state.steps["s2"] == record(200)
+    assert dict(state.steps.items()) == {**records, "s2": record(200)}
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from .hashfile import entries_of, to_columns
 from .judgment import HASHES, HASHES_NEW  # the file-hash cache and what runs added to it since
 from .longlived import long_lived
 from .safe_read import parse_json, read_json, summary
-from .steprecords import FORMAT, Records, StepRecord, index_text, state_text
+from .steprecords import FORMAT, Records, StepRecord, open_indexed, state_text
 from .tempfiles import sweep, temp_path
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
@@ -152,7 +152,7 @@ class LabState(Record):
         notes: list[str] = []
         data, why = _read_state(state.path, state.steps) if trusted else read_json(state.path)
         if why is None and data is not None:
-            if not isinstance(data, dict) or data.get("format") not in (1, FORMAT):
+            if not isinstance(data, dict) or data.get("format") not in (1, 2, FORMAT):
                 found = data.get("format") if isinstance(data, dict) else type(data).__name__
                 why = f"unknown state format {found!r}"
             elif not isinstance(data.get("steps", {}), dict):
@@ -165,6 +165,7 @@ class LabState(Record):
                         state.repair = True
                     else:
                         state.steps[sid] = record
+                state.repair |= data["format"] != FORMAT  # an older layout: rewritten as this one
         if why is not None:
             notes.insert(
                 0, f"{state.path} could not be read ({why}); the steps it recorded count as never run"
@@ -277,17 +278,9 @@ class LabState(Record):
 def _read_state(path: Path, steps: Records) -> tuple[Any, str | None]:
     """:func:`read_json` for a trusted state file: when it is laid out as written, its records are
     indexed into ``steps`` and the value returned is None (nothing left to parse)."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError:
-        return read_json(path)  # says why
-    try:
-        if index_text(raw.decode("utf-8"), steps):
-            return None, None
-    except UnicodeDecodeError:
-        pass
-    return parse_json(raw)
+    if open_indexed(str(path), steps):
+        return None, None
+    return read_json(path)  # parsed whole; says why it cannot be
 
 
 def _replay(path: Path, steps: Records, notes: list[str]) -> tuple[int, bool]:

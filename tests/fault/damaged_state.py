@@ -183,7 +183,7 @@ def _parquet(**columns: object) -> Callable[[Path], None]:
 
 SPECIFIC: dict[str, dict[str, Callable[[Path], None]]] = {
     "state": {
-        "format-2": _json_edit(lambda d: d | {"format": 2}),  # type: ignore[operator]
+        "format-99": _json_edit(lambda d: d | {"format": 99}),  # type: ignore[operator]
         "steps-list": _json_edit(lambda d: d | {"steps": [1, 2]}),  # type: ignore[operator]
         "record-list": _json_edit(_state_step("outputs", [1])),
         "fingerprint-number": _json_edit(_state_step("fingerprint", 7)),
