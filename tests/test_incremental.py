@@ -244,3 +244,73 @@ def test_a_failure_after_a_stored_judgment_is_not_kept(
     judged.clear()
     assert _run(lab, capsys)["count"] == "failed"  # judged again, not answered as fresh
     assert "count" in judged
+
+
+def test_after_one_change_the_hash_cache_is_not_read_and_the_answers_are_a_full_judgments(
+    lab: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gather reads all N outputs: judged after one changed, the hashes of the N - 1 others come
+    from its fresh record (hints), not from hashes.json; a small changed file is hashed afresh."""
+    from agilab_dsl.plan import state as plan_state
+    from agilab_dsl.plan.state import LabState
+
+    _run(lab, capsys)
+    _run(lab, capsys)  # the judgment stored
+    read: list[str] = []
+    original = plan_state.HashCache._read
+
+    def spy(self: plan_state.HashCache, path: Path) -> dict[str, list[object]]:
+        read.append(path.name)
+        return original(self, path)
+
+    monkeypatch.setattr(plan_state.HashCache, "_read", spy)
+    (lab.parent / "in" / "4.txt").write_text("changed, and longer\n")
+    ran = _run(lab, capsys)
+    assert [s for s, v in ran.items() if v == "ran"] == ["s4", "gather", "count"]
+    assert "hashes.json" not in read
+    assert (lab.parent / "total.txt").read_text() == str(sum(len(f"line {i}\n") for i in range(N)) + 13)
+    monkeypatch.setattr(plan_state.HashCache, "_read", original)
+    _run(lab, capsys)  # a full judgment again (the state is rewritten): the same answers
+    (lab.parent / ".agilab" / "judgment.json").unlink()
+    assert set(_run(lab, capsys).values()) == {"fresh"}
+    hashes = LabState.load(lab).hashes  # hashes.json and what runs added since
+    for path in (lab.parent / "in" / "4.txt", lab.parent / "out" / "4.txt"):
+        assert hashes[str(path)][:2] == [path.stat().st_size, path.stat().st_mtime_ns]
+
+
+def test_a_hint_stands_only_for_a_file_still_at_the_judged_signature(tmp_path: Path) -> None:
+    from agilab_dsl.plan.cache import file_sha256
+    from agilab_dsl.plan.fingerprint import FileHashes
+
+    a, b, c = (tmp_path / name for name in "abc")
+    for path in (a, b, c):
+        path.write_text(path.name)
+    sig = {str(p): f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in (a, b, c)}
+    hashes = FileHashes()
+    hashes.assume(sig, but=[str(b)])  # b changed since the judgment
+    hashes.hint({str(a): "hinted-a", str(b): "hinted-b", str(c): "hinted-c"})
+    hashes.forget(str(c))  # a step about to rewrite c
+    assert hashes.of(a) == "hinted-a" and hashes.signature(str(a)) == sig[str(a)]
+    assert hashes.of(b) == file_sha256(b) and hashes.of(c) == file_sha256(c)
+    assert hashes.signature(str(c)) == sig[str(c)]  # as hashed now (unchanged here)
+    assert not FileHashes().signature(str(a))  # never hashed
+
+
+def test_the_hash_cache_reads_hashes_json_only_for_an_entry_it_lacks(tmp_path: Path) -> None:
+    from agilab_dsl.plan.state import LabState
+
+    lab = tmp_path / "lab.toml"
+    state = LabState.load(lab)
+    state.hashes = {f"/f{i}": [i, i, f"h{i}"] for i in range(100)}
+    state.save_hashes(set(state.hashes))
+    state = LabState.load(lab)
+    state.hashes["/new"] = [1, 1, "n"]
+    state.save_hashes({"/new"})  # a few: written apart
+    state = LabState.load(lab)
+    cache = state.hashes
+    assert state.hashes_base == 100 and state.hashes_new == {"/new"}  # from the files' first bytes
+    assert cache["/new"] == [1, 1, "n"] and not cache.loaded  # hashes-new.json is read at once
+    cache["/f1"] = [7, 7, "set before"]
+    assert cache.get("/f2") == [2, 2, "h2"] and cache.loaded  # an entry it lacked: read now
+    assert cache["/f1"] == [7, 7, "set before"] and len(cache) == 101  # what was set wins
+    assert not state.hashes_damaged

@@ -130,8 +130,8 @@ class JudgedFiles:
         """``size:mtime_ns`` of each file when its hash was last taken; None if one was never hashed."""
         out = {}
         for path in paths:
-            entry = self.hashes.cache.get(path)
-            if entry is None:
+            hashed = self.hashes.signature(path)
+            if hashed is None:
                 return None
-            out[path] = f"{entry[0]}:{entry[1]}"
+            out[path] = hashed
         return out

@@ -115,14 +115,14 @@ def keep_known(
     if not (use_cache(request) and complete and not selected & set(runner.conditional())):
         return
     signed: dict[str, str] = {}
+    signature = runner.hashes.signature
     for path, sig in known.now.items():  # as looked at before judging: a later change is seen again
-        entry = runner.hashes.cache.get(path)
-        signed[path] = f"{entry[0]}:{entry[1]}" if entry is not None else sig
+        signed[path] = signature(path) or sig
     for sid in runner.judged_ids:  # their inputs and outputs, as last hashed
         for path in runner.files_of(sid):
-            entry = runner.hashes.cache.get(path)
-            if entry is not None:
-                signed[path] = f"{entry[0]}:{entry[1]}"
+            hashed = signature(path)
+            if hashed is not None:
+                signed[path] = hashed
     signed |= judgment.signatures(state_files)
     keep(
         request,

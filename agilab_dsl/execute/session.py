@@ -342,7 +342,11 @@ def _run(
             known = None  # another run moved the state meanwhile: judged in full
         # read under the lock: no other runner moves it now (and what the judgment vouches for, lazily)
         runner.state = LabState.load(request.file, trusted=known is not None)
-        runner.hashes.cache.update(runner.state.hashes)
+        earlier, runner.hashes.cache = runner.hashes.cache, runner.state.hashes  # read when needed
+        if type(earlier) is dict:  # hashed since the lab opened: kept, unless the state has them
+            for path, entry in earlier.items():
+                if path not in runner.hashes.cache:
+                    runner.hashes.cache[path] = entry
         if runner.state.problem:
             runner.warnings.append(runner.state.problem)
         reporter = reporter_for(runner)

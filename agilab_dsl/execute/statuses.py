@@ -8,6 +8,7 @@ A mixin of :class:`~.run.Runner`, which runs what this judges (its scheduling lo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -24,6 +25,21 @@ TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run'
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Literal
 
+    from ..plan.steprecords import StepRecord
+
+
+def recorded_hashes(record: StepRecord, lab_dir: str) -> dict[str, str]:
+    """The hashes of the files a step's record holds (inputs, outputs, contract, what the
+    contract's glob found), by absolute path: a fresh step's files' hashes at the stored judgment's
+    signatures (:meth:`~agilab_dsl.plan.fingerprint.FileHashes.hint`)."""
+    comps = record.components
+    join = os.path.join
+    out: dict[str, str] = {}
+    for part in (comps.get("inputs"), comps.get("contract"), comps.get("stage_inputs"), record.outputs):
+        if type(part) is dict:
+            out.update((join(lab_dir, path), h) for path, h in part.items() if type(h) is str)
+    return out
+
 
 def outputs_exist(lab_dir: Path, outputs: Iterable[str]) -> bool:
     """AGILAB's skip rule: every declared output exists (existence only; with none, no skip)."""
@@ -37,6 +53,7 @@ class StepJudge(JudgedFiles):
     full_graph: StepGraph
     context: StepContext
     judged_ids: set[str]
+    stored: Mapping[str, CachedStatus] = {}  # the stored judgment's statuses, when one is reused
 
     def select(self, options: RunOptions) -> StepGraph:
         graph = self.full_graph
@@ -66,10 +83,13 @@ class StepJudge(JudgedFiles):
         if step.placed.stage.skip_if_outputs_exist and outputs_exist(self.lab_dir, declared):
             return StepStatus(sid, "disabled", (OUTPUTS_EXIST,))
         upstream = {u: fingerprints.get(u, "") for u in sorted(self.full_graph.upstream(sid))}
+        record = self.state.steps.get(sid)
+        stored = self.stored.get(sid)
+        if record is not None and stored is not None and stored.state == "fresh":
+            self.hashes.hint(recorded_hashes(record, str(self.lab_dir)))
         comps = components(
             step, self.lab_dir, self.hashes, upstream, self.chooser.identity(self.interpreter(sid))
         )
-        record = self.state.steps.get(sid)
         # equal components have the recorded digest: hash only what changed (most steps are fresh)
         fingerprint = (
             record.fingerprint if record is not None and record.components == comps else digest(comps)
@@ -130,6 +150,7 @@ class StepJudge(JudgedFiles):
         sets :attr:`judged_ids`. The files the lookup found unchanged are not looked at again."""
         reuse = Reuse(known, self.full_graph, conditional) if known and not options.force else None
         self.judged_ids = reuse.judged if reuse is not None else set(self.full_graph.ids)
+        self.stored = reuse.stored if reuse is not None else {}
         if known is not None:
             self.hashes.assume(files_of(known.entry), but=known.now)
         return reuse

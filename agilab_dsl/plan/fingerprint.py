@@ -18,7 +18,7 @@ import functools
 import json
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 
 from ..load.locate import function_source
@@ -140,14 +140,21 @@ def function_hash(ref: FuncRef, base_dir: Path) -> str:
     return f"undefined:{ref}:{file_sha256(source_file)}"
 
 
+HASH_RATHER_THAN_READ = 1 << 20  # a file this small is hashed rather than read the cache for it
+
+
 class FileHashes:
     """Content hashes of files, cached by (path, size, mtime_ns); folders hash their whole tree."""
 
-    def __init__(self, cache: Mapping[str, list[Any]] | None = None) -> None:
-        self.cache: dict[str, list[Any]] = dict(cache or {})
+    def __init__(self, cache: MutableMapping[str, list[Any]] | None = None) -> None:
+        # a lazily read cache (plan.state.HashCache) is shared as it is; a table is copied
+        self.cache: MutableMapping[str, list[Any]] = (
+            dict(cache or {}) if type(cache) in (dict, type(None)) else cache
+        )  # type: ignore[arg-type]
         self.updated: set[str] = set()  # the entries added or changed
         self._assumed: Mapping[str, str] = {}  # size:mtime_ns of files looked at moments ago
         self._forgotten: set[str] = set()
+        self._hints: dict[str, str] = {}  # the hash of an assumed file, as a fresh step's record has it
 
     @property
     def changed(self) -> bool:
@@ -166,11 +173,36 @@ class FileHashes:
         if path in self._assumed:  # (a cold run assumes nothing: it keeps no set of 100,000 paths)
             self._forgotten.add(path)
 
+    def hint(self, hashes: Mapping[str, str]) -> None:
+        """Hashes of files (absolute paths) as the record of a step the stored judgment found fresh
+        holds them: each is the hash of the file at the signature that judgment kept (it compared
+        them), so while a file is assumed at that signature, it is its hash, and the cache need not
+        be read for it. A step gathering 100,000 files is judged after one of them changed without
+        reading the 26 MB cache."""
+        self._hints.update(hashes)
+
+    def signature(self, path: str) -> str | None:
+        """``size:mtime_ns`` of ``path`` when the hash this run has for it was taken; None if none.
+        A file assumed unchanged has the stored judgment's; one changed since, and not hashed in
+        this run, none unless the cache is read already (it would only know an older one)."""
+        if path not in self.updated:
+            if path not in self._forgotten:
+                assumed = self._assumed.get(path)
+                if assumed is not None:
+                    return assumed
+            elif not getattr(self.cache, "loaded", True):
+                return None
+        entry = self.cache.get(path)
+        return None if entry is None else f"{entry[0]}:{entry[1]}"
+
     def of(self, path: str | os.PathLike[str]) -> str:
         """``sha256`` hex of a file, a tree hash for a folder, or ``"missing"``."""
         key = os.fspath(path)
         assumed = self._assumed.get(key)
         if assumed is not None and key not in self._forgotten:
+            hinted = self._hints.get(key)
+            if hinted is not None:
+                return hinted
             cached = self.cache.get(key)
             if cached and assumed == f"{cached[0]}:{cached[1]}":
                 return str(cached[2])
@@ -180,9 +212,16 @@ class FileHashes:
             return "missing"
         if stat.S_ISDIR(st.st_mode):
             return "tree:" + digest([[rel, self.of(full)] for rel, full in tree_files(key)])
-        cached = self.cache.get(key)
-        if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
-            return str(cached[2])
+        if (
+            st.st_size > HASH_RATHER_THAN_READ
+            or key not in self._forgotten
+            or getattr(self.cache, "loaded", True)
+        ):
+            cached = self.cache.get(key)
+            if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
+                return str(cached[2])
+        # else a small file changed since the stored judgment, which the cache, still unread, would
+        # hardly know at its new signature: hashing it is cheaper than reading the cache
         value = file_sha256(key)
         self.cache[key] = [st.st_size, st.st_mtime_ns, value]
         self.updated.add(key)

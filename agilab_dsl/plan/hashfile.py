@@ -1,9 +1,9 @@
 """``hashes.json``, the file-hash cache beside a lab's state: each file's ``[size, mtime_ns,
 sha256]`` by absolute path, kept as columns::
 
-    {"format": 2, "paths": [...], "sizes": [...], "mtimes": [...], "hashes": [...]}
+    {"count": N, "format": 2, "hashes": [...], "mtimes": [...], "paths": [...], "sizes": [...]}
 
-(paths sorted). Four lists of numbers and strings parse in a third of the time of a list per file,
+(paths sorted; keys sorted, so that ``count`` leads: :func:`count_of` reads it without the rest). Four lists of numbers and strings parse in a third of the time of a list per file,
 and a run after one change at 100,000 steps reads all of it: 200,000 files read into the table the
 runner looks them up in took 0.41-0.46 s against 0.64-0.67 s (collector off, as plan.state reads).
 ``hashes-new.json``, the few entries runs added since, and a ``hashes.json`` written before this
@@ -25,6 +25,7 @@ def to_columns(entries: Mapping[str, list[Any]]) -> dict[str, Any]:
     paths = sorted(entries)
     rows = [entries[p] for p in paths]
     return {
+        "count": len(paths),
         "format": FORMAT,
         "paths": paths,
         "sizes": [r[0] for r in rows],
@@ -65,3 +66,18 @@ def is_entry(value: Any) -> bool:
         and type(value[0]) is type(value[1]) is int
         and type(value[2]) is str
     )
+
+
+def count_of(path: str) -> int | None:
+    """How many entries a ``hashes.json`` holds, from its first bytes (None: it does not say)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(40)
+    except OSError:
+        return None
+    lead = b'{"count": '
+    end = head.find(b",", len(lead))
+    number = head[len(lead) : end]
+    if not head.startswith(lead) or end < 0 or not number.isdigit():
+        return None
+    return int(number)

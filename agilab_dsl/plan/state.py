@@ -19,12 +19,12 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from json.decoder import scanstring
 from pathlib import Path
 
 from ..load.records import Record
-from .hashfile import entries_of, to_columns
+from .hashfile import count_of, entries_of, to_columns
 from .judgment import HASHES, HASHES_NEW  # the file-hash cache and what runs added to it since
 from .longlived import long_lived
 from .safe_read import parse_json, read_json, summary
@@ -102,10 +102,8 @@ class LabState(Record):
         "hashes",
         "problem",
         "repair",
-        "hashes_damaged",
         "journal_lines",
         "_journal",
-        "hashes_base",
         "hashes_new",
     )
 
@@ -113,25 +111,32 @@ class LabState(Record):
         self,
         path: Path,
         steps: Records | dict[str, StepRecord] | None = None,
-        hashes: dict[str, list[Any]] | None = None,  # the file-hash cache
+        hashes: MutableMapping[str, list[Any]] | None = None,  # the file-hash cache (a HashCache when loaded)
         problem: str | None = None,  # what was damaged (file, line) and skipped; None when all was read
         repair: bool = False,  # something was damaged: the next save rewrites state.json, dropping the journal
-        hashes_damaged: bool = False,  # hashes.json had entries that were not [size, mtime_ns, hash]
         journal_lines: int = 0,  # records in the journal, not yet compacted into state.json
         _journal: TextIO | None = None,
-        hashes_base: int = 0,  # entries in hashes.json itself
-        hashes_new: set[str] | None = None,  # those in hashes-new.json
+        hashes_new: set[str] | None = None,  # the entries in hashes-new.json
     ) -> None:
         self.path = path
         self.steps = steps if isinstance(steps, Records) else Records(steps)
-        self.hashes = {} if hashes is None else hashes
+        self.hashes: MutableMapping[str, list[Any]] = {} if hashes is None else hashes
         self.problem = problem
         self.repair = repair
-        self.hashes_damaged = hashes_damaged
         self.journal_lines = journal_lines
         self._journal = _journal
-        self.hashes_base = hashes_base
         self.hashes_new = set() if hashes_new is None else hashes_new
+
+    @property
+    def hashes_damaged(self) -> bool:
+        """Whether the hash files held something that is not an entry (read so far): the cache
+        is rewritten whole at the end of the run."""
+        return isinstance(self.hashes, HashCache) and self.hashes.damaged
+
+    @property
+    def hashes_base(self) -> int:
+        """How many entries hashes.json itself holds (0: none, or unknown)."""
+        return self.hashes.base_count if isinstance(self.hashes, HashCache) else 0
 
     @classmethod
     def load(cls, lab_path: str | Path, *, trusted: bool = False) -> LabState:
@@ -173,17 +178,8 @@ class LabState(Record):
             state.repair = True
         state.journal_lines, damaged = _replay(state.journal_path, state.steps, notes)
         state.repair |= damaged
-        damaged = False
-        for name in (HASHES, HASHES_NEW):  # the base, then what later runs added (it wins)
-            cache, why = read_json(folder / name, share=True)  # a touched input's check read them
-            entries, wrong = entries_of(cache)
-            damaged |= why is not None or wrong
-            if name == HASHES:
-                state.hashes, state.hashes_base = entries, len(entries)
-            else:
-                state.hashes.update(entries)
-                state.hashes_new = set(entries)
-        state.hashes_damaged = damaged  # a cache: rebuilt silently, rewritten at the end of the run
+        state.hashes = HashCache(folder / HASHES, folder / HASHES_NEW)
+        state.hashes_new = state.hashes.at_hand()  # hashes-new.json's
         state.problem = summary(notes)
         return state
 
@@ -267,12 +263,93 @@ class LabState(Record):
             self.hashes_new = new
             return
         _clear_folder(base)
-        write_json_atomic(base, to_columns(self.hashes), durable=False)  # first: the additions are in it now
+        entries = dict(self.hashes.items())  # (a HashCache reads hashes.json for this)
+        write_json_atomic(base, to_columns(entries), durable=False)  # first: the additions are in it now
         with contextlib.suppress(FileNotFoundError):
             _clear_folder(overlay)
             overlay.unlink()
-        self.hashes_damaged = False
-        self.hashes_base, self.hashes_new = len(self.hashes), set()
+        self.hashes = HashCache.of(entries)
+        self.hashes_new = set()
+
+
+class HashCache(MutableMapping[str, "list[Any]"]):
+    """The file-hash cache: ``path → [size, mtime_ns, sha256]``. ``hashes-new.json`` (the few
+    entries runs added lately) is read at once; ``hashes.json``, 26 MB at 100,000 steps, when an
+    entry not already known is first asked for, or every entry. A run after one change whose
+    judged steps' unchanged files are vouched for by the stored judgment (:meth:`.FileHashes.of`'s
+    hints) never reads it. Entries set before it is read win over its own."""
+
+    def __init__(self, base: Path | None, overlay: Path | None = None) -> None:
+        self._base = base  # None once read (or when there is none)
+        self.damaged = False  # an entry, or a file, that was not one: left out
+        self.base_count = 0
+        self._entries: dict[str, list[Any]] = {}
+        if base is not None:
+            self.base_count = count_of(str(base)) or 0
+        if overlay is not None:
+            self._entries = self._read(overlay)
+
+    @classmethod
+    def of(cls, entries: dict[str, list[Any]]) -> HashCache:
+        """A cache holding ``entries``, just written as hashes.json."""
+        cache = cls(None)
+        cache._entries, cache.base_count = entries, len(entries)
+        return cache
+
+    @property
+    def loaded(self) -> bool:
+        """Whether every entry is at hand (a look-up reads no file)."""
+        return self._base is None
+
+    def at_hand(self) -> set[str]:
+        """The paths whose entries are read or set (not those hashes.json holds, while unread)."""
+        return set(self._entries)
+
+    def _read(self, path: Path) -> dict[str, list[Any]]:
+        cache, why = read_json(path, share=True)  # a touched input's check read it
+        entries, wrong = entries_of(cache)
+        self.damaged |= why is not None or wrong
+        return entries
+
+    def _all(self) -> dict[str, list[Any]]:
+        if self._base is not None:
+            base, self._base = self._base, None
+            with long_lived():
+                entries = self._read(base)
+            self.base_count = len(entries)
+            entries.update(self._entries)
+            self._entries = entries
+        return self._entries
+
+    def get(self, key: str, default: Any = None) -> Any:
+        entry = self._entries.get(key)
+        if entry is None and self._base is not None:
+            entry = self._all().get(key)
+        return default if entry is None else entry
+
+    def __getitem__(self, key: str) -> list[Any]:
+        entry = self.get(key)
+        if entry is None:
+            raise KeyError(key)
+        return entry
+
+    def __setitem__(self, key: str, entry: list[Any]) -> None:
+        self._entries[key] = entry
+
+    def __delitem__(self, key: str) -> None:
+        del self._all()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key) is not None  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __repr__(self) -> str:
+        return f"HashCache({len(self._entries)} entries{'' if self.loaded else ' and hashes.json unread'})"
 
 
 def _read_state(path: Path, steps: Records) -> tuple[Any, str | None]:
