@@ -9,9 +9,19 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agilab_dsl.cli import main
-from agilab_dsl.plan.changes import LIMIT, brief, brief_pair, change, key_changes, settings_changes
+from agilab_dsl.plan.changes import (
+    LIMIT,
+    brief,
+    brief_pair,
+    change,
+    key_changes,
+    path_changes,
+    settings_changes,
+)
 
 APPS = ROOT.parent / "shared" / "corpus" / "agilab-apps"
 ARGS = {
@@ -168,3 +178,65 @@ def test_history_comparison_names_the_settings_key(tmp_path: Path, capsys) -> No
     steps = {s["step_id"]: s for s in json.loads(capsys.readouterr().out)["steps"]}
     assert steps["whole"]["settings"] == ["args.n: 3 → 4"]
     assert steps["every"]["settings"] == ["args.n: 3 → 4"]
+
+
+def _every_key_changes(old: dict, new: dict, missing: object = None) -> list[tuple[str, str]]:
+    """What path_changes says, worked out over every key (the reference)."""
+    absent = object()
+    said = []
+    for path in sorted(old.keys() | new.keys()):
+        before, after = old.get(path, absent), new.get(path, absent)
+        kind = (
+            "added"
+            if before is absent
+            else "removed"
+            if after is absent
+            else "missing"
+            if missing is not None and after == missing
+            else "changed"
+            if before != after
+            else None
+        )
+        if kind is not None:
+            said.append((path, kind))
+    return said
+
+
+_HASHES = st.dictionaries(
+    st.sampled_from("abcdefgh"),
+    st.one_of(st.sampled_from(["h1", "h2", "missing"]), st.lists(st.integers(), max_size=2)),
+    max_size=6,
+)
+
+
+@given(_HASHES, _HASHES, st.sampled_from([None, "missing"]))
+@settings(max_examples=300, deadline=None)
+def test_path_changes_found_by_set_operations_are_a_loop_over_every_key(
+    old: dict, new: dict, missing: str | None
+) -> None:
+    assert path_changes(old, new, missing=missing) == _every_key_changes(old, new, missing)
+
+
+_UPSTREAM = st.dictionaries(st.sampled_from("abcdef"), st.sampled_from(["f1", "f2", "f3"]), max_size=5)
+
+
+@given(_UPSTREAM, _UPSTREAM, st.dictionaries(st.sampled_from("abcdefg"), st.booleans(), max_size=4))
+@settings(max_examples=300, deadline=None)
+def test_a_steps_upstream_reasons_are_said_per_upstream_step_in_order(
+    old: dict[str, str], new: dict[str, str], will_run: dict[str, bool]
+) -> None:
+    from agilab_dsl.plan.fingerprint import FileHashes
+    from agilab_dsl.plan.stale import reasons
+    from agilab_dsl.plan.state import StepRecord
+
+    comps = {"code": "c", "params": {}, "settings": {}, "inputs": {}, "outputs": [], "upstream": new}
+    record = StepRecord("fp", {**comps, "upstream": old}, {}, 0.0, 0.0, "run")
+    expected = []
+    for sid in sorted(set(old) | set(new)):  # the rule, over every upstream step
+        if will_run.get(sid):
+            expected.append(f"upstream {sid} ran")
+        elif old.get(sid) != new.get(sid):
+            verb = "changed" if sid in old and sid in new else ("added" if sid in new else "removed")
+            expected.append(f"upstream {sid} {verb}")
+    said = reasons(record, comps, Path("."), FileHashes(), will_run, "fp")
+    assert [r for r in said if r.startswith("upstream ")] == expected

@@ -250,3 +250,20 @@ def test_settings_that_json_cannot_hold_are_not_stored(lab: Path) -> None:
     info = probe_info(str(lab), "--json")
     assert info["code"] == 0 and info["pydantic"]  # loaded again: nothing was stored
     assert run_statuses(info["stdout"])["load"] == "ran"
+
+
+def test_the_stored_readers_are_two_columns_scanned_for_the_changed_files(tmp_path: Path) -> None:
+    from agilab_dsl.plan import judgment
+
+    lab = str(tmp_path / "lab.toml")
+    a, b, c = (str(tmp_path / name) for name in ("a.txt", "b.txt", "c.txt"))
+    readers = {a: ["s1"], b: ["s2", "s1", "s2"]}
+    judgment.store(lab, {}, [], [], [], [], readers=readers)
+    graph_path = tmp_path / ".agilab" / judgment.GRAPH
+    stored = json.loads(graph_path.read_text())
+    assert stored["reader_files"] == [a, b, b] and stored["reader_steps"] == ["s1", "s1", "s2"]
+    graph = judgment.StoredGraph(lab, stored["token"])
+    assert graph.readers([b, c]) == {b: ["s1", "s2"]}  # c: read by no step (the caller judges in full)
+    for damage in ({"reader_steps": ["s1", 2, "s2"]}, {"reader_steps": ["s1"]}, {"reader_files": None}):
+        graph_path.write_text(json.dumps({**stored, **damage}))
+        assert judgment.StoredGraph(lab, stored["token"]).readers([b]) is None, damage

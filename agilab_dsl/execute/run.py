@@ -192,7 +192,9 @@ class Runner(StepJudge):
         try:
             # Kahn's algorithm: a step is ready when its last selected upstream step settles.
             rank = {sid: n for n, sid in enumerate(order)}
-            waiting = {sid: len(self.full_graph.upstream(sid) & selected) for sid in order}
+            upstream, downstream = self.full_graph.upstream, self.full_graph.downstream
+            whole = len(selected) == len(self.full_graph.ids)  # all selected: nothing to intersect with
+            waiting = {sid: len(upstream(sid) if whole else upstream(sid) & selected) for sid in order}
             ready = deque(sid for sid in order if waiting[sid] == 0)
             reporter.run_started(run_id, {sid: "waiting" if waiting[sid] else "ready" for sid in order})
             runnable: deque[tuple[str, StepStatus, list[str]]] = deque()  # judged stale, not started
@@ -200,7 +202,10 @@ class Runner(StepJudge):
             def settle(sid: str, outcome: StepOutcome) -> None:
                 settled[sid] = outcome
                 reporter.step_finished(outcome)
-                for nxt in sorted(self.full_graph.downstream(sid) & selected, key=rank.__getitem__):
+                down = downstream(sid)
+                if not down:
+                    return
+                for nxt in sorted(down if whole else down & selected, key=rank.__getitem__):
                     waiting[nxt] -= 1
                     if waiting[nxt] == 0:
                         ready.append(nxt)
@@ -209,7 +214,7 @@ class Runner(StepJudge):
                 # judge every ready step now (judging does not wait for running steps) ...
                 while ready:
                     sid = ready.popleft()
-                    ups = self.full_graph.upstream(sid) & selected
+                    ups = upstream(sid) if whole else upstream(sid) & selected
                     outcome = reuse.outcome(sid) if reuse is not None and stopped_by is None else None
                     if outcome is None:
                         outcome, judged, why = self._decide(

@@ -138,11 +138,26 @@ def settings_changes(old: Any, new: Any, *, prefix: str = "", verb: str = "") ->
     return list(dict.fromkeys(key_changes(rooted(old), rooted(new), prefix=prefix, verb=verb)))
 
 
+def differing(old: Mapping[str, Any], new: Mapping[str, Any], *, also: Any = None) -> set[str]:
+    """The keys whose values differ (or that one side lacks), and those ``new`` gives the value
+    ``also``: found by set operations in C, not a Python loop over every key (a step gathering
+    100,000 inputs compares 100,000 paths after one of them changed)."""
+    try:
+        keys = {key for key, _ in old.items() ^ new.items()}
+    except TypeError:  # a value that cannot be hashed: compared one by one
+        keys = {
+            key for key in old.keys() | new.keys() if key not in old or key not in new or old[key] != new[key]
+        }
+    if also is not None and also in new.values():
+        keys.update(key for key, value in new.items() if value == also)
+    return keys
+
+
 def path_changes(old: dict[str, Any], new: dict[str, Any], *, missing: Any = None) -> list[tuple[str, str]]:
     """``(path, "added" | "removed" | "missing" | "changed")`` for each path whose content hash
     differs, sorted; ``missing`` is the hash that marks a path gone from disk (said as such)."""
     out = []
-    for path in sorted(set(old) | set(new)):
+    for path in sorted(differing(old, new, also=missing)):
         if path not in old:
             out.append((path, "added"))
         elif path not in new:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..load.records import FrozenRecord
-from .changes import change, key_changes, path_changes, settings_changes
+from .changes import change, differing, key_changes, path_changes, settings_changes
 from .fingerprint import FileHashes, code_hash, digest, function_hash
 from .interpreter import changed as interpreter_changed
 from .resolve import ResolvedStep
@@ -213,7 +213,8 @@ def reasons(
     if old.get("stage_function") != comps.get("stage_function") and "stage_function" in old:
         out.append("partition function changed")
     old_up, new_up = old.get("upstream", {}), comps["upstream"]
-    for sid in sorted(set(old_up) | set(new_up)):
+    ran_now = {sid for sid, ran in (will_run or {}).items() if ran and (sid in old_up or sid in new_up)}
+    for sid in sorted(differing(old_up, new_up) | ran_now):
         if (will_run or {}).get(sid):
             out.append(f"upstream {sid} ran")
         elif old_up.get(sid) != new_up.get(sid):
