@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agilab_dsl.cli import main
 
@@ -329,17 +331,47 @@ def test_the_run_id_shown_is_one_the_history_knows(tmp_path: Path, capsys) -> No
 
 
 def test_a_pending_record_is_written_in_batches_as_json_dumps_writes_it() -> None:
-    from agilab_dsl.record.rows import RunRecord, StepRow, fresh_row
+    from agilab_dsl.record.rows import RunRecord, StepRow, fresh_row, fresh_text
 
     rows = [
         StepRow("a", "ran", ["why"], params={"p": 1}, metrics={"m": 1.5}),
         fresh_row("b", "fp", "r", {"stage_index": 2}),
+        fresh_text("c", "fp", "r", {"stage_index": 3, "description": "é"}, {}),  # as its text
     ]
-    for n in (0, 1, 3, 4, 9):
+    for n in (0, 1, 3, 4, 9, 15):
         run = RunRecord("id", 1.0, 2.0, "ok", "lab", "h", "app", None, None, (rows * 5)[:n])
         whole = json.dumps(run.to_json(), default=str, separators=(",", ":"))
         assert "".join(run.json_text(batch=3)) == whole
         assert RunRecord.from_json(json.loads(whole)).steps[: min(n, 1)] == [rows[0]][: min(n, 1)]
+
+
+_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=8)
+_SHOWN = st.fixed_dictionaries(
+    {},
+    optional={
+        "stage_index": st.one_of(st.none(), st.integers(-5, 10**6)),
+        "description": st.one_of(st.none(), _TEXT),
+        "question": st.one_of(st.none(), _TEXT, st.lists(st.integers(), max_size=2)),
+        "model": st.one_of(st.none(), _TEXT),
+        "engine": _TEXT,
+        "runtime": st.one_of(st.none(), _TEXT),
+    },
+)
+
+
+@given(_TEXT, _TEXT, _TEXT, st.lists(_SHOWN, min_size=1, max_size=4))
+@settings(max_examples=300, deadline=None)
+def test_a_fresh_rows_text_is_its_row_encoded(
+    step_id: str, fingerprint: str, ran_in: str, shown: list[dict[str, object]]
+) -> None:
+    from agilab_dsl.record.rows import fresh_row, fresh_text
+
+    tails: dict[object, str] = {}  # shared across rows, as a run shares it across its steps
+    for one in shown:
+        row = fresh_row(step_id, fingerprint, ran_in, one)
+        assert fresh_text(step_id, fingerprint, ran_in, one, tails) == json.dumps(
+            row, default=str, separators=(",", ":")
+        )
 
 
 def test_fresh_rows_take_their_details_column_wise_from_the_run_each_names(tmp_path: Path) -> None:

@@ -40,19 +40,20 @@ def record_run(
     ``note`` hears of a record left pending when it is written here and now."""
     from ..plan.cache import known_sha256
     from ..record import history
-    from ..record.rows import RunRecord, StepRow, fresh_row, metrics_of, tracked_of
+    from ..record.rows import RunRecord, StepRow, fresh_text, metrics_of, tracked_of
 
-    rows: list[StepRow | dict[str, Any]] = []
+    rows: list[StepRow | dict[str, Any] | str] = []
     root = str(lab_dir)
     placed = {s.id: s for s in lab.stages}
+    tails: dict[Any, str] = {}
     for o in outcomes:
         brief = state.steps.brief(o.id) if o.status == "fresh" else None
         if brief is not None:
             # a reference: the flusher copies its details from the run it last ran in (the step is
             # not rendered for it, nor its record parsed: a run that touches a few steps of a large
-            # lab renders those)
+            # lab renders those); written as its JSON text
             shown = _as_agilab_shows(placed[o.id], _runtime(placed[o.id], resolved, o.id))
-            rows.append(fresh_row(o.id, *brief, shown))
+            rows.append(fresh_text(o.id, *brief, shown, tails))
             continue
         rec = state.steps.get(o.id) if o.status in ("ran", "fresh") else None
         step = resolved[o.id]
