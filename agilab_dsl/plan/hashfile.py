@@ -3,9 +3,10 @@ sha256]`` by absolute path, kept as columns::
 
     {"count": N, "format": 2, "hashes": [...], "mtimes": [...], "paths": [...], "sizes": [...]}
 
-(paths sorted; keys sorted, so that ``count`` leads: :func:`count_of` reads it without the rest). Four lists of numbers and strings parse in a third of the time of a list per file,
-and a run after one change at 100,000 steps reads all of it: 200,000 files read into the table the
-runner looks them up in took 0.41-0.46 s against 0.64-0.67 s (collector off, as plan.state reads).
+(paths sorted; keys sorted, so that ``count`` leads: :func:`count_of` reads it without the rest).
+Four lists of numbers and strings parse in a third of the time of a list per file: 200,000 files
+read into the table the runner looks them up in took 0.41-0.46 s against 0.64-0.67 s (collector
+off, as plan.state reads).
 ``hashes-new.json``, the few entries runs added since, and a ``hashes.json`` written before this
 layout (format 1) are tables of path → entry, still read. Standard library only.
 """

@@ -249,6 +249,7 @@ def state_text(records: Records) -> Iterator[str]:
     place, comes last."""
     records.read_all()
     ids = sorted(records)
+    yield _HEAD
     place = len(_HEAD.encode())
     fingerprints: list[str] = []
     runs: list[str] = []
@@ -265,10 +266,7 @@ def state_text(records: Records) -> Iterator[str]:
         offsets.append(place + len(lead))
         lengths.append(size)
         place += len(lead) + size
-        yield _HEAD if n == 0 else ""
         yield lead + text
-    if not ids:
-        yield _HEAD
     index = {"ids": ids, "fingerprints": fingerprints, "runs": runs, "offsets": offsets, "lengths": lengths}
     yield _INDEX + json.dumps(index) + "}\n"
 

@@ -142,22 +142,22 @@ def fresh_text(
     the caller: at 100,000 steps nearly all alike). 0.5 s of a run after one change at 100,000
     steps went to building and encoding the rows."""
     index = shown.get("stage_index")
-    if index is not None and (type(index) is not int or next(iter(shown)) != "stage_index"):
-        # (never from the runner: its place is a number, said first)
-        return json.dumps(fresh_row(step_id, fingerprint, ran_in, shown), **_COMPACT)
-    rest = tuple((k, v) for k, v in shown.items() if k != "stage_index" and v is not None)
-    try:
-        tail = tails.get(rest)
-        if tail is None:
-            tail = tails[rest] = json.dumps(dict(rest), **_COMPACT)[1:-1]
-    except TypeError:  # a value that cannot be a key: encoded with the row
-        return json.dumps(fresh_row(step_id, fingerprint, ran_in, shown), **_COMPACT)
-    place = "" if index is None else f',"stage_index":{index}'
-    quote = _quote_ascii
-    return (
-        f'{{"step_id":{quote(step_id)},"status":"fresh","fingerprint":{quote(fingerprint)},'
-        f'"ran_in":{quote(ran_in)}{place}{"," + tail if tail else ""}}}'
-    )
+    if index is None or (type(index) is int and next(iter(shown)) == "stage_index"):  # as the runner's
+        rest = tuple((k, v) for k, v in shown.items() if k != "stage_index" and v is not None)
+        try:
+            tail = tails.get(rest)
+            if tail is None:
+                tail = tails[rest] = json.dumps(dict(rest), **_COMPACT)[1:-1]
+        except TypeError:  # a value that cannot be a key: encoded with the row, below
+            tail = None
+        if tail is not None:
+            place = "" if index is None else f',"stage_index":{index}'
+            quote = _quote_ascii
+            return (
+                f'{{"step_id":{quote(step_id)},"status":"fresh","fingerprint":{quote(fingerprint)},'
+                f'"ran_in":{quote(ran_in)}{place}{"," + tail if tail else ""}}}'
+            )
+    return json.dumps(fresh_row(step_id, fingerprint, ran_in, shown), **_COMPACT)
 
 
 try:
@@ -215,10 +215,7 @@ class RunRecord(Record):
         yield head[: -len("]}")]
         for start in range(0, len(self.steps), batch):
             chunk = self.steps[start : start + batch]
-            texts = [s for s in chunk if type(s) is str]
-            if len(texts) == len(chunk):
-                text = ",".join(texts)
-            elif texts:
+            if any(type(s) is str for s in chunk):  # rows given as their text (fresh_text) kept so
                 text = ",".join(s if type(s) is str else json.dumps(_row_json(s), **_COMPACT) for s in chunk)
             else:
                 text = json.dumps([_row_json(s) for s in chunk], **_COMPACT)[1:-1]
