@@ -251,25 +251,25 @@ def test_after_one_change_the_hash_cache_is_not_read_and_the_answers_are_a_full_
 ) -> None:
     """gather reads all N outputs: judged after one changed, the hashes of the N - 1 others come
     from its fresh record (hints), not from hashes.json; a small changed file is hashed afresh."""
-    from agilab_dsl.plan import state as plan_state
+    from agilab_dsl.plan import hashfile
     from agilab_dsl.plan.state import LabState
 
     _run(lab, capsys)
     _run(lab, capsys)  # the judgment stored
     read: list[str] = []
-    original = plan_state.HashCache._read
+    original = hashfile.HashCache._read
 
-    def spy(self: plan_state.HashCache, path: Path) -> dict[str, list[object]]:
+    def spy(self: hashfile.HashCache, path: Path) -> dict[str, list[object]]:
         read.append(path.name)
         return original(self, path)
 
-    monkeypatch.setattr(plan_state.HashCache, "_read", spy)
+    monkeypatch.setattr(hashfile.HashCache, "_read", spy)
     (lab.parent / "in" / "4.txt").write_text("changed, and longer\n")
     ran = _run(lab, capsys)
     assert [s for s, v in ran.items() if v == "ran"] == ["s4", "gather", "count"]
     assert "hashes.json" not in read
     assert (lab.parent / "total.txt").read_text() == str(sum(len(f"line {i}\n") for i in range(N)) + 13)
-    monkeypatch.setattr(plan_state.HashCache, "_read", original)
+    monkeypatch.setattr(hashfile.HashCache, "_read", original)
     _run(lab, capsys)  # a full judgment again (the state is rewritten): the same answers
     (lab.parent / ".agilab" / "judgment.json").unlink()
     assert set(_run(lab, capsys).values()) == {"fresh"}

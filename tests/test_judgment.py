@@ -262,8 +262,8 @@ def test_the_stored_readers_are_two_columns_scanned_for_the_changed_files(tmp_pa
     graph_path = tmp_path / ".agilab" / judgment.GRAPH
     stored = json.loads(graph_path.read_text())
     assert stored["reader_files"] == [a, b, b] and stored["reader_steps"] == ["s1", "s1", "s2"]
-    graph = judgment.StoredGraph(lab, stored["token"])
+    graph = judgment.StoredGraph(str(graph_path), stored["token"])
     assert graph.readers([b, c]) == {b: ["s1", "s2"]}  # c: read by no step (the caller judges in full)
     for damage in ({"reader_steps": ["s1", 2, "s2"]}, {"reader_steps": ["s1"]}, {"reader_files": None}):
         graph_path.write_text(json.dumps({**stored, **damage}))
-        assert judgment.StoredGraph(lab, stored["token"]).readers([b]) is None, damage
+        assert judgment.StoredGraph(str(graph_path), stored["token"]).readers([b]) is None, damage

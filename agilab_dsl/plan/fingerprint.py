@@ -147,7 +147,7 @@ class FileHashes:
     """Content hashes of files, cached by (path, size, mtime_ns); folders hash their whole tree."""
 
     def __init__(self, cache: MutableMapping[str, list[Any]] | None = None) -> None:
-        # a lazily read cache (plan.state.HashCache) is shared as it is; a table is copied
+        # a lazily read cache (plan.hashfile.HashCache) is shared as it is; a table is copied
         self.cache: MutableMapping[str, list[Any]] = (
             dict(cache or {}) if type(cache) in (dict, type(None)) else cache
         )  # type: ignore[arg-type]

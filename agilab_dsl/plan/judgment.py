@@ -29,6 +29,7 @@ import sys
 from collections import namedtuple
 
 from .statmany import signature, signatures_of
+from .storedgraph import GRAPH, StoredGraph, graph_json
 
 TYPE_CHECKING = False  # typing itself is not imported: `status` from this cache pays for every module
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,7 +40,6 @@ FORMAT = 6  # 2: each status keeps its upstream steps; 3: they and the readers i
 # 4: the statuses as columns (:func:`_columns`); 5: the files' signatures as columns (:func:`_write`);
 # 6: GRAPH's readers as columns (:meth:`StoredGraph.readers`)
 NAME = "judgment.json"
-GRAPH = "judgment-graph.json"  # the readers and upstream steps: read only when needed
 HASHES = "hashes.json"  # the file-hash cache plan.state keeps beside it (plan.hashfile)
 HASHES_NEW = "hashes-new.json"  # and the entries runs added since it was written (they win)
 NEW = "judgment-new.json"  # what runs judged from the judgment changed since it was written
@@ -77,61 +77,6 @@ class Known(namedtuple("Known", "statuses conditional changed affected entry now
     files' signatures when looked up; ``graph``: its :class:`StoredGraph`."""
 
     __slots__ = ()
-
-
-class StoredGraph:
-    """What a stored judgment keeps apart, in ``judgment-graph.json``, and reads only when asked:
-    which steps read each step file (needed when such a file changed) and each step's upstream
-    steps (needed for AGILAB's ready / stale of a step that is not fresh). At 100,000 steps they
-    are half of the judgment; a no-op ``status`` reads neither. Both files carry the same token: a
-    graph file of another judgment reads as none."""
-
-    def __init__(self, lab_path: str, token: str) -> None:
-        self._path = os.path.join(os.path.dirname(_file(lab_path)), GRAPH)
-        self._token = token
-        self._data: dict[str, Any] | None = None
-        self._read = False
-
-    def _load(self) -> dict[str, Any] | None:
-        if not self._read:
-            self._read = True
-            try:
-                with open(self._path, encoding="utf-8") as fh:
-                    data = json.load(fh)
-                if isinstance(data, dict) and data.get("token") == self._token:
-                    self._data = data
-            except (OSError, ValueError):
-                pass
-        return self._data
-
-    def readers(self, paths: Iterable[str]) -> dict[str, list[str]] | None:
-        """Each of ``paths`` (step files, absolute) that some step reads → those steps; None when
-        there is no such record. Kept as two columns, a (file, step) pair each: 300,000 pairs at
-        100,000 steps parse in a sixth of the time of a table of lists, and are scanned once."""
-        data = self._load()
-        files = data.get("reader_files") if data is not None else None
-        steps = data.get("reader_steps") if data is not None else None
-        if type(files) is not list or type(steps) is not list or len(files) != len(steps):
-            return None  # damaged: the caller judges in full, and the next full judgment replaces it
-        wanted = set(paths)
-        found: dict[str, list[str]] = {}
-        for path, sid in zip(files, steps, strict=True):
-            if path in wanted:
-                if type(sid) is not str:
-                    return None
-                found.setdefault(path, []).append(sid)
-        return found
-
-    def upstream(self) -> dict[str, list[str]] | None:
-        """Step id → its upstream steps (a step without any is left out); None when unrecorded."""
-        return self._part("upstream")
-
-    def _part(self, name: str) -> dict[str, list[str]] | None:
-        data = self._load()
-        part = data.get(name) if data is not None else None
-        if not isinstance(part, dict) or not all(isinstance(v, list) for v in part.values()):
-            return None  # damaged: the caller judges in full, and the next full judgment replaces it
-        return part
 
 
 def request_key(
@@ -186,7 +131,7 @@ def _lookup_known(lab_path: str, options: Mapping[str, Any]) -> Known | None:
         if "files" in entry:  # changed by _merge_new
             paths, stored = list(entry["files"]), list(entry["files"].values())
         now = {p: sig for p, sig, was in zip(paths, signatures_of(paths), stored, strict=True) if sig != was}
-        graph = StoredGraph(lab_path, entry["token"])
+        graph = StoredGraph(os.path.join(os.path.dirname(_file(lab_path)), GRAPH), entry["token"])
         readers: dict[str, list[str]] = {}
         if now:
             readers = graph.readers(now) or {}
@@ -274,13 +219,7 @@ def store(
     if before is not None and any(now.get(p) != sig for p, sig in before.items()):
         return
     token = os.urandom(8).hex()
-    files, steps = _readers(readers or {})
-    graph = {
-        "token": token,
-        "reader_files": files,
-        "reader_steps": steps,
-        "upstream": {sid: sorted(ups) for sid, ups in (upstream or {}).items() if ups},
-    }
+    graph = graph_json(token, readers or {}, upstream or {})
     _write_json(os.path.join(os.path.dirname(_file(lab_path)), GRAPH), graph)  # first: see StoredGraph
     entry = {
         "key": _key(options),
@@ -328,18 +267,6 @@ def update(
         _write_json(os.path.join(os.path.dirname(_file(lab_path)), NEW), apart)
         return
     _write(lab_path, entry)
-
-
-def _readers(readers: Mapping[str, Iterable[str]]) -> tuple[list[str], list[str]]:
-    """The (file, step) pairs of ``readers`` as two columns, by absolute path."""
-    files: list[str] = []
-    steps: list[str] = []
-    for path, ids in readers.items():
-        full = path if os.path.isabs(path) else os.path.abspath(path)
-        for sid in sorted(set(ids)):
-            files.append(full)
-            steps.append(sid)
-    return files, steps
 
 
 def files_of(entry: dict[str, Any]) -> dict[str, str]:

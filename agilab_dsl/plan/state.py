@@ -24,7 +24,7 @@ from json.decoder import scanstring
 from pathlib import Path
 
 from ..load.records import Record
-from .hashfile import count_of, entries_of, to_columns
+from .hashfile import HashCache, to_columns
 from .judgment import HASHES, HASHES_NEW  # the file-hash cache and what runs added to it since
 from .longlived import long_lived
 from .safe_read import parse_json, read_json, summary
@@ -270,86 +270,6 @@ class LabState(Record):
             overlay.unlink()
         self.hashes = HashCache.of(entries)
         self.hashes_new = set()
-
-
-class HashCache(MutableMapping[str, "list[Any]"]):
-    """The file-hash cache: ``path → [size, mtime_ns, sha256]``. ``hashes-new.json`` (the few
-    entries runs added lately) is read at once; ``hashes.json``, 26 MB at 100,000 steps, when an
-    entry not already known is first asked for, or every entry. A run after one change whose
-    judged steps' unchanged files are vouched for by the stored judgment (:meth:`.FileHashes.of`'s
-    hints) never reads it. Entries set before it is read win over its own."""
-
-    def __init__(self, base: Path | None, overlay: Path | None = None) -> None:
-        self._base = base  # None once read (or when there is none)
-        self.damaged = False  # an entry, or a file, that was not one: left out
-        self.base_count = 0
-        self._entries: dict[str, list[Any]] = {}
-        if base is not None:
-            self.base_count = count_of(str(base)) or 0
-        if overlay is not None:
-            self._entries = self._read(overlay)
-
-    @classmethod
-    def of(cls, entries: dict[str, list[Any]]) -> HashCache:
-        """A cache holding ``entries``, just written as hashes.json."""
-        cache = cls(None)
-        cache._entries, cache.base_count = entries, len(entries)
-        return cache
-
-    @property
-    def loaded(self) -> bool:
-        """Whether every entry is at hand (a look-up reads no file)."""
-        return self._base is None
-
-    def at_hand(self) -> set[str]:
-        """The paths whose entries are read or set (not those hashes.json holds, while unread)."""
-        return set(self._entries)
-
-    def _read(self, path: Path) -> dict[str, list[Any]]:
-        cache, why = read_json(path, share=True)  # a touched input's check read it
-        entries, wrong = entries_of(cache)
-        self.damaged |= why is not None or wrong
-        return entries
-
-    def _all(self) -> dict[str, list[Any]]:
-        if self._base is not None:
-            base, self._base = self._base, None
-            with long_lived():
-                entries = self._read(base)
-            self.base_count = len(entries)
-            entries.update(self._entries)
-            self._entries = entries
-        return self._entries
-
-    def get(self, key: str, default: Any = None) -> Any:
-        entry = self._entries.get(key)
-        if entry is None and self._base is not None:
-            entry = self._all().get(key)
-        return default if entry is None else entry
-
-    def __getitem__(self, key: str) -> list[Any]:
-        entry = self.get(key)
-        if entry is None:
-            raise KeyError(key)
-        return entry
-
-    def __setitem__(self, key: str, entry: list[Any]) -> None:
-        self._entries[key] = entry
-
-    def __delitem__(self, key: str) -> None:
-        del self._all()[key]
-
-    def __contains__(self, key: object) -> bool:
-        return self.get(key) is not None  # type: ignore[arg-type]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
-
-    def __repr__(self) -> str:
-        return f"HashCache({len(self._entries)} entries{'' if self.loaded else ' and hashes.json unread'})"
 
 
 def _read_state(path: Path, steps: Records) -> tuple[Any, str | None]:
