@@ -5,6 +5,7 @@
 Generates a lab of N stages (default 1,000, ~150 KiB: ids, deps, produces/consumes, multi-line code,
 params with ${...} holes, NB_* keys), then prints the median time of
   tomllib.loads                 (the baseline: the fastest full TOML parse available)
+  tomli.loads                   (the same parser compiled: what load_lab uses when tomli has a wheel)
   tomlkit.parse                 (the round-trip parser; what DESIGN §2 keeps off the hot path)
   SourceMap                     (our position index)
   load_lab                      (tomllib + positions + schema + expressions)
@@ -58,6 +59,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
 
+    import tomli
     import tomlkit
 
     from agilab_dsl.check.files import check_file
@@ -74,7 +76,7 @@ def main() -> int:
         def forget_code() -> None:
             """Answers kept per code text in the process (inferred artifacts, df use) are dropped
             before each timed check: a command reads a lab's code cold."""
-            from agilab_dsl.plan.dataframe import _frame_use
+            from agilab_dsl.plan.dataframe_scan import frame_use as _frame_use
             from agilab_dsl.plan.infer_code import from_code
 
             for cached in (from_code, _frame_use):
@@ -84,6 +86,7 @@ def main() -> int:
         assert result.ok, result.diagnostics[:3]
         rows = [
             ("tomllib.loads (baseline)", median_ms(lambda: tomllib.loads(text), args.runs)),
+            ("tomli.loads", median_ms(lambda: tomli.loads(text), args.runs)),
             ("tomlkit.parse", median_ms(lambda: tomlkit.parse(text), max(1, args.runs // 2))),
             ("SourceMap (positions, scanned)", median_ms(lambda: SourceMap(text).spans, args.runs)),
             ("load_lab", median_ms(lambda: load_lab(lab), args.runs)),

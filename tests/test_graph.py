@@ -164,17 +164,17 @@ def test_waves_of_a_cycle_raise_as_graphlib_does() -> None:
         graph.waves()
 
 
+_PART = st.sampled_from(["out", "link", "dead", "loop", "missing", ".", "", "..", "f.txt", "up"])
+
+
 @settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.sampled_from(["out", "link", "dead", "loop", "missing", ".", "", "..", "f.txt", "up"]), max_size=5
-    )
-)
+@given(st.lists(st.lists(_PART, max_size=5), min_size=1, max_size=4))
 def test_an_outputs_real_path_below_the_lab_is_realpaths(
-    tmp_path_factory: pytest.TempPathFactory, parts: list[str]
+    tmp_path_factory: pytest.TempPathFactory, paths: list[list[str]]
 ) -> None:
     """output_problem resolves an output from the lab's real folder down (``_real_below``): the same
-    path ``os.path.realpath`` gives for the whole, through symlinks, dead links, loops and ``..``."""
+    path ``os.path.realpath`` gives for the whole, through symlinks, dead links, loops and ``..``;
+    also when what the folders above earlier paths were is kept (``seen``, the lab check's memo)."""
     import os
 
     from agilab_dsl.plan.graph import _real_below
@@ -187,5 +187,24 @@ def test_an_outputs_real_path_below_the_lab_is_realpaths(
     (root / "dead").symlink_to(root / "nowhere")
     (root / "loop").symlink_to(root / "loop")
     (root / "up").symlink_to(root.parent)
-    path = "/".join(parts)
-    assert _real_below(str(root), path) == os.path.realpath(os.path.join(root, path))
+    seen: dict[str, str] = {}
+    for parts in paths:
+        path = "/".join(parts)
+        expected = os.path.realpath(os.path.join(root, path))
+        assert _real_below(str(root), path) == expected
+        assert _real_below(str(root), path, seen) == expected
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.text(alphabet="a./\\", max_size=8)
+    | st.lists(st.sampled_from(["a", ".", "..", "", "b.c"])).map("/".join)
+)
+def test_an_artifact_path_is_spelt_as_normpath_spells_it(path: str) -> None:
+    """normalize_artifact returns a path already in normpath's spelling as it is (without calling
+    normpath): the answer is normpath's for every path."""
+    import posixpath
+
+    from agilab_dsl.plan.graph import normalize_artifact
+
+    assert normalize_artifact(path) == posixpath.normpath(path.replace("\\", "/"))

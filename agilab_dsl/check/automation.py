@@ -89,8 +89,12 @@ def check_automation(loc: Locator, stages: Any, raw: Mapping[str, Any], graph: S
     safe: list[tuple[Any, list[str]]] = []
     for s in stages:
         written = raw[s.module][s.index]
-        automation = automation_of(written)
-        if not truthy(automation.get("parallel_safe")):
+        table = written.get("automation")
+        if isinstance(table, Mapping) and "parallel_safe" in table:
+            declared = table["parallel_safe"]
+        else:  # lifted from the stage's top level, as automation_of does
+            declared = written.get("parallel_safe")
+        if not truthy(declared):
             continue
         outputs, problem = parallel_outputs(written)
         where = (s.module, s.index, "automation") if "automation" in written else (s.module, s.index)

@@ -49,11 +49,13 @@ def _check_code(loc: Locator, stages: Any, written: Callable[[Any, str], str | N
         code = s.stage.code
         if not code:
             continue
-        code_path = (s.module, s.index, written(s, "code") or "C")
         if code not in parsed:
             problem = syntax_error(code)
             parsed[code] = problem, risky.find(code) if problem is None else []
         problem, calls = parsed[code]
+        if problem is None and not calls:
+            continue
+        code_path = (s.module, s.index, written(s, "code") or "C")
         if problem is not None:
             index, width, message = problem
             loc.in_string(

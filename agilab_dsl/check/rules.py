@@ -35,10 +35,11 @@ def check_lab(
     raw = result.data or {}
     base_dir = Path(result.path).parent
 
-    def written(stage: Any, field: str) -> str | None:
-        from ..load.model import stage_key_aliases
+    from ..load.model import stage_key_aliases
 
-        aliases = stage_key_aliases()
+    aliases = stage_key_aliases()
+
+    def written(stage: Any, field: str) -> str | None:
         for key in raw[stage.module][stage.index]:
             if aliases.get(key) == field:
                 return key
@@ -64,7 +65,6 @@ def check_lab(
 
     # deps
     for s in lab.stages:
-        key = written(s, "deps")
         for j, dep in enumerate(s.stage.deps):
             if dep not in first_seen:
                 if dep in result.invalid_ids:
@@ -72,25 +72,26 @@ def check_lab(
                 loc.at_value(
                     "dependency-missing",
                     f"stage {s.id!r} depends on {dep!r}, which no stage has",
-                    (s.module, s.index, key or "deps", j),
+                    (s.module, s.index, written(s, "deps") or "deps", j),
                     hint=did_you_mean(dep, ids),
                 )
             elif dep == s.id:
                 loc.at_value(
                     "dependency-cycle",
                     f"stage {s.id!r} depends on itself",
-                    (s.module, s.index, key or "deps", j),
+                    (s.module, s.index, written(s, "deps") or "deps", j),
                 )
 
     # artifacts produced twice; outputs that would write outside the lab or over its own files
     protected = [Path(result.path)]
     real: dict[str, str] = {}  # the real paths of the lab's folder and its protected files, once
+    folders: dict[str, str] = {}  # what each folder above an output is, looked at once
     if settings is not None:
         protected.append(Path(settings.path))
     protected += [base_dir / s.stage.stage for s in lab.stages if s.stage.stage and "${" not in s.stage.stage]
+    base_text, protected_text = str(base_dir), [str(p) for p in protected]  # as keys of `real`
     producer: dict[str, tuple[Any, int]] = {}
     for s in lab.stages:
-        key = written(s, "produces")
         for j, out in enumerate(s.stage.produces):
             norm = normalize_artifact(out)
             if norm in producer and producer[norm][0].id != s.id:
@@ -98,17 +99,22 @@ def check_lab(
                 loc.at_value(
                     "artifact-produced-twice",
                     f"artifact {out!r} is produced by {other.id!r} and {s.id!r}",
-                    (s.module, s.index, key or "produces", j),
+                    (s.module, s.index, written(s, "produces") or "produces", j),
                     hint="one stage writes an artifact; the others consume it",
                 )
             else:
                 producer.setdefault(norm, (s, j))
             if "${" not in out:
                 problem = output_problem(
-                    out, base_dir, allow_outside=s.stage.allow_outside, protected=protected, resolved=real
+                    out,
+                    base_text,
+                    allow_outside=s.stage.allow_outside,
+                    protected=protected_text,
+                    resolved=real,
+                    folders=folders,
                 )
                 if problem is not None:
-                    where = (s.module, s.index, key or "produces", j)
+                    where = (s.module, s.index, written(s, "produces") or "produces", j)
                     what = f"stage {s.id!r} would write {out!r}"
                     outside = f"{what}, outside the lab's folder"
                     report_output(loc, problem, what, outside, where, "on this stage")

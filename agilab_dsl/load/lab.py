@@ -124,7 +124,12 @@ def build_lab(result: LoadResult[Any], loc: Locator) -> None:
                     if written_key
                     else "this default id comes from the module key: give the stage an id",
                 )
-            stages.append(LabStage(module=module, index=index, id=sid, stage=stage, selected=index in chosen))
+            # built from values of the right types already: pydantic's check of each would cost ~6%
+            # of loading a big lab
+            placed = LabStage.model_construct(
+                module=module, index=index, id=sid, stage=stage, selected=index in chosen
+            )
+            stages.append(placed)
 
     for n, placed in enumerate(stages):
         check_stage_expressions(result, loc, n, placed)

@@ -11,6 +11,8 @@ library's ``__init_subclass__`` runs here, once per class, with no code generate
 
 from __future__ import annotations
 
+from operator import attrgetter  # already imported by collections, which every run imports
+
 TYPE_CHECKING = False  # typing itself is not imported: start-up pays for every module
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, ClassVar, Self
@@ -28,6 +30,8 @@ class Record:  # noqa: PLW1641 - mutable: unhashable, as a dataclass with eq
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._compared = tuple(n for n in cls._fields if n not in cls._uncompared)
+        if len(cls._compared) > 1:  # the fields' tuple made in C: a graph hashes 100,000 edges
+            cls._key = _getter(attrgetter(*cls._compared))  # type: ignore[method-assign]
 
     def _key(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self._compared)
@@ -55,3 +59,12 @@ class FrozenRecord(Record):
 
     def __hash__(self) -> int:
         return hash(self._key())
+
+
+def _getter(get: Any) -> Any:
+    """A method returning ``get(self)``: an ``attrgetter`` of two or more names gives the tuple."""
+
+    def _key(self: Record) -> tuple[Any, ...]:
+        return get(self)  # type: ignore[no-any-return]
+
+    return _key

@@ -8,11 +8,12 @@ records every reference they hold.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 from . import expr
-from .errors import did_you_mean, nearest_key
+from .errors import Severity, did_you_mean, nearest_key
 from .parse import LoadResult, Locator, StringRef, toml_repr
 from .source import KeyPath, iter_strings
 from .validation import report_validation
@@ -20,6 +21,15 @@ from .validation import report_validation
 # Stage fields whose strings may hold ${…} holes. Code (C), prose (D, Q, M) and provenance (NB_*)
 # are taken literally: interpolating Python source would be a trap.
 TEMPLATE_FIELDS = ("env", "produces", "consumes", "params", "stage")
+
+
+@functools.cache
+def _model_names() -> tuple[tuple[str, ...], tuple[str, ...], Mapping[str, str]]:
+    """The model's known engines, automation keys lifted from a stage's top level, and stage key
+    aliases: imported once (the model imports pydantic), not once per stage of a 10,000-stage lab."""
+    from .model import KNOWN_ENGINES, LIFTED_AUTOMATION_KEYS, stage_key_aliases
+
+    return KNOWN_ENGINES, LIFTED_AUTOMATION_KEYS, stage_key_aliases()
 
 
 def build_stage(
@@ -31,13 +41,11 @@ def build_stage(
     validation_error: Any,
     profile: str | None = None,
 ) -> Any:
-    from .errors import Severity
-    from .model import KNOWN_ENGINES, LIFTED_AUTOMATION_KEYS
-
+    known_engines, lifted_keys, _ = _model_names()
     selected = _selected_profile(raw, profile)
     if selected:  # AGILAB deep-merges the written stage with the profile's overrides, then reads it
         written_as = {aliases[k]: k for k in raw if k in aliases}  # an override lands on the key written
-        known = {k: v for k, v in selected.items() if k in aliases or k in LIFTED_AUTOMATION_KEYS}
+        known = {k: v for k, v in selected.items() if k in aliases or k in lifted_keys}
         raw = deep_merge(raw, {written_as.get(aliases.get(k, ""), k): v for k, v in known.items()})
     canon: dict[str, Any] = {}
     written: dict[str, str] = {}
@@ -47,7 +55,7 @@ def build_stage(
         if key.startswith("NB_"):
             notebook[key] = value
             continue
-        if key in LIFTED_AUTOMATION_KEYS:  # read as automation.<key> when automation lacks it
+        if key in lifted_keys:  # read as automation.<key> when automation lacks it
             lifted[key] = value
             continue
         name = aliases.get(key)
@@ -118,12 +126,12 @@ def build_stage(
             stage = stage_cls.model_validate({k: v for k, v in canon.items() if k not in bad})
         except validation_error:
             return None
-    if stage.engine is not None and stage.engine not in KNOWN_ENGINES:
+    if stage.engine is not None and stage.engine not in known_engines:
         loc.at_value(
             "engine-unknown",
             f"unknown engine R = {toml_repr(stage.engine)}",
             base + (written["engine"],),
-            hint=did_you_mean(stage.engine, [e for e in KNOWN_ENGINES if e])
+            hint=did_you_mean(stage.engine, [e for e in known_engines if e])
             or 'known engines: "", "runpy", "agi.run", "agi.install"',
         )
     if not actions and not stage.disabled:
@@ -216,13 +224,11 @@ def _check_profile(
     """Validate one profile's overrides (as the stage they would make); the merged stage, or None."""
     if not isinstance(overrides, dict):
         return None  # the stage's own validation reports it (profiles.<name> must be a table)
-    from .errors import Severity
-    from .model import LIFTED_AUTOMATION_KEYS
-
+    _, lifted_keys, _ = _model_names()
     over: dict[str, Any] = {}
     written: dict[str, str] = {}
     for key, value in overrides.items():
-        if key in LIFTED_AUTOMATION_KEYS:
+        if key in lifted_keys:
             over.setdefault("automation", {})[key] = value
             written.setdefault("automation", key)
             continue
@@ -269,13 +275,11 @@ class _Errors:
 
 def check_stage_expressions(result: LoadResult[Any], loc: Locator, n: int, placed: Any) -> None:
     """Parse mode, when, function and ${…} holes of one stage, reporting errors inside the strings."""
-    from .model import stage_key_aliases
-
     stage = placed.stage
     base: KeyPath = (placed.module, placed.index)
     raw = result.data[placed.module][placed.index]  # type: ignore[index]
     by_field: dict[str, str] = {}
-    aliases = stage_key_aliases()
+    aliases = _model_names()[2]
     for key in raw:
         if key in aliases:
             by_field.setdefault(aliases[key], key)

@@ -75,6 +75,15 @@ def dataframe_edges(stages: Iterable[Any]) -> list[Edge]:
 
 def normalize_artifact(path: str) -> str:
     """One spelling per artifact path, so ``./a/b.csv`` and ``a//b.csv`` meet."""
+    if (  # most paths are written in that spelling already: told without normpath's work
+        path
+        and path[-1] != "/"
+        and "//" not in path
+        and "./" not in path
+        and "\\" not in path
+        and not path.endswith(("/.", "/.."))
+    ):
+        return path
     return posixpath.normpath(path.replace("\\", "/"))
 
 
@@ -94,24 +103,31 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _real_below(root: str, path: str) -> str:
+def _real_below(root: str, path: str, seen: dict[str, str] | None = None) -> str:
     """``os.path.realpath(os.path.join(root, path))`` for a ``root`` that is a real path already:
     only the components of ``path`` are looked at (realpath looks at every component of the
-    whole path, the lab folder's own included, for each output of each step)."""
+    whole path, the lab folder's own included, for each output of each step). ``seen``: what the
+    folders above ``path`` turned out to be, kept across calls ("d": a real folder, "-": not
+    there, "l": a symlink), so that 10,000 outputs in one folder look at that folder once."""
     parts = path.split(os.sep)
     if os.path.isabs(path) or ".." in parts or os.altsep:
         return os.path.realpath(os.path.join(root, path))
+    parts = [p for p in parts if p and p != "."]
     current = root
+    last = len(parts) - 1
     for n, part in enumerate(parts):
-        if not part or part == ".":
-            continue
-        current = os.path.join(current, part)
-        try:
-            mode = os.lstat(current).st_mode
-        except OSError:  # not there (yet): realpath leaves the rest as it is written
-            rest = [p for p in parts[n + 1 :] if p and p != "."]
-            return os.path.join(current, *rest)
-        if stat.S_ISLNK(mode):
+        current = current + part if current.endswith(os.sep) else current + os.sep + part
+        kind = seen.get(current) if seen is not None and n < last else None
+        if kind is None:
+            try:
+                kind = "l" if stat.S_ISLNK(os.lstat(current).st_mode) else "d"
+            except OSError:  # not there (yet): realpath leaves the rest as it is written
+                kind = "-"
+            if seen is not None and n < last:
+                seen[current] = kind
+        if kind == "-":
+            return os.path.join(current, *parts[n + 1 :])
+        if kind == "l":
             return os.path.realpath(os.path.join(root, path))
     return current
 
@@ -123,6 +139,7 @@ def output_problem(
     allow_outside: bool,
     protected: Iterable[Any] = (),
     resolved: dict[str, str] | None = None,
+    folders: dict[str, str] | None = None,
 ) -> tuple[str, str] | None:
     """``(code, why)`` when an output written relative to ``base_dir`` may not be written, else None:
     empty or the folder itself (``output-invalid``); this tool's ``.agilab/`` state (not
@@ -132,7 +149,9 @@ def output_problem(
     path that leads out of the folder as written or once its symlinks are followed, without
     ``allow_outside`` (``output-outside-lab``). Reads the file system (symlinks) but writes nothing.
     ``resolved``: where a caller checking many outputs at once keeps the real paths of ``base_dir``
-    and of the ``protected`` files (each resolved once, not once per output)."""
+    and of the ``protected`` files (each resolved once, not once per output); ``folders``: what
+    the folders above the outputs are, for a caller checking every output at one moment (the lab
+    check), not one checking each just before its step writes it (a step may make a symlink)."""
 
     def real(where: Any) -> str:
         key = os.fspath(where)
@@ -148,7 +167,7 @@ def output_problem(
     if "\0" in path:
         return "output-invalid", "holds a NUL character, which no file name can"
     root = real(base_dir)
-    target = _real_below(root, os.path.expanduser(path))
+    target = _real_below(root, os.path.expanduser(path), folders)
     export = os.path.join(root, STATE_FOLDER, "export")  # AGILAB's export area (df frames): not state
     if _inside(target, os.path.join(root, STATE_FOLDER)) and not (
         target != export and _inside(target, export)
@@ -246,7 +265,15 @@ class StepGraph(FrozenRecord):
         return self._down[step]
 
     def cycle(self) -> list[str] | None:
-        """One dependency cycle as a path ``[a, b, c, a]``, or None."""
+        """One dependency cycle as a path ``[a, b, c, a]``, or None. A sound graph is told by
+        working out its run order (kept for later); graphlib finds the path of a cycle."""
+        try:
+            self.order()
+        except graphlib.CycleError as exc:
+            return list(exc.args[1])
+        return None
+
+    def _cycle_path(self) -> list[str] | None:
         sorter = graphlib.TopologicalSorter({i: self._up[i] for i in self.ids})
         try:
             sorter.prepare()
@@ -276,7 +303,7 @@ class StepGraph(FrozenRecord):
                     if not waiting[nxt]:
                         ready.append(nxt)
         if placed < len(self.ids):
-            raise graphlib.CycleError("nodes are in a cycle", self.cycle())
+            raise graphlib.CycleError("nodes are in a cycle", self._cycle_path())
         return out
 
     def order(self) -> tuple[str, ...]:

@@ -112,11 +112,13 @@ class StepSpec(FrozenRecord):
 
     @classmethod
     def of(cls, stage: Stage, inferred: tuple[tuple[str, str, str, str], ...] = ()) -> StepSpec:
-        values = {name: getattr(stage, name) for name in _STEP_FIELDS if name != "inferred"}
+        held = stage.__dict__  # a pydantic model keeps its fields there; the rest are properties
+        values = {name: held[name] if name in held else getattr(stage, name) for name in _OF_STAGE}
         return cls(**values, inferred=inferred)
 
 
 _STEP_FIELDS = StepSpec._fields
+_OF_STAGE = tuple(name for name in _STEP_FIELDS if name != "inferred")
 _TUPLES = ("produces", "consumes", "deps")
 
 
