@@ -48,10 +48,12 @@ def print_statuses(
                 reasons = list(shared[s.id].reasons)
         rows.append((s.id, state, reasons))
     states = max([len(state) for _, state, _ in rows] + [9])
+    lines = []  # written at once: a print a line was ~0.2 s of a 100,000-step status
     for sid, state, reasons in rows:
-        print(f"{sid:<{width}}  {state:<{states}}  {'; '.join(reasons)}".rstrip(), file=out)
-        for line in (details or {}).get(sid, ()):
-            print(f"    {line}", file=out)
+        lines.append(f"{sid:<{width}}  {state:<{states}}  {'; '.join(reasons)}".rstrip())
+        lines.extend(f"    {line}" for line in (details or {}).get(sid, ()))
+    if lines:
+        out.write("\n".join(lines) + "\n")
 
 
 def _quote() -> Any:
