@@ -208,3 +208,65 @@ def test_j2_a_step_refused_before_it_runs_stops_the_run(
     assert got["a1"]["status"] == "ran"
     assert got["bad"]["status"] == "failed" and "refused to run" in got["bad"]["error"]
     assert not (tmp_path.parent / "bad.txt").exists()
+
+
+class _Run:
+    """Replies fed to a :class:`dispatch.Width` as a run at a given step rate per width would give
+    them, the loop spending ``loop`` seconds of CPU per reply: the widths it chose, in order, and how
+    many replies came at each."""
+
+    def __init__(self, jobs: int, loop: float = 0.001) -> None:
+        self.now, self.cpu, self.loop = 100.0, 5.0, loop
+        self.width = dispatch.Width(jobs, self.now)
+        self.widths = [jobs]
+        self.at: dict[int, int] = {}
+
+    def replies(self, count: int, rates: dict[int, float], typical: float) -> None:
+        for _ in range(count):
+            width = self.width.width
+            self.at[width] = self.at.get(width, 0) + 1
+            self.now += 1 / rates[width]
+            self.cpu += self.loop
+            self.width.replied(self.now, self.cpu, typical)
+            if self.width.width != self.widths[-1]:
+                self.widths.append(self.width.width)
+
+
+def test_width_narrows_to_one_worker_when_it_is_clearly_faster_and_tries_again_ever_more_rarely() -> None:
+    run = _Run(2)
+    run.replies(8000, {2: 400.0, 1: 460.0}, typical=0.003)  # 17 s of tiny steps, 1 worker 15% faster
+    # narrowed once after start-up, then -j 2 tried again 2, 4 and 8 s later, given up each time
+    assert run.widths == [2, 1, 2, 1, 2, 1, 2, 1]
+    assert run.at[1] > 0.9 * 8000
+
+
+def test_width_stays_at_j_when_one_worker_is_not_clearly_faster() -> None:
+    run = _Run(2)
+    run.replies(7000, {2: 400.0, 1: 420.0}, typical=0.003)  # 5%: within noise
+    assert run.width.width == 2 and run.widths == [2, 1, 2, 1, 2, 1, 2]  # tried after 2, 4, 8 s
+    assert run.at[2] > 0.9 * 7000
+
+
+def test_width_never_narrows_for_steps_long_next_to_the_loops_cpu() -> None:
+    run = _Run(4, loop=0.0015)
+    run.replies(2000, {4: 180.0, 1: 50.0}, typical=0.02)  # 20 ms steps: 13x the loop's CPU per step
+    assert run.widths == [4]
+
+
+def test_width_gives_every_worker_back_as_soon_as_steps_turn_long() -> None:
+    run = _Run(2)
+    run.replies(400, {2: 400.0, 1: 460.0}, typical=0.003)
+    assert run.width.width == 1
+    run.replies(1, {2: 400.0, 1: 460.0}, typical=0.5)
+    assert run.width.width == 2
+
+
+def test_width_follows_a_lab_whose_steps_grow() -> None:
+    run = _Run(2)
+    run.replies(400, {2: 400.0, 1: 460.0}, typical=0.003)
+    assert run.width.width == 1
+    at_two = run.at[2]
+    # still short next to the loop (5 ms against 1 ms), but now two workers are clearly faster: they
+    # are tried again within 2 s, and kept
+    run.replies(2000, {2: 300.0, 1: 160.0}, typical=0.005)
+    assert run.width.width == 2 and run.widths[:3] == [2, 1, 2] and run.at[2] - at_two > 1500

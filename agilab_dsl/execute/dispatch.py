@@ -14,6 +14,15 @@ turned out long would keep it waiting while another worker idles. "Short" is jud
 the run's steps so far took less than :data:`AHEAD_BELOW` seconds (a moving average), and the one
 running has not run for longer. So a lab of long steps runs as with one request per worker, and a
 long step among short ones delays at most the one step queued behind it.
+
+``-j N`` is a ceiling. Every step costs the loop's own thread some CPU (judging what it read,
+recording it, reporting it); when the steps take not much longer than that, one worker fed ahead
+already keeps the loop busy, and more workers only compete with it for the cores (cold runs of
+10,000 tiny steps on two cores: ``-j 2`` took 24-26 s where ``-j 1`` took 20-22 s). How many
+workers are kept busy is measured, not guessed (:class:`Width`): while the steps are short next to
+the loop's CPU per step, the run's step rate with all N workers and with one are compared over short
+windows, the narrower kept only while it is clearly faster, and the comparison repeated ever more
+rarely, so that a lab whose steps change gets its workers back.
 """
 
 from __future__ import annotations
@@ -40,6 +49,60 @@ if TYPE_CHECKING:  # pragma: no cover
     from .steps import StepExecutor
 
 AHEAD_BELOW = 0.05  # seconds: a worker gets a second request only while steps take less than this
+WINDOW = 0.25  # seconds (and WINDOW_REPLIES replies, at least) over which a step rate is measured
+WINDOW_REPLIES = 20
+SHORT = 8  # steps are short while they take less than this many times the loop's CPU per step
+CLEARLY = 1.1  # the narrower width is kept only while its step rate is this much higher
+AGAIN = 2.0  # seconds until the widths are compared again (doubled each time the choice stands)
+
+
+class Width:
+    """How many of ``jobs`` workers to keep busy (see the module's docstring): ``width`` is ``jobs``
+    until measured otherwise. :meth:`replied` is told of every reply."""
+
+    def __init__(self, jobs: int, now: float) -> None:
+        self.jobs = self.width = jobs
+        self._since: float | None = None  # the window's start (None: the next reply starts one)
+        self._replies = 0  # in the window
+        self._rate: float | None = None  # the last whole window's step rate at the kept width
+        self._trying: int | None = None  # the width on trial, whose window runs
+        self._kept = jobs  # the width the trial is measured against
+        self._again = AGAIN
+        self._next = now + 2 * WINDOW  # when the widths may be compared (not on start-up)
+        self._loop = 0.0  # the loop's CPU per reply, a moving average
+        self._cpu: float | None = None
+
+    def replied(self, now: float, cpu: float, typical: float) -> None:
+        """A step replied at ``now`` (monotonic) with the loop's process at ``cpu`` seconds of CPU;
+        the run's steps take ``typical`` seconds (a moving average)."""
+        if self._cpu is not None:
+            self._loop = 0.9 * self._loop + 0.1 * (cpu - self._cpu)
+        self._cpu = cpu
+        if self.jobs == 1 or typical >= SHORT * self._loop:  # long steps: every worker is worth its core
+            self.width, self._trying, self._since = self.jobs, None, None
+            return
+        if self._since is None:
+            self._since, self._replies = now, 0
+            return
+        self._replies += 1
+        elapsed = now - self._since
+        if elapsed < WINDOW or self._replies < WINDOW_REPLIES:
+            return
+        rate, self._since = self._replies / elapsed, None
+        if self._trying is not None:  # a trial ended: the narrower stays only while clearly faster
+            kept, tried, self._trying = self._rate or 0.0, self.width, None
+            narrower = tried < self._kept
+            better = rate > kept * CLEARLY if narrower else rate * CLEARLY >= kept
+            if better:
+                self._rate, self._again = rate, AGAIN
+            else:
+                self.width, self._again = self._kept, self._again * 2
+            self._next = now + self._again
+            return
+        self._rate = rate
+        if now >= self._next:  # try the other width for a window
+            self._kept, self._trying = self.width, 1 if self.width == self.jobs else self.jobs
+            self.width = self._trying
 
 
 class _Attempt:
@@ -77,6 +140,7 @@ class Dispatch:
         self._announce: list[_Attempt] = []  # queued attempts that started, said at the next call
         self._held: list[_Attempt] = []  # attempts that ended before their start was said
         self._typical: float | None = None  # the run's step durations, a moving average
+        self._width = Width(jobs, time.monotonic())
         self._halted = False
         self._wake_read, self._wake_write = os.pipe()  # a thread's step (another interpreter) ended
         self._poll.register(self._wake_read, select.POLLIN)
@@ -87,7 +151,7 @@ class Dispatch:
     def room(self, running: int) -> bool:
         """Whether the loop may hand over one more step now (``running``: those handed over and
         not finished)."""
-        return running < self._jobs or self._ahead() is not None
+        return running < self._width.width or self._ahead() is not None
 
     def submit(
         self,
@@ -146,15 +210,16 @@ class Dispatch:
 
     # -- sending and reading ---------------------------------------------------------------------
     def _worker(self) -> Worker:
-        """An idle worker (one more from the pool while fewer than -j are held), else the worker
-        that may get a request queued behind its step."""
-        for worker, queue in self._queues.items():
-            if not queue:
+        """An idle worker (one more from the pool while fewer than -j are held) while fewer than the
+        width are busy, else the worker that may get a request queued behind its step."""
+        if sum(1 for queue in self._queues.values() if queue) < self._width.width:
+            for worker, queue in self._queues.items():
+                if not queue:
+                    return worker
+            if len(self._queues) < self._jobs:
+                worker = self._pool.take()
+                self._hold(worker)
                 return worker
-        if len(self._queues) < self._jobs:
-            worker = self._pool.take()
-            self._hold(worker)
-            return worker
         # the loop hands over a step when there is room: behind a short step (or, had it turned long
         # since, behind the worker with the fewest)
         return self._ahead() or min(self._queues, key=lambda worker: len(self._queues[worker]))
@@ -247,6 +312,7 @@ class Dispatch:
             return
         seconds = float(reply.get("seconds", 0.0))
         self._typical = seconds if self._typical is None else 0.8 * self._typical + 0.2 * seconds
+        self._width.replied(time.monotonic(), time.process_time(), self._typical)
         outcome = self._steps.outcome(attempt.step, reply, attempt.prepared)
         self._retry_or_finish(attempt, outcome)
 
