@@ -65,7 +65,7 @@ class Width:
         self._since: float | None = None  # the window's start (None: the next reply starts one)
         self._replies = 0  # in the window
         self._rate: float | None = None  # the last whole window's step rate at the kept width
-        self._trying: int | None = None  # the width on trial, whose window runs
+        self._trial = False  # the window running measures the other width, on trial
         self._kept = jobs  # the width the trial is measured against
         self._again = AGAIN
         self._next = now + 2 * WINDOW  # when the widths may be compared (not on start-up)
@@ -79,7 +79,7 @@ class Width:
             self._loop = 0.9 * self._loop + 0.1 * (cpu - self._cpu)
         self._cpu = cpu
         if self.jobs == 1 or typical >= SHORT * self._loop:  # long steps: every worker is worth its core
-            self.width, self._trying, self._since = self.jobs, None, None
+            self.width, self._trial, self._since = self.jobs, False, None
             return
         if self._since is None:
             self._since, self._replies = now, 0
@@ -89,10 +89,9 @@ class Width:
         if elapsed < WINDOW or self._replies < WINDOW_REPLIES:
             return
         rate, self._since = self._replies / elapsed, None
-        if self._trying is not None:  # a trial ended: the narrower stays only while clearly faster
-            kept, tried, self._trying = self._rate or 0.0, self.width, None
-            narrower = tried < self._kept
-            better = rate > kept * CLEARLY if narrower else rate * CLEARLY >= kept
+        if self._trial:  # a trial ended: the narrower stays only while clearly faster
+            kept, self._trial = self._rate or 0.0, False
+            better = rate > kept * CLEARLY if self.width < self._kept else rate * CLEARLY >= kept
             if better:
                 self._rate, self._again = rate, AGAIN
             else:
@@ -101,8 +100,8 @@ class Width:
             return
         self._rate = rate
         if now >= self._next:  # try the other width for a window
-            self._kept, self._trying = self.width, 1 if self.width == self.jobs else self.jobs
-            self.width = self._trying
+            self._kept, self._trial = self.width, True
+            self.width = 1 if self.width == self.jobs else self.jobs
 
 
 class _Attempt:
