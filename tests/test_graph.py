@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import graphlib
 import random
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -187,12 +190,47 @@ def test_an_outputs_real_path_below_the_lab_is_realpaths(
     (root / "dead").symlink_to(root / "nowhere")
     (root / "loop").symlink_to(root / "loop")
     (root / "up").symlink_to(root.parent)
-    seen: dict[str, str] = {}
+    seen: dict[str, Any] = {}
+    listed: dict[str, Any] = {}  # each folder's listing read from its first output on
     for parts in paths:
         path = "/".join(parts)
         expected = os.path.realpath(os.path.join(root, path))
         assert _real_below(str(root), path) == expected
         assert _real_below(str(root), path, seen) == expected
+        with _list_after(1):
+            assert _real_below(str(root), path, listed) == expected
+
+
+@contextlib.contextmanager
+def _list_after(n: int) -> Iterator[None]:
+    from agilab_dsl.plan import graph
+
+    before, graph.LIST_AFTER = graph.LIST_AFTER, n
+    try:
+        yield
+    finally:
+        graph.LIST_AFTER = before
+
+
+def test_a_symlinked_output_among_many_in_one_folder_is_found(tmp_path: Path) -> None:
+    """Past LIST_AFTER outputs in one folder, the lab check reads the folder's listing instead of
+    an lstat per output: a symlink leading out of the lab, among 200 outputs, is still refused."""
+    from agilab_dsl.plan.graph import LIST_AFTER, OutputRules
+
+    lab = tmp_path / "lab"
+    (lab / "out").mkdir(parents=True)
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("x")
+    for n in range(0, 200, 2):
+        (lab / "out" / f"{n:03d}.txt").write_text("x")  # half the outputs exist
+    (lab / "out" / "151.txt").symlink_to(outside)
+    (lab / "out" / "161.txt").symlink_to(lab / "out" / "000.txt")  # a link inside: allowed
+    rules = OutputRules(str(lab), folders={})
+    found = {n: rules.problem(f"out/{n:03d}.txt", allow_outside=False) for n in range(200)}
+    assert LIST_AFTER < 151  # the link is judged from the listing
+    assert found.pop(151) == ("output-outside-lab", f" through a symlink (it leads to {outside})")
+    assert set(found.values()) == {None}
+    assert OutputRules(str(lab)).problem("out/151.txt", allow_outside=True) is None
 
 
 @settings(max_examples=2000, deadline=None)

@@ -18,7 +18,7 @@ from ..load import expr
 from ..load.errors import did_you_mean
 from ..load.parse import LoadResult, Locator, toml_repr
 from ..plan.cache import Observations
-from ..plan.graph import Edge, StepGraph, normalize_artifact, output_problem
+from ..plan.graph import Edge, OutputRules, StepGraph, normalize_artifact
 from .automation import check_automation
 from .code import check_code
 from .contract import contract_problems, report_output
@@ -84,12 +84,11 @@ def check_lab(
 
     # artifacts produced twice; outputs that would write outside the lab or over its own files
     protected = [Path(result.path)]
-    real: dict[str, str] = {}  # the real paths of the lab's folder and its protected files, once
-    folders: dict[str, str] = {}  # what each folder above an output is, looked at once
     if settings is not None:
         protected.append(Path(settings.path))
     protected += [base_dir / s.stage.stage for s in lab.stages if s.stage.stage and "${" not in s.stage.stage]
-    base_text, protected_text = str(base_dir), [str(p) for p in protected]  # as keys of `real`
+    # the lab's folder and its protected files resolved once; each folder above an output looked at once
+    rules = OutputRules(str(base_dir), [str(p) for p in protected], folders={})
     producer: dict[str, tuple[Any, int]] = {}
     for s in lab.stages:
         for j, out in enumerate(s.stage.produces):
@@ -105,14 +104,7 @@ def check_lab(
             else:
                 producer.setdefault(norm, (s, j))
             if "${" not in out:
-                problem = output_problem(
-                    out,
-                    base_text,
-                    allow_outside=s.stage.allow_outside,
-                    protected=protected_text,
-                    resolved=real,
-                    folders=folders,
-                )
+                problem = rules.problem(out, allow_outside=s.stage.allow_outside)
                 if problem is not None:
                     where = (s.module, s.index, written(s, "produces") or "produces", j)
                     what = f"stage {s.id!r} would write {out!r}"

@@ -99,16 +99,14 @@ PROTECTED_NAMES = ("lab_steps.toml", "lab_stages.toml", "app_settings.toml", "pa
 STATE_FOLDER = ".agilab"
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _real_below(root: str, path: str, seen: dict[str, str] | None = None) -> str:
+def _real_below(root: str, path: str, seen: dict[str, Any] | None = None) -> str:
     """``os.path.realpath(os.path.join(root, path))`` for a ``root`` that is a real path already:
     only the components of ``path`` are looked at (realpath looks at every component of the
     whole path, the lab folder's own included, for each output of each step). ``seen``: what the
     folders above ``path`` turned out to be, kept across calls ("d": a real folder, "-": not
-    there, "l": a symlink), so that 10,000 outputs in one folder look at that folder once."""
+    there, "l": a symlink), so that 10,000 outputs in one folder look at that folder once — and,
+    past :data:`LIST_AFTER` outputs in one folder, which of its entries are symlinks (one listing
+    instead of an ``lstat`` per output)."""
     parts = path.split(os.sep)
     if os.path.isabs(path) or ".." in parts or os.altsep:
         return os.path.realpath(os.path.join(root, path))
@@ -116,20 +114,50 @@ def _real_below(root: str, path: str, seen: dict[str, str] | None = None) -> str
     current = root
     last = len(parts) - 1
     for n, part in enumerate(parts):
+        folder = current
         current = current + part if current.endswith(os.sep) else current + os.sep + part
-        kind = seen.get(current) if seen is not None and n < last else None
-        if kind is None:
-            try:
-                kind = "l" if stat.S_ISLNK(os.lstat(current).st_mode) else "d"
-            except OSError:  # not there (yet): realpath leaves the rest as it is written
-                kind = "-"
-            if seen is not None and n < last:
-                seen[current] = kind
+        if seen is None:
+            kind = _kind(current)
+        elif n < last:
+            kind = seen.get(current)
+            if kind is None:
+                kind = seen[current] = _kind(current)
+        else:
+            kind = _last_kind(folder, part, current, seen)
         if kind == "-":
             return os.path.join(current, *parts[n + 1 :])
         if kind == "l":
             return os.path.realpath(os.path.join(root, path))
     return current
+
+
+LIST_AFTER = 64  # outputs looked at in one folder before its listing is read instead
+
+
+def _kind(path: str) -> str:
+    try:
+        return "l" if stat.S_ISLNK(os.lstat(path).st_mode) else "d"
+    except OSError:  # not there (yet): realpath leaves the rest as it is written
+        return "-"
+
+
+def _last_kind(folder: str, name: str, path: str, seen: dict[str, Any]) -> str:
+    """What the last component of an output is ("l" or not), through ``seen``'s listing of its
+    folder (kept under ``folder + "\\0"``: no path holds NUL) once the folder has had enough
+    outputs; before that, and when the folder cannot be listed, by ``lstat``."""
+    links = seen.get(folder + "\0")
+    if links is None:
+        asked = seen[folder + "\0n"] = seen.get(folder + "\0n", 0) + 1
+        if asked < LIST_AFTER:
+            return _kind(path)
+        try:
+            with os.scandir(folder) as entries:  # d_type says what a symlink is: no stat each
+                links = seen[folder + "\0"] = frozenset(e.name for e in entries if e.is_symlink())
+        except OSError:
+            links = seen[folder + "\0"] = False
+    if links is False:
+        return _kind(path)
+    return "l" if name in links else "d"
 
 
 def output_problem(
@@ -139,49 +167,79 @@ def output_problem(
     allow_outside: bool,
     protected: Iterable[Any] = (),
     resolved: dict[str, str] | None = None,
-    folders: dict[str, str] | None = None,
 ) -> tuple[str, str] | None:
-    """``(code, why)`` when an output written relative to ``base_dir`` may not be written, else None:
-    empty or the folder itself (``output-invalid``); this tool's ``.agilab/`` state (not
-    ``.agilab/export/``, where AGILAB's df steps save their frames), or one of the
-    ``protected`` files (the lab, its contracts, its settings) or a file of a pipeline file's name
-    beside the folder (``output-protected``, whatever ``allow_outside`` says); a
-    path that leads out of the folder as written or once its symlinks are followed, without
-    ``allow_outside`` (``output-outside-lab``). Reads the file system (symlinks) but writes nothing.
-    ``resolved``: where a caller checking many outputs at once keeps the real paths of ``base_dir``
-    and of the ``protected`` files (each resolved once, not once per output); ``folders``: what
-    the folders above the outputs are, for a caller checking every output at one moment (the lab
-    check), not one checking each just before its step writes it (a step may make a symlink)."""
+    """``(code, why)`` when an output written relative to ``base_dir`` may not be written, else None
+    (:meth:`OutputRules.problem`). ``resolved``: where a caller checking outputs one at a time
+    keeps the real paths of ``base_dir`` and of the ``protected`` files (each resolved once)."""
+    return OutputRules(base_dir, protected, resolved=resolved).problem(path, allow_outside=allow_outside)
 
-    def real(where: Any) -> str:
+
+class OutputRules:
+    """Which outputs of a lab (or a contract) relative to ``base_dir`` may be written; built once
+    for a caller that checks many (the lab check: 100,000 outputs).
+
+    ``protected``: the files no output may be (the lab, its contracts, its settings);
+    ``resolved``: the real paths of ``base_dir`` and of those, kept across instances;
+    ``folders``: what the folders above the outputs are, for a caller checking every output at
+    one moment (the lab check), not one checking each just before its step writes it (a step may
+    make a symlink)."""
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str],
+        protected: Iterable[Any] = (),
+        *,
+        resolved: dict[str, str] | None = None,
+        folders: dict[str, Any] | None = None,
+    ) -> None:
+        self._resolved = {} if resolved is None else resolved
+        self._protected = list(protected)
+        self._protected_real: frozenset[str] | None = None  # resolved when first needed
+        self._folders = folders
+        self.root = root = self._real(base_dir)
+        self._root_prefix = root.rstrip(os.sep) + os.sep
+        state = os.path.join(root, STATE_FOLDER)
+        self._state, self._state_prefix = state, state + os.sep
+        export = os.path.join(state, "export")  # AGILAB's export area (df frames): not state
+        self._export, self._export_prefix = export, export + os.sep
+
+    def _real(self, where: Any) -> str:
         key = os.fspath(where)
-        if resolved is None:
-            return os.path.realpath(key)
-        if key not in resolved:
-            resolved[key] = os.path.realpath(key)
-        return resolved[key]
+        real = self._resolved.get(key)
+        if real is None:
+            real = self._resolved[key] = os.path.realpath(key)
+        return real
 
-    norm = normalize_artifact(path)
-    if not path.strip() or norm == ".":
-        return "output-invalid", "names the folder itself, not a file or folder in it"
-    if "\0" in path:
-        return "output-invalid", "holds a NUL character, which no file name can"
-    root = real(base_dir)
-    target = _real_below(root, os.path.expanduser(path), folders)
-    export = os.path.join(root, STATE_FOLDER, "export")  # AGILAB's export area (df frames): not state
-    if _inside(target, os.path.join(root, STATE_FOLDER)) and not (
-        target != export and _inside(target, export)
-    ):
-        return "output-protected", f"lies under {STATE_FOLDER}/, where this tool keeps its state"
-    beside = os.path.dirname(target) == root and os.path.basename(target) in PROTECTED_NAMES
-    if beside or any(target == real(file) for file in protected):
-        return "output-protected", f"is {os.path.basename(target)}, a pipeline file this tool reads"
-    if not allow_outside:
-        if escapes(path):
-            return "output-outside-lab", ""
-        if not _inside(target, root):
-            return "output-outside-lab", f" through a symlink (it leads to {target})"
-    return None
+    def problem(self, path: str, *, allow_outside: bool) -> tuple[str, str] | None:
+        """``(code, why)`` when the output may not be written, else None: empty or the folder
+        itself (``output-invalid``); this tool's ``.agilab/`` state (not ``.agilab/export/``,
+        where AGILAB's df steps save their frames), or one of the ``protected`` files or a file
+        of a pipeline file's name beside the folder (``output-protected``, whatever
+        ``allow_outside`` says); a path that leads out of the folder as written or once its
+        symlinks are followed, without ``allow_outside`` (``output-outside-lab``). Reads the file
+        system (symlinks) but writes nothing."""
+        norm = normalize_artifact(path)
+        if not path.strip() or norm == ".":
+            return "output-invalid", "names the folder itself, not a file or folder in it"
+        if "\0" in path:
+            return "output-invalid", "holds a NUL character, which no file name can"
+        root = self.root
+        target = _real_below(root, os.path.expanduser(path) if path[0] == "~" else path, self._folders)
+        if (target == self._state or target.startswith(self._state_prefix)) and not (
+            target != self._export and target.startswith(self._export_prefix)
+        ):
+            return "output-protected", f"lies under {STATE_FOLDER}/, where this tool keeps its state"
+        name = os.path.basename(target)
+        if self._protected_real is None:
+            self._protected_real = frozenset(self._real(file) for file in self._protected)
+        if (name in PROTECTED_NAMES and os.path.dirname(target) == root) or target in self._protected_real:
+            return "output-protected", f"is {name}, a pipeline file this tool reads"
+        if not allow_outside:
+            if norm.startswith(("/", "~", "../")) or norm == ".." or norm[1:3] == ":/":  # escapes()
+                return "output-outside-lab", ""
+            if not (target == root or target.startswith(self._root_prefix)):
+                return "output-outside-lab", f" through a symlink (it leads to {target})"
+        return None
 
 
 class StepGraph(FrozenRecord):
