@@ -242,6 +242,46 @@ def test_a_run_records_in_the_background_without_waiting_for_pyarrow(tmp_path: P
         time.sleep(0.05)
 
 
+_NO_PANDAS = """
+import sys
+from agilab_dsl.cli import main
+from agilab_dsl.record.history import flush
+from pathlib import Path
+lab = sys.argv[1]
+assert main([lab]) == 0          # AGILAB_HISTORY_SYNC: recorded here, in this process
+assert main(["history", lab]) == 0
+assert flush(Path(lab).parent) == 0
+print("pandas imported:", "pandas" in sys.modules)
+try:
+    import pandas  # noqa: F401
+except ImportError:
+    print("no pandas installed")
+else:  # pyarrow still turns a table into a DataFrame, importing pandas when asked to
+    import pyarrow as pa
+    print("to_pandas:", type(pa.table({"a": [1]}).to_pandas()).__name__)
+"""
+
+
+def test_writing_and_reading_the_history_does_not_import_pandas(tmp_path: Path) -> None:
+    """pyarrow looks for pandas (~0.3-0.4 s to import) as it loads and converts; the history
+    hides it meanwhile: a run recorded, then listed, in one fresh interpreter never imports it,
+    and pyarrow's own pandas conversion still works afterwards."""
+    path = lab(tmp_path, 1)
+    env = {**os.environ, "AGILAB_HISTORY_SYNC": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_PANDAS, str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pandas imported: False" in done.stdout
+    assert "to_pandas: DataFrame" in done.stdout or "no pandas installed" in done.stdout
+    assert len(list((tmp_path / ".agilab" / "history").glob("*.parquet"))) == 1
+
+
 def test_git_commit_and_dirtiness_are_recorded(tmp_path: Path, capsys) -> None:
     if shutil.which("git") is None:
         pytest.skip("git is not installed")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..plan.safe_read import read_json
 from ..plan.tempfiles import temp_path
-from .parquet_schema import schema
+from .parquet_schema import import_pyarrow, schema
 from .rows import FROM_RAN_IN, RunRecord
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
@@ -264,7 +264,7 @@ def flush(lab_dir: Path, note: Callable[[str], None] | None = None) -> int:
     names = sorted(_pending_names(lab_dir))
     if not names:
         return 0
-    import pyarrow as pa
+    pa = import_pyarrow()
     import pyarrow.parquet as pq
 
     history = lab_dir / HISTORY

@@ -1,6 +1,9 @@
-"""The columns of a history Parquet file (one row per step of a run), and their schema version."""
+"""The columns of a history Parquet file (one row per step of a run), their schema version, and
+pyarrow imported without pandas (:func:`import_pyarrow`)."""
 
 from __future__ import annotations
+
+import sys
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
 if TYPE_CHECKING:  # pragma: no cover
@@ -10,8 +13,42 @@ if TYPE_CHECKING:  # pragma: no cover
 SCHEMA_VERSION = 2  # 2 adds the tracked_* columns and stage_index, description, question, model, engine, runtime (version 1 files read as before)
 
 
+def import_pyarrow() -> Any:
+    """``pyarrow`` (and ``pyarrow.parquet``), imported so that it does not import pandas.
+
+    pyarrow looks for pandas when ``pyarrow.parquet`` is imported and when it first converts Python
+    values, and pandas' import takes ~0.3-0.4 s: more than the rest of ``agilab-run history``, and
+    most of the detached history writer's work after a small run. The history neither gives pandas
+    objects to pyarrow nor asks for them, so pandas is hidden while pyarrow looks, once: its probes
+    then answer "not a DataFrame". A later call that needs pandas (``to_pandas``, ``from_pandas``)
+    still imports it, pyarrow trying again for those. A process that has imported pyarrow or pandas
+    already is left as it is."""
+    if "pyarrow" not in sys.modules and "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _HidePandas)
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet  # imported while pandas is hidden
+
+            pa.array([0])  # pyarrow's first look for pandas, if its imports did not look
+        finally:
+            sys.meta_path.remove(_HidePandas)
+    import pyarrow
+
+    return pyarrow
+
+
+class _HidePandas:
+    """A finder that says pandas is not there (``sys.modules["pandas"] = None`` would not do:
+    pyarrow's Cython import takes the None for the module)."""
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden while pyarrow loads)", name=name)
+
+
 def schema() -> Any:
-    import pyarrow as pa
+    pa = import_pyarrow()
 
     def ts() -> Any:
         return pa.timestamp("ms", tz="UTC")

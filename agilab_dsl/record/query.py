@@ -17,6 +17,7 @@ from typing import Any
 
 from ..plan.changes import key_changes, path_changes, settings_changes
 from .history import HISTORY, flush
+from .parquet_schema import import_pyarrow
 
 
 @dataclass
@@ -92,6 +93,7 @@ def read_run(path: Path) -> Run:
 
 
 def _read_run(path: Path) -> Run:
+    import_pyarrow()
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
