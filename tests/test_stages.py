@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agilab_dsl.cli import main
-from agilab_dsl.stages.backends import available_cores
+from agilab_dsl.stages.cores import available_cores
 
 FUNCS = """
 import os

@@ -62,3 +62,30 @@ def test_a_cached_check_does_not_import_pydantic_or_lark() -> None:
     cold, warm = (json.loads(p.stderr.strip().splitlines()[-1]) for p in runs)
     assert "pydantic" in cold and "lark" in cold
     assert warm == []
+
+
+def test_a_shared_run_of_code_steps_does_not_import_the_backends(tmp_path) -> None:
+    """``-j 2`` shares the cores among the steps' thread pools: the run asks how many cores there
+    are (``stages.cores``) but loads no backend (``stages.backends``: dataclasses, inspect,
+    traceback, ~25 ms) while no step is a parallel stage."""
+    lab = tmp_path / "lab_stages.toml"
+    lab.write_text(
+        '[[w]]\nid = "a"\nC = "open(outputs[0], \'w\').write(\'a\')"\nproduces = ["a.txt"]\n\n'
+        '[[w]]\nid = "b"\nC = "open(outputs[0], \'w\').write(\'b\')"\nproduces = ["b.txt"]\n',
+        encoding="utf-8",
+    )
+    code = (
+        "import json, sys\nfrom agilab_dsl.cli import main\ncode = main(sys.argv[1:])\n"
+        "print(json.dumps([code, sorted(m for m in sys.modules if m.startswith('agilab_dsl.stages'))]),"
+        " file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(lab), "-j", "2"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    status, stages = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert status == 0 and (tmp_path / "b.txt").read_text() == "b"
+    assert stages == ["agilab_dsl.stages", "agilab_dsl.stages.cores"]

@@ -104,7 +104,7 @@ def diff_files(
         print("\n".join(render_text(d) for d in exc.diagnostics), file=sys.stderr)
         return EXIT_INVALID
     if kinds[0] == "contract":
-        from ..stages.backends import available_cores
+        from ..stages.cores import available_cores
 
         payload = semantic.diff_contracts(a, b, old, new, cores or available_cores())
         payload["old"], payload["new"] = labels

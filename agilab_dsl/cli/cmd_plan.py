@@ -20,7 +20,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from ..check.files import check_file
     from ..load.contract import load_contract
     from ..load.errors import render_text, to_json_text
-    from ..stages.backends import available_cores
+    from ..stages.cores import available_cores
     from ..stages.partition import plan_contract
 
     if args.cores is not None and args.cores < 1:

@@ -58,12 +58,12 @@ class Machine:
 
     @functools.cached_property
     def cores(self) -> int:
-        from ..stages.backends import available_cores  # only when shared (-j N) or a cluster is started
+        from ..stages.cores import available_cores  # only when shared (-j N) or a cluster is started
 
         return available_cores()
 
     def thread_env(self) -> dict[str, str]:
-        from ..stages.backends import thread_limits
+        from ..stages.cores import thread_limits
 
         return thread_limits(self.share or self.cores)
 

@@ -100,7 +100,7 @@ class Runner(StepJudge):
             return options.jobs
         saved = self.lab.max_workers
         if saved == "auto":
-            from ..stages.backends import available_cores
+            from ..stages.cores import available_cores
 
             return available_cores()
         return saved if isinstance(saved, int) and saved > 0 else 1

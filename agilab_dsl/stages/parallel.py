@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import spill
-from .backends import Failed, FunctionRef, PartitionCall, Placement, available_cores, get
+from .backends import Failed, FunctionRef, PartitionCall, Placement, get
+from .cores import available_cores
 from .partition import GridError, PartitionPlan, load_grid, plan_partitions, resolve_inputs
 from .progress import StageProgress
 from .reducers import REDUCERS, ReduceError, custom

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..load.model import SPLITTABLE_STRATEGIES, ParallelContract
-from .backends import available_cores
+from .cores import available_cores
 
 _NOT_LINE_TEXT = {
     ".parquet",

@@ -241,30 +241,6 @@ class Placement:
     fallback: str | None = None
 
 
-def available_cores() -> int:
-    """CPU cores this process may use (affinity-aware)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-THREAD_VARIABLES = (  # what BLAS, NumPy, numexpr, Polars and OpenMP read to size their pools
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "POLARS_MAX_THREADS",
-    "RAYON_NUM_THREADS",
-)
-
-
-def thread_limits(threads: int) -> dict[str, str]:
-    return dict.fromkeys(THREAD_VARIABLES, str(max(1, threads)))
-
-
 def get(name: str, where: Placement, say: Callable[[str], None] = lambda _: None) -> Backend:
     """The backend ``name`` for one stage; :class:`BackendUnavailable` says what is missing."""
     if name == "local":

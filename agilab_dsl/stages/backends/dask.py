@@ -19,8 +19,9 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from ..cores import thread_limits
 from ..splits import Partition
-from . import BackendUnavailable, Failed, PartitionCall, Started, thread_limits
+from . import BackendUnavailable, Failed, PartitionCall, Started
 
 CONNECT_TIMEOUT = "10s"
 

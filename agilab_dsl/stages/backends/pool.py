@@ -74,7 +74,7 @@ class PoolBackend:
             return
         import os
 
-        from . import thread_limits
+        from ..cores import thread_limits
 
         workers = min(self.workers, len(parts))
         env = thread_limits(self.threads)
