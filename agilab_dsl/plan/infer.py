@@ -74,6 +74,8 @@ def of_lab(lab: Lab) -> list[tuple[Artifact, ...]]:
     log, a file one stage writes and the next rewrites) is no inferred output of any of them: each
     write would make the others' output "changed since it was written", for ever."""
     found = [of_stage(s.stage) for s in lab.stages]
+    if not any(a.direction == "output" for arts in found for a in arts):
+        return found  # (most labs of many steps declare their paths: nothing inferred to weigh)
     writers: dict[str, set[int]] = {}
     for n, (s, arts) in enumerate(zip(lab.stages, found, strict=True)):
         written = [normalize_artifact(p) for p in s.stage.produces]
@@ -98,6 +100,8 @@ def of_stage(stage: Any) -> tuple[Artifact, ...]:
             if listed is not None:
                 found.append(listed)
                 known.add(listed.path)
+    if not found:
+        return ()
     declared_in = {normalize_artifact(p) for p in stage.consumes}
     declared_out = {normalize_artifact(p) for p in stage.produces}
     declared = declared_in | declared_out
