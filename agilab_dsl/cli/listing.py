@@ -40,18 +40,24 @@ def print_statuses(
     failed step's reason is its error's first line."""
     width = max([len(s.id) for s in statuses] + [4])
     rows = []
+    shared = shared or {}
     for s in statuses:
-        state, reasons = s.state, list(s.reasons)
-        if shared and s.id in shared:
-            state = shared[s.id].label()
-            if shared[s.id].state == "failed":
-                reasons = list(shared[s.id].reasons)
+        state, reasons = s.state, s.reasons
+        agilab = shared.get(s.id)
+        if agilab is not None:
+            state = agilab.label()
+            if agilab.state == "failed":
+                reasons = agilab.reasons
         rows.append((s.id, state, reasons))
     states = max([len(state) for _, state, _ in rows] + [9])
     lines = []  # written at once: a print a line was ~0.2 s of a 100,000-step status
     for sid, state, reasons in rows:
-        lines.append(f"{sid:<{width}}  {state:<{states}}  {'; '.join(reasons)}".rstrip())
-        lines.extend(f"    {line}" for line in (details or {}).get(sid, ()))
+        if reasons:
+            lines.append(f"{sid:<{width}}  {state:<{states}}  {'; '.join(reasons)}".rstrip())
+        else:  # (most steps: the same line, without padding the state only to strip it)
+            lines.append(f"{sid:<{width}}  {state}".rstrip())
+        if details and sid in details:
+            lines.extend(f"    {line}" for line in details[sid])
     if lines:
         out.write("\n".join(lines) + "\n")
 
