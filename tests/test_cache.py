@@ -165,6 +165,17 @@ def test_sha256_hex_is_sha256_and_imports_nothing_per_call(monkeypatch: pytest.M
     assert imports == []
 
 
+def test_sha256_hex_of_large_data_is_sha256_too() -> None:
+    """Data over SMALL goes through hashlib (OpenSSL): the same digests on both sides of the line."""
+    import hashlib
+
+    from agilab_dsl.plan.cache import SMALL, sha256_hex
+
+    for size in (SMALL - 1, SMALL, SMALL + 1, 3 * SMALL + 7):
+        data = bytes(range(251)) * (size // 251) + b"y" * (size % 251)
+        assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
+
+
 def _entries(folder: Path) -> set[str]:
     return {p.name for p in folder.glob("*.json")}
 

@@ -71,7 +71,13 @@ except ImportError:
 
 
 def sha256_hex(data: bytes) -> str:
-    """``hashlib.sha256(data).hexdigest()``, without importing hashlib."""
+    """``hashlib.sha256(data).hexdigest()``, without importing hashlib for small data; data over
+    :data:`SMALL` goes through hashlib's OpenSSL, ~6x faster (15 MB: 10 ms against 56 ms; the
+    digest of a step gathering 100,000 inputs hashes that much)."""
+    if len(data) > SMALL:
+        import hashlib
+
+        return hashlib.sha256(data).hexdigest()
     return _sha256(data).hexdigest()
 
 
