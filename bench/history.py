@@ -26,13 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def record_runs(lab_dir: Path, runs: int, steps: int) -> float:
     from agilab_dsl.record import history
+    from agilab_dsl.record.rows import RunRecord, StepRow
 
     start = time.perf_counter()
     t0 = time.time() - runs * 60
     for n in range(runs):
         began = t0 + n * 60
         rows = [
-            history.StepRow(
+            StepRow(
                 f"step{k}",
                 "ran",
                 ["input data/a.csv changed"],
@@ -46,7 +47,7 @@ def record_runs(lab_dir: Path, runs: int, steps: int) -> float:
             for k in range(steps)
         ]
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(began))
-        run = history.RunRecord(
+        run = RunRecord(
             f"{stamp}.000-{n:06x}",
             began,
             began + 3,
