@@ -242,15 +242,17 @@ def test_a_run_records_in_the_background_without_waiting_for_pyarrow(tmp_path: P
         time.sleep(0.05)
 
 
-_NO_PANDAS = """
+_FLUSHER = """
+import sys
+from agilab_dsl.record import history
+history.main([sys.argv[1]])  # the detached writer's own entry point
+print("pandas imported:", "pandas" in sys.modules)
+"""
+
+_LISTER = """
 import sys
 from agilab_dsl.cli import main
-from agilab_dsl.record.history import flush
-from pathlib import Path
-lab = sys.argv[1]
-assert main([lab]) == 0          # AGILAB_HISTORY_SYNC: recorded here, in this process
-assert main(["history", lab]) == 0
-assert flush(Path(lab).parent) == 0
+assert main(["history", sys.argv[1]]) == 0
 print("pandas imported:", "pandas" in sys.modules)
 try:
     import pandas  # noqa: F401
@@ -262,24 +264,31 @@ else:  # pyarrow still turns a table into a DataFrame, importing pandas when ask
 """
 
 
-def test_writing_and_reading_the_history_does_not_import_pandas(tmp_path: Path) -> None:
-    """pyarrow looks for pandas (~0.3-0.4 s to import) as it loads and converts; the history
-    hides it meanwhile: a run recorded, then listed, in one fresh interpreter never imports it,
-    and pyarrow's own pandas conversion still works afterwards."""
+def test_the_history_writer_and_lister_do_not_import_pandas(tmp_path: Path, monkeypatch) -> None:
+    """pyarrow looks for pandas (~0.3-0.4 s to import) as it loads and converts; the detached
+    history writer and ``agilab-run history``, which run no step's code, hide it meanwhile: each,
+    in a fresh interpreter, never imports it, and pyarrow's own pandas conversion still works."""
+    from agilab_dsl.record import history as recorder
+
     path = lab(tmp_path, 1)
-    env = {**os.environ, "AGILAB_HISTORY_SYNC": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", _NO_PANDAS, str(path)],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
+    monkeypatch.delenv("AGILAB_HISTORY_SYNC", raising=False)
+    monkeypatch.setattr(recorder, "_spawn_flusher", lambda lab_dir: None)  # the record stays pending
+    assert main([str(path)]) == 0
+    assert len(list((tmp_path / ".agilab" / "history-pending").glob("*.json"))) == 1
+    run = [sys.executable, "-c"]
+    flushed = subprocess.run(
+        [*run, _FLUSHER, str(tmp_path)], check=False, capture_output=True, text=True, timeout=120
     )
-    assert done.returncode == 0, done.stderr
-    assert "pandas imported: False" in done.stdout
-    assert "to_pandas: DataFrame" in done.stdout or "no pandas installed" in done.stdout
+    assert flushed.returncode == 0, flushed.stderr
+    assert "pandas imported: False" in flushed.stdout
     assert len(list((tmp_path / ".agilab" / "history").glob("*.parquet"))) == 1
+    assert not list((tmp_path / ".agilab" / "history-pending").glob("*.json"))
+    listed = subprocess.run(
+        [*run, _LISTER, str(path)], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "pandas imported: False" in listed.stdout
+    assert "to_pandas: DataFrame" in listed.stdout or "no pandas installed" in listed.stdout
 
 
 def test_git_commit_and_dirtiness_are_recorded(tmp_path: Path, capsys) -> None:

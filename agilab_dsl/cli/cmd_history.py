@@ -18,7 +18,10 @@ if TYPE_CHECKING:  # pragma: no cover
 def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     from ..load.errors import to_json_text
     from ..record import query as history
+    from ..record.parquet_schema import hide_pandas
     from .show import print_comparison, print_history
+
+    hide_pandas()  # it reads the history and runs no step's code (see import_pyarrow)
 
     lab = Path(args.file)
     if not lab.is_file():

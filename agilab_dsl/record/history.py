@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..plan.safe_read import read_json
 from ..plan.tempfiles import temp_path
-from .parquet_schema import import_pyarrow, schema
+from .parquet_schema import hide_pandas, import_pyarrow, schema
 from .rows import FROM_RAN_IN, RunRecord
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
@@ -354,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     with contextlib.suppress(OSError):
         os.nice(10)  # after the run it belongs to, and never before the user's next one
+    hide_pandas()  # this process runs no step's code
     for folder in args:  # its own stderr: /dev/null when the runner spawned it
         flush_alone(Path(folder), lambda text: print(f"agilab-run: {text}", file=sys.stderr))
     return 0

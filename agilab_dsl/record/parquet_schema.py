@@ -13,8 +13,19 @@ if TYPE_CHECKING:  # pragma: no cover
 SCHEMA_VERSION = 2  # 2 adds the tracked_* columns and stage_index, description, question, model, engine, runtime (version 1 files read as before)
 
 
+_HIDING = [False]  # whether this process hides pandas from pyarrow (:func:`hide_pandas`)
+
+
+def hide_pandas() -> None:
+    """Have :func:`import_pyarrow` hide pandas in this process: one that is this tool's alone (the
+    detached history writer, ``agilab-run history``), where no step's code runs that could import
+    pandas at that moment or hand pyarrow a DataFrame. A watch run serving stages in process, and
+    the live page beside it, do not hide it."""
+    _HIDING[0] = True
+
+
 def import_pyarrow() -> Any:
-    """``pyarrow`` (and ``pyarrow.parquet``), imported so that it does not import pandas.
+    """``pyarrow`` (and ``pyarrow.parquet``), imported without pandas where :func:`hide_pandas` said.
 
     pyarrow looks for pandas when ``pyarrow.parquet`` is imported and when it first converts Python
     values, and pandas' import takes ~0.3-0.4 s: more than the rest of ``agilab-run history``, and
@@ -23,7 +34,7 @@ def import_pyarrow() -> Any:
     then answer "not a DataFrame". A later call that needs pandas (``to_pandas``, ``from_pandas``)
     still imports it, pyarrow trying again for those. A process that has imported pyarrow or pandas
     already is left as it is."""
-    if "pyarrow" not in sys.modules and "pandas" not in sys.modules:
+    if _HIDING[0] and "pyarrow" not in sys.modules and "pandas" not in sys.modules:
         sys.meta_path.insert(0, _HidePandas)
         try:
             import pyarrow as pa
