@@ -86,6 +86,41 @@ def test_a_changed_param_is_named_with_the_metric_deltas(tmp_path: Path, capsys)
     assert lines[2].startswith(new) and "train: x: 1 → 2" in lines[2] and lines[3].startswith(old)
 
 
+def test_the_text_listing_reads_a_summary_of_each_run_and_says_the_same(tmp_path: Path) -> None:
+    """The text listing reads only SUMMARY_COLUMNS of each run: the same table as from whole runs;
+    a run's steps are looked up by id (the first of an id), also after its steps are replaced."""
+    import io
+
+    from agilab_dsl.cli.show import print_history
+    from agilab_dsl.record.query import SUMMARY_COLUMNS, listing, read_run, run_files
+
+    path = lab(tmp_path, 1)
+    for x in (1, 2, 3):
+        path.write_text(LAB.format(x=x), encoding="utf-8")
+        assert main([str(path)]) == 0
+    shown = []
+    for columns in (None, SUMMARY_COLUMNS):
+        out = io.StringIO()
+        print_history(listing(tmp_path, columns=columns), out)
+        shown.append(out.getvalue())
+    assert shown[0] == shown[1] and "train: x: 2 → 3" in shown[0]
+    run = read_run(run_files(tmp_path)[0], SUMMARY_COLUMNS)
+    assert set(run.step("train")) <= {
+        *SUMMARY_COLUMNS,
+        "tracked_metrics",
+        "tracked_params",
+        "tracked_tags",
+        "tracked_artifacts",
+        "settings",  # (None: not read)
+    }
+    assert "code" in read_run(run_files(tmp_path)[0]).step("train")  # read whole: every column
+    twin = {**run.step("train"), "status": "failed"}
+    run.steps.append(twin)  # a second step of that id: the first is the one found
+    assert run.step("train")["status"] == "ran" and run.step("nothing") is None
+    run.steps = [twin]
+    assert run.step("train") is twin and run.step("score") is None
+
+
 def test_each_run_is_one_parquet_file_of_a_queryable_dataset(tmp_path: Path) -> None:
     import pyarrow.dataset as ds
 

@@ -50,7 +50,12 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         else:
             print_comparison(a, b, diffs, out)
         return EXIT_OK
-    listed = history.listing(lab_dir, last=args.last, status=args.status, step=args.step, note=note)
+    shown = (
+        None if args.json or args.export_mlflow is not None else history.SUMMARY_COLUMNS
+    )  # all of each run
+    listed = history.listing(
+        lab_dir, last=args.last, status=args.status, step=args.step, note=note, columns=shown
+    )
     for path, exc in listed.skipped:
         print(f"agilab-run history: skipping {path.name}: {exc}", file=sys.stderr)
     if args.export_mlflow is not None:
