@@ -134,40 +134,45 @@ def _read_run(path: Path, columns: Sequence[str] | None = None) -> Run:
         with pq.ParquetFile(path) as source:
             present = set(source.schema_arrow.names)
             table = source.read(columns=[c for c in columns if c in present])
-    rows = table.to_pylist()
-    if not rows:
+    data = table.to_pydict()  # column by column: no dict per row from Arrow, then one again here
+    if not table.num_rows:
         raise DamagedRun("no rows")
-    first = rows[0]
+
+    def first(name: str) -> Any:
+        column = data.get(name)
+        return column[0] if column else None
+
     for name in ("run_started", "run_ended"):
-        if not hasattr(first.get(name), "timestamp"):
+        if not hasattr(first(name), "timestamp"):
             raise DamagedRun(f"{name} is not a time")
     for name in ("run_id", "run_status", "lab", "lab_hash", "app"):
-        if not isinstance(first.get(name), str):
+        if not isinstance(first(name), str):
             raise DamagedRun(f"{name} is not a text")
-    steps = []
-    for r in rows:
-        if not isinstance(r.get("step_id"), str):
-            raise DamagedRun("a step_id is not a text")
-        step = {k: v for k, v in r.items() if not k.startswith("run_") and k not in _RUN_COLUMNS}
-        step["params"] = json.loads(r["params"]) if r.get("params") is not None else None
-        step["settings"] = json.loads(r["settings"]) if r.get("settings") is not None else None
-        step["metrics"] = dict(r.get("metrics") or [])
+    if not all(isinstance(sid, str) for sid in data.get("step_id") or [None]):
+        raise DamagedRun("a step_id is not a text")
+    keys = [k for k in data if not k.startswith("run_") and k not in _RUN_COLUMNS]
+    steps = [dict(zip(keys, values, strict=True)) for values in zip(*(data[k] for k in keys), strict=True)]
+    loads = json.loads
+    for step in steps:
+        params, settings = step.get("params"), step.get("settings")
+        step["params"] = loads(params) if params is not None else None
+        step["settings"] = loads(settings) if settings is not None else None
+        step["metrics"] = dict(step.get("metrics") or [])
         # what the tracker logged (absent from version 1 files: read as nothing logged)
-        step["tracked_metrics"] = list(r.get("tracked_metrics") or [])
-        step["tracked_params"] = dict(r.get("tracked_params") or [])
-        step["tracked_tags"] = dict(r.get("tracked_tags") or [])
-        step["tracked_artifacts"] = list(r.get("tracked_artifacts") or [])
-        steps.append(step)
+        step["tracked_metrics"] = list(step.get("tracked_metrics") or [])
+        step["tracked_params"] = dict(step.get("tracked_params") or [])
+        step["tracked_tags"] = dict(step.get("tracked_tags") or [])
+        step["tracked_artifacts"] = list(step.get("tracked_artifacts") or [])
     return Run(
-        first["run_id"],
-        first["run_started"].timestamp(),
-        first["run_ended"].timestamp(),
-        first["run_status"],
-        first["lab"],
-        first["lab_hash"],
-        first["app"],
-        first.get("git_commit"),
-        first.get("git_dirty"),
+        first("run_id"),
+        first("run_started").timestamp(),
+        first("run_ended").timestamp(),
+        first("run_status"),
+        first("lab"),
+        first("lab_hash"),
+        first("app"),
+        first("git_commit"),
+        first("git_dirty"),
         steps,
     )
 
