@@ -50,9 +50,8 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         else:
             print_comparison(a, b, diffs, out)
         return EXIT_OK
-    shown = (
-        None if args.json or args.export_mlflow is not None else history.SUMMARY_COLUMNS
-    )  # all of each run
+    # the text listing reads a summary of each run; JSON and the MLflow export take all of it
+    shown = None if args.json or args.export_mlflow is not None else history.SUMMARY_COLUMNS
     listed = history.listing(
         lab_dir, last=args.last, status=args.status, step=args.step, note=note, columns=shown
     )
