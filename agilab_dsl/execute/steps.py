@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..load.errors import os_error
-from ..plan.graph import output_problem
+from ..plan.graph import OutputRules
 from ..plan.interpreter import Interpreter, missing_module
 from ..plan.resolve import ResolvedStep
 from ..plan.state import STEPS_LOCK
@@ -50,7 +50,8 @@ class StepExecutor:
         self._made: set[str] = set()  # folders already created in this run
         self._lab_text = str(lab_dir)  # (paths as strings on the per-step path: pathlib costs ~0.1 ms a step)
         self._hold = os.path.join(self._lab_text, ".agilab", STEPS_LOCK)
-        self._real: dict[str, str] = {}  # the lab folder's real path, resolved once
+        self._outputs = OutputRules(lab_dir)  # (the lab folder's real path resolved once; no folder
+        # memo: a step may have made a symlink since the lab was checked)
         self._ahead: dict[str, Prepared] = {}  # first attempts sent to the worker ahead (-j 1)
         self._replies: dict[str, dict[str, Any]] = {}  # and their replies, when read before their turn
 
@@ -150,9 +151,7 @@ class StepExecutor:
         result_file = log.with_suffix(".json")
         declared = [out for out in step.outputs if out not in step.inferred]  # the code makes its own
         for out in declared:  # a rendered path, or a symlink made since check: judged again, now
-            problem = output_problem(
-                out, self.lab_dir, allow_outside=stage.allow_outside, resolved=self._real
-            )
+            problem = self._outputs.problem(out, allow_outside=stage.allow_outside)
             if problem is not None:
                 why = problem[1].strip() or "outside the lab's folder"
                 return StepOutcome(step.id, "failed", error=f"refused to run: output {out!r} {why}")

@@ -166,21 +166,18 @@ def output_problem(
     *,
     allow_outside: bool,
     protected: Iterable[Any] = (),
-    resolved: dict[str, str] | None = None,
 ) -> tuple[str, str] | None:
     """``(code, why)`` when an output written relative to ``base_dir`` may not be written, else None
-    (:meth:`OutputRules.problem`). ``resolved``: where a caller checking outputs one at a time
-    keeps the real paths of ``base_dir`` and of the ``protected`` files (each resolved once)."""
-    return OutputRules(base_dir, protected, resolved=resolved).problem(path, allow_outside=allow_outside)
+    (:meth:`OutputRules.problem`), for a caller with one output to judge."""
+    return OutputRules(base_dir, protected).problem(path, allow_outside=allow_outside)
 
 
 class OutputRules:
     """Which outputs of a lab (or a contract) relative to ``base_dir`` may be written; built once
     for a caller that checks many (the lab check: 100,000 outputs).
 
-    ``protected``: the files no output may be (the lab, its contracts, its settings);
-    ``resolved``: the real paths of ``base_dir`` and of those, kept across instances;
-    ``folders``: what the folders above the outputs are, for a caller checking every output at
+    ``protected``: the files no output may be (the lab, its contracts, its settings), each
+    resolved once, when first needed; ``folders``: what the folders above the outputs are, for a caller checking every output at
     one moment (the lab check), not one checking each just before its step writes it (a step may
     make a symlink)."""
 
@@ -189,26 +186,17 @@ class OutputRules:
         base_dir: str | os.PathLike[str],
         protected: Iterable[Any] = (),
         *,
-        resolved: dict[str, str] | None = None,
         folders: dict[str, Any] | None = None,
     ) -> None:
-        self._resolved = {} if resolved is None else resolved
         self._protected = list(protected)
         self._protected_real: frozenset[str] | None = None  # resolved when first needed
         self._folders = folders
-        self.root = root = self._real(base_dir)
+        self.root = root = os.path.realpath(base_dir)
         self._root_prefix = root.rstrip(os.sep) + os.sep
         state = os.path.join(root, STATE_FOLDER)
         self._state, self._state_prefix = state, state + os.sep
         export = os.path.join(state, "export")  # AGILAB's export area (df frames): not state
         self._export, self._export_prefix = export, export + os.sep
-
-    def _real(self, where: Any) -> str:
-        key = os.fspath(where)
-        real = self._resolved.get(key)
-        if real is None:
-            real = self._resolved[key] = os.path.realpath(key)
-        return real
 
     def problem(self, path: str, *, allow_outside: bool) -> tuple[str, str] | None:
         """``(code, why)`` when the output may not be written, else None: empty or the folder
@@ -231,7 +219,7 @@ class OutputRules:
             return "output-protected", f"lies under {STATE_FOLDER}/, where this tool keeps its state"
         name = os.path.basename(target)
         if self._protected_real is None:
-            self._protected_real = frozenset(self._real(file) for file in self._protected)
+            self._protected_real = frozenset(os.path.realpath(file) for file in self._protected)
         if (name in PROTECTED_NAMES and os.path.dirname(target) == root) or target in self._protected_real:
             return "output-protected", f"is {name}, a pipeline file this tool reads"
         if not allow_outside:
