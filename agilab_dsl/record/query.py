@@ -90,6 +90,7 @@ class DamagedRun(ValueError):
     """A history file that cannot be read as a run (damaged, foreign, or of wrongly typed columns)."""
 
 
+_RUN_COLUMNS = ("lab", "lab_hash", "app", "git_commit", "git_dirty")  # a run's, beside its run_* ones
 # what the text listing shows of each run: its own columns, each step's id and status, and the params
 # and metrics it compares with the run before (a run of 1,000 steps read whole: ~45 ms; these: ~10)
 SUMMARY_COLUMNS = (
@@ -97,11 +98,7 @@ SUMMARY_COLUMNS = (
     "run_started",
     "run_ended",
     "run_status",
-    "lab",
-    "lab_hash",
-    "app",
-    "git_commit",
-    "git_dirty",
+    *_RUN_COLUMNS,
     "step_id",
     "status",
     "params",
@@ -175,9 +172,6 @@ def _read_run(path: Path, columns: Sequence[str] | None = None) -> Run:
         first("git_dirty"),
         steps,
     )
-
-
-_RUN_COLUMNS = ("lab", "lab_hash", "app", "git_commit", "git_dirty")
 
 
 class Listing(list[tuple[Run, Run | None]]):
