@@ -8,9 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agilab_dsl.plan.state import LabState, StepRecord
-from agilab_dsl.plan.steprecords import FORMAT, Records, open_indexed, state_text
+from agilab_dsl.plan.steprecords import FORMAT, Records, open_indexed, state_bytes
 
 ODD_IDS = ["a", 'quote"d', "back\\slash", "é-accent", "new\nline", 's, "steps": {']
 
@@ -54,7 +56,7 @@ def test_records_never_parsed_are_written_back_byte_for_byte(tmp_path: Path) -> 
 
 def test_the_index_refuses_any_other_layout(tmp_path: Path) -> None:
     records = Records({sid: record(n) for n, sid in enumerate(ODD_IDS)})
-    text = "".join(state_text(records))
+    text = b"".join(state_bytes(records)).decode()
     path = tmp_path / "state.json"
     assert with_index(text) == text  # the edits below change only what they say
     path.write_text(text, encoding="utf-8")
@@ -124,6 +126,57 @@ def test_records_are_read_from_the_file_indexed_even_once_it_is_replaced(tmp_pat
     (tmp_path / ".agilab" / "state.json").write_text("{}", encoding="utf-8")  # and then anything
     assert state.steps["s50"] == records["s50"] and state.steps["s2"] == record(200)
     assert dict(state.steps.items()) == {**records, "s2": record(200)}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    count=st.sampled_from([3, 70, 140]),  # 70 and 140: the file is read whole, stretches copied
+    edits=st.lists(st.tuples(st.sampled_from(["replace", "delete", "add"]), st.integers(0, 200)), max_size=8),
+)
+def test_a_compaction_writes_what_writing_every_record_anew_writes(
+    tmp_path_factory: pytest.TempPathFactory, count: int, edits: list[tuple[str, int]]
+) -> None:
+    tmp_path = tmp_path_factory.mktemp("state")
+    records = {f"s{i:03d}": record(i, text="é\u2028") for i in range(count)}
+    lab = saved(tmp_path, records)
+    state = LabState.load(lab, trusted=True)
+    for kind, n in edits:  # replaced, deleted and added records, the first and last ones among them
+        sid = f"s{n % (count + 1):03d}" if kind != "add" else f"s{n % (count + 1):03d}b"
+        if kind == "delete":
+            state.steps.pop(sid, None)
+        else:
+            state.steps[sid] = record(1000 + n)
+    expected = {sid: state.steps[sid] for sid in sorted(state.steps)}
+    lab = saved(tmp_path, records)  # read anew: every record not edited is still unparsed
+    state = LabState.load(lab, trusted=True)
+    for sid in set(state.steps) - set(expected):
+        del state.steps[sid]
+    for sid, rec in expected.items():
+        if sid not in records or rec != records[sid]:
+            state.steps[sid] = rec
+    assert state.steps.pending == sum(1 for sid in expected if expected[sid] == records.get(sid))
+    assert b"".join(state_bytes(state.steps)) == b"".join(state_bytes(Records(expected)))
+    state.save()
+    again = LabState.load(lab, trusted=True)
+    assert again.steps.pending == len(expected) and dict(again.steps.items()) == expected
+
+
+def test_records_between_keys_written_otherwise_are_copied_one_by_one(tmp_path: Path) -> None:
+    records = {f"s{i:03d}": record(i) for i in range(80)}
+    lab = saved(tmp_path, records)
+    path = tmp_path / ".agilab" / "state.json"
+    text = path.read_text(encoding="utf-8")
+    # the same records, a few keys followed by a tab rather than a space: the same places, other bytes
+    for sid in ("s000", "s050", "s051", "s079"):
+        text = text.replace(f'"{sid}": {{"components"', f'"{sid}":\t{{"components"')
+    path.write_text(text, encoding="utf-8")
+    state = LabState.load(lab, trusted=True)
+    assert state.steps.pending == 80 and state.steps["s040"] == records["s040"]
+    state.steps["s041"] = record(4100)
+    state.save()  # laid out as written here again, every record as it was
+    again = LabState.load(lab, trusted=True)
+    assert again.steps.pending == 80 and dict(again.steps.items()) == {**records, "s041": record(4100)}
+    assert path.read_bytes() == b"".join(state_bytes(Records({**records, "s041": record(4100)})))
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from .hashfile import HashCache, to_columns
 from .judgment import HASHES, HASHES_NEW  # the file-hash cache and what runs added to it since
 from .longlived import long_lived
 from .safe_read import parse_json, read_json, summary
-from .steprecords import FORMAT, Records, StepRecord, open_indexed, state_text
+from .steprecords import FORMAT, Records, StepRecord, open_indexed, state_bytes
 from .tempfiles import sweep, temp_path
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
@@ -59,12 +59,17 @@ def write_json_atomic(path: Path, payload: Any, *, durable: bool = True) -> None
 
 
 def write_text_atomic(path: Path, chunks: Iterable[str], *, durable: bool = True) -> None:
-    """:func:`write_json_atomic` for a text given piece by piece (a 100,000-step state is written
-    record by record, never held whole in memory)."""
+    """:func:`write_json_atomic` for a text given piece by piece, written as UTF-8."""
+    write_bytes_atomic(path, (chunk.encode("utf-8") for chunk in chunks), durable=durable)
+
+
+def write_bytes_atomic(path: Path, chunks: Iterable[bytes | memoryview], *, durable: bool = True) -> None:
+    """:func:`write_text_atomic` for bytes given piece by piece (a 100,000-step state is written a
+    stretch of records at a time, never held whole in memory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(temp_path(path))
     try:
-        with tmp.open("w", encoding="utf-8") as fh:
+        with tmp.open("wb") as fh:
             for chunk in chunks:
                 fh.write(chunk)
             if durable:
@@ -240,7 +245,7 @@ class LabState(Record):
     def save(self) -> None:
         """Compact: replace state.json atomically with every record, then drop the journal."""
         _clear_folder(self.path)
-        write_text_atomic(self.path, state_text(self.steps))
+        write_bytes_atomic(self.path, state_bytes(self.steps))
         if self._journal is not None:
             self._journal.close()
             self._journal = None
