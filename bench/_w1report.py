@@ -84,6 +84,7 @@ def print_report(
             f"timed after it): {'; '.join(waits)}"
         )
     _print_load(sizes)
+    _print_floor(sizes)
     if cpu is not None:
         j1, j2 = _med(cpu["-j1"]), _med(cpu["-j2"])
         print()
@@ -96,6 +97,27 @@ def print_report(
     print()
     for line in goals(sizes, cpu):
         print(line)
+
+
+def _print_floor(sizes: list[Any]) -> None:
+    floors = [s for s in sizes if s.floor]
+    if not floors:
+        return
+    print()
+    print(
+        "What one input changed cannot avoid here (bench/_w1floor.py, in process, medians of 3): the "
+        "gather step's own reading of its N inputs, a stat of each of the 2N files, the interpreter's start"
+    )
+    print("| N | gather's reading | 2N stats | start | sum | ours, one changed | ours / sum |")
+    print("|---|---|---|---|---|---|---|")
+    for s in floors:
+        f = s.floor
+        total = f["gather"] + f["stat"] + f["start"]
+        ours = _med(s.ours["one changed"])
+        print(
+            f"| {s.n:,} | {_s(f['gather'])} | {_s(f['stat'])} | {_s(f['start'])} | {_s(total)} | {_s(ours)} | "
+            f"{'—' if ours is None else f'{ours / total:.1f}x'} |"
+        )
 
 
 def _print_load(sizes: list[Any]) -> None:
@@ -151,6 +173,8 @@ def goals(sizes: list[Any], cpu: dict[str, list[float]] | None) -> list[str]:
             out.append(
                 f"  2. N = 100,000 one input changed {changed:.2f} s (goal ≤ 2 s): {_verdict(changed <= 2)}"
             )
+            if s.floor:
+                out.append(f"     {floor_text(s.floor)}")
         if peak is not None:
             out.append(f"  2. N = 100,000 peak RSS {peak:.0f} MB (goal ≤ 1,024 MB): {_verdict(peak <= 1024)}")
     for s in sizes:
@@ -183,6 +207,16 @@ def goals(sizes: list[Any], cpu: dict[str, list[float]] | None) -> list[str]:
     return out
 
 
+def floor_text(floor: dict[str, Any]) -> str:
+    """What one change cannot avoid, from bench/_w1floor.py's figures."""
+    total = floor["gather"] + floor["stat"] + floor["start"]
+    return (
+        f"unavoidable here, without judging or recording anything: the gather step's own reading of "
+        f"{floor['n']:,} files {floor['gather']:.2f} s + a stat of each of the {2 * floor['n']:,} files "
+        f"{floor['stat']:.2f} s + the interpreter's start {floor['start']:.2f} s = {total:.2f} s"
+    )
+
+
 def samples(sizes: list[Any], cpu: dict[str, list[float]] | None, context: dict[str, Any]) -> dict[str, Any]:
     return {
         "context": context,
@@ -195,6 +229,7 @@ def samples(sizes: list[Any], cpu: dict[str, list[float]] | None, context: dict[
                 "doit_skipped": s.doit_skipped,
                 "history_wait": s.history_wait,
                 "lab_load": s.load,
+                "floor": s.floor,
             }
             for s in sizes
         ],

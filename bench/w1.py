@@ -20,7 +20,9 @@ all N+1 steps, a no-op or touched run ran any, or a changed run ran anything but
 doit's output is checked the same way. Then the CPU workload (goal 3: 1,000 steps of ~20 ms CPU,
 -j1 against -j2) and the lab file load at each N (goal 2: bench/_labload.py, in process, against
 ``tomllib.loads``; cold and through the spec cache). Between runs the detached history writer of
-ours is waited for (untimed).
+ours is waited for (untimed). Last, at each N, what a one-change run cannot avoid on this machine
+(bench/_w1floor.py, in process: the gather step's own reading of the N files, a ``stat`` of each of
+the 2N files, the interpreter's start), printed beside goal 2.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Size:
         self.doit_skipped: dict[str, str] = {}
         self.history_wait: dict[str, list[float]] = {s: [] for s in SCENARIOS}  # after each of our runs
         self.load: dict[str, Any] | None = None
+        self.floor: dict[str, Any] | None = None  # bench/_w1floor.py: what one change cannot avoid
 
 
 class Bench:
@@ -166,6 +169,8 @@ class Bench:
                         )
             if r == repeat - 1 and self.args.load_repeat > 0:
                 size.load = self.lab_load(oa / w.LAB, n)
+            if r == repeat - 1:
+                size.floor = self.floor(oa, n)
             shutil.rmtree(base, ignore_errors=True)
         return size
 
@@ -184,6 +189,22 @@ class Bench:
             raise m.BenchFailure(f"bench/_labload.py failed:\n{proc.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(proc.stdout)
         result["repeat"] = repeat
+        return result
+
+    def floor(self, lab_dir: Path, n: int) -> dict[str, Any]:
+        print(
+            f"N = {n:,}: what one change cannot avoid (the gather's reading, a stat per file) …", flush=True
+        )
+        proc = subprocess.run(
+            [self.install.python, str(BENCH / "_w1floor.py"), str(lab_dir)],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise m.BenchFailure(f"bench/_w1floor.py failed:\n{proc.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(proc.stdout)
         return result
 
     # -- goal 3's CPU workload -------------------------------------------------------------------

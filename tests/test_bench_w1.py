@@ -109,3 +109,26 @@ def test_ran_steps_of_real_runs(tmp_path: Path) -> None:
         broken.mkdir()
         (broken / "events.jsonl").write_text('{"kind": "run_started"}\n', encoding="utf-8")
         m.ran_since(folder, m.run_folders(folder) - {broken.name})
+
+
+def test_the_floor_probe_times_the_gathers_reading_and_a_stat_per_file(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    import _w1report
+
+    lab = w.make_ours(tmp_path / "l", 7).parent
+    (lab / "out").mkdir(exist_ok=True)
+    for name in os.listdir(lab / "in"):  # the copies, as a run leaves them
+        (lab / "out" / name).write_bytes((lab / "in" / name).read_bytes())
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "_w1floor.py"), str(lab), "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    floor = json.loads(proc.stdout)
+    assert floor["n"] == 7 and all(floor[k] > 0 for k in ("gather", "stat", "start"))
+    text = _w1report.floor_text(floor)
+    assert "reading of 7 files" in text and "each of the 14 files" in text
+    assert text.endswith(f"= {floor['gather'] + floor['stat'] + floor['start']:.2f} s")
