@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _median(fn: Callable[[], Any], repeat: int) -> float:
+def median_time(fn: Callable[[], Any], repeat: int) -> float:
     fn()
     samples = []
     for _ in range(repeat):
@@ -63,13 +63,13 @@ def main() -> int:
         out: dict[str, Any] = {
             "bytes": len(text.encode("utf-8")),
             "module": os.path.dirname(agilab_dsl.__file__),
-            "tomllib": _median(lambda: tomllib.loads(text), args.repeat),
-            "cold": _median(lambda: opened(cold_request), args.repeat),
-            "parse_validate": _median(lambda: load_lab(args.lab), args.repeat),
+            "tomllib": median_time(lambda: tomllib.loads(text), args.repeat),
+            "cold": median_time(lambda: opened(cold_request), args.repeat),
+            "parse_validate": median_time(lambda: load_lab(args.lab), args.repeat),
         }
         opened(cached_request)  # fills the spec cache
         out["cache_answered"] = session._cached_spec(cached_request) is not None
-        out["cached"] = _median(lambda: opened(cached_request), args.repeat)
+        out["cached"] = median_time(lambda: opened(cached_request), args.repeat)
     json.dump(out, sys.stdout)
     return 0
 

@@ -18,22 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
-from typing import Any
 
-
-def _median(fn: Callable[[], Any], repeat: int) -> float:
-    fn()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+from _labload import median_time
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "n": len(outputs),
-                "gather": _median(gather, args.repeat),
-                "stat": _median(stat, args.repeat),
-                "start": _median(start, args.repeat),
+                "gather": median_time(gather, args.repeat),
+                "stat": median_time(stat, args.repeat),
+                "start": median_time(start, args.repeat),
             }
         )
     )

@@ -177,17 +177,7 @@ class Bench:
     def lab_load(self, lab: Path, n: int) -> dict[str, Any]:
         repeat = 1 if n >= 100_000 else self.args.load_repeat
         print(f"N = {n:,}: the lab file load, median of {repeat} …", flush=True)
-        proc = subprocess.run(
-            [self.install.python, str(BENCH / "_labload.py"), str(lab), "--repeat", str(repeat)],
-            cwd=lab.parent,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise m.BenchFailure(f"bench/_labload.py failed:\n{proc.stderr[-3000:]}")
-        result: dict[str, Any] = json.loads(proc.stdout)
+        result = self.probe("_labload.py", str(lab), "--repeat", str(repeat), cwd=lab.parent)
         result["repeat"] = repeat
         return result
 
@@ -195,15 +185,20 @@ class Bench:
         print(
             f"N = {n:,}: what one change cannot avoid (the gather's reading, a stat per file) …", flush=True
         )
+        return self.probe("_w1floor.py", str(lab_dir), cwd=lab_dir)
+
+    def probe(self, script: str, *args: str, cwd: Path) -> dict[str, Any]:
+        """The JSON object a bench/ script prints, run under the benchmarked interpreter."""
         proc = subprocess.run(
-            [self.install.python, str(BENCH / "_w1floor.py"), str(lab_dir)],
+            [self.install.python, str(BENCH / script), *args],
+            cwd=cwd,
             env=self.env,
             capture_output=True,
             text=True,
             check=False,
         )
         if proc.returncode != 0:
-            raise m.BenchFailure(f"bench/_w1floor.py failed:\n{proc.stderr[-3000:]}")
+            raise m.BenchFailure(f"bench/{script} failed:\n{proc.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(proc.stdout)
         return result
 
