@@ -9,6 +9,7 @@ import binascii
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_ahead import flaky_lab, lab_of, request, statuses
@@ -212,20 +213,22 @@ def test_j2_a_step_refused_before_it_runs_stops_the_run(
 
 class _Run:
     """Replies fed to a :class:`dispatch.Width` as a run at a given step rate per width would give
-    them, the loop spending ``loop`` seconds of CPU per reply: the widths it chose, in order, and how
-    many replies came at each."""
+    them (a rate, or a function of the seconds since the run started), the loop spending ``loop``
+    seconds of CPU per reply: the widths it chose, in order, and how many replies came at each."""
 
     def __init__(self, jobs: int, loop: float = 0.001) -> None:
-        self.now, self.cpu, self.loop = 100.0, 5.0, loop
+        self.start = self.now = 100.0
+        self.cpu, self.loop = 5.0, loop
         self.width = dispatch.Width(jobs, self.now)
         self.widths = [jobs]
         self.at: dict[int, int] = {}
 
-    def replies(self, count: int, rates: dict[int, float], typical: float) -> None:
+    def replies(self, count: int, rates: dict[int, Any], typical: float) -> None:
         for _ in range(count):
             width = self.width.width
             self.at[width] = self.at.get(width, 0) + 1
-            self.now += 1 / rates[width]
+            rate = rates[width]
+            self.now += 1 / (rate(self.now - self.start) if callable(rate) else rate)
             self.cpu += self.loop
             self.width.replied(self.now, self.cpu, typical)
             if self.width.width != self.widths[-1]:
@@ -235,16 +238,36 @@ class _Run:
 def test_width_narrows_to_one_worker_when_it_is_clearly_faster_and_tries_again_ever_more_rarely() -> None:
     run = _Run(2)
     run.replies(8000, {2: 400.0, 1: 460.0}, typical=0.003)  # 17 s of tiny steps, 1 worker 15% faster
-    # narrowed once after start-up, then -j 2 tried again 2, 4 and 8 s later, given up each time
-    assert run.widths == [2, 1, 2, 1, 2, 1, 2, 1]
+    # -j 2 measured, then 1 worker (a trial), -j 2 again, then 1 kept; -j 2 tried again (between
+    # two windows of 1) 2, 4 and 8 s later, given up each time
+    assert run.widths[:4] == [2, 1, 2, 1] and run.widths[4:] == [2, 1] * 3
     assert run.at[1] > 0.9 * 8000
 
 
-def test_width_stays_at_j_when_one_worker_is_not_clearly_faster() -> None:
+def test_width_keeps_one_worker_when_more_are_not_clearly_faster() -> None:
     run = _Run(2)
-    run.replies(7000, {2: 400.0, 1: 420.0}, typical=0.003)  # 5%: within noise
-    assert run.width.width == 2 and run.widths == [2, 1, 2, 1, 2, 1, 2]  # tried after 2, 4, 8 s
-    assert run.at[2] > 0.9 * 7000
+    run.replies(7000, {2: 420.0, 1: 400.0}, typical=0.003)  # -j 2 5% faster: within noise
+    assert run.width.width == 1  # so -j 2 is never slower than -j 1 but for its trials
+    assert run.at[1] > 0.85 * 7000
+
+
+def test_width_stays_at_j_when_more_workers_are_clearly_faster() -> None:
+    run = _Run(2)
+    run.replies(7000, {2: 460.0, 1: 400.0}, typical=0.003)  # -j 2 15% faster
+    assert run.widths == [2, 1, 2, 1, 2, 1, 2]  # 1 tried after 0.5 s, then 4 and 8 s after that
+    assert run.width.width == 2 and run.at[2] > 0.9 * 7000
+
+
+def test_a_drifting_step_rate_does_not_pick_the_width_tried_last() -> None:
+    # the machine speeds up from 250 to ~700 steps a second over the run, whatever the width: a
+    # trial compared with the window before it alone looks 10-20 % faster each time
+    for speed_up in (1.0, 1.25):  # and with -j 2 truly 25 % faster, it is found so all the same
+        run = _Run(2)
+        run.replies(
+            9000, {1: lambda t: 250.0 + 25.0 * t, 2: lambda t, s=speed_up: s * (250.0 + 25.0 * t)}, 0.003
+        )
+        kept = 2 if speed_up > 1 else 1
+        assert run.width.width == kept and run.at[kept] > 0.85 * 9000, (speed_up, run.widths)
 
 
 def test_width_never_narrows_for_steps_long_next_to_the_loops_cpu() -> None:
@@ -255,15 +278,30 @@ def test_width_never_narrows_for_steps_long_next_to_the_loops_cpu() -> None:
 
 def test_width_gives_every_worker_back_as_soon_as_steps_turn_long() -> None:
     run = _Run(2)
-    run.replies(400, {2: 400.0, 1: 460.0}, typical=0.003)
+    run.replies(600, {2: 400.0, 1: 460.0}, typical=0.003)
     assert run.width.width == 1
     run.replies(1, {2: 400.0, 1: 460.0}, typical=0.5)
     assert run.width.width == 2
 
 
+def test_a_slow_step_or_two_does_not_give_every_worker_back() -> None:
+    run = _Run(2)
+    run.replies(600, {2: 400.0, 1: 460.0}, typical=0.003)
+    assert run.width.width == 1
+    run.replies(20, {2: 400.0, 1: 460.0}, typical=0.012)  # the average 12x the loop's CPU: a bump
+    assert run.width.width == 1
+    run.replies(1, {2: 400.0, 1: 460.0}, typical=0.02)  # 20x: long steps now
+    assert run.width.width == 2
+    run.replies(1, {2: 400.0, 1: 460.0}, typical=0.012)  # long until short again (under 8x)
+    assert run.width.width == 2
+    before = len(run.widths)
+    run.replies(600, {2: 400.0, 1: 460.0}, typical=0.003)  # short again: measured again soon
+    assert run.width.width == 1 and run.widths[before:] == [1, 2, 1]
+
+
 def test_width_follows_a_lab_whose_steps_grow() -> None:
     run = _Run(2)
-    run.replies(400, {2: 400.0, 1: 460.0}, typical=0.003)
+    run.replies(600, {2: 400.0, 1: 460.0}, typical=0.003)
     assert run.width.width == 1
     at_two = run.at[2]
     # still short next to the loop (5 ms against 1 ms), but now two workers are clearly faster: they

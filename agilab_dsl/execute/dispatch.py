@@ -21,8 +21,9 @@ already keeps the loop busy, and more workers only compete with it for the cores
 10,000 tiny steps on two cores: ``-j 2`` took 24-26 s where ``-j 1`` took 20-22 s). How many
 workers are kept busy is measured, not guessed (:class:`Width`): while the steps are short next to
 the loop's CPU per step, the run's step rate with all N workers and with one are compared over short
-windows, the narrower kept only while it is clearly faster, and the comparison repeated ever more
-rarely, so that a lab whose steps change gets its workers back.
+windows (a trial of the other width between two of the kept one), the wider kept only while it is
+clearly faster, and the comparison repeated ever more rarely, so that a lab whose steps change
+gets its workers back.
 """
 
 from __future__ import annotations
@@ -52,25 +53,36 @@ AHEAD_BELOW = 0.05  # seconds: a worker gets a second request only while steps t
 WINDOW = 0.25  # seconds (and WINDOW_REPLIES replies, at least) over which a step rate is measured
 WINDOW_REPLIES = 20
 SHORT = 8  # steps are short while they take less than this many times the loop's CPU per step
-CLEARLY = 1.1  # the narrower width is kept only while its step rate is this much higher
+# (and long from twice that on)
+CLEARLY = 1.1  # the wider width is kept only while its step rate is this much higher
 AGAIN = 2.0  # seconds until the widths are compared again (doubled each time the choice stands)
 
 
 class Width:
     """How many of ``jobs`` workers to keep busy (see the module's docstring): ``width`` is ``jobs``
-    until measured otherwise. :meth:`replied` is told of every reply."""
+    until measured otherwise. :meth:`replied` is told of every reply.
+
+    A trial of the other width is one window between two windows of the kept width; it is compared
+    with their mean, so that a step rate drifting during the run (here it rose from ~240 to ~700
+    steps a second within one run of 10,000 tiny steps) does not favour the width tried last. One worker is kept unless
+    ``jobs`` are clearly faster: ``-j N`` is then never slower than ``-j 1`` by more than the
+    measuring costs, and more workers are given back only where they pay."""
 
     def __init__(self, jobs: int, now: float) -> None:
         self.jobs = self.width = jobs
         self._since: float | None = None  # the window's start (None: the next reply starts one)
         self._replies = 0  # in the window
-        self._rate: float | None = None  # the last whole window's step rate at the kept width
-        self._trial = False  # the window running measures the other width, on trial
-        self._kept = jobs  # the width the trial is measured against
+        self._skip = 0  # replies not counted yet after a change of width (steps sent before it)
+        self._phase = "kept"  # the window measures the kept width ("kept"), the other ("trial"),
+        # or the kept width again after a trial ("after")
+        self._before = 0.0  # the kept width's step rate in the window before the trial
+        self._tried = 0.0  # and the other width's in the trial
+        self._kept = jobs  # the width a trial is measured against
         self._again = AGAIN
         self._next = now + 2 * WINDOW  # when the widths may be compared (not on start-up)
         self._loop = 0.0  # the loop's CPU per reply, a moving average
         self._cpu: float | None = None
+        self._long = False  # the steps are long next to the loop's CPU per step
 
     def replied(self, now: float, cpu: float, typical: float) -> None:
         """A step replied at ``now`` (monotonic) with the loop's process at ``cpu`` seconds of CPU;
@@ -78,8 +90,17 @@ class Width:
         if self._cpu is not None:
             self._loop = 0.9 * self._loop + 0.1 * (cpu - self._cpu)
         self._cpu = cpu
-        if self.jobs == 1 or typical >= SHORT * self._loop:  # long steps: every worker is worth its core
-            self.width, self._trial, self._since = self.jobs, False, None
+        # long steps: every worker is worth its core. Steps count as long from twice the threshold
+        # on and as short again below it: two workers' steps take longer (they share the cores),
+        # and one slow step moves the average, which must not hand back the workers each time
+        if self.jobs == 1 or typical >= (SHORT if self._long else 2 * SHORT) * self._loop:
+            self.width, self._phase, self._since, self._skip = self.jobs, "kept", None, 0
+            self._long = True
+            return
+        if self._long:  # short again: measured again soon
+            self._long, self._next, self._again = False, now + 2 * WINDOW, AGAIN
+        if self._skip:
+            self._skip -= 1
             return
         if self._since is None:
             self._since, self._replies = now, 0
@@ -89,19 +110,32 @@ class Width:
         if elapsed < WINDOW or self._replies < WINDOW_REPLIES:
             return
         rate, self._since = self._replies / elapsed, None
-        if self._trial:  # a trial ended: the narrower stays only while clearly faster
-            kept, self._trial = self._rate or 0.0, False
-            better = rate > kept * CLEARLY if self.width < self._kept else rate * CLEARLY >= kept
-            if better:
-                self._rate, self._again = rate, AGAIN
-            else:
-                self.width, self._again = self._kept, self._again * 2
+        if self._phase == "trial":  # back to the kept width, to measure it again
+            self._tried = rate
+            self._set(self._kept, "after")
+        elif self._phase == "after":  # the trial's rate against the kept width's around it
+            kept = (self._before + rate) / 2
+            other = self.jobs if self._kept == 1 else 1
+            wide, narrow = (self._tried, kept) if other == self.jobs else (kept, self._tried)
+            chosen = self.jobs if wide > narrow * CLEARLY else 1
+            self._again = AGAIN if chosen != self._kept else self._again * 2
             self._next = now + self._again
-            return
-        self._rate = rate
-        if now >= self._next:  # try the other width for a window
-            self._kept, self._trial = self.width, True
-            self.width = 1 if self.width == self.jobs else self.jobs
+            if chosen != self._kept:
+                self._set(chosen, "kept")
+            else:
+                self._phase, self._before = "kept", rate
+        else:
+            self._before = rate
+            if now >= self._next:  # try the other width for a window
+                self._kept = self.width
+                self._set(1 if self.width == self.jobs else self.jobs, "trial")
+
+    def _set(self, width: int, phase: str) -> None:
+        """Keep ``width`` busy from now on, the next window measuring it in ``phase``; the steps
+        sent before the change still reply at the width before it: not counted."""
+        changed = width != self.width
+        self.width, self._phase, self._since = width, phase, None
+        self._skip = self.jobs - 1 if changed else 0
 
 
 class _Attempt:
