@@ -64,9 +64,9 @@ class Width:
 
     A trial of the other width is one window between two windows of the kept width; it is compared
     with their mean, so that a step rate drifting during the run (here it rose from ~240 to ~700
-    steps a second within one run of 10,000 tiny steps) does not favour the width tried last. One worker is kept unless
-    ``jobs`` are clearly faster: ``-j N`` is then never slower than ``-j 1`` by more than the
-    measuring costs, and more workers are given back only where they pay."""
+    steps a second within one run of 10,000 tiny steps) does not favour the width tried last. One
+    worker is kept unless ``jobs`` are clearly faster: ``-j N`` is then never slower than ``-j 1``
+    by more than the measuring costs, and more workers are given back only where they pay."""
 
     def __init__(self, jobs: int, now: float) -> None:
         self.jobs = self.width = jobs
