@@ -123,3 +123,40 @@ def test_a_worker_killed_while_its_step_runs_reads_as_dead_at_once(tmp_path: Pat
     finally:
         pool.close()
         os.kill(int((tmp_path / "pid").read_text()), signal.SIGKILL)
+
+
+SEEN = (
+    "import os, sys\nw = sys.modules['agilab_dsl.execute.worker']\n"
+    "open('{sid}.txt', 'w').write(repr((os.environ.get('OMP_NUM_THREADS'), dict(w._STANDING))))"
+)
+
+
+@pytest.mark.parametrize("user", [None, "7"])
+def test_the_thread_limits_each_step_sets_are_set_ahead_in_the_zygote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user: str | None
+) -> None:
+    import ast
+
+    if user is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", user)
+    envs = [{"OMP_NUM_THREADS": "3"}] * 4 + [{"OMP_NUM_THREADS": "5"}] * 4 + [None] * 2
+    seen = []
+    pool = WorkerPool(1)
+    try:
+        for n, env in enumerate(envs):
+            req = request(tmp_path, f"s{n}", SEEN.format(sid=f"s{n}"))
+            if env is not None:
+                req["env"] = env  # as a -j N run's requests carry the thread limits
+            assert pool.run(req)["exit"] == 0, (tmp_path / f"s{n}.log").read_text()
+            seen.append(ast.literal_eval((tmp_path / f"s{n}.txt").read_text()))
+    finally:
+        pool.close()
+    if user is not None:  # the user's own setting, never set ahead nor replaced
+        assert seen == [(user, {})] * len(envs)
+        return
+    assert [value for value, _ in seen] == ["3"] * 4 + ["5"] * 4 + [None] * 2
+    # the first two spares were forked before the worker told the zygote, the later ones after
+    assert [ahead for _, ahead in seen[:4]] == [{}, {}, {"OMP_NUM_THREADS": "3"}, {"OMP_NUM_THREADS": "3"}]
+    assert [ahead for _, ahead in seen[6:8]] == [{"OMP_NUM_THREADS": "5"}] * 2

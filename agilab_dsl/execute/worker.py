@@ -74,6 +74,7 @@ class _Running:
     runner: int | None = None  # the pipe the runner's requests come on: its hang-up ends the step
     children: _Own | Zygote | None = None  # who forks and waits for the step children
     result = False  # in a step's child: whether it wrote its result file (said to the worker)
+    stood: dict[str, str] | None = None  # in the worker: the last table the zygote was told to set
 
 
 class _suppress:
@@ -148,9 +149,16 @@ def _run_child(req: dict[str, Any]) -> int:
     # each set by itself: os.environ.update's isinstance check against an ABC costs ~0.1 ms in a
     # forked child (its first touch of abc's caches), on the way to every step's start
     environ = os.environ
-    for name, value in req.get("env", {}).items():
-        if name not in environ:
+    standing, env = _STANDING, req.get("env", {})
+    for name, value in env.items():  # the user's own settings win
+        if name in standing:
+            if standing[name] != value:
+                environ[name] = value
+        elif name not in environ:
             environ[name] = value
+    for name in standing:  # set ahead by the zygote for other steps than this one
+        if name not in env:
+            environ.pop(name, None)
     for name, value in req.get("environ", {}).items():  # AGILAB's stage variables (agilab_env.py)
         environ[name] = value
     names = req["names"]
@@ -410,6 +418,9 @@ class _Own:
         self._next = prefork(inherited)
         _Running.spare = self._next[0]
 
+    def stand(self, env: dict[str, str]) -> None:
+        """(A worker under another interpreter runs one step: nothing to prepare its children for.)"""
+
     def take(self) -> Spare:
         spare, self._next = self._next or prefork(), None
         return spare
@@ -482,6 +493,17 @@ class _Output:
                 os.close(self.log)
 
 
+_STANDING: dict[str, str] = {}  # in the zygote and its spares: the variables :func:`_stand` set
+
+
+def _stand(env: dict[str, str]) -> None:
+    """In the zygote: set the variables each step would (those the user has not set), so that the
+    spares forked from now on start with them (:meth:`.zygote.Zygote.stand`)."""
+    for name, value in env.items():
+        if name in _STANDING or name not in os.environ:
+            os.environ[name] = _STANDING[name] = value
+
+
 def _warm_up() -> None:
     """In a spare child, before its request: make the step's text streams (a forked child's first
     text files cost ~0.3 ms), overlapping the step running now. Nothing is written before the
@@ -526,6 +548,10 @@ def handle(req: dict[str, Any], children: _Own | Zygote) -> dict[str, Any]:
     req = _compiled(req)
     with _suppress(Exception):  # loaded here, the next steps' children inherit it
         _support(req.get("support"))
+    env = req.get("env")
+    if env and env != _Running.stood:
+        children.stand(env)  # for the spares forked from now on
+        _Running.stood = env
     pid, pipe, done, source = children.take()
     _Running.spare = None  # handed a request: it is the running child now
     output = _Running.output = _Output(source, req["log"])
@@ -648,7 +674,7 @@ def main(support: str | None = None, *, zygote: bool = False) -> int:
         with _suppress(ImportError, AttributeError, OSError):  # not CPython on Linux, say
             from .zygote import Zygote
 
-            children = Zygote(prefork, ZygoteGone)
+            children = Zygote(prefork, ZygoteGone, _stand)
     _Running.children = children
     for _ in range(children.ahead):  # the first steps' spares
         children.ask(inherited=())
