@@ -60,7 +60,9 @@ class Served:
     """``agilab-run ARGS`` in a subprocess; its stderr collected line by line."""
 
     def __init__(self, *args: str, cwd: Path | None = None) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
+        # PYTHONFAULTHANDLER: a process that does not stop when told is made to say where it is
+        # (every thread's stack, on SIGABRT) before it is killed: see :meth:`stop`
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "PYTHONFAULTHANDLER": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agilab_dsl", *args],
             stdout=subprocess.DEVNULL,
@@ -100,8 +102,12 @@ class Served:
             self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            except subprocess.TimeoutExpired:  # its threads' stacks go to the lines, then it ends
+                self.proc.send_signal(signal.SIGABRT)
+                try:
+                    self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
         self.thread.join(timeout=5)
         return self.proc.returncode
