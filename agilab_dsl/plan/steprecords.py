@@ -235,12 +235,12 @@ class Records(MutableMapping[str, StepRecord]):
         out.update((sid, record.fingerprint) for sid, record in self._parsed.items())
         return out
 
-    def text(self, step_id: str) -> str:
-        """The record's JSON text, as ``state.json`` holds it."""
+    def raw(self, step_id: str) -> bytes:
+        """The record's JSON text, as ``state.json`` holds it (UTF-8)."""
         n = self._pos.get(step_id)
         if n is None:
-            return self._parsed[step_id].json_text()
-        return self._raw(n).decode("utf-8")
+            return self._parsed[step_id].json_text().encode()
+        return self._raw(n)
 
     def read_all(self) -> None:
         """About to ask for every record's text: read the file once rather than record by record."""
@@ -294,7 +294,7 @@ def state_bytes(records: Records) -> Iterator[bytes | memoryview]:
                 continue
         brief = records.brief(sid)
         assert brief is not None
-        text = records._raw(p) if p is not None else records[sid].json_text().encode()
+        text = records.raw(sid)
         fingerprints.append(brief[0])
         runs.append(brief[1])
         offsets.append(place + len(lead))
