@@ -115,8 +115,7 @@ class Width:
             self._set(self._kept, "after")
         elif self._phase == "after":  # the trial's rate against the kept width's around it
             kept = (self._before + rate) / 2
-            other = self.jobs if self._kept == 1 else 1
-            wide, narrow = (self._tried, kept) if other == self.jobs else (kept, self._tried)
+            wide, narrow = (self._tried, kept) if self._kept == 1 else (kept, self._tried)
             chosen = self.jobs if wide > narrow * CLEARLY else 1
             self._again = AGAIN if chosen != self._kept else self._again * 2
             self._next = now + self._again
