@@ -99,51 +99,72 @@ def print_report(
         print(line)
 
 
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """A Markdown table under a blank line and its title."""
+    print()
+    print(title)
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def _print_floor(sizes: list[Any]) -> None:
     floors = [s for s in sizes if s.floor]
     if not floors:
         return
-    print()
-    print(
-        "What one input changed cannot avoid here (bench/_w1floor.py, in process, medians of 3): the "
-        "gather step's own reading of its N inputs, a stat of each of the 2N files, the interpreter's start"
-    )
-    print("| N | gather's reading | 2N stats | start | sum | ours, one changed | ours / sum |")
-    print("|---|---|---|---|---|---|---|")
+    rows = []
     for s in floors:
-        f = s.floor
-        total = f["gather"] + f["stat"] + f["start"]
-        ours = _med(s.ours["one changed"])
-        print(
-            f"| {s.n:,} | {_s(f['gather'])} | {_s(f['stat'])} | {_s(f['start'])} | {_s(total)} | {_s(ours)} | "
-            f"{'—' if ours is None else f'{ours / total:.1f}x'} |"
+        f, total, ours = s.floor, floor_total(s.floor), _med(s.ours["one changed"])
+        rows.append(
+            [f"{s.n:,}", _s(f["gather"]), _s(f["stat"]), _s(f["start"]), _s(total), _s(ours)]
+            + ["—" if ours is None else f"{ours / total:.1f}x"]
         )
+    _table(
+        "What one input changed cannot avoid here (bench/_w1floor.py, in process, medians of 3): the "
+        "gather step's own reading of its N inputs, a stat of each of the 2N files, the interpreter's start",
+        ["N", "gather's reading", "2N stats", "start", "sum", "ours, one changed", "ours / sum"],
+        rows,
+    )
 
 
 def _print_load(sizes: list[Any]) -> None:
     loads = [s for s in sizes if s.load]
     if not loads:
         return
-    print()
-    print(
-        "The lab file load, in process (bench/_labload.py under the same interpreter): "
-        "execute.session.open_lab, as status and a run call it, against tomllib.loads of the same text"
-    )
-    print(
-        "| N | lab size | tomllib.loads | ours, no cache (parse, validate, check) | ratio | "
-        "ours through the spec cache | ratio | parse + validate only (load_lab) |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    rows = []
     for s in loads:
         d = s.load
         cached = f"{d['cached'] * 1000:.0f} ms" + (
             "" if d["cache_answered"] else " (the cache did NOT answer)"
         )
-        print(
-            f"| {s.n:,} | {d['bytes'] / 1024:,.0f} KiB | {d['tomllib'] * 1000:.0f} ms | {d['cold'] * 1000:.0f} ms | "
-            f"{d['cold'] / d['tomllib']:.2f}x | {cached} | {d['cached'] / d['tomllib']:.2f}x | "
-            f"{d['parse_validate'] * 1000:.0f} ms |"
+        rows.append(
+            [
+                f"{s.n:,}",
+                f"{d['bytes'] / 1024:,.0f} KiB",
+                f"{d['tomllib'] * 1000:.0f} ms",
+                f"{d['cold'] * 1000:.0f} ms",
+                f"{d['cold'] / d['tomllib']:.2f}x",
+                cached,
+                f"{d['cached'] / d['tomllib']:.2f}x",
+                f"{d['parse_validate'] * 1000:.0f} ms",
+            ]
         )
+    _table(
+        "The lab file load, in process (bench/_labload.py under the same interpreter): "
+        "execute.session.open_lab, as status and a run call it, against tomllib.loads of the same text",
+        [
+            "N",
+            "lab size",
+            "tomllib.loads",
+            "ours, no cache (parse, validate, check)",
+            "ratio",
+            "ours through the spec cache",
+            "ratio",
+            "parse + validate only (load_lab)",
+        ],
+        rows,
+    )
     print(f"(medians of {', '.join(str(s.load['repeat']) for s in loads)}, each after one untimed call)")
 
 
@@ -207,9 +228,14 @@ def goals(sizes: list[Any], cpu: dict[str, list[float]] | None) -> list[str]:
     return out
 
 
+def floor_total(floor: dict[str, Any]) -> float:
+    """The sum of bench/_w1floor.py's figures: what one change cannot avoid."""
+    return float(floor["gather"] + floor["stat"] + floor["start"])
+
+
 def floor_text(floor: dict[str, Any]) -> str:
     """What one change cannot avoid, from bench/_w1floor.py's figures."""
-    total = floor["gather"] + floor["stat"] + floor["start"]
+    total = floor_total(floor)
     return (
         f"unavoidable here, without judging or recording anything: the gather step's own reading of "
         f"{floor['n']:,} files {floor['gather']:.2f} s + a stat of each of the {2 * floor['n']:,} files "
