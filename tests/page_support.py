@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -62,9 +61,13 @@ class Served:
     def __init__(self, *args: str, cwd: Path | None = None) -> None:
         # PYTHONFAULTHANDLER: a process that does not stop when told is made to say where it is
         # (every thread's stack, on SIGABRT) before it is killed: see :meth:`stop`
+        # interruptible_cli: stopped with SIGINT, it must not inherit an ignored SIGINT (a suite run
+        # in the background has it ignored; a `--watch --serve` then never stopped)
+        from conftest import interruptible_cli
+
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "PYTHONFAULTHANDLER": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agilab_dsl", *args],
+            interruptible_cli(*args),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
