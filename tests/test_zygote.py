@@ -160,3 +160,33 @@ def test_the_thread_limits_each_step_sets_are_set_ahead_in_the_zygote(
     # the first two spares were forked before the worker told the zygote, the later ones after
     assert [ahead for _, ahead in seen[:4]] == [{}, {}, {"OMP_NUM_THREADS": "3"}, {"OMP_NUM_THREADS": "3"}]
     assert [ahead for _, ahead in seen[6:8]] == [{"OMP_NUM_THREADS": "5"}] * 2
+
+
+STREAMS = (
+    "import os, sys\nw = sys.modules['agilab_dsl.execute.worker']\n"
+    "fresh = open(1, 'w', buffering=1, closefd=False)\n"
+    "shape = lambda s: (s.fileno(), s.seekable(), s.line_buffering, s.encoding, s.errors, s.closed)\n"
+    "open('{sid}.txt', 'w').write(repr((\n"
+    "    sys.stdout is w._STREAMS[0], sys.stderr is w._STREAMS[1],\n"
+    "    shape(sys.stdout), shape(sys.stderr), shape(fresh))))\n"
+    "print('out {sid}')\nprint('err {sid}', file=sys.stderr)\nprint('out again {sid}')"
+)
+
+
+def test_every_spare_takes_the_text_streams_its_zygote_made_once(tmp_path: Path) -> None:
+    import ast
+
+    pool = WorkerPool(1)
+    try:
+        for sid in ("a", "b", "c", "d"):  # the first spares and later ones
+            assert pool.run(request(tmp_path, sid, STREAMS.format(sid=sid)))["exit"] == 0
+    finally:
+        pool.close()
+    for sid in ("a", "b", "c", "d"):
+        is_out, is_err, out, err, fresh = ast.literal_eval((tmp_path / f"{sid}.txt").read_text())
+        assert is_out and is_err  # made by the zygote, not by the step's process
+        # as the child would have made them itself: on its output pipe, not seekable, line-buffered
+        assert out == (1, *fresh[1:]) and err == (2, *fresh[1:])
+        assert fresh[1] is False and fresh[2] is True
+        # what the step printed, nothing of anyone else's, in its order
+        assert (tmp_path / f"{sid}.log").read_text() == f"out {sid}\nerr {sid}\nout again {sid}\n"

@@ -43,11 +43,16 @@ class Zygote:
     ahead = 2
 
     def __init__(
-        self, fork: Callable[..., Spare], gone: type[Exception], stand: Callable[[dict[str, str]], None]
+        self,
+        fork: Callable[..., Spare],
+        gone: type[Exception],
+        stand: Callable[[dict[str, str]], None],
+        ready: Callable[[], None] | None = None,
     ) -> None:
         """``fork``: the worker's :func:`~.worker.prefork`; ``gone``: what to raise when the zygote
         is found ended; ``stand``: what sets the variables of :meth:`stand` in the zygote (passed
-        in: this module imports nothing of the worker's, which imports it)."""
+        in: this module imports nothing of the worker's, which imports it); ``ready``: run once in
+        the zygote before its first spare (the worker's :func:`~.worker._streams_ahead`)."""
         import _socket
 
         self._socket = _socket
@@ -59,6 +64,8 @@ class Zygote:
             code = 1
             try:
                 mine.close()
+                if ready is not None:
+                    ready()
                 _zygote(its, fork, stand)
                 code = 0
             finally:
