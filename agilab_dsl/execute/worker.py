@@ -521,7 +521,7 @@ _STREAMS: list[Any] = []  # in the zygote and its spares: the step's text stream
 
 def _streams_ahead() -> None:
     """In the zygote, once: make the text streams every spare takes as its stdout and stderr, so
-    that no step's child makes its own (its codec lookup and buffers: ~21 of the ~390 pages a step's
+    that no step's child makes its own (its codec lookup and buffers: ~25 of the ~390 pages a step's
     processes copied, counted over a cold run of 1,000 tiny steps). They are made on a pipe put
     on descriptors 1 and 2 for the while, as a spare's are (not seekable, line-buffered), and
     never written in the zygote: a spare starts with them empty."""
