@@ -2,7 +2,10 @@
 
 :func:`timed` runs a command as a child of this process and takes its wall time and, from
 ``os.wait4``'s rusage, its peak resident memory (``ru_maxrss``: Linux reports the larger of the
-process's own peak and that of any child it waited for — a maximum, never a sum).
+process's own peak and that of any child it waited for — a maximum, never a sum), and its CPU time
+and page faults (sums over the command and every descendant reaped by its parent: our runner, its
+workers, their zygotes and step processes; doit, its shells and ``cp``; not our detached history
+writer, which nobody waits for).
 
 Which steps a run of ours ran comes from the events every run that starts a step keeps in
 ``.agilab/runs/<run_id>/events.jsonl`` (read after the timed run, so the check costs the run
@@ -31,6 +34,8 @@ class Timed:
     seconds: float
     max_rss_mb: float
     stdout: str
+    cpu_seconds: float = 0.0  # user + system CPU of the command and every process it waited for
+    page_faults: int = 0  # minor + major, the same processes: a count the machine's speed moves little
 
 
 class TimedOut(Exception):
@@ -56,7 +61,13 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float | None 
     if proc.returncode != 0:
         stderr = err_path.read_text(encoding="utf-8", errors="replace")
         raise BenchFailure(f"{' '.join(cmd)} (in {cwd}) exited {proc.returncode}:\n{stderr[-3000:]}")
-    return Timed(elapsed, rusage.ru_maxrss / 1024, stdout)
+    return Timed(
+        elapsed,
+        rusage.ru_maxrss / 1024,
+        stdout,
+        rusage.ru_utime + rusage.ru_stime,
+        rusage.ru_minflt + rusage.ru_majflt,
+    )
 
 
 def _wait(proc: subprocess.Popen[bytes], start: float, timeout: float | None) -> tuple[int, os.struct_rusage]:

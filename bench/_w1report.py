@@ -83,6 +83,7 @@ def print_report(
             "our detached history writer finished after the run returned (medians; the next command was "
             f"timed after it): {'; '.join(waits)}"
         )
+    _print_cpu(sizes)
     _print_load(sizes)
     _print_floor(sizes)
     if cpu is not None:
@@ -97,6 +98,34 @@ def print_report(
     print()
     for line in goals(sizes, cpu):
         print(line)
+
+
+def _print_cpu(sizes: list[Any]) -> None:
+    """CPU and page faults of the same runs: less moved by how busy the machine is than wall time."""
+    rows = []
+    for scenario in ROWS:
+        for size in sizes:
+            ours, doit = _med(size.cpu["ours"][scenario]), _med(size.cpu["doit"][scenario])
+            ours_pf, doit_pf = _med(size.faults["ours"][scenario]), _med(size.faults["doit"][scenario])
+            if ours is None and doit is None:
+                continue
+            rows.append(
+                [
+                    LABELS[scenario],
+                    f"{size.n:,}",
+                    _s(ours),
+                    _s(doit),
+                    f"{ours / doit:.2f}x" if ours is not None and doit else "—",
+                    "—" if ours_pf is None else f"{ours_pf:,.0f}",
+                    "—" if doit_pf is None else f"{doit_pf:,.0f}",
+                ]
+            )
+    _table(
+        "CPU (user + system) and page faults of each timed run's process tree (os.wait4: the command "
+        "and every process reaped within it; not our detached history writer), medians",
+        ["scenario", "N", "ours CPU", "doit CPU", "ratio", "ours page faults", "doit page faults"],
+        rows,
+    )
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
@@ -251,6 +280,8 @@ def samples(sizes: list[Any], cpu: dict[str, list[float]] | None, context: dict[
                 "n": s.n,
                 "ours": s.ours,
                 "ours_rss_mb": s.rss,
+                "cpu_seconds": s.cpu,
+                "page_faults": s.faults,
                 "doit": s.doit,
                 "doit_skipped": s.doit_skipped,
                 "history_wait": s.history_wait,

@@ -8,7 +8,9 @@ tools run from a wheel-like install with compiled bytecode (bench/_install.py: t
 and doit in a private venv; ``--python PATH`` takes an installed interpreter instead).
 
 Scenarios per N, each timed as a whole process (ours / doit / ratio, medians of R; R is 1 at
-N ≥ 100,000 unless --repeat is given), ours' peak RSS (the largest over the repeats):
+N ≥ 100,000 unless --repeat is given), ours' peak RSS (the largest over the repeats), and in a
+second table the CPU time and page faults of each run's process tree (``os.wait4``: less moved by
+how busy the machine is than wall time; page faults hardly at all):
   cold -j1 / -j2     everything runs (doit ``-n 1`` / ``-n 2 -P thread``, see --doit-parallel)
   no-op status       ours ``status --json``; doit a no-op run
   no-op run          nothing runs
@@ -60,6 +62,13 @@ class Size:
         self.n = n
         self.ours: dict[str, list[float]] = {s: [] for s in SCENARIOS}
         self.rss: dict[str, list[float]] = {s: [] for s in SCENARIOS}
+        # CPU seconds and page faults of each timed run's process tree (bench/_measure.py), per tool
+        self.cpu: dict[str, dict[str, list[float]]] = {
+            t: {s: [] for s in SCENARIOS} for t in ("ours", "doit")
+        }
+        self.faults: dict[str, dict[str, list[float]]] = {
+            t: {s: [] for s in SCENARIOS} for t in ("ours", "doit")
+        }
         self.doit: dict[str, list[float]] = {s: [] for s in SCENARIOS}
         self.doit_skipped: dict[str, str] = {}
         self.history_wait: dict[str, list[float]] = {s: [] for s in SCENARIOS}  # after each of our runs
@@ -107,6 +116,8 @@ class Bench:
                 raise m.BenchFailure(f"ours, N = {n}: out/{k:06d}.txt is not a copy of its changed input")
         size.ours[scenario].append(t.seconds)
         size.rss[scenario].append(t.max_rss_mb)
+        size.cpu["ours"][scenario].append(t.cpu_seconds)
+        size.faults["ours"][scenario].append(t.page_faults)
 
     # -- doit ------------------------------------------------------------------------------------
     def doit_scenario(self, size: Size, scenario: str, a: Path, b: Path, k: int, k2: int) -> None:
@@ -141,6 +152,8 @@ class Bench:
         }.get(scenario, set())
         m.expect(f"doit, N = {n}, {scenario}", m.doit_ran(t.stdout), {m.doit_name(s) for s in wanted})
         size.doit[scenario].append(t.seconds)
+        size.cpu["doit"][scenario].append(t.cpu_seconds)
+        size.faults["doit"][scenario].append(t.page_faults)
 
     # -- one N -----------------------------------------------------------------------------------
     def size(self, n: int, repeat: int) -> Size:

@@ -77,6 +77,10 @@ def test_timed_reports_rss_and_failures(tmp_path: Path) -> None:
     env = dict(os.environ)
     t = m.timed([sys.executable, "-c", "b = bytearray(64 * 2**20); print('hi')"], folder, env)
     assert t.stdout == "hi\n" and t.max_rss_mb >= 64 and t.seconds > 0
+    # CPU and page faults of the command's whole tree: here a child that burns 0.3 s of CPU
+    burn = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import time\\nwhile time.process_time() < 0.3: pass'])"
+    t = m.timed([sys.executable, "-c", burn], folder, env)
+    assert t.cpu_seconds >= 0.3 and t.page_faults > 0
     assert list(folder.iterdir()) == []  # the captured output lies beside the folder
     with pytest.raises(m.BenchFailure, match="exited 3"):
         m.timed([sys.executable, "-c", "raise SystemExit(3)"], folder, env)
@@ -132,3 +136,18 @@ def test_the_floor_probe_times_the_gathers_reading_and_a_stat_per_file(tmp_path:
     text = _w1report.floor_text(floor)
     assert "reading of 7 files" in text and "each of the 14 files" in text
     assert text.endswith(f"= {floor['gather'] + floor['stat'] + floor['start']:.2f} s")
+
+
+def test_the_report_gives_cpu_and_page_faults_beside_the_times(capsys: pytest.CaptureFixture[str]) -> None:
+    import _w1report
+    from w1 import Size
+
+    size = Size(1000)
+    size.cpu["ours"]["cold -j1"] += [4.0, 5.0, 6.0]
+    size.cpu["doit"]["cold -j1"] += [8.0, 10.0, 12.0]
+    size.faults["ours"]["cold -j1"] += [300_000, 310_000, 320_000]
+    size.faults["doit"]["cold -j1"] += [900_000, 910_000, 920_000]
+    _w1report._print_cpu([size])
+    out = capsys.readouterr().out
+    assert "| cold run -j 1 | 1,000 | 5.00 s | 10.00 s | 0.50x | 310,000 | 910,000 |" in out
+    assert "one input changed" not in out  # no samples: no row
