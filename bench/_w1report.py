@@ -101,7 +101,8 @@ def print_report(
 
 
 def _print_cpu(sizes: list[Any]) -> None:
-    """CPU and page faults of the same runs: less moved by how busy the machine is than wall time."""
+    """CPU and page faults of the same runs (the page faults hardly move between runs of the same
+    code; the CPU time moves with the machine, as wall time does)."""
     rows = []
     for scenario in ROWS:
         for size in sizes:

@@ -9,8 +9,8 @@ and doit in a private venv; ``--python PATH`` takes an installed interpreter ins
 
 Scenarios per N, each timed as a whole process (ours / doit / ratio, medians of R; R is 1 at
 N ≥ 100,000 unless --repeat is given), ours' peak RSS (the largest over the repeats), and in a
-second table the CPU time and page faults of each run's process tree (``os.wait4``: less moved by
-how busy the machine is than wall time; page faults hardly at all):
+second table the CPU time and page faults of each run's process tree (``os.wait4``; the page
+faults hardly move between runs of the same code, the CPU time moves with the machine as wall time does):
   cold -j1 / -j2     everything runs (doit ``-n 1`` / ``-n 2 -P thread``, see --doit-parallel)
   no-op status       ours ``status --json``; doit a no-op run
   no-op run          nothing runs
