@@ -493,54 +493,24 @@ class _Output:
                 os.close(self.log)
 
 
-_STANDING: dict[str, str] = {}  # in the zygote and its spares: the variables :func:`_stand` set
+# Set in the zygote (:mod:`.zygote`) before it forks its spares, and so inherited by them: the
+# environment variables it set ahead for every step (:meth:`.zygote.Zygote.stand`), and the step's
+# text streams, made once (``[stdout, stderr]``; empty: each child makes its own).
+_STANDING: dict[str, str] = {}
+_STREAMS: list[Any] = []
 
 
-def _stand(env: dict[str, str]) -> None:
-    """In the zygote: set the variables each step would (those the user has not set), so that the
-    spares forked from now on start with them (:meth:`.zygote.Zygote.stand`)."""
-    for name, value in env.items():
-        if name in _STANDING or name not in os.environ:
-            os.environ[name] = _STANDING[name] = value
+def _text_streams() -> list[Any]:
+    """A step's stdout and stderr: text streams on descriptors 1 and 2, line-buffered, never
+    closing them."""
+    return [open(fd, "w", buffering=1, closefd=False) for fd in (1, 2)]
 
 
 def _warm_up() -> None:
     """In a spare child, before its request: the step's text streams on descriptors 1 and 2 (its
-    output pipe), those its zygote made ahead (:func:`_streams_ahead`) or made now (a forked child's
-    first text files cost ~0.3 ms), overlapping the step running now. Nothing is written before
-    the request arrives."""
-    if _STREAMS:
-        sys.stdout, sys.stderr = _STREAMS
-        return
-    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the child
-    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-
-
-_STREAMS: list[Any] = []  # in the zygote and its spares: the step's text streams, made once
-
-
-def _streams_ahead() -> None:
-    """In the zygote, once: make the text streams every spare takes as its stdout and stderr, so
-    that no step's child makes its own (its codec lookup and buffers: ~25 of the ~390 pages a step's
-    processes copied, counted over a cold run of 1,000 tiny steps). They are made on a pipe put
-    on descriptors 1 and 2 for the while, as a spare's are (not seekable, line-buffered), and
-    never written in the zygote: a spare starts with them empty."""
-    try:
-        read_end, write_end = os.pipe()
-        saved = os.dup(1), os.dup(2)
-    except OSError:  # (out of descriptors, say) each spare makes its own
-        return
-    try:
-        os.dup2(write_end, 1)
-        os.dup2(write_end, 2)
-        _STREAMS[:] = [open(fd, "w", buffering=1, closefd=False) for fd in (1, 2)]  # noqa: SIM115
-    except OSError:
-        _STREAMS.clear()
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (read_end, write_end, *saved):
-            os.close(fd)
+    output pipe), those its zygote made ahead or made now (a forked child's first text files cost
+    ~0.3 ms), overlapping the step running now. Nothing is written before the request arrives."""
+    sys.stdout, sys.stderr = _STREAMS or _text_streams()
 
 
 _CODE: dict[str, Any] = {}  # code steps' texts, compiled: templated steps share one text
@@ -705,7 +675,7 @@ def main(support: str | None = None, *, zygote: bool = False) -> int:
         with _suppress(ImportError, AttributeError, OSError):  # not CPython on Linux, say
             from .zygote import Zygote
 
-            children = Zygote(prefork, ZygoteGone, _stand, _streams_ahead)
+            children = Zygote(prefork, ZygoteGone, _STANDING, _STREAMS, _text_streams)
     _Running.children = children
     for _ in range(children.ahead):  # the first steps' spares
         children.ask(inherited=())
