@@ -314,3 +314,89 @@ def test_the_hash_cache_reads_hashes_json_only_for_an_entry_it_lacks(tmp_path: P
     assert cache.get("/f2") == [2, 2, "h2"] and cache.loaded  # an entry it lacked: read now
     assert cache["/f1"] == [7, 7, "set before"] and len(cache) == 101  # what was set wins
     assert not state.hashes_damaged
+
+
+def test_a_fresh_steps_inputs_are_carried_from_its_record_but_those_looked_at_since(tmp_path: Path) -> None:
+    from agilab_dsl.plan.cache import file_sha256
+    from agilab_dsl.plan.fingerprint import FileHashes
+
+    lab_dir, outside = tmp_path / "lab", tmp_path / "outside.txt"
+    (lab_dir / "sub").mkdir(parents=True)
+    a, b, d = lab_dir / "a.txt", lab_dir / "b.txt", lab_dir / "sub" / "d.txt"
+    for path in (a, b, d, outside):
+        path.write_text(path.name)
+    sig = {str(p): f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in (a, b, d, outside)}
+    paths = ["a.txt", "b.txt", "sub/d.txt", str(outside)]
+    recorded = {"a.txt": "ha", "b.txt": "old-b", "sub/d.txt": "hd", str(outside): "ho"}
+
+    def fresh() -> FileHashes:
+        hashes = FileHashes()
+        hashes.assume(sig, but=[str(b)])  # b changed since the judgment
+        return hashes
+
+    carried = fresh().carried(str(lab_dir), paths, recorded)
+    assert carried == {"a.txt": "ha", "b.txt": file_sha256(b), "sub/d.txt": "hd", str(outside): "ho"}
+    looked = fresh()  # what looking at each, hinted with the same record, answers
+    looked.hint({os.path.join(lab_dir, p): h for p, h in recorded.items()})
+    assert carried == {p: looked.of(os.path.join(lab_dir, p)) for p in paths}
+    written = fresh()
+    written.forget(str(d))  # a step of this run rewrites d: looked at again
+    assert written.carried(str(lab_dir), paths, recorded)["sub/d.txt"] == file_sha256(d)
+    # whenever the record and the judgment do not vouch for every path: None, each is looked at
+    assert fresh().carried(str(lab_dir), paths, {**recorded, "other.txt": "h"}) is None
+    assert fresh().carried(str(lab_dir), [*paths[:3], "other.txt"], recorded) is None
+    assert fresh().carried(str(lab_dir), paths, {**recorded, "a.txt": ["not", "a hash"]}) is None
+    assert FileHashes().carried(str(lab_dir), paths, recorded) is None  # nothing assumed
+    unassumed = FileHashes()
+    unassumed.assume({k: v for k, v in sig.items() if k != str(a)})
+    assert unassumed.carried(str(lab_dir), paths, recorded) is None
+
+
+def test_after_one_change_the_gathers_inputs_are_carried_and_its_record_is_a_full_judgments(
+    lab: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agilab_dsl.plan.cache import file_sha256
+    from agilab_dsl.plan.fingerprint import FileHashes
+    from agilab_dsl.plan.state import LabState
+
+    _run(lab, capsys)
+    carried: list[int] = []
+    original = FileHashes.carried
+
+    def spy(self: FileHashes, *args: object):  # type: ignore[no-untyped-def]
+        out = original(self, *args)  # type: ignore[arg-type]
+        carried.append(-1 if out is None else len(out))
+        return out
+
+    monkeypatch.setattr(FileHashes, "carried", spy)
+    (lab.parent / "in" / "5.txt").write_text("changed\n")
+    assert [s for s, v in _run(lab, capsys).items() if v == "ran"] == ["s5", "gather", "count"]
+    assert carried == [1, N]  # s5's input (looked at: it changed) and the gather's N inputs
+    record = LabState.load(lab).steps["gather"]
+    assert record.components["inputs"] == {
+        f"out/{i}.txt": file_sha256(lab.parent / "out" / f"{i}.txt") for i in range(N)
+    }
+    (lab.parent / ".agilab" / "judgment.json").unlink()  # a full judgment finds that record fresh
+    assert set(_run(lab, capsys).values()) == {"fresh"}
+
+
+@pytest.mark.parametrize("many", [1, 10_000])
+def test_a_pass_judging_many_ready_steps_runs_with_the_collector_off(
+    lab: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, many: int
+) -> None:
+    from agilab_dsl.execute import run
+
+    passes: list[int] = []
+    original = run.long_lived
+
+    def counted():  # type: ignore[no-untyped-def]
+        passes.append(1)
+        return original()
+
+    monkeypatch.setattr(run, "MANY", many)
+    monkeypatch.setattr(run, "long_lived", counted)
+    assert set(_run(lab, capsys).values()) == {"ran"}
+    (lab.parent / "in" / "2.txt").write_text("changed\n")
+    assert [s for s, v in _run(lab, capsys).items() if v == "ran"] == ["s2", "gather", "count"]
+    # with MANY = 1, each run's three passes (the N copies, gather, count); else none
+    assert len(passes) == (0 if many > N else 2 * 3)

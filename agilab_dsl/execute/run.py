@@ -22,6 +22,7 @@ from ..load.errors import os_error
 from ..plan.fingerprint import FileHashes
 from ..plan.graph import StepGraph
 from ..plan.interpreter import Chooser, Interpreter, InterpreterOptions
+from ..plan.longlived import long_lived
 from ..plan.resolve import ResolvedStep
 from ..plan.spec import LabSpec
 from ..plan.stale import StepStatus
@@ -44,6 +45,11 @@ from .rendered import Rendered
 from .reuse import Known
 from .statuses import StepJudge
 from .steps import StepExecutor
+
+# a pass that judges this many ready steps or more runs with the collector off, and what it built
+# (what the run keeps of every step settled) is frozen (plan.longlived): at 100,000 steps after one
+# change, the full collections it set off took ~0.4 s of the run
+MANY = 1000
 
 TYPE_CHECKING = False  # typing is not imported at run time: ~2 ms of every run's start-up
 if TYPE_CHECKING:  # pragma: no cover
@@ -210,8 +216,7 @@ class Runner(StepJudge):
                     if waiting[nxt] == 0:
                         ready.append(nxt)
 
-            while ready or runnable or running:
-                # judge every ready step now (judging does not wait for running steps) ...
+            def judge_ready() -> None:
                 while ready:
                     sid = ready.popleft()
                     ups = upstream(sid) if whole else upstream(sid) & selected
@@ -228,6 +233,14 @@ class Runner(StepJudge):
                         assert judged is not None and judged.components is not None
                         runnable.append((sid, judged, why))
                         reporter.step_queued(sid, why)
+
+            while ready or runnable or running:
+                # judge every ready step now (judging does not wait for running steps) ...
+                if len(ready) < MANY:
+                    judge_ready()
+                else:  # what it settles lives as long as the run: not scanned by each collection
+                    with long_lived():
+                        judge_ready()
                 # ... and start at most -j at a time (Dispatch: and one more per worker whose short
                 # step it follows)
                 while runnable and threads.room(len(running)):
@@ -359,7 +372,7 @@ class Runner(StepJudge):
         """An outcome decided without running (disabled, skipped, blocked, fresh), or the status
         (components and their digest) and reasons of a step that must run."""
         step = self.resolved[sid]
-        bad = [u for u in sorted(ups) if settled[u].status in ("failed", "blocked")]
+        bad = sorted(u for u in ups if settled[u].status in ("failed", "blocked"))  # (not all sorted first)
         if bad:
             return StepOutcome(sid, "blocked", [f"upstream {bad[0]} {settled[bad[0]].status}"]), None, []
         if stopped_by is not None:

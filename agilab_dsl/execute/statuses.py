@@ -28,14 +28,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..plan.steprecords import StepRecord
 
 
-def recorded_hashes(record: StepRecord, lab_dir: str) -> dict[str, str]:
-    """The hashes of the files a step's record holds (inputs, outputs, contract, what the
-    contract's glob found), by absolute path: a fresh step's files' hashes at the stored judgment's
-    signatures (:meth:`~agilab_dsl.plan.fingerprint.FileHashes.hint`)."""
+def recorded_hashes(record: StepRecord, lab_dir: str, inputs: bool = True) -> dict[str, str]:
+    """The hashes of the files a step's record holds (inputs unless told not to, outputs,
+    contract, what the contract's glob found), by absolute path: a fresh step's files' hashes at
+    the stored judgment's signatures (:meth:`~agilab_dsl.plan.fingerprint.FileHashes.hint`)."""
     comps = record.components
     join = os.path.join
     out: dict[str, str] = {}
-    for part in (comps.get("inputs"), comps.get("contract"), comps.get("stage_inputs"), record.outputs):
+    ins = comps.get("inputs") if inputs else None
+    for part in (ins, comps.get("contract"), comps.get("stage_inputs"), record.outputs):
         if type(part) is dict:
             out.update((join(lab_dir, path), h) for path, h in part.items() if type(h) is str)
     return out
@@ -85,10 +86,14 @@ class StepJudge(JudgedFiles):
         upstream = {u: fingerprints.get(u, "") for u in sorted(self.full_graph.upstream(sid))}
         record = self.state.steps.get(sid)
         stored = self.stored.get(sid)
+        inputs = None
         if record is not None and stored is not None and stored.state == "fresh":
-            self.hashes.hint(recorded_hashes(record, str(self.lab_dir)))
+            recorded = record.components.get("inputs")
+            if type(recorded) is dict and recorded:
+                inputs = self.hashes.carried(str(self.lab_dir), step.inputs, recorded)
+            self.hashes.hint(recorded_hashes(record, str(self.lab_dir), inputs=inputs is None))
         comps = components(
-            step, self.lab_dir, self.hashes, upstream, self.chooser.identity(self.interpreter(sid))
+            step, self.lab_dir, self.hashes, upstream, self.chooser.identity(self.interpreter(sid)), inputs
         )
         # equal components have the recorded digest: hash only what changed (most steps are fresh)
         fingerprint = (

@@ -181,6 +181,35 @@ class FileHashes:
         reading the 26 MB cache."""
         self._hints.update(hashes)
 
+    def carried(
+        self, lab_dir: str, paths: Iterable[str], recorded: Mapping[str, Any]
+    ) -> dict[str, str] | None:
+        """The hashes of a step's inputs ``paths`` (relative to ``lab_dir``, or absolute), carried
+        over from the record of a step the stored judgment found fresh (``recorded``: its inputs
+        and their hashes): what :meth:`of` would answer after :meth:`hint` with that record, but
+        with only the files looked at since the judgment (forgotten: changed, or written by this
+        run) looked at again, and the rest copied in C. For a step gathering 100,000 inputs,
+        judged after one of them changed: 0.09 s, where hinting and looking up each took
+        0.25-0.35 s. None when the record
+        does not hold exactly these paths or one of them is not assumed at the judgment's
+        signature: then each is looked at (:meth:`of`)."""
+        if not self._assumed or os.sep != "/":
+            return None
+        prefix = lab_dir if lab_dir.endswith("/") else lab_dir + "/"
+        # os.path.join(lab_dir, p), as components() names each file, without a call per path
+        keyed = {p if p.startswith("/") else prefix + p: p for p in paths}
+        out = dict(recorded)
+        if (
+            len(keyed) != len(out)
+            or out.keys() != set(keyed.values())
+            or not self._assumed.keys() >= keyed.keys()
+            or not all(type(h) is str for h in out.values())
+        ):
+            return None
+        for key in self._forgotten.intersection(keyed):
+            out[keyed[key]] = self.of(key)
+        return out
+
     def signature(self, path: str) -> str | None:
         """``size:mtime_ns`` of ``path`` when the hash this run has for it was taken; None if none.
         A file assumed unchanged has the stored judgment's; one changed since, and not hashed in

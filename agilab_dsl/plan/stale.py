@@ -55,9 +55,11 @@ def components(
     hashes: FileHashes,
     upstream: Mapping[str, str],
     interpreter: Mapping[str, str] | None = None,
+    inputs: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Everything that changes a step's result, by name. ``upstream`` maps ids to fingerprints;
-    ``interpreter`` is the identity (path, version) of the interpreter that runs it."""
+    ``interpreter`` is the identity (path, version) of the interpreter that runs it; ``inputs``:
+    the inputs' hashes when the caller has them (:meth:`FileHashes.carried`)."""
     stage = step.placed.stage
     if stage.function:
         code = "function:" + function_hash(_funcref(stage.function), lab_dir)
@@ -74,7 +76,7 @@ def components(
         "mode": _mode(stage.mode),
         "params": step.params,
         "settings": step.settings_used,
-        "inputs": {p: hashes.of(os.path.join(lab_dir, p)) for p in step.inputs},
+        "inputs": {p: hashes.of(os.path.join(lab_dir, p)) for p in step.inputs} if inputs is None else inputs,
         "outputs": list(step.outputs),
         "upstream": dict(upstream),
     }
