@@ -372,10 +372,12 @@ def test_after_one_change_the_gathers_inputs_are_carried_and_its_record_is_a_ful
     (lab.parent / "in" / "5.txt").write_text("changed\n")
     assert [s for s, v in _run(lab, capsys).items() if v == "ran"] == ["s5", "gather", "count"]
     assert carried == [1, N]  # s5's input (looked at: it changed) and the gather's N inputs
-    record = LabState.load(lab).steps["gather"]
+    state = LabState.load(lab)
+    record = state.steps["gather"]
     assert record.components["inputs"] == {
         f"out/{i}.txt": file_sha256(lab.parent / "out" / f"{i}.txt") for i in range(N)
     }
+    assert record.components["upstream"] == {f"s{i}": state.steps[f"s{i}"].fingerprint for i in range(N)}
     (lab.parent / ".agilab" / "judgment.json").unlink()  # a full judgment finds that record fresh
     assert set(_run(lab, capsys).values()) == {"fresh"}
 
@@ -400,3 +402,16 @@ def test_a_pass_judging_many_ready_steps_runs_with_the_collector_off(
     assert [s for s, v in _run(lab, capsys).items() if v == "ran"] == ["s2", "gather", "count"]
     # with MANY = 1, each run's three passes (the N copies, gather, count); else none
     assert len(passes) == (0 if many > N else 2 * 3)
+
+
+def test_a_fresh_steps_upstream_fingerprints_are_carried_only_when_they_are_the_current_ones() -> None:
+    from agilab_dsl.execute.statuses import _carried_upstream
+
+    recorded, ups = {"a": "fa", "b": "fb"}, frozenset("ab")
+    now = {"a": "fa", "b": "fb2", "c": "fc"}
+    assert _carried_upstream(recorded, ups, now, {"b": True}) == {"a": "fa", "b": "fb2"}  # b ran
+    assert _carried_upstream(recorded, ups, {"a": "fa", "b": "fb"}, {}) == recorded
+    assert _carried_upstream(recorded, ups, now, {}) is None  # b moved, and did not run here
+    assert _carried_upstream(recorded, frozenset("abc"), now, {"b": True}) is None  # c is upstream now
+    assert _carried_upstream(recorded, ups, {"b": "fb2"}, {"b": True}) is None  # a has no record now
+    assert _carried_upstream(["a", "b"], ups, now, {}) is None  # a damaged record
