@@ -190,9 +190,8 @@ class FileHashes:
         with only the files looked at since the judgment (forgotten: changed, or written by this
         run) looked at again, and the rest copied in C. For a step gathering 100,000 inputs,
         judged after one of them changed: 0.09 s, where hinting and looking up each took
-        0.25-0.35 s. None when the record
-        does not hold exactly these paths or one of them is not assumed at the judgment's
-        signature: then each is looked at (:meth:`of`)."""
+        0.25-0.35 s. None when the record does not hold exactly these paths or one of them is not
+        assumed at the judgment's signature: then each is looked at (:meth:`of`)."""
         if not self._assumed or os.sep != "/":
             return None
         prefix = lab_dir if lab_dir.endswith("/") else lab_dir + "/"
