@@ -458,6 +458,34 @@ def test_a_fresh_rows_text_is_its_row_encoded(
         )
 
 
+@given(_TEXT, _TEXT, _TEXT, st.lists(_SHOWN, min_size=1, max_size=4))
+@settings(max_examples=300, deadline=None)
+def test_fresh_texts_are_fresh_text_given_the_details_as_values(
+    step_id: str, fingerprint: str, ran_in: str, shown: list[dict[str, object]]
+) -> None:
+    from agilab_dsl.record.rows import DETAILS, FreshTexts, fresh_text
+
+    texts = FreshTexts()  # shared across rows, as a run shares it across its steps
+    for one in shown:
+        # as the runner shows a stage: its place first, then every detail (None when it has none)
+        full = {"stage_index": one.get("stage_index"), **{k: one.get(k) for k in DETAILS}}
+        details = tuple(full[k] for k in DETAILS)
+        got = texts.text(step_id, fingerprint, ran_in, full["stage_index"], details)  # type: ignore[arg-type]
+        assert got == fresh_text(step_id, fingerprint, ran_in, full, {})
+
+
+def test_the_details_a_fresh_row_takes_are_those_the_runner_shows() -> None:
+    from agilab_dsl.execute.recording import _as_agilab_shows, _details
+    from agilab_dsl.plan.spec import PlacedSpec, StepSpec
+    from agilab_dsl.record.rows import DETAILS
+
+    stage = StepSpec(description="d", question="q", model="m", code="x = 1", engine="r")
+    placed = PlacedSpec("m", 0, "a", stage)
+    shown = _as_agilab_shows(placed, "e")
+    assert list(shown) == ["stage_index", *DETAILS]
+    assert tuple(shown[k] for k in DETAILS) == _details(placed, "e") == ("d", "q", "m", "r", "e")
+
+
 def test_fresh_rows_take_their_details_column_wise_from_the_run_each_names(tmp_path: Path) -> None:
     """What a fresh row copies (code, params, settings, inputs, outputs with sizes read now) comes
     from the run it last ran in when the fingerprint there is the same; otherwise it stays empty.

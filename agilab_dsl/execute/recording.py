@@ -40,20 +40,20 @@ def record_run(
     ``note`` hears of a record left pending when it is written here and now."""
     from ..plan.cache import known_sha256
     from ..record import history
-    from ..record.rows import RunRecord, StepRow, fresh_text, metrics_of, tracked_of
+    from ..record.rows import FreshTexts, RunRecord, StepRow, metrics_of, tracked_of
 
     rows: list[StepRow | dict[str, Any] | str] = []
     root = str(lab_dir)
     placed = {s.id: s for s in lab.stages}
-    tails: dict[Any, str] = {}
+    fresh = FreshTexts()
     for o in outcomes:
         brief = state.steps.brief(o.id) if o.status == "fresh" else None
         if brief is not None:
             # a reference: the flusher copies its details from the run it last ran in (the step is
             # not rendered for it, nor its record parsed: a run that touches a few steps of a large
             # lab renders those); written as its JSON text
-            shown = _as_agilab_shows(placed[o.id], _runtime(placed[o.id], resolved, o.id))
-            rows.append(fresh_text(o.id, *brief, shown, tails))
+            p = placed[o.id]
+            rows.append(fresh.text(o.id, *brief, p.index + 1, _details(p, _runtime(p, resolved, o.id))))
             continue
         rec = state.steps.get(o.id) if o.status in ("ran", "fresh") else None
         step = resolved[o.id]
@@ -128,15 +128,22 @@ def _tracked(tracked: Mapping[str, Any]) -> dict[str, Any]:
 
 def _as_agilab_shows(placed: PlacedSpec, runtime: str | None) -> dict[str, Any]:
     """The stage's place (1-based, in its module's list), D, Q, M, R and E, for the history."""
-    stage = placed.stage
+    description, question, model, engine, runtime = _details(placed, runtime)
     return {
         "stage_index": placed.index + 1,
-        "description": stage.description,
-        "question": stage.question,
-        "model": stage.model,
-        "engine": stage.engine,
+        "description": description,
+        "question": question,
+        "model": model,
+        "engine": engine,
         "runtime": runtime,
     }
+
+
+def _details(placed: PlacedSpec, runtime: str | None) -> tuple[Any, ...]:
+    """The stage's D, Q, M, R and E, in the order of :data:`~agilab_dsl.record.rows.DETAILS` (and
+    of :func:`_as_agilab_shows`, whose rows a fresh step's text must match)."""
+    stage = placed.stage
+    return (stage.description, stage.question, stage.model, stage.engine, runtime)
 
 
 def _runtime(placed: PlacedSpec, resolved: Mapping[str, ResolvedStep], sid: str) -> str | None:
