@@ -415,12 +415,12 @@ def test_the_run_id_shown_is_one_the_history_knows(tmp_path: Path, capsys) -> No
 
 
 def test_a_pending_record_is_written_in_batches_as_json_dumps_writes_it() -> None:
-    from agilab_dsl.record.rows import RunRecord, StepRow, fresh_row, fresh_text
+    from agilab_dsl.record.rows import FreshTexts, RunRecord, StepRow, fresh_row
 
     rows = [
         StepRow("a", "ran", ["why"], params={"p": 1}, metrics={"m": 1.5}),
         fresh_row("b", "fp", "r", {"stage_index": 2}),
-        fresh_text("c", "fp", "r", {"stage_index": 3, "description": "é"}, {}),  # as its text
+        FreshTexts().text("c", "fp", "r", 3, ("é", None, None, None, None)),  # as its text
     ]
     for n in (0, 1, 3, 4, 9, 15):
         run = RunRecord("id", 1.0, 2.0, "ok", "lab", "h", "app", None, None, (rows * 5)[:n])
@@ -448,30 +448,18 @@ _SHOWN = st.fixed_dictionaries(
 def test_a_fresh_rows_text_is_its_row_encoded(
     step_id: str, fingerprint: str, ran_in: str, shown: list[dict[str, object]]
 ) -> None:
-    from agilab_dsl.record.rows import fresh_row, fresh_text
-
-    tails: dict[object, str] = {}  # shared across rows, as a run shares it across its steps
-    for one in shown:
-        row = fresh_row(step_id, fingerprint, ran_in, one)
-        assert fresh_text(step_id, fingerprint, ran_in, one, tails) == json.dumps(
-            row, default=str, separators=(",", ":")
-        )
-
-
-@given(_TEXT, _TEXT, _TEXT, st.lists(_SHOWN, min_size=1, max_size=4))
-@settings(max_examples=300, deadline=None)
-def test_fresh_texts_are_fresh_text_given_the_details_as_values(
-    step_id: str, fingerprint: str, ran_in: str, shown: list[dict[str, object]]
-) -> None:
-    from agilab_dsl.record.rows import DETAILS, FreshTexts, fresh_text
+    from agilab_dsl.record.rows import DETAILS, FreshTexts, fresh_row
 
     texts = FreshTexts()  # shared across rows, as a run shares it across its steps
     for one in shown:
-        # as the runner shows a stage: its place first, then every detail (None when it has none)
-        full = {"stage_index": one.get("stage_index"), **{k: one.get(k) for k in DETAILS}}
-        details = tuple(full[k] for k in DETAILS)
-        got = texts.text(step_id, fingerprint, ran_in, full["stage_index"], details)  # type: ignore[arg-type]
-        assert got == fresh_text(step_id, fingerprint, ran_in, full, {})
+        # as the runner shows a stage: its place, then its details, in that order (FreshTexts is
+        # given them as values: every detail, None when it has none)
+        row = fresh_row(
+            step_id, fingerprint, ran_in, {k: one[k] for k in ("stage_index", *DETAILS) if k in one}
+        )
+        details = tuple(one.get(k) for k in DETAILS)
+        got = texts.text(step_id, fingerprint, ran_in, one.get("stage_index"), details)  # type: ignore[arg-type]
+        assert got == json.dumps(row, default=str, separators=(",", ":"))
 
 
 def test_the_details_a_fresh_row_takes_are_those_the_runner_shows() -> None:

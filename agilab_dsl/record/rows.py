@@ -133,42 +133,18 @@ def fresh_row(step_id: str, fingerprint: str, ran_in: str, shown: Mapping[str, A
     return row
 
 
-def fresh_text(
-    step_id: str, fingerprint: str, ran_in: str, shown: Mapping[str, Any], tails: dict[Any, str]
-) -> str:
-    """:func:`fresh_row` as the pending record's compact JSON text, byte for byte, without a dict
-    per step nor its encoding: the strings by json's own C quoting, the stage's place as the
-    number it is, the rest of ``shown`` encoded once for each distinct value (``tails``, kept by
-    the caller: at 100,000 steps nearly all alike). 0.5 s of a run after one change at 100,000
-    steps went to building and encoding the rows."""
-    index = shown.get("stage_index")
-    if index is None or (type(index) is int and next(iter(shown)) == "stage_index"):  # as the runner's
-        rest = tuple((k, v) for k, v in shown.items() if k != "stage_index" and v is not None)
-        try:
-            tail = tails.get(rest)
-            if tail is None:
-                tail = tails[rest] = json.dumps(dict(rest), **_COMPACT)[1:-1]
-        except TypeError:  # a value that cannot be a key: encoded with the row, below
-            tail = None
-        if tail is not None:
-            place = "" if index is None else f',"stage_index":{index}'
-            quote = _quote_ascii
-            return (
-                f'{{"step_id":{quote(step_id)},"status":"fresh","fingerprint":{quote(fingerprint)},'
-                f'"ran_in":{quote(ran_in)}{place}{"," + tail if tail else ""}}}'
-            )
-    return json.dumps(fresh_row(step_id, fingerprint, ran_in, shown), **_COMPACT)
-
-
 DETAILS = ("description", "question", "model", "engine", "runtime")  # a row's stage details, in order
 
 
 class FreshTexts:
-    """:func:`fresh_text` for each fresh step of one run, given the stage's place and its
-    :data:`DETAILS` as values rather than as a mapping per step (the runner shows them as
-    ``{"stage_index": …, "description": …, …}``); the details' text is encoded once for each
-    distinct set of them. The 99,999 fresh rows of a run after one change at 100,000 steps: 0.29 s
-    instead of 0.40 s (medians of 10, alternated, in process)."""
+    """:func:`fresh_row` as the pending record's compact JSON text, byte for byte, for each fresh
+    step of one run, without a dict per step nor its encoding: given the stage's place and its
+    :data:`DETAILS` as values (the runner shows them as ``{"stage_index": …, "description": …,
+    …}``), the strings quoted by json's own C quoting, the place written as the number it is, and
+    the details' text encoded once for each distinct set of them (at 100,000 steps nearly all
+    alike). The 99,999 fresh rows of a run after one change at 100,000 steps: 0.29 s, where a
+    mapping built and read per step took 0.40 s (medians of 10, alternated, in process), and
+    building and encoding each row ~0.5 s before that."""
 
     __slots__ = ("_tails",)
 
@@ -176,23 +152,24 @@ class FreshTexts:
         self._tails: dict[Any, str] = {}
 
     def text(
-        self, step_id: str, fingerprint: str, ran_in: str, stage_index: int, details: tuple[Any, ...]
+        self, step_id: str, fingerprint: str, ran_in: str, stage_index: int | None, details: tuple[Any, ...]
     ) -> str:
         try:
-            whole = type(stage_index) is not int
+            whole = not (stage_index is None or type(stage_index) is int)
             tail = None if whole else self._tails.get(details)
         except TypeError:  # a value that cannot be a key
             whole = True
-        if whole:  # a row as fresh_text encodes it
+        if whole:  # the row built and encoded
             shown = {"stage_index": stage_index, **dict(zip(DETAILS, details, strict=True))}
-            return fresh_text(step_id, fingerprint, ran_in, shown, {})
+            return json.dumps(fresh_row(step_id, fingerprint, ran_in, shown), **_COMPACT)
         if tail is None:
             kept = {k: v for k, v in zip(DETAILS, details, strict=True) if v is not None}
             tail = self._tails[details] = "," + json.dumps(kept, **_COMPACT)[1:-1] if kept else ""
+        place = "" if stage_index is None else f',"stage_index":{stage_index}'
         quote = _quote_ascii
         return (
             f'{{"step_id":{quote(step_id)},"status":"fresh","fingerprint":{quote(fingerprint)},'
-            f'"ran_in":{quote(ran_in)},"stage_index":{stage_index}{tail}}}'
+            f'"ran_in":{quote(ran_in)}{place}{tail}}}'
         )
 
 
@@ -227,7 +204,7 @@ class RunRecord(Record):
         app: str,
         git_commit: str | None,
         git_dirty: bool | None,
-        # a dict: a row as to_json writes it (fresh_row); a str: its JSON text (fresh_text)
+        # a dict: a row as to_json writes it (fresh_row); a str: its JSON text (FreshTexts)
         steps: list[StepRow | dict[str, Any] | str],
     ) -> None:
         self.run_id = run_id
@@ -251,7 +228,7 @@ class RunRecord(Record):
         yield head[: -len("]}")]
         for start in range(0, len(self.steps), batch):
             chunk = self.steps[start : start + batch]
-            if any(type(s) is str for s in chunk):  # rows given as their text (fresh_text) kept so
+            if any(type(s) is str for s in chunk):  # rows given as their text (FreshTexts) kept so
                 text = ",".join(s if type(s) is str else json.dumps(_row_json(s), **_COMPACT) for s in chunk)
             else:
                 text = json.dumps([_row_json(s) for s in chunk], **_COMPACT)[1:-1]
@@ -274,7 +251,7 @@ def _row_json(row: StepRow | dict[str, Any] | str) -> dict[str, Any]:
     (from_json gives them their defaults)."""
     if isinstance(row, dict):
         return row
-    if isinstance(row, str):  # its text already (fresh_text)
+    if isinstance(row, str):  # its text already (FreshTexts)
         parsed: dict[str, Any] = json.loads(row)
         return parsed
     return {k: v for k, v in vars(row).items() if v is not None and v != [] and v != {}}
