@@ -1,6 +1,7 @@
 """A/B of two revisions of this project on one W1 scenario, interleaved in one script.
 
-    python bench/ab.py REV_A REV_B [--size N] [--scenario one|touched|status|noop] [--rounds R]
+    python bench/ab.py REV_A REV_B [--size N] [--scenario one|touched|status|noop|cold] [--rounds R]
+                       [--jobs J]
 
 On a noisy machine a change of a few percent is lost between two bench runs; here the two
 versions run turn about (A B, then B A, ...) on two copies of one W1 lab (bench/_w1lab.py), each
@@ -9,8 +10,8 @@ from a git worktree of its revision (``python -m agilab_dsl`` with the worktree 
 Each lab is run cold once, then once more (so that what a revision keeps — the stored judgment,
 the spec cache — is its own), untimed. A round then times, for each version: one input changed
 (``one``, the input a round-dependent one), one touched (``touched``), a no-op ``status --json``
-(``status``) or a no-op run (``noop``); which steps ran is checked (the changed one and the gather
-step, or none). The detached history writer of each run is waited for before the next is timed.
+(``status``), a no-op run (``noop``) or a cold run with ``-j J`` (``cold``: a new lab each time, every
+step runs); which steps ran is checked (the changed one and the gather step, none, or all). The detached history writer of each run is waited for before the next is timed.
 Prints each version's samples and medians, and B / A.
 """
 
@@ -41,9 +42,11 @@ def worktree(rev: str, where: Path) -> Path:
     return where
 
 
-def command(scenario: str) -> list[str]:
+def command(scenario: str, jobs: int = 1) -> list[str]:
     if scenario == "status":
         return [sys.executable, "-m", "agilab_dsl", "status", w.LAB, "--json"]
+    if scenario == "cold":
+        return [sys.executable, "-m", "agilab_dsl", w.LAB, "-j", str(jobs)]
     return [sys.executable, "-m", "agilab_dsl", w.LAB]
 
 
@@ -54,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("a", help="revision A (the baseline)")
     parser.add_argument("b", help="revision B")
     parser.add_argument("--size", type=int, default=1000, help="W1's N (default 1000)")
-    parser.add_argument("--scenario", choices=("one", "touched", "status", "noop"), default="one")
+    parser.add_argument("--scenario", choices=("one", "touched", "status", "noop", "cold"), default="one")
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--jobs", type=int, default=1, help="-j of the cold runs (default 1)")
     args = parser.parse_args(argv)
     n = args.size
     samples: dict[str, list[float]] = {"A": [], "B": []}
@@ -81,16 +85,25 @@ def main(argv: list[str] | None = None) -> int:
                 for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
                     lab = labs[name]
                     k = (r * 7 + (0 if name == "A" else 3)) % n
+                    if args.scenario == "cold":
+                        shutil.rmtree(lab)
+                        lab = w.make_ours(lab, n).parent
                     if args.scenario == "one":
                         w.change(lab, k)
                     elif args.scenario == "touched":
                         w.touch(lab, k)
                     before = m.run_folders(lab)
-                    t = m.timed(command(args.scenario), lab, envs[name])
+                    t = m.timed(command(args.scenario, args.jobs), lab, envs[name])
                     if args.scenario == "status":
                         m.all_fresh(t.stdout, n + 1)
                     else:
-                        wanted = {w.step_id(k), w.GATHER} if args.scenario == "one" else set()
+                        wanted = (
+                            w.all_ids(n)
+                            if args.scenario == "cold"
+                            else {w.step_id(k), w.GATHER}
+                            if args.scenario == "one"
+                            else set()
+                        )
                         m.expect(f"{name}, round {r + 1}", m.ran_since(lab, before), wanted)
                     m.settle(lab)
                     samples[name].append(t.seconds)
@@ -104,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             shutil.rmtree(base, ignore_errors=True)
     med = {name: statistics.median(v) for name, v in samples.items()}
-    print(f"\nW1, N = {n:,}, {args.scenario}, {args.rounds} interleaved rounds (medians):")
+    scenario = f"cold -j{args.jobs}" if args.scenario == "cold" else args.scenario
+    print(f"\nW1, N = {n:,}, {scenario}, {args.rounds} interleaved rounds (medians):")
     for name in ("A", "B"):
         print(
             f"  {name} {getattr(args, name.lower())}: {med[name]:.3f} s, peak RSS {max(rss[name]):.0f} MB "
