@@ -190,3 +190,102 @@ def test_every_spare_takes_the_text_streams_its_zygote_made_once(tmp_path: Path)
         assert fresh[1] is False and fresh[2] is True
         # what the step printed, nothing of anyone else's, in its order
         assert (tmp_path / f"{sid}.log").read_text() == f"out {sid}\nerr {sid}\nout again {sid}\n"
+
+
+AGILAB_SEEN = (
+    "import os, sys\nw = sys.modules['agilab_dsl.execute.worker']\n"
+    "names = ('AGILAB_PIPELINE_RUN_ID', 'AGILAB_PIPELINE_STAGE_INDEX', 'AGILAB_PIPELINE_PROFILE')\n"
+    "open('{sid}.txt', 'w').write(repr(([os.environ.get(n) for n in names], sorted(w._STEADY))))"
+)
+
+
+def test_agilab_variables_that_stay_the_same_are_set_ahead_in_the_zygote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ast
+
+    monkeypatch.delenv("AGILAB_PIPELINE_RUN_ID", raising=False)
+    monkeypatch.delenv("AGILAB_PIPELINE_STAGE_INDEX", raising=False)
+    monkeypatch.setenv("AGILAB_PIPELINE_PROFILE", "the user's")  # put back for a step without it
+
+    def agilab(run: str, index: int) -> dict[str, str]:
+        return {
+            "AGILAB_PIPELINE_RUN_ID": run,
+            "AGILAB_PIPELINE_STAGE_INDEX": str(index),
+            "AGILAB_PIPELINE_PROFILE": "balanced",
+        }
+
+    environs = [agilab("r1", n) for n in range(1, 6)] + [agilab("r2", n) for n in range(1, 5)] + [None, None]
+    seen = []
+    pool = WorkerPool(1)
+    try:
+        for n, environ in enumerate(environs):
+            req = request(tmp_path, f"s{n}", AGILAB_SEEN.format(sid=f"s{n}"))
+            if environ is not None:
+                req["environ"] = environ  # as agilab_env.step_extras adds them
+            assert pool.run(req)["exit"] == 0, (tmp_path / f"s{n}.log").read_text()
+            seen.append(ast.literal_eval((tmp_path / f"s{n}.txt").read_text()))
+    finally:
+        pool.close()
+    expected = [
+        [e["AGILAB_PIPELINE_RUN_ID"], e["AGILAB_PIPELINE_STAGE_INDEX"], "balanced"]
+        if e is not None
+        else [None, None, "the user's"]
+        for e in environs
+    ]
+    assert [values for values, _ in seen] == expected  # each step sees its own, whatever was ahead
+    ahead = [names for _, names in seen]
+    # told after the second request (the first two spares forked before), run id and profile only
+    assert ahead[:2] == [[], []] and ahead[3:5] == [["AGILAB_PIPELINE_PROFILE", "AGILAB_PIPELINE_RUN_ID"]] * 2
+    assert all("AGILAB_PIPELINE_STAGE_INDEX" not in names for names in ahead)
+    # a new run id: set ahead again once it stayed the same (a spare or two later)
+    assert ahead[8] == ["AGILAB_PIPELINE_PROFILE", "AGILAB_PIPELINE_RUN_ID"]
+
+
+HELD = (
+    "import fcntl, os, sys\nw = sys.modules['agilab_dsl.execute.worker']\n"
+    "fd = os.open({lock!r}, os.O_RDWR)\n"
+    "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n    free = True\n"
+    "except BlockingIOError:\n    free = False\n"
+    "open('{sid}.txt', 'w').write(repr((sorted(w._HELD), free)))"
+)
+
+
+def test_the_zygote_holds_the_steps_lock_for_the_spares_it_forks(tmp_path: Path) -> None:
+    import ast
+    import fcntl
+
+    lock = tmp_path / "steps.lock"
+    seen = []
+    pool = WorkerPool(1)
+    try:
+        for sid in ("a", "b", "c", "d"):
+            req = {**request(tmp_path, sid, HELD.format(lock=str(lock), sid=sid)), "hold": str(lock)}
+            assert pool.run(req)["exit"] == 0, (tmp_path / f"{sid}.log").read_text()
+            seen.append(ast.literal_eval((tmp_path / f"{sid}.txt").read_text()))
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # held (shared) while the zygote and its spares live
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    finally:
+        pool.close()
+    # the first two spares, forked before the worker told the zygote, took it themselves
+    assert [held for held, _ in seen] == [[], [], [str(lock)], [str(lock)]]
+    assert not any(free for _, free in seen)  # every step ran with the lock held
+    # released with the zygote and its children; a runner taking over waits for it (blocking), here
+    # polled for 5 s at most: in ~1 run of 20 it was still held a few microseconds after the close
+    # returned (no process with it open was found by then)
+    fd = os.open(lock, os.O_RDWR)
+    deadline = time.monotonic() + 5
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "steps.lock still held 5 s after the pool closed"
+                time.sleep(0.01)
+    finally:
+        os.close(fd)

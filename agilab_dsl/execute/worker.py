@@ -75,6 +75,9 @@ class _Running:
     children: _Own | Zygote | None = None  # who forks and waits for the step children
     result = False  # in a step's child: whether it wrote its result file (said to the worker)
     stood: dict[str, str] | None = None  # in the worker: the last table the zygote was told to set
+    steady: dict[str, str] | None = None  # in the worker: the last AGILAB variables it was told to set
+    environ: dict[str, str] | None = None  # in the worker: the last request's AGILAB variables
+    held: str | None = None  # in the worker: the steps.lock the zygote was told to hold
 
 
 class _suppress:
@@ -142,8 +145,9 @@ def _jsonable(value: Any) -> Any:
 def _run_child(req: dict[str, Any]) -> int:
     """In the forked child: run the step, write its result, return the exit status. Its output
     goes to the worker, which writes it to the step's log (see :class:`_Output`)."""
-    if req.get("hold"):
-        _hold(req["hold"])
+    hold = req.get("hold")
+    if hold and hold not in _HELD:  # (held by the zygote since before this child's fork: inherited)
+        _hold(hold)
     os.chdir(req["cwd"])
     sys.path.insert(0, req["cwd"])
     # each set by itself: os.environ.update's isinstance check against an ABC costs ~0.1 ms in a
@@ -159,8 +163,17 @@ def _run_child(req: dict[str, Any]) -> int:
     for name in standing:  # set ahead by the zygote for other steps than this one
         if name not in env:
             environ.pop(name, None)
-    for name, value in req.get("environ", {}).items():  # AGILAB's stage variables (agilab_env.py)
-        environ[name] = value
+    steady, agilab = _STEADY, req.get("environ", {})
+    for name, value in agilab.items():  # AGILAB's stage variables (agilab_env.py), always set
+        ahead = steady.get(name)
+        if ahead is None or ahead[0] != value:
+            environ[name] = value
+    for name, (_, was) in steady.items():  # set ahead by the zygote, not a variable of this step
+        if name not in agilab:
+            if was is None:
+                environ.pop(name, None)
+            else:
+                environ[name] = was
     names = req["names"]
     namespace: dict[str, Any] = {}
     try:
@@ -234,19 +247,27 @@ def _support(folder: str | None) -> Any:
         module = module_from_spec(spec)
         spec.loader.exec_module(module)
         sys.modules[spec.name] = module  # once it loaded: a failed load is tried again
+        module.install()  # the tracker's finder: in the worker, each step's process inherits it
     return module if folder else None
 
 
-def _hold(path: str) -> None:
+def _hold(path: str) -> bool:
     """Hold the lab's ``steps.lock`` shared for as long as this step's process lives (the
-    descriptor is never closed: the OS releases the lock with the process). A runner taking over
-    from a killed one waits on it, so no step of the old run still writes while the new one runs."""
+    descriptor is never closed: the OS releases the lock with the process, and with every child
+    forked from it that still lives; the zygote takes it for its spares). A runner taking over from
+    a killed one waits on it, so no step of the old run still writes while the new one runs.
+    Whether it is held."""
     with _suppress(OSError):
         fcntl.flock(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), fcntl.LOCK_SH)
+        return True
+    return False
 
 
 def _run_contract(req: dict[str, Any]) -> int:
     """A parallel stage (only under this tool's own interpreter: it needs agilab_dsl)."""
+    support = sys.modules.get("_agilab_run_step")
+    if support is not None:  # (its tracker and df are a code or function step's, not a contract's)
+        support.uninstall()
     from agilab_dsl.stages.backends.pool import shutdown
     from agilab_dsl.stages.parallel import serve
 
@@ -421,6 +442,12 @@ class _Own:
     def stand(self, env: dict[str, str]) -> None:
         """(A worker under another interpreter runs one step: nothing to prepare its children for.)"""
 
+    def steady(self, agilab: dict[str, str]) -> None:
+        """(As :meth:`stand`.)"""
+
+    def hold(self, path: str) -> None:
+        """(As :meth:`stand`: each child holds the lock itself.)"""
+
     def take(self) -> Spare:
         spare, self._next = self._next or prefork(), None
         return spare
@@ -494,9 +521,13 @@ class _Output:
 
 
 # Set in the zygote (:mod:`.zygote`) before it forks its spares, and so inherited by them: the
-# environment variables it set ahead for every step (:meth:`.zygote.Zygote.stand`), and the step's
-# text streams, made once (``[stdout, stderr]``; empty: each child makes its own).
+# environment variables it set ahead for every step (:meth:`.zygote.Zygote.stand`), the AGILAB
+# variables it set ahead (:meth:`.zygote.Zygote.steady`: each one's value, and its value before,
+# None where it was unset), the steps.lock files it holds (:meth:`.zygote.Zygote.hold`), and the step's text
+# streams, made once (``[stdout, stderr]``; empty: each child makes its own).
 _STANDING: dict[str, str] = {}
+_STEADY: dict[str, tuple[str, str | None]] = {}
+_HELD: set[str] = set()
 _STREAMS: list[Any] = []
 
 
@@ -553,6 +584,7 @@ def handle(req: dict[str, Any], children: _Own | Zygote) -> dict[str, Any]:
     if env and env != _Running.stood:
         children.stand(env)  # for the spares forked from now on
         _Running.stood = env
+    _ahead(req, children)
     pid, pipe, done, source = children.take()
     _Running.spare = None  # handed a request: it is the running child now
     output = _Running.output = _Output(source, req["log"])
@@ -581,6 +613,28 @@ def handle(req: dict[str, Any], children: _Own | Zygote) -> dict[str, Any]:
     if output.error is not None:
         reply["log_error"] = output.error
     return reply
+
+
+def _ahead(req: dict[str, Any], children: _Own | Zygote) -> None:
+    """Have the zygote do ahead, for the spares it forks from now on, what each step's child would
+    do first: hold the lab's ``steps.lock`` (held while the zygote or any child of it lives, as
+    each child's own hold is), and set the AGILAB variables that did not change since the last
+    request (a run's id and profile; not the stage index). A cold run of 1,000 tiny steps: ~40 of
+    a child's ~170 page faults between its request and its exit were these two."""
+    hold = req.get("hold")
+    if hold and hold != _Running.held:
+        children.hold(hold)
+        _Running.held = hold
+    agilab = req.get("environ")
+    if agilab is None:
+        return
+    last, _Running.environ = _Running.environ, agilab
+    if last is None:
+        return
+    steady = {name: value for name, value in agilab.items() if last.get(name) == value}
+    if steady != _Running.steady:
+        children.steady(steady)
+        _Running.steady = steady
 
 
 HALT = b"!halt"  # a line of the runner's: the run stops (a request never starts with "!": base64)
@@ -675,7 +729,7 @@ def main(support: str | None = None, *, zygote: bool = False) -> int:
         with _suppress(ImportError, AttributeError, OSError):  # not CPython on Linux, say
             from .zygote import Zygote
 
-            children = Zygote(prefork, ZygoteGone, _STANDING, _STREAMS, _text_streams)
+            children = Zygote(prefork, ZygoteGone, _STANDING, _STREAMS, _text_streams, _STEADY, _HELD, _hold)
     _Running.children = children
     for _ in range(children.ahead):  # the first steps' spares
         children.ask(inherited=())

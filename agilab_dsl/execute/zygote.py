@@ -33,8 +33,10 @@ class Zygote:
 
     Its messages: ``S`` + pid, with the spare's three descriptors (see :func:`.worker.prefork`); ``X`` + pid
     + wait status when a child ended. The worker's: ``f`` for a spare, ``e`` + a marshalled table
-    for the environment variables every step of the run sets (:meth:`stand`). It exits when the
-    worker closes its socket (or dies), once every child of it has ended."""
+    for the environment variables every step of the run sets (:meth:`stand`), ``a`` + a marshalled
+    table for AGILAB's variables that stay the same from step to step (:meth:`steady`), ``h`` + the
+    path of a ``steps.lock`` to hold (:meth:`hold`). It exits when the worker closes its socket (or
+    dies), once every child of it has ended."""
 
     # Two spares are kept forked ahead: with one, its fork and warm-up (on the core the running
     # step does not use, beside the runner and the exit of the step before) were not done in 4 of
@@ -49,12 +51,17 @@ class Zygote:
         standing: dict[str, str],
         streams: list[Any],
         make_streams: Callable[[], list[Any]],
+        steady: dict[str, tuple[str, str | None]],
+        held: set[str],
+        hold: Callable[[str], None],
     ) -> None:
         """``fork``: the worker's :func:`~.worker.prefork`; ``gone``: what to raise when the zygote
         is found ended; ``standing``: the worker's table of the variables set ahead (:meth:`stand`),
         filled in the zygote; ``streams``: the worker's list its spares take their stdout and
-        stderr from, filled in the zygote with what ``make_streams`` makes (:func:`_streams_ahead`).
-        (Passed in: this module imports nothing of the worker's, which imports it.)"""
+        stderr from, filled in the zygote with what ``make_streams`` makes (:func:`_streams_ahead`);
+        ``steady``: the worker's table of the AGILAB variables set ahead (:meth:`steady`) and
+        ``held``: its set of the locks held (:meth:`hold`, with the worker's ``hold``), both filled
+        in the zygote. (Passed in: this module imports nothing of the worker's, which imports it.)"""
         import _socket
 
         self._socket = _socket
@@ -67,7 +74,7 @@ class Zygote:
             try:
                 mine.close()
                 _streams_ahead(streams, make_streams)
-                _zygote(its, fork, standing)
+                _zygote(its, fork, standing, steady, held, hold)
                 code = 0
             finally:
                 os._exit(code)
@@ -91,6 +98,27 @@ class Zygote:
 
         try:
             self._sock.send(b"e" + marshal.dumps(env))
+        except OSError as exc:
+            raise self._gone from exc
+
+    def steady(self, agilab: dict[str, str]) -> None:
+        """AGILAB's variables that stayed the same from one step's request to the next (the run's id
+        and profile): set in the zygote, each step's child then sets only the others, those that
+        differ (the stage index), and puts back what the zygote set that its step does not set."""
+        import marshal
+
+        try:
+            self._sock.send(b"a" + marshal.dumps(agilab))
+        except OSError as exc:
+            raise self._gone from exc
+
+    def hold(self, path: str) -> None:
+        """Hold the lab's ``steps.lock`` (shared) in the zygote: its spares inherit the lock, so that a
+        step's child no longer takes it itself. It is released as each child's own was, once the
+        zygote and every child of it have ended: the zygote ends with the worker, after its
+        children."""
+        try:
+            self._sock.send(b"h" + os.fsencode(path))
         except OSError as exc:
             raise self._gone from exc
 
@@ -143,6 +171,22 @@ def _stand(standing: dict[str, str], env: dict[str, str]) -> None:
             os.environ[name] = standing[name] = value
 
 
+def _steady(table: dict[str, tuple[str, str | None]], agilab: dict[str, str]) -> None:
+    """In the zygote: set AGILAB's steady variables (:meth:`Zygote.steady`), and put back what it
+    had set of those no longer steady; ``table`` keeps each one's value and its value before."""
+    environ = os.environ
+    for name in [n for n in table if n not in agilab]:
+        was = table.pop(name)[1]
+        if was is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = was
+    for name, value in agilab.items():
+        was = table[name][1] if name in table else environ.get(name)
+        environ[name] = value
+        table[name] = (value, was)
+
+
 def _streams_ahead(streams: list[Any], make: Callable[[], list[Any]]) -> None:
     """In the zygote, once: make the text streams every spare takes as its stdout and stderr, so
     that no step's child makes its own (its codec lookup and buffers: ~25 of the ~390 pages a step's
@@ -167,7 +211,14 @@ def _streams_ahead(streams: list[Any], make: Callable[[], list[Any]]) -> None:
             os.close(fd)
 
 
-def _zygote(sock: Any, fork: Callable[..., Spare], standing: dict[str, str]) -> None:
+def _zygote(
+    sock: Any,
+    fork: Callable[..., Spare],
+    standing: dict[str, str],
+    steady: dict[str, tuple[str, str | None]],
+    held: set[str],
+    hold: Callable[[str], None],
+) -> None:
     """The zygote's loop (see :class:`Zygote`): a spare per request, a message per child ended."""
     import _socket
     import select
@@ -197,6 +248,14 @@ def _zygote(sock: Any, fork: Callable[..., Spare], standing: dict[str, str]) -> 
                 import marshal
 
                 _stand(standing, marshal.loads(message[1:]))
+            elif message[:1] == b"a":
+                import marshal
+
+                _steady(steady, marshal.loads(message[1:]))
+            elif message[:1] == b"h":
+                path = os.fsdecode(message[1:])
+                if hold(path):
+                    held.add(path)
             elif message:
                 pid, *fds = fork(inherited=(sock.fileno(), wake, woken))
                 rights = (

@@ -49,8 +49,8 @@ _inside = [False]  # a logging call running now (one that calls another is noted
 # -- before and after the step ------------------------------------------------------------------
 def before(namespace: dict[str, Any], request: dict[str, Any]) -> str | None:
     """Make the tracker importable and bind ``df``; a message (the step must not run) or None."""
-    if not any(isinstance(f, TrackerFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, TrackerFinder())
+    if not (sys.meta_path and type(sys.meta_path[0]) is TrackerFinder):  # (the worker's, inherited)
+        install()
     frame = request.get("frame")
     if frame is None:
         return None
@@ -78,6 +78,19 @@ def before(namespace: dict[str, Any], request: dict[str, Any]) -> str | None:
     except (OSError, ValueError, ImportError) as exc:  # a damaged file; pyarrow missing for Parquet
         return f"df: cannot read {source}: {type(exc).__name__}: {exc}"
     return None
+
+
+def install() -> None:
+    """Put the tracker's finder first on ``sys.meta_path``, once per process. The worker does it as
+    it loads this file, so that each step's process, forked from it, starts with it there."""
+    if not any(isinstance(f, TrackerFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, TrackerFinder())
+
+
+def uninstall() -> None:
+    """Take the tracker's finder off ``sys.meta_path`` (a parallel stage's process: its function
+    imports ``agilab`` as it would without this tool)."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, TrackerFinder)]
 
 
 def after(namespace: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
