@@ -55,11 +55,13 @@ except ImportError:  # pragma: no cover - not CPython
 
 TYPE_CHECKING = False  # typing is not imported: each worker's start-up is on a run's path
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
     from typing import Any
 
     from .zygote import Zygote
 
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL when a step overruns its timeout
+GO = b"\x01"  # the word a spare waits for, after its request, to start its step
 
 
 Spare = tuple[int, int, int, int]  # pid, request pipe, status pipe, output pipe (their ends we hold)
@@ -78,6 +80,8 @@ class _Running:
     steady: dict[str, str] | None = None  # in the worker: the last AGILAB variables it was told to set
     environ: dict[str, str] | None = None  # in the worker: the last request's AGILAB variables
     held: str | None = None  # in the worker: the steps.lock the zygote was told to hold
+    running: _Step | None = None  # in the worker: the step running now
+    handed: _Step | None = None  # in the worker: the next step, handed to its child, not started
 
 
 class _suppress:
@@ -142,9 +146,10 @@ def _jsonable(value: Any) -> Any:
         return repr(value)
 
 
-def _run_child(req: dict[str, Any]) -> int:
-    """In the forked child: run the step, write its result, return the exit status. Its output
-    goes to the worker, which writes it to the step's log (see :class:`_Output`)."""
+def _settle(req: dict[str, Any]) -> None:
+    """In the forked child, before the word to start: what depends only on its request, not on
+    the steps before it (the lock, its folder, its environment), done while the step before it
+    still runs (:func:`prefork`)."""
     hold = req.get("hold")
     if hold and hold not in _HELD:  # (held by the zygote since before this child's fork: inherited)
         _hold(hold)
@@ -174,6 +179,12 @@ def _run_child(req: dict[str, Any]) -> int:
                 environ.pop(name, None)
             else:
                 environ[name] = was
+
+
+def _run_child(req: dict[str, Any]) -> int:
+    """In the forked child, once told to start (:func:`_settle` done): run the step, write its
+    result, return the exit status. Its output goes to the worker, which writes it to the step's
+    log (see :class:`_Output`)."""
     names = req["names"]
     namespace: dict[str, Any] = {}
     try:
@@ -321,20 +332,27 @@ def _decode(wait_status: int) -> tuple[int, int | None]:
 
 
 def _wait(
-    pid: int, done: int, timeout: float | None, output: _Output, children: _Own | Zygote
+    pid: int,
+    done: int,
+    timeout: float | None,
+    output: _Output,
+    children: _Own | Zygote,
+    next_line: Callable[[], bool] | None = None,
 ) -> tuple[int, int | None, bool, bool, bool]:
     """Wait for a step child, moving what it prints to its log (``output``) meanwhile. It writes
     its exit status on ``done`` just before it exits, and whether it wrote its result, so the reply
     need not wait for the teardown of its address space; a child that dies without writing (a
     crash, a signal) is known by its wait status. A child that overruns ``timeout`` has its process
-    group ended. Returns (exit code, signal, timed out, reaped, whether it wrote its result: true
-    when it did not say)."""
+    group ended. ``next_line``: called when the runner's pipe has something to read, until it
+    returns False (it hands the next request to its child meanwhile). Returns (exit code, signal,
+    timed out, reaped, whether it wrote its result: true when it did not say)."""
     import select
 
     poll = select.poll()
     poll.register(done, select.POLLIN)
-    if _Running.runner is not None:
-        poll.register(_Running.runner, 0)  # reports only a hang-up: the runner is gone
+    runner = _Running.runner
+    if runner is not None:  # a hang-up: the runner is gone
+        poll.register(runner, select.POLLIN if next_line is not None else 0)
     poll.register(output.source, select.POLLIN)
     if children.fileno is not None:
         poll.register(children.fileno, select.POLLIN)  # the zygote says when its children end
@@ -342,8 +360,10 @@ def _wait(
     while True:
         left = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
         ready = dict(poll.poll(left * 1000))
-        if _Running.runner in ready:  # killed (SIGKILL: no SIGTERM came): end its step, then go
+        if ready.get(runner, 0) & ~select.POLLIN:  # killed (SIGKILL: no SIGTERM): end its step, go
             _on_term(signal.SIGHUP, None)
+        if runner in ready and next_line is not None and not next_line():
+            poll.modify(runner, 0)
         if output.source in ready and not output.pump():
             poll.unregister(output.source)  # every writer closed it: nothing more will come
         if ready.get(done):
@@ -403,12 +423,18 @@ def prefork(inherited: tuple[int, ...] = ()) -> Spare:
             os.dup2(out_write, 2)
             os.close(out_write)
             _warm_up()
-            chunks = []
-            while chunk := os.read(read_end, 1 << 16):
-                chunks.append(chunk)
-            os.close(read_end)
-            # an empty request: the worker is closing and this spare is not needed
-            status = _run_child(decode(b"".join(chunks))) if chunks else 0
+            # its request (its length, then the request), then the word to start: nothing at all
+            # when the worker is closing and this spare is not needed, no word when its step was
+            # halted before it started (the step before it, which it was handed during, failed)
+            header = _read_exact(read_end, 4)
+            if len(header) == 4:
+                req = decode(_read_exact(read_end, int.from_bytes(header, "little")))
+                _settle(req)
+                start = os.read(read_end, 1) == GO
+                os.close(read_end)
+                status = _run_child(req) if start else 0
+            else:
+                status = 0
         finally:
             try:
                 sys.stdout.flush()
@@ -421,6 +447,15 @@ def prefork(inherited: tuple[int, ...] = ()) -> Spare:
     os.close(out_write)
     os.set_blocking(out_read, False)
     return pid, write_end, done_read, out_read
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    """``size`` bytes from ``fd``, fewer where it ends first."""
+    chunks, left = [], size
+    while left and (chunk := os.read(fd, min(left, 1 << 16))):
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 class _Own:
@@ -573,10 +608,25 @@ def _named(code: Any, filename: str) -> Any:
     return code.replace(co_filename=filename, co_consts=consts)
 
 
-def handle(req: dict[str, Any], children: _Own | Zygote) -> dict[str, Any]:
-    """Run one step in a child (the spare ``children`` has ready) and wait for it to finish,
-    having the next step's spare forked meanwhile. Returns the reply."""
-    start = time.perf_counter()
+class _Step:
+    """A step handed to a spare: its request, the spare's pid, the ends of its pipes the worker
+    holds (request, exit status, output) and when it was told to start."""
+
+    __slots__ = ("done", "output", "pid", "pipe", "req", "started")
+
+    def __init__(self, req: dict[str, Any], spare: Spare) -> None:
+        self.req = req
+        self.pid, self.pipe, self.done, source = spare
+        self.output = _Output(source, req["log"])
+        self.started = 0.0
+
+    def fds(self) -> tuple[int, ...]:
+        return (self.pipe, self.done, self.output.source)
+
+
+def _hand(req: dict[str, Any], children: _Own | Zygote) -> _Step:
+    """Hand a step's request to the spare ``children`` has ready (which then does what it can
+    before it is told to start, :func:`_settle`), having the next spare forked meanwhile."""
     req = _compiled(req)
     with _suppress(Exception):  # loaded here, the next steps' children inherit it
         _support(req.get("support"))
@@ -585,33 +635,63 @@ def handle(req: dict[str, Any], children: _Own | Zygote) -> dict[str, Any]:
         children.stand(env)  # for the spares forked from now on
         _Running.stood = env
     _ahead(req, children)
-    pid, pipe, done, source = children.take()
-    _Running.spare = None  # handed a request: it is the running child now
-    output = _Running.output = _Output(source, req["log"])
-    _Running.child = pid
+    step = _Step(req, children.take())
+    _Running.spare = None  # handed a request: it is this step's child now
+    _Running.handed = step
+    payload = encode(req, portable=False)
+    view = memoryview(len(payload).to_bytes(4, "little") + payload)
+    while view:
+        view = view[os.write(step.pipe, view) :]
+    running = _Running.running
+    children.ask(inherited=step.fds() + (running.fds()[1:] if running is not None else ()))
+    return step
+
+
+def _start(step: _Step) -> None:
+    """Tell a handed step's child to start (a child that died meanwhile is reported as the step's
+    outcome by :func:`_finish`)."""
+    with _suppress(OSError):
+        os.write(step.pipe, GO)
+    os.close(step.pipe)
+    step.started = time.perf_counter()
+    _Running.handed = None
+    _Running.running = step
+    _Running.child = step.pid
+    _Running.output = step.output
+
+
+def _withdraw(step: _Step, children: _Own | Zygote) -> None:
+    """A handed step not to run after all: its child reads no word to start and exits."""
+    os.close(step.pipe)
+    os.close(step.done)
+    step.output.close()
+    children.ended(step.pid, reaped=False)
+    _Running.handed = None
+
+
+def _finish(step: _Step, children: _Own | Zygote, next_line: Callable[[], bool] | None) -> dict[str, Any]:
+    """Wait for a started step to end (``next_line``: see :func:`_wait`). Returns the reply."""
     reaped = True
     try:
-        payload = encode(req, portable=False)
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(pipe, view) :]
-        os.close(pipe)
-        children.ask(inherited=(done, source))
-        code, sig, timed_out, reaped, wrote = _wait(pid, done, req.get("timeout"), output, children)
+        code, sig, timed_out, reaped, wrote = _wait(
+            step.pid, step.done, step.req.get("timeout"), step.output, children, next_line
+        )
     finally:
         _Running.output = None
-        os.close(done)
-        output.close()
-        children.ended(pid, reaped)
+        _Running.running = None
+        os.close(step.done)
+        step.output.close()
+        children.ended(step.pid, reaped)
+    _Running.child = None  # (where the zygote is gone, the worker ends it as it exits)
     reply: dict[str, Any] = {
         "exit": code,
         "signal": sig,
         "timed_out": timed_out,
-        "seconds": time.perf_counter() - start,
+        "seconds": time.perf_counter() - step.started,
         "result": wrote,
     }
-    if output.error is not None:
-        reply["log_error"] = output.error
+    if step.output.error is not None:
+        reply["log_error"] = step.output.error
     return reply
 
 
@@ -669,6 +749,20 @@ class _Lines:
             self._read()
         return self._halted
 
+    def ready(self) -> bytes | None:
+        """The next request that arrived by now (blank lines and halt notices passed over), or
+        None; ``ended`` says whether the runner closed the pipe."""
+        self.halted()  # (reads what arrived)
+        while self._lines:
+            line = self._lines.pop(0)
+            if line.strip() and not line.startswith(HALT):
+                return line
+        return None
+
+    @property
+    def ended(self) -> bool:
+        return self._eof
+
     def _read(self) -> None:
         data = os.read(self.fd, 1 << 16)
         if not data:
@@ -690,6 +784,8 @@ def _on_term(signum: int, frame: Any) -> None:
     """Stopped by the runner (Ctrl-C, SIGTERM): end the running step's whole process group first."""
     if _Running.spare is not None:
         _signal_group(_Running.spare, signal.SIGKILL)
+    if _Running.handed is not None:  # told nothing yet: it has not started its step
+        _signal_group(_Running.handed.pid, signal.SIGKILL)
     child = _Running.child
     if child is not None:
         _signal_group(child, signal.SIGTERM)
@@ -735,26 +831,61 @@ def main(support: str | None = None, *, zygote: bool = False) -> int:
         children.ask(inherited=())
     last: tuple[dict[str, Any], dict[str, Any]] | None = None  # the last step run, and its reply
     lines = _Lines(sys.stdin.fileno())
-    while (line := lines.next()) is not None:
-        if not line.strip() or line.startswith(HALT):
-            continue  # (a halt notice is taken by lines.halted)
-        req = decode(binascii.a2b_base64(line))
-        if req.get("unless_failed") and (lines.halted() or (last is not None and _failed(*last))):
-            reply: dict[str, Any] = {"halted": True}  # sent ahead; the run stops at that failure
-        else:
-            try:
-                reply = handle(req, children)
-            except ZygoteGone:
-                if _Running.child is not None:
-                    _signal_group(_Running.child, signal.SIGKILL)
-                return 70  # (EX_SOFTWARE) the runner sees this worker die
-            last = req, reply
+    handed: _Step | None = None  # the next step, handed to its child while the one before ran
+
+    def answer(reply: dict[str, Any]) -> None:
         try:
             out.write(reply_text(reply) + "\n")
             out.flush()
         except BrokenPipeError:  # the runner is gone (killed): nobody to answer
             os._exit(0)
-        _Running.child = None
+
+    def hand_next() -> bool:
+        """While a step runs: hand the next request that came (sent ahead) to its child, which
+        settles in meanwhile; whether to go on looking for one."""
+        nonlocal handed
+        line = lines.ready()
+        if line is None:
+            return not lines.ended
+        handed = _hand(decode(binascii.a2b_base64(line)), children)
+        return False
+
+    try:
+        while True:
+            if handed is not None:  # started as the step before it ended
+                step, handed = handed, None
+            else:
+                line = lines.next()
+                if line is None:
+                    break
+                if not line.strip() or line.startswith(HALT):
+                    continue  # (a halt notice is taken by lines.halted)
+                req = decode(binascii.a2b_base64(line))
+                if req.get("unless_failed") and (lines.halted() or (last is not None and _failed(*last))):
+                    answer({"halted": True})  # sent ahead; the run stops at that failure
+                    continue
+                step = _hand(req, children)
+                _start(step)
+            reply = _finish(step, children, hand_next)
+            last = step.req, reply
+            halted = (
+                handed is not None
+                and bool(handed.req.get("unless_failed"))
+                and (lines.halted() or _failed(*last))
+            )
+            if handed is not None and halted:
+                _withdraw(handed, children)
+                handed = None
+            elif handed is not None:
+                _start(handed)  # at once: its reply and the one before it are written meanwhile
+            answer(reply)
+            if halted:
+                answer({"halted": True})
+    except ZygoteGone:
+        for gone in (_Running.child, handed.pid if handed is not None else None):
+            if gone is not None:
+                _signal_group(gone, signal.SIGKILL)
+        return 70  # (EX_SOFTWARE) the runner sees this worker die
     with _suppress(ZygoteGone):  # (killed since the last step: its children end on their own)
         for _ in range(children.ahead):
             spare = children.take()
