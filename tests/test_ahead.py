@@ -5,6 +5,8 @@ sent ahead of a failure only the runner saw (its record) ran, and is reported as
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -194,3 +196,74 @@ def test_a_run_goes_on_after_a_worker_died_with_a_step_sent_ahead(
     assert got["killer"]["status"] == "failed" and "worker died" in got["killer"]["error"]
     assert (got["first"]["status"], got["free"]["status"], got["tail"]["status"]) == ("ran", "ran", "ran")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["first.txt", "free.txt"]
+
+
+def _settled_in(folder: Path) -> list[int]:
+    """The processes whose working folder is ``folder`` (a step's child chdirs there as it settles in)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "cwd") == str(folder):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_request_sent_ahead_is_handed_to_its_child_which_starts_once_the_step_before_ended(
+    tmp_path: Path,
+) -> None:
+    first = request(tmp_path, "a", "import time\ntime.sleep(1.5)\nopen('a.t', 'w').write(repr(time.time()))")
+    second = request(tmp_path, "b", "import time\nopen('b.t', 'w').write(repr(time.time()))")
+    pool = WorkerPool(1)
+    try:
+        seen: list[list[int]] = []
+        watcher = threading.Thread(target=lambda: (time.sleep(0.8), seen.append(_settled_in(tmp_path))))
+        watcher.start()
+        assert pool.run(first, lambda: second)["exit"] == 0
+        watcher.join()
+        assert pool.run(second)["exit"] == 0  # (its reply only)
+    finally:
+        pool.close()
+    # while the first step slept, its child and the second step's, settled in, waiting for the word
+    assert len(seen[0]) == 2
+    assert float((tmp_path / "b.t").read_text()) >= float((tmp_path / "a.t").read_text())
+    assert _settled_in(tmp_path) == []  # both ended
+
+
+def test_a_request_sent_ahead_of_a_failure_is_withdrawn_from_its_child(tmp_path: Path) -> None:
+    first = {**request(tmp_path, "a", "import time\ntime.sleep(0.5)\nraise SystemExit(3)")}
+    second = {**request(tmp_path, "b", "open('b.t', 'w').write('b')"), "unless_failed": True}
+    pool = WorkerPool(1)
+    try:
+        assert pool.run(first, lambda: second)["exit"] == 3
+        assert pool.run(second) == {"halted": True}
+        third = request(tmp_path, "c", "open('c.t', 'w').write('c')")
+        assert pool.run(third)["exit"] == 0  # the worker goes on
+    finally:
+        pool.close()
+    assert not (tmp_path / "b.t").exists() and not (tmp_path / "b.log").exists()
+    assert (tmp_path / "c.t").read_text() == "c"
+    assert _settled_in(tmp_path) == []
+
+
+def test_a_step_handed_to_a_worker_that_died_runs_once_on_its_successor(tmp_path: Path) -> None:
+    from agilab_dsl.execute.pool import WorkerDied
+
+    # the first step waits until the second is handed to its child, then kills its worker
+    killer = request(
+        tmp_path,
+        "a",
+        "import os, time\ntime.sleep(0.6)\nos.kill(os.getsid(0), 9)\ntime.sleep(0.2)",
+    )
+    second = request(tmp_path, "b", "open('b.txt', 'a').write('b\\n')")
+    pool = WorkerPool(1)
+    try:
+        with pytest.raises(WorkerDied):
+            pool.run(killer, lambda: second)
+        assert pool.run(second)["exit"] == 0  # sent again, to the worker started in its place
+    finally:
+        pool.close()
+    time.sleep(0.3)  # (the withdrawn child, had it started, would have written by now)
+    assert (tmp_path / "b.txt").read_text() == "b\n"  # once: the first worker's child never started

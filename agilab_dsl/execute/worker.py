@@ -350,6 +350,8 @@ def _wait(
 
     poll = select.poll()
     poll.register(done, select.POLLIN)
+    if next_line is not None and not next_line():  # (it may have come with the one running now)
+        next_line = None
     runner = _Running.runner
     if runner is not None:  # a hang-up: the runner is gone
         poll.register(runner, select.POLLIN if next_line is not None else 0)
