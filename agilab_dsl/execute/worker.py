@@ -366,7 +366,8 @@ def _wait(
     while True:
         left = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
         ready = dict(poll.poll(left * 1000))
-        if ready.get(runner, 0) & ~select.POLLIN:  # killed (SIGKILL: no SIGTERM): end its step, go
+        # the runner hung up: killed (SIGKILL, no SIGTERM came): end its step, then go
+        if runner is not None and ready.get(runner, 0) & ~select.POLLIN:
             _on_term(signal.SIGHUP, None)
         if runner in ready and next_line is not None and not next_line():
             poll.modify(runner, 0)

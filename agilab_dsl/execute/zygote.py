@@ -53,7 +53,7 @@ class Zygote:
         make_streams: Callable[[], list[Any]],
         steady: dict[str, tuple[str, str | None]],
         held: set[str],
-        hold: Callable[[str], None],
+        hold: Callable[[str], bool],
     ) -> None:
         """``fork``: the worker's :func:`~.worker.prefork`; ``gone``: what to raise when the zygote
         is found ended; ``standing``: the worker's table of the variables set ahead (:meth:`stand`),
@@ -217,7 +217,7 @@ def _zygote(
     standing: dict[str, str],
     steady: dict[str, tuple[str, str | None]],
     held: set[str],
-    hold: Callable[[str], None],
+    hold: Callable[[str], bool],
 ) -> None:
     """The zygote's loop (see :class:`Zygote`): a spare per request, a message per child ended."""
     import _socket
