@@ -125,6 +125,23 @@ def test_a_worker_killed_while_its_step_runs_reads_as_dead_at_once(tmp_path: Pat
         os.kill(int((tmp_path / "pid").read_text()), signal.SIGKILL)
 
 
+def seen_by_steps(folder: Path, code: str, extras: list[dict[str, object] | None]) -> list[object]:
+    """Run one step per entry of ``extras`` (keys added to its request; None: none) in one pool;
+    each step's ``code`` writes what it saw to ``{sid}.txt`` as a literal. What each one saw."""
+    import ast
+
+    seen = []
+    pool = WorkerPool(1)
+    try:
+        for n, extra in enumerate(extras):
+            req = {**request(folder, f"s{n}", code.format(sid=f"s{n}")), **(extra or {})}
+            assert pool.run(req)["exit"] == 0, (folder / f"s{n}.log").read_text()
+            seen.append(ast.literal_eval((folder / f"s{n}.txt").read_text()))
+    finally:
+        pool.close()
+    return seen
+
+
 SEEN = (
     "import os, sys\nw = sys.modules['agilab_dsl.execute.worker']\n"
     "open('{sid}.txt', 'w').write(repr((os.environ.get('OMP_NUM_THREADS'), dict(w._STANDING))))"
@@ -135,24 +152,13 @@ SEEN = (
 def test_the_thread_limits_each_step_sets_are_set_ahead_in_the_zygote(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user: str | None
 ) -> None:
-    import ast
-
     if user is None:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", user)
     envs = [{"OMP_NUM_THREADS": "3"}] * 4 + [{"OMP_NUM_THREADS": "5"}] * 4 + [None] * 2
-    seen = []
-    pool = WorkerPool(1)
-    try:
-        for n, env in enumerate(envs):
-            req = request(tmp_path, f"s{n}", SEEN.format(sid=f"s{n}"))
-            if env is not None:
-                req["env"] = env  # as a -j N run's requests carry the thread limits
-            assert pool.run(req)["exit"] == 0, (tmp_path / f"s{n}.log").read_text()
-            seen.append(ast.literal_eval((tmp_path / f"s{n}.txt").read_text()))
-    finally:
-        pool.close()
+    # as a -j N run's requests carry the thread limits
+    seen = seen_by_steps(tmp_path, SEEN, [{"env": env} if env is not None else None for env in envs])
     if user is not None:  # the user's own setting, never set ahead nor replaced
         assert seen == [(user, {})] * len(envs)
         return
@@ -202,8 +208,6 @@ AGILAB_SEEN = (
 def test_agilab_variables_that_stay_the_same_are_set_ahead_in_the_zygote(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ast
-
     monkeypatch.delenv("AGILAB_PIPELINE_RUN_ID", raising=False)
     monkeypatch.delenv("AGILAB_PIPELINE_STAGE_INDEX", raising=False)
     monkeypatch.setenv("AGILAB_PIPELINE_PROFILE", "the user's")  # put back for a step without it
@@ -216,17 +220,8 @@ def test_agilab_variables_that_stay_the_same_are_set_ahead_in_the_zygote(
         }
 
     environs = [agilab("r1", n) for n in range(1, 6)] + [agilab("r2", n) for n in range(1, 5)] + [None, None]
-    seen = []
-    pool = WorkerPool(1)
-    try:
-        for n, environ in enumerate(environs):
-            req = request(tmp_path, f"s{n}", AGILAB_SEEN.format(sid=f"s{n}"))
-            if environ is not None:
-                req["environ"] = environ  # as agilab_env.step_extras adds them
-            assert pool.run(req)["exit"] == 0, (tmp_path / f"s{n}.log").read_text()
-            seen.append(ast.literal_eval((tmp_path / f"s{n}.txt").read_text()))
-    finally:
-        pool.close()
+    # as agilab_env.step_extras adds them
+    seen = seen_by_steps(tmp_path, AGILAB_SEEN, [{"environ": e} if e is not None else None for e in environs])
     expected = [
         [e["AGILAB_PIPELINE_RUN_ID"], e["AGILAB_PIPELINE_STAGE_INDEX"], "balanced"]
         if e is not None
